@@ -1,0 +1,168 @@
+"""The outcome log: what routecast learns from.
+
+A log is a prompts x models table. For each prompt we know its text and id, and for each
+candidate model the quality of its answer (``scores``, in [0, 1]; NaN where that model was not
+run on that prompt), what the call cost in USD (``costs``; NaN where unknown) and optionally the
+answer text (``responses``). Per-prompt metadata such as ``benchmark`` or ``split`` rides along
+in ``meta``.
+
+Everything downstream (splits, routers, cascades, evaluation) works on these dense matrices
+because routing is a per-prompt choice among a handful of models: a (n_prompts, n_models)
+float64 matrix is both the natural and the fastest representation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class OutcomeLog:
+    """Prompt x model outcomes.
+
+    Attributes
+    ----------
+    prompt_ids: (n,) array of str, unique.
+    prompts: (n,) array of str, the query text.
+    models: tuple of m model names, in column order of the matrices.
+    scores: (n, m) float64 in [0, 1]; NaN = not logged.
+    costs: (n, m) float64 USD per call; NaN = unknown.
+    responses: (n, m) object array of str or None, or None when the log has no responses.
+    meta: DataFrame with n rows (positional index 0..n-1), one column per metadata field
+        (``benchmark``, ``split``, ``task``...). May have no columns.
+    source: where the log came from (a path or a built-in name), used in messages.
+    """
+
+    prompt_ids: np.ndarray
+    prompts: np.ndarray
+    models: tuple[str, ...]
+    scores: np.ndarray
+    costs: np.ndarray
+    responses: np.ndarray | None = None
+    meta: pd.DataFrame = field(default_factory=pd.DataFrame)
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        n, m = len(self.prompt_ids), len(self.models)
+        object.__setattr__(self, "prompt_ids", np.asarray(self.prompt_ids, dtype=object))
+        object.__setattr__(self, "prompts", np.asarray(self.prompts, dtype=object))
+        object.__setattr__(self, "models", tuple(str(x) for x in self.models))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64).reshape(n, m))
+        object.__setattr__(self, "costs", np.asarray(self.costs, dtype=np.float64).reshape(n, m))
+        if self.responses is not None:
+            object.__setattr__(self, "responses", np.asarray(self.responses, dtype=object).reshape(n, m))
+        meta = self.meta if self.meta is not None else pd.DataFrame()
+        if len(meta.columns) == 0:
+            meta = pd.DataFrame(index=pd.RangeIndex(n))
+        meta = meta.reset_index(drop=True)
+        object.__setattr__(self, "meta", meta)
+        if len(self.prompts) != n or len(meta) != n:
+            raise ValueError("prompt_ids, prompts and meta must have the same length")
+        if len(set(self.models)) != m:
+            raise ValueError(f"duplicate model names in {self.models}")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_prompts(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    def __len__(self) -> int:
+        return self.n_prompts
+
+    def __repr__(self) -> str:
+        return (f"OutcomeLog(source={self.source!r}, prompts={self.n_prompts}, models={self.n_models}, "
+                f"responses={'yes' if self.responses is not None else 'no'})")
+
+    # -------------------------------------------------------------- selection
+    def model_index(self, name: str) -> int:
+        try:
+            return self.models.index(name)
+        except ValueError:
+            from routecast.errors import DataError
+
+            raise DataError(f"model {name!r} is not in the log; models are {list(self.models)}",
+                            path=self.source, column="model") from None
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "OutcomeLog":
+        """Rows ``index`` (positions or a boolean mask), in that order."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return OutcomeLog(
+            prompt_ids=self.prompt_ids[idx], prompts=self.prompts[idx], models=self.models,
+            scores=self.scores[idx], costs=self.costs[idx],
+            responses=None if self.responses is None else self.responses[idx],
+            meta=self.meta.iloc[idx].reset_index(drop=True), source=self.source,
+        )
+
+    def select_models(self, names: Sequence[str]) -> "OutcomeLog":
+        """Columns ``names`` in that order."""
+        cols = [self.model_index(n) for n in names]
+        return OutcomeLog(
+            prompt_ids=self.prompt_ids, prompts=self.prompts, models=tuple(names),
+            scores=self.scores[:, cols], costs=self.costs[:, cols],
+            responses=None if self.responses is None else self.responses[:, cols],
+            meta=self.meta, source=self.source,
+        )
+
+    def with_costs(self, costs: np.ndarray) -> "OutcomeLog":
+        return OutcomeLog(self.prompt_ids, self.prompts, self.models, self.scores, costs,
+                          self.responses, self.meta, self.source)
+
+    # ------------------------------------------------------------- summaries
+    def mean_scores(self) -> np.ndarray:
+        """(m,) mean logged score per model, NaN-ignoring (NaN for a model with no logged score)."""
+        return _nanmean_cols(self.scores)
+
+    def mean_costs(self) -> np.ndarray:
+        """(m,) mean logged cost per call per model, NaN-ignoring."""
+        return _nanmean_cols(self.costs)
+
+    def best_single_model(self) -> str:
+        """The model with the highest mean score (ties: the cheaper, then the first)."""
+        means = self.mean_scores()
+        costs = np.nan_to_num(self.mean_costs(), nan=np.inf)
+        order = sorted(range(self.n_models), key=lambda j: (-np.nan_to_num(means[j], nan=-np.inf), costs[j], j))
+        return self.models[order[0]]
+
+    def oracle_quality(self) -> float:
+        """Mean over prompts of the best logged score: the ceiling of any router on this log."""
+        has_any = ~np.all(np.isnan(self.scores), axis=1)
+        if not has_any.any():
+            return float("nan")
+        return float(np.nanmax(self.scores[has_any], axis=1).mean())
+
+    def missing_cells(self) -> int:
+        return int(np.isnan(self.scores).sum())
+
+    def to_long(self) -> pd.DataFrame:
+        """One row per logged (prompt, model): the interchange format of ../shared/data."""
+        n, m = self.scores.shape
+        rows = {
+            "prompt_id": np.repeat(self.prompt_ids, m),
+            "prompt": np.repeat(self.prompts, m),
+            "model": np.tile(np.array(self.models, dtype=object), n),
+            "score": self.scores.reshape(-1),
+            "cost": self.costs.reshape(-1),
+        }
+        if self.responses is not None:
+            rows["response"] = self.responses.reshape(-1)
+        frame = pd.DataFrame(rows)
+        for col in self.meta.columns:
+            frame[col] = np.repeat(self.meta[col].to_numpy(), m)
+        return frame[~np.isnan(frame["score"].to_numpy(dtype=float))].reset_index(drop=True)
+
+
+def _nanmean_cols(matrix: np.ndarray) -> np.ndarray:
+    counts = (~np.isnan(matrix)).sum(axis=0)
+    sums = np.nansum(matrix, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
