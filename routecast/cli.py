@@ -25,6 +25,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """routecast: learned LLM routing and cascades."""
+
+
 @app.command()
 def version() -> None:
     """Print the routecast version."""
@@ -49,25 +54,13 @@ def _register_areas() -> None:
 _register_areas()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     """Run the CLI; routecast's own errors print as one line (exit 2), not a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app()
     except RoutecastError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

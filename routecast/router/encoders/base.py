@@ -23,6 +23,8 @@ class Encoder(ABC):
     dim: int
     #: prompts are cut to this many characters before encoding (None: no cut)
     max_chars: int | None = None
+    #: False when encoding is cheaper than a disk read (hashing): the embedding cache then skips the disk
+    cacheable: bool = True
 
     @abstractmethod
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
@@ -35,6 +37,10 @@ class Encoder(ABC):
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Weights to store inside a checkpoint (empty when the spec alone rebuilds the encoder)."""
+        return {}
+
+    def state_config(self) -> dict:
+        """JSON-able settings to store next to ``state_arrays()`` (see ``encoders.encoder_from_state``)."""
         return {}
 
     def __repr__(self) -> str:

@@ -12,16 +12,24 @@ from typing import Sequence
 
 import numpy as np
 
+from routecast.errors import ConfigError
 from routecast.router.encoders.base import Encoder, l2_normalise
 
 
+#: prompts are cut to this many characters (char n-grams of a 1 MB prompt would take seconds)
+DEFAULT_MAX_CHARS = 4096
+
+
 class HashingEncoder(Encoder):
-    def __init__(self, dim: int = 512, max_chars: int | None = 4096):
+    #: cheaper to recompute than to read back from disk, so the embedding cache skips it
+    cacheable = False
+
+    def __init__(self, dim: int = 512, max_chars: int | None = DEFAULT_MAX_CHARS):
         if dim < 8:
-            raise ValueError("hashing encoder needs dim >= 8")
+            raise ConfigError(f"hashing encoder needs dim >= 8, got {dim}")
         self.dim = int(dim)
         self.max_chars = max_chars
-        self.spec = f"hashing:dim={self.dim}"
+        self.spec = f"hashing:dim={self.dim}" + ("" if max_chars == DEFAULT_MAX_CHARS else f",max_chars={max_chars}")
         self.name = f"hashing-v1-dim{self.dim}-max{self.max_chars}"
         self._vectorizer = None
 

@@ -1,0 +1,139 @@
+"""Every router on every shared dataset: AIQ (+ APGR/CPT for two models), bootstrap intervals,
+train seconds and route microseconds per query, with one encoder and cached embeddings.
+
+    .venv/bin/python benchmarks/leaderboard.py [--encoder minilm] [--datasets a,b] [--routers x,y]
+
+Writes benchmarks/results/leaderboard.json and leaderboard.md. Embeddings are cached on disk
+(ROUTECAST_CACHE_DIR or ~/.cache/routecast), so a second run spends its time on training only.
+Each dataset uses a seeded 70/10/20 split grouped by prompt text (logged splits are ignored:
+llmrouter_9models has 114 questions in both of its logged splits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+ROUTERS = ["knn", "linear", "mlp", "mf", "sw-ranking", "exemplar", "best-single", "cheapest", "random", "oracle"]
+
+#: dataset label -> (source, prepare() keyword arguments, note)
+DATASETS = {
+    "llmrouter_9models": ("llmrouter_9models", {}, "built-in; cost from list prices x estimated tokens"),
+    "routellm_strong_weak": ("routellm_strong_weak", {}, "built-in; GPT-4 vs Mixtral, cost from documented prices"),
+    "routellm_mmlu": ("routellm_strong_weak", {"benchmark": "mmlu"}, "MMLU part only (RouteLLM's MMLU setting)"),
+    "routerdc_7models": (str(SHARED / "routerdc_7models" / "data.parquet"), {}, "no costs: relative cost axis"),
+    "arena_bench_v1": (str(SHARED / "arena_bench_v1" / "data.parquet"), {}, "no costs: relative cost axis; 300 prompts"),
+    "alpaca_eval_gpt4turbo_judge": (
+        str(SHARED / "alpaca_eval_gpt4turbo_judge" / "data.parquet"),
+        {"models": ["gpt4_1106_preview", "FuseChat-Llama-3.1-8B-Instruct", "claude-2.1", "gpt-3.5-turbo-1106",
+                    "OpenHermes-2.5-Mistral-7B", "vicuna-13b-v1.5"]},
+        "6 systems spanning quality; no costs: relative cost axis"),
+    "routerarena_2models": (str(SHARED / "routerarena_2models" / "data.parquet"), {}, "logged USD costs"),
+}
+
+
+def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed: int) -> dict:
+    import numpy as np
+
+    from routecast.training.experiment import run_experiment
+    from routecast.training.pipeline import Prepared, prepare
+
+    source, kwargs, note = DATASETS[label]
+    kwargs = dict(kwargs)
+    benchmark = kwargs.pop("benchmark", None)
+    models = kwargs.pop("models", None)
+    if models is not None:
+        from routecast.data import load_log
+
+        available = set(load_log(source).models)
+        models = [m for m in models if m in available]
+    prepared = prepare(source, encoder=encoder, seed=seed, models=models)
+    if benchmark is not None:
+        def keep(log):
+            return log.subset(np.asarray(log.meta["benchmark"] == benchmark))
+
+        prepared = Prepared(keep(prepared.log), keep(prepared.train), keep(prepared.val), keep(prepared.test),
+                            prepared.encoder, {**prepared.settings, "benchmark": benchmark})
+    usable = []
+    for name in routers:
+        if name == "cheapest" and np.isnan(prepared.log.costs).all():
+            continue  # no costs logged: 'cheapest' is undefined
+        usable.append(name)
+    start = time.perf_counter()
+    experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False)
+    result = experiment.result.to_dict()
+    result.pop("curves", None)
+    return {"label": label, "note": note, "n_train": prepared.train.n_prompts, "n_test": prepared.test.n_prompts,
+            "models": list(prepared.log.models), "seconds": round(time.perf_counter() - start, 1),
+            "embed_seconds": round(experiment.embed_seconds, 1), "result": result}
+
+
+def markdown(results: list[dict], encoder: str) -> str:
+    lines = [f"# Leaderboard (encoder `{encoder}`, seeded 70/10/20 split, 95% bootstrap CI)", ""]
+    for res in results:
+        r = res["result"]
+        two = r["strong_model"] is not None
+        lines += [f"## {res['label']}", "",
+                  f"{res['note']}. {res['n_train']} train / {res['n_test']} test prompts, "
+                  f"{len(res['models'])} models; best single model `{r['best_single_model']}`; "
+                  f"zero-router AIQ {r['zero_router_aiq']:.4f}; oracle quality {r['oracle_quality']:.4f}; "
+                  f"cost unit: {r['cost_unit']}.", ""]
+        head = "| router | family | AIQ [95% CI] | max quality | cost to match best | train s | route µs/q |"
+        sep = "|---|---|---|---|---|---|---|"
+        if two:
+            head = head[:-1] + " APGR | CPT(50%) |"
+            sep += "---|---|"
+        lines += [head, sep]
+        for row in r["leaderboard"]:
+            if row["family"] == "single":
+                continue
+            meta = row.get("meta") or {}
+            ratio = row.get("cost_ratio_to_best")
+            match = "never" if ratio is None else f"{ratio:.2f}x"
+            cells = [row["label"], row["family"],
+                     f"{row['aiq']:.4f} [{row['aiq_ci'][0]:.4f}, {row['aiq_ci'][1]:.4f}]",
+                     f"{row['max_quality']:.4f}", match,
+                     f"{meta.get('train_seconds', float('nan')):.2f}",
+                     f"{meta.get('route_us_per_query', float('nan')):.1f}"]
+            if two:
+                cells += ["—" if row["apgr"] is None else f"{row['apgr']:.4f}",
+                          "—" if row["cpt50"] is None else f"{row['cpt50']:.1%}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--routers", default=",".join(ROUTERS))
+    parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(HERE / "results" / "leaderboard"))
+    args = parser.parse_args()
+
+    from routecast.atomic import write_json, write_text
+
+    results = []
+    for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        print(f"== {label}", flush=True)
+        res = run_dataset(label, args.encoder, args.routers.split(","), args.n_boot, args.seed)
+        results.append(res)
+        for row in res["result"]["leaderboard"]:
+            print(f"  {row['label']:<28} AIQ {row['aiq']:.4f}  max q {row['max_quality']:.4f}", flush=True)
+        write_json(args.out + ".json", {"encoder": args.encoder, "seed": args.seed, "datasets": results})
+        write_text(args.out + ".md", markdown(results, args.encoder))
+    print(f"wrote {args.out}.json and {args.out}.md")
+
+
+if __name__ == "__main__":
+    main()

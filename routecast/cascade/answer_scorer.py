@@ -1,0 +1,172 @@
+"""Ex-post answer scorer: is this logged response good enough to return?
+
+FrugalGPT's key observation is that judging an *answer* is easier than predicting, from the
+question alone, whether a model will answer well: a hedging, truncated or number-less answer to
+a maths question is visibly weak. The scorer reads ``prompt [SEP] response`` through a sentence
+encoder (hashing for tests, MiniLM in production) plus three cheap features (log response
+length, whether a final answer can be extracted, whether the response is empty) and fits a
+scikit-learn head on the logged scores:
+
+* ``head="logistic"``: probability that the score is >= ``good_threshold`` (binary metrics);
+* ``head="ridge"``: the score itself, clipped to [0, 1] (graded metrics such as judge scores).
+
+``shared=True`` fits one head over all models with a one-hot of the model name appended (more
+data per head); ``shared=False`` fits one head per model. A model whose training labels are all
+one class gets a constant predictor equal to that class, so tiny logs never crash the fit.
+
+Prompts and responses are cut before encoding: the first ``max_chars // 2`` characters of the
+prompt and the *last* ``max_chars // 2`` of the response, because a response's final answer
+sits at its end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from routecast.cascade.answers import final_answer
+from routecast.errors import ConfigError, DataError, NotFittedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from routecast.data.outcome_log import OutcomeLog
+
+SEP = " [SEP] "
+
+
+def require_responses(log: "OutcomeLog", models: Sequence[str], *, why: str) -> None:
+    """Raise a DataError naming the first model in ``models`` without a response on some prompt."""
+    if log.responses is None:
+        raise DataError(f"{why} needs response texts, but the log has no 'response' column "
+                        f"(models needing them: {', '.join(models)})", path=log.source, column="response")
+    for name in models:
+        column = log.responses[:, log.model_index(name)]
+        missing = np.array([not isinstance(r, str) for r in column])
+        if missing.any():
+            first = int(np.flatnonzero(missing)[0])
+            raise DataError(
+                f"{why} needs the response of model {name!r} on every prompt, but {int(missing.sum())} "
+                f"of {len(column)} are missing (first: prompt_id {log.prompt_ids[first]!r}); drop those "
+                "prompts or use ex-ante deferral", path=log.source, row=first + 1, column="response")
+
+
+class AnswerScorer:
+    """Predicts the quality of a (prompt, response) pair produced by a named model."""
+
+    def __init__(self, encoder: str = "hashing:dim=256", head: str = "logistic", shared: bool = True,
+                 good_threshold: float = 0.5, C: float = 1.0, alpha: float = 1.0, max_chars: int = 2000):
+        self.encoder = encoder
+        self.head = head
+        self.shared = shared
+        self.good_threshold = good_threshold
+        self.C = C
+        self.alpha = alpha
+        self.max_chars = max_chars
+
+    def __repr__(self) -> str:
+        return (f"AnswerScorer(encoder={self.encoder!r}, head={self.head!r}, shared={self.shared}, "
+                f"good_threshold={self.good_threshold})")
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, log: "OutcomeLog", models: Sequence[str] | None = None) -> "AnswerScorer":
+        """Learn from every logged (prompt, response, score) of ``models`` (default: all)."""
+        if self.head not in ("logistic", "ridge"):
+            raise ConfigError(f"AnswerScorer head must be 'logistic' or 'ridge', got {self.head!r}")
+        models = list(log.models if models is None else models)
+        require_responses(log, models, why="the ex-post answer scorer")
+        self.models_ = tuple(models)
+        prompts, responses, names, targets = [], [], [], []
+        for name in models:
+            j = log.model_index(name)
+            logged = ~np.isnan(log.scores[:, j])
+            prompts.extend(log.prompts[logged])
+            responses.extend(log.responses[logged, j])
+            names.extend([name] * int(logged.sum()))
+            targets.extend(log.scores[logged, j])
+        if not targets:
+            raise DataError("the ex-post answer scorer has no logged scores to learn from", path=log.source,
+                            column="score")
+        X = self._features(prompts, responses, names)
+        y = np.asarray(targets, dtype=np.float64)
+        names_arr = np.asarray(names, dtype=object)
+        self.heads_: dict[str, object] = {}
+        groups = {"*": np.ones(len(y), dtype=bool)} if self.shared else {m: names_arr == m for m in models}
+        for key, mask in groups.items():
+            self.heads_[key] = self._fit_head(X[mask], y[mask])
+        return self
+
+    def _fit_head(self, X: np.ndarray, y: np.ndarray):
+        if self.head == "logistic":
+            labels = (y >= self.good_threshold).astype(int)
+            if labels.min() == labels.max():
+                return float(labels[0])
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(C=self.C, max_iter=2000).fit(X, labels)
+        from sklearn.linear_model import Ridge
+
+        return Ridge(alpha=self.alpha).fit(X, y)
+
+    # ------------------------------------------------------------- predict
+    def predict(self, prompts: Sequence[str], responses: Sequence[str], models: Sequence[str] | str) -> np.ndarray:
+        """(k,) predicted quality (probability of a good answer for the logistic head) in [0, 1]."""
+        if not hasattr(self, "heads_"):
+            raise NotFittedError("AnswerScorer is not fitted; call fit() first")
+        if isinstance(models, str):
+            models = [models] * len(prompts)
+        unknown = sorted(set(models) - set(self.models_))
+        if unknown:
+            raise ConfigError(f"the answer scorer was not trained on model(s) {', '.join(unknown)}; "
+                              f"it knows {', '.join(self.models_)}")
+        bad = [i for i, r in enumerate(responses) if not isinstance(r, str)]
+        if bad:
+            raise DataError(f"the ex-post answer scorer needs a response text; model {models[bad[0]]!r} "
+                            f"has none for prompt #{bad[0] + 1}", row=bad[0] + 1, column="response")
+        X = self._features(list(prompts), list(responses), list(models))
+        out = np.empty(len(prompts))
+        names = np.asarray(models, dtype=object)
+        keys = {"*": np.ones(len(out), dtype=bool)} if self.shared else {m: names == m for m in set(models)}
+        for key, mask in keys.items():
+            if mask.any():
+                out[mask] = self._predict_head(self.heads_[key], X[mask])
+        return np.clip(out, 0.0, 1.0)
+
+    def score_log(self, log: "OutcomeLog", models: Sequence[str] | None = None) -> np.ndarray:
+        """(n, len(models)) predicted quality of every logged response (DataError if one is missing)."""
+        models = list(self.models_ if models is None else models)
+        require_responses(log, models, why="the ex-post answer scorer")
+        cols = [self.predict(list(log.prompts), list(log.responses[:, log.model_index(m)]), m) for m in models]
+        return np.stack(cols, axis=1) if cols else np.zeros((log.n_prompts, 0))
+
+    @staticmethod
+    def _predict_head(head, X: np.ndarray) -> np.ndarray:
+        if isinstance(head, float):
+            return np.full(len(X), head)
+        if hasattr(head, "predict_proba"):
+            return head.predict_proba(X)[:, 1]
+        return head.predict(X)
+
+    # ------------------------------------------------------------ features
+    def _features(self, prompts: list, responses: list, models: list) -> np.ndarray:
+        from routecast.router.embedding_cache import embed
+        from routecast.router.encoders import get_encoder
+
+        if not hasattr(self, "encoder_"):
+            self.encoder_ = get_encoder(self.encoder)
+        half = max(1, self.max_chars // 2)
+        texts = [str(p)[:half] + SEP + str(r)[-half:] for p, r in zip(prompts, responses)]
+        emb = embed(self.encoder_, texts) if texts else np.zeros((0, self.encoder_.dim), dtype=np.float32)
+        lengths = np.array([len(r) for r in responses], dtype=np.float64)
+        extra = np.stack([
+            np.log1p(lengths) / 10.0,
+            np.array([final_answer(r) is not None for r in responses], dtype=np.float64),
+            (lengths == 0).astype(np.float64),
+        ], axis=1) if len(responses) else np.zeros((0, 3))
+        parts = [np.asarray(emb, dtype=np.float64), extra]
+        if self.shared:
+            onehot = np.zeros((len(models), len(self.models_)))
+            index = {m: i for i, m in enumerate(self.models_)}
+            for row, name in enumerate(models):
+                onehot[row, index[name]] = 1.0
+            parts.append(onehot)
+        return np.concatenate(parts, axis=1)

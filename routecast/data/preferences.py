@@ -1,0 +1,148 @@
+"""Pairwise preference logs: "for this prompt, model A's answer beat model B's" (or a tie).
+
+Preference-trained routers (RouteLLM-style Bradley-Terry / matrix factorisation) learn from pairs,
+not from absolute scores, so pairs are kept as pairs rather than squeezed into an OutcomeLog.
+
+File columns: ``prompt`` (required), ``model_a``, ``model_b``, and either ``winner`` or the
+Chatbot-Arena one-hot columns ``winner_model_a`` / ``winner_model_b`` / ``winner_tie``.
+``prompt_id`` (or ``question_id``) is optional; absent -> sha1 of the prompt as in :func:`load_log`.
+``winner`` accepts ``model_a``, ``model_b``, ``tie`` and tie variants such as ``tie (bothbad)``
+(all mapped to ``tie``), or the name of one of the two models in the row. A winner naming a
+model outside the pair is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from routecast.errors import DataError
+
+WINNERS = ("model_a", "model_b", "tie")
+
+
+@dataclass(frozen=True, eq=False)
+class PairwiseLog:
+    """Parallel arrays, one entry per judged pair; ``winner`` in {"model_a", "model_b", "tie"}."""
+
+    prompt_ids: np.ndarray
+    prompts: np.ndarray
+    model_a: np.ndarray
+    model_b: np.ndarray
+    winner: np.ndarray
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_ids", "prompts", "model_a", "model_b", "winner"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=object))
+        n = len(self.prompt_ids)
+        if any(len(getattr(self, k)) != n for k in ("prompts", "model_a", "model_b", "winner")):
+            raise ValueError("PairwiseLog arrays must have the same length")
+        bad = ~np.isin(self.winner, WINNERS)
+        if bad.any():
+            raise ValueError(f"winner must be one of {WINNERS}, got {self.winner[bad][0]!r}")
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def __repr__(self) -> str:
+        return f"PairwiseLog(source={self.source!r}, pairs={len(self)}, models={len(self.models)})"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model named in a pair, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for a, b in zip(self.model_a, self.model_b):
+            seen.setdefault(a, None)
+            seen.setdefault(b, None)
+        return tuple(seen)
+
+    def subset(self, index) -> "PairwiseLog":
+        idx = np.asarray(index)
+        return PairwiseLog(self.prompt_ids[idx], self.prompts[idx], self.model_a[idx], self.model_b[idx],
+                           self.winner[idx], self.source)
+
+
+def load_preferences(path: str | Path) -> PairwiseLog:
+    """Read a pairwise preference file (.csv/.jsonl/.json/.parquet) into a :class:`PairwiseLog`."""
+    import pandas as pd
+
+    from routecast.data.formats import ROW, read_table
+    from routecast.data.loaders import _as_text, _hash_ids
+
+    path = Path(path)
+    src = str(path)
+    frame = read_table(path)
+    rows = frame[ROW].to_numpy()
+    for col in ("prompt", "model_a", "model_b"):
+        if col not in frame.columns:
+            raise DataError(f"missing required column {col!r}", path=src, column=col)
+    prompts = _as_text(frame["prompt"], rows, src, "prompt", allow_blank=False)
+    a = _as_text(frame["model_a"], rows, src, "model_a", allow_blank=False)
+    b = _as_text(frame["model_b"], rows, src, "model_b", allow_blank=False)
+    same = a == b
+    if same.any():
+        i = int(np.flatnonzero(same)[0])
+        raise DataError(f"model_a and model_b are both {a[i]!r}", path=src, row=int(rows[i]), column="model_b")
+    id_col = next((c for c in ("prompt_id", "question_id") if c in frame.columns), None)
+    ids = _as_text(frame[id_col], rows, src, id_col, allow_blank=False) if id_col else _hash_ids(prompts)
+
+    if "winner" in frame.columns:
+        raw = _as_text(frame["winner"], rows, src, "winner", allow_blank=False)
+        low = np.array([w.strip().lower() for w in raw], dtype=object)
+        winner = np.where(low == "model_a", "model_a", np.where(low == "model_b", "model_b", None)).astype(object)
+        winner[np.char.startswith(low.astype(str), "tie")] = "tie"
+        winner = np.where(pd.isna(winner) & (raw == a), "model_a", winner)
+        winner = np.where(pd.isna(winner) & (raw == b), "model_b", winner)
+        bad = pd.isna(winner)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"winner {raw[i]!r} is neither model_a, model_b, tie nor one of the pair "
+                            f"({a[i]!r}, {b[i]!r})", path=src, row=int(rows[i]), column="winner")
+    elif {"winner_model_a", "winner_model_b", "winner_tie"} <= set(frame.columns):
+        from routecast.data.loaders import _as_float
+
+        onehot = np.stack([_as_float(frame[c], rows, src, c, kind="score")
+                           for c in ("winner_model_a", "winner_model_b", "winner_tie")], axis=1)
+        valid = np.isin(onehot, (0.0, 1.0)).all(axis=1) & (onehot.sum(axis=1) == 1)
+        if not valid.all():
+            i = int(np.flatnonzero(~valid)[0])
+            raise DataError("exactly one of winner_model_a/winner_model_b/winner_tie must be 1",
+                            path=src, row=int(rows[i]), column="winner_model_a")
+        winner = np.array(WINNERS, dtype=object)[onehot.argmax(axis=1)]
+    else:
+        raise DataError("missing column 'winner' (or winner_model_a/winner_model_b/winner_tie)",
+                        path=src, column="winner")
+    return PairwiseLog(ids, prompts, a, b, winner.astype(object), src)
+
+
+def pairs_from_log(log, min_margin: float = 0.0) -> PairwiseLog:
+    """Every pair of models both logged on a prompt, the higher score winning.
+
+    ``|score_a - score_b| <= min_margin`` counts as a tie (with the default 0.0: equal scores tie).
+    Pairs are ordered prompt-major, then by model column order (a before b).
+    """
+    if min_margin < 0:
+        raise DataError(f"min_margin must be >= 0, got {min_margin}")
+    s = log.scores
+    parts = []
+    for i in range(log.n_models):
+        for j in range(i + 1, log.n_models):
+            both = ~(np.isnan(s[:, i]) | np.isnan(s[:, j]))
+            idx = np.flatnonzero(both)
+            diff = s[idx, i] - s[idx, j]
+            win = np.where(np.abs(diff) <= min_margin, "tie", np.where(diff > 0, "model_a", "model_b"))
+            parts.append((idx, np.full(len(idx), i), np.full(len(idx), j), win))
+    if not parts:
+        empty = np.array([], dtype=object)
+        return PairwiseLog(empty, empty, empty, empty, empty, log.source)
+    idx = np.concatenate([p[0] for p in parts])
+    ia = np.concatenate([p[1] for p in parts])
+    ib = np.concatenate([p[2] for p in parts])
+    win = np.concatenate([p[3] for p in parts]).astype(object)
+    order = np.lexsort((ib, ia, idx))
+    idx, ia, ib, win = idx[order], ia[order], ib[order], win[order]
+    models = np.array(log.models, dtype=object)
+    return PairwiseLog(log.prompt_ids[idx], log.prompts[idx], models[ia], models[ib], win, log.source)

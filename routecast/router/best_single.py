@@ -1,0 +1,30 @@
+"""The best-single-model baseline: every prompt goes to the model with the best mean score.
+
+Its 'predicted quality' is each model's mean training score, the same for every prompt, so the
+shared decision rule sweeps it along the single models' cost-quality points as lam grows: the
+curve every learned router has to beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routecast.router.base import Router
+from routecast.router.registry import register_router
+
+
+@register_router("best-single")
+class BestSingleRouter(Router):
+    family = "a2"
+    uses_embeddings = False
+
+    def __init__(self):
+        pass
+
+    def _fit(self, log, X):
+        means = log.mean_scores()
+        self.mean_scores_ = np.nan_to_num(means, nan=0.0)
+
+    def _predict_quality(self, X, texts):
+        n = len(texts) if texts is not None else len(X)
+        return np.tile(self.mean_scores_, (n, 1))

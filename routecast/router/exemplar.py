@@ -1,0 +1,76 @@
+"""Exemplar router (semantic-router style): example prompts per model, route by similarity.
+
+No outcome training: the user says which prompts each model should take
+(``exemplars={"gpt-4": ["prove that ...", ...], "mixtral": [...]}``) and a prompt goes to the
+model whose nearest exemplar is most similar. Without user exemplars, ``fit`` picks up to
+``n_auto`` prompts per model from the log on which that model alone scored best: a weak,
+documented use of outcomes so the baseline can run on any log.
+
+Predicted 'quality' is the similarity to the nearest exemplar mapped to [0, 1], a ranking signal
+rather than a calibrated quality, so budgets on this router are met on the batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routecast.errors import ConfigError
+from routecast.router.base import Router
+from routecast.router.encoders.base import l2_normalise
+from routecast.router.registry import register_router
+from routecast.router.search_space import Int
+
+
+@register_router("exemplar")
+class ExemplarRouter(Router):
+    family = "a2"
+    search_space = {"n_auto": Int(5, 200, log=True)}
+
+    def __init__(self, exemplars: dict[str, list[str]] | None = None, n_auto: int = 50,
+                 encoder: str = "minilm", seed: int = 0):
+        self.exemplars = exemplars
+        self.n_auto = n_auto
+        self.encoder = encoder
+        self.seed = seed
+
+    def _fit(self, log, X):
+        texts, owners = [], []
+        if self.exemplars:
+            unknown = sorted(set(self.exemplars) - set(log.models))
+            if unknown:
+                raise ConfigError(f"exemplar router: exemplars name model(s) not in the log: {unknown}")
+            for name, examples in self.exemplars.items():
+                for text in examples:
+                    texts.append(str(text))
+                    owners.append(log.models.index(name))
+            from routecast.router.embedding_cache import embed
+
+            E = embed(self.get_encoder(), texts)
+        else:
+            rng = np.random.default_rng(self.seed)
+            scores = np.nan_to_num(log.scores, nan=-1.0)
+            best = scores.max(axis=1, keepdims=True)
+            unique_best = (scores == best) & ((scores == best).sum(axis=1, keepdims=True) == 1)
+            rows = []
+            for j in range(log.n_models):
+                candidates = np.flatnonzero(unique_best[:, j])
+                if len(candidates) > self.n_auto:
+                    candidates = np.sort(rng.choice(candidates, self.n_auto, replace=False))
+                rows.extend(candidates.tolist())
+                owners.extend([j] * len(candidates))
+            E = np.asarray(X)[np.asarray(rows, dtype=int)] if rows else np.zeros((0, X.shape[1]), np.float32)
+        self.exemplar_embeddings_ = l2_normalise(E) if len(E) else np.asarray(E, dtype=np.float32)
+        self.exemplar_owner_ = np.asarray(owners, dtype=np.int64)
+        self.prior_ = np.nan_to_num(log.mean_scores(), nan=0.0)
+
+    def _predict_quality(self, X, texts):
+        n, m = len(X), len(self.models_)
+        quality = np.tile(0.5 * self.prior_, (n, 1))  # models without exemplars: below any match
+        if len(self.exemplar_owner_) == 0:
+            return quality
+        sims = l2_normalise(X) @ self.exemplar_embeddings_.T
+        for j in range(m):
+            cols = self.exemplar_owner_ == j
+            if cols.any():
+                quality[:, j] = (1.0 + sims[:, cols].max(axis=1)) / 2.0
+        return quality

@@ -1,0 +1,183 @@
+"""``mf``: RouteLLM's matrix-factorisation router, generalised to many models.
+
+``score(q, j) = w · (P e(q) ⊙ v_j/|v_j|) + b_j`` (:class:`~routecast.router.quality_net.MatrixFactorizationNet`):
+the prompt embedding ``e(q)`` is projected into a small latent space and compared with a
+learned embedding of each model. It learns from either kind of supervision:
+
+* ``fit(log)`` — absolute outcomes: binary cross-entropy of ``sigmoid(score)`` against every
+  logged cell (unlogged cells are masked). The predicted quality is then ``sigmoid(score)``,
+  an estimate of the model's expected score on the prompt.
+* ``fit_preferences(pairs)`` — pairwise preferences, as RouteLLM trains it: Bradley–Terry loss
+  on ``sigmoid(score(q, a) - score(q, b))`` (a tie counts as 0.5). Only score *differences* are
+  identified, so the predicted quality is ``sigmoid(score(q, j) - mean_k score(q, k))``: the
+  Bradley–Terry probability that model ``j`` beats a model of average strength on this prompt.
+  It orders models per prompt and is comparable across prompts, but it is a win rate, not an
+  expected benchmark score; calibrate (``Router.calibrate``) before routing on budgets.
+
+A plain torch loop trains it (the network is tiny; Lightning's start-up would dominate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from routecast.errors import DataError, RoutingError
+from routecast.router.base import Router
+from routecast.router.mlp import check_loss
+from routecast.router.quality_net import (MatrixFactorizationNet, TorchNetState, masked_quality_loss,
+                                          predict_logits)
+from routecast.router.registry import register_router
+from routecast.router.search_space import Categorical, Float, Int
+
+_WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+
+
+def preference_arrays(pairs, models: tuple[str, ...] | None = None) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """(models, index of model_a, index of model_b, target P(a beats b)) from a PairwiseLog.
+
+    ``winner`` is ``"model_a"``, ``"model_b"`` or ``"tie"`` (also ``"tie (bothbad)"``, as in the
+    Chatbot Arena dumps). A bad value is reported with its 1-based row.
+    """
+    source = getattr(pairs, "source", None)
+    if models is None:
+        models = tuple(getattr(pairs, "models", None) or
+                       sorted(set(map(str, pairs.model_a)) | set(map(str, pairs.model_b))))
+    index = {m: i for i, m in enumerate(models)}
+    n = len(pairs.model_a)
+    a = np.empty(n, dtype=np.int64)
+    b = np.empty(n, dtype=np.int64)
+    y = np.empty(n, dtype=np.float32)
+    for row, (ma, mb, win) in enumerate(zip(pairs.model_a, pairs.model_b, pairs.winner)):
+        for column, name, out in (("model_a", ma, a), ("model_b", mb, b)):
+            if str(name) not in index:
+                raise DataError(f"model {name!r} is not one of the candidate models {list(models)}",
+                                path=source, row=row + 1, column=column)
+            out[row] = index[str(name)]
+        key = "tie" if str(win).startswith("tie") else str(win)
+        if key not in _WINNER_TARGET:
+            raise DataError(f"winner must be 'model_a', 'model_b' or 'tie', got {win!r}",
+                            path=source, row=row + 1, column="winner")
+        y[row] = _WINNER_TARGET[key]
+    if len(models) < 2:
+        raise RoutingError(f"routing needs at least two candidate models; the preferences name {list(models)}")
+    return tuple(models), a, b, y
+
+
+def pair_embeddings(router: Router, pairs, embeddings: np.ndarray | None) -> np.ndarray:
+    """(n_pairs, dim) embeddings of the pairs' prompts; each distinct prompt is encoded once."""
+    prompts = [str(p) for p in pairs.prompts]
+    if embeddings is not None:
+        X = np.asarray(embeddings, dtype=np.float32)
+        if X.ndim != 2 or len(X) != len(prompts):
+            raise RoutingError(f"embeddings must have one row per pair ({len(prompts)}), got shape {X.shape}")
+        return X
+    unique, inverse = np.unique(np.asarray(prompts, dtype=object), return_inverse=True)
+    return router._embeddings_for(list(unique), None)[inverse]
+
+
+def cost_vector(models: tuple[str, ...], costs: dict[str, float] | None) -> np.ndarray:
+    out = np.full(len(models), np.nan)
+    for j, m in enumerate(models):
+        if costs and m in costs and costs[m] is not None:
+            out[j] = float(costs[m])
+    return out
+
+
+@register_router("mf")
+class MatrixFactorizationRouter(TorchNetState, Router):
+    """Matrix factorisation of prompt x model quality (RouteLLM's MF router)."""
+
+    family = "a1"
+    uses_embeddings = True
+    search_space = {
+        "dim": Int(16, 256, log=True),
+        "lr": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-6, 1e-1, log=True),
+        "epochs": Int(5, 60, log=True),
+        "batch_size": Categorical([64, 128, 256, 512]),
+    }
+
+    def __init__(self, *, dim: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
+                 epochs: int = 20, batch_size: int = 256, loss: str = "bce",
+                 encoder: str = "minilm", seed: int = 0):
+        self.dim = dim
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.loss = loss
+        self.encoder = encoder
+        self.seed = seed
+
+    def _build_net(self, config: dict[str, Any]) -> MatrixFactorizationNet:
+        return MatrixFactorizationNet(**config)
+
+    # ------------------------------------------------------ from outcomes
+    def _fit(self, log, X: np.ndarray) -> None:
+        check_loss(self.loss)
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        target = torch.from_numpy(log.scores.astype(np.float32))
+        loss_kind = self.loss
+
+        def batch_loss(net, idx):
+            return masked_quality_loss(net(Xt[idx]), target[idx], loss_kind)
+
+        self._train(int(X.shape[1]), len(log.models), log.n_prompts, batch_loss)
+        self.trained_on_ = "scores"
+
+    # --------------------------------------------------- from preferences
+    def fit_preferences(self, pairs, embeddings: np.ndarray | None = None,
+                        costs: dict[str, float] | None = None) -> "MatrixFactorizationRouter":
+        """Learn from pairwise preferences (a ``routecast.data.PairwiseLog``: ``prompts``,
+        ``model_a``, ``model_b``, ``winner``, ``models``) with the Bradley–Terry loss.
+        ``embeddings``: one row per pair (of ``pairs.prompts``); computed when omitted.
+        ``costs``: USD per call per model name, for cost-aware routing."""
+        if len(pairs.model_a) == 0:
+            raise RoutingError("cannot fit router 'mf' on an empty preference log")
+        models, a, b, y = preference_arrays(pairs)
+        X = pair_embeddings(self, pairs, embeddings)
+        self.models_ = models
+        self.costs_ = cost_vector(models, costs)
+        self.calibration_ = None
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        at, bt, yt = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(y)
+
+        def batch_loss(net, idx):
+            s = net(Xt[idx])
+            rows = torch.arange(len(idx))
+            diff = s[rows, at[idx]] - s[rows, bt[idx]]
+            return F.binary_cross_entropy_with_logits(diff, yt[idx])
+
+        self._train(int(X.shape[1]), len(models), len(y), batch_loss)
+        self.trained_on_ = "preferences"
+        return self
+
+    # ------------------------------------------------------------ shared
+    def _train(self, in_dim: int, n_models: int, n_rows: int, batch_loss) -> None:
+        self.net_config_ = {"in_dim": in_dim, "n_models": n_models, "dim": int(self.dim)}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = self._build_net(self.net_config_)
+            optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            generator = torch.Generator().manual_seed(self.seed)
+            batch = max(int(self.batch_size), 1)
+            net.train()
+            for _ in range(int(self.epochs)):
+                order = torch.randperm(n_rows, generator=generator)
+                for start in range(0, n_rows, batch):
+                    loss = batch_loss(net, order[start:start + batch])
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+        self.net_ = net.eval()
+
+    # ----------------------------------------------------------- predict
+    def _predict_quality(self, X: np.ndarray, texts) -> np.ndarray:
+        scores = predict_logits(self.net_, X)
+        if getattr(self, "trained_on_", "scores") == "preferences":
+            scores = scores - scores.mean(axis=1, keepdims=True)
+        return 1.0 / (1.0 + np.exp(-scores))

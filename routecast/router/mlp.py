@@ -1,0 +1,121 @@
+"""``mlp``: a small neural network on the prompt embedding predicts every model's quality.
+
+One shared trunk and one sigmoid head per model (:class:`~routecast.router.quality_net.QualityMLP`),
+trained with PyTorch Lightning on the logged outcomes; cells that were not logged (NaN) are
+masked out of the loss. A seeded share of the training prompts is held out inside ``fit`` for
+early stopping, and the weights of the best validation epoch are kept.
+
+Prediction needs only torch: Lightning is imported inside ``fit`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from routecast.errors import ConfigError
+from routecast.router.base import Router
+from routecast.router.quality_net import QualityMLP, TorchNetState, predict_logits
+from routecast.router.registry import register_router
+from routecast.router.search_space import Categorical, Float, Int
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) row indices; no validation rows when the log is too small for it."""
+    n_val = int(round(n * fraction))
+    if fraction <= 0 or n_val < 1 or n - n_val < 1:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def check_loss(loss: str) -> None:
+    if loss not in ("bce", "mse"):
+        raise ConfigError(f"loss must be 'bce' or 'mse', got {loss!r}")
+
+
+@register_router("mlp")
+class MlpRouter(TorchNetState, Router):
+    """Multi-head MLP on sentence embeddings; predicted quality = sigmoid(head) per model."""
+
+    family = "a1"
+    uses_embeddings = True
+    search_space = {
+        "hidden_dim": Int(64, 1024, log=True),
+        "n_layers": Int(1, 3),
+        "dropout": Float(0.0, 0.5),
+        "lr": Float(1e-4, 1e-2, log=True),
+        "weight_decay": Float(1e-6, 1e-1, log=True),
+        "batch_size": Categorical([64, 128, 256, 512]),
+    }
+
+    def __init__(self, *, hidden_dim: int = 256, n_layers: int = 2, dropout: float = 0.1,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, max_epochs: int = 100,
+                 batch_size: int = 256, patience: int = 5, val_fraction: float = 0.1,
+                 loss: str = "bce", encoder: str = "minilm", seed: int = 0):
+        self.hidden_dim = hidden_dim
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.loss = loss
+        self.encoder = encoder
+        self.seed = seed
+
+    # ----------------------------------------------------------------- fit
+    def fit_with_callbacks(self, log, embeddings: np.ndarray | None = None,
+                           callbacks: Sequence[Any] | None = None) -> "MlpRouter":
+        """``fit``, with extra Lightning callbacks handed to the Trainer (e.g. the tuner's
+        :class:`routecast.training.lightning_module.OptunaPruningCallback`, which watches
+        ``val_loss``). Callbacks are not hyperparameters, so they are not in ``__init__`` and
+        are not kept after training."""
+        self._trainer_callbacks = list(callbacks or [])
+        try:
+            return self.fit(log, embeddings)
+        finally:
+            del self._trainer_callbacks
+
+    def _build_net(self, config: dict[str, Any]) -> QualityMLP:
+        return QualityMLP(**config)
+
+    def _fit(self, log, X: np.ndarray) -> None:
+        check_loss(self.loss)
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from routecast.training.lightning_module import QualityNetModule, train_module
+
+        scores = log.scores.astype(np.float32)
+        train_idx, val_idx = split_validation(log.n_prompts, self.val_fraction, self.seed)
+        self.net_config_ = {"in_dim": int(X.shape[1]), "n_models": int(log.n_models),
+                            "hidden_dim": int(self.hidden_dim), "n_layers": int(self.n_layers),
+                            "dropout": float(self.dropout)}
+        with torch.random.fork_rng(devices=[]):  # seed locally, leave the global RNG alone
+            torch.manual_seed(self.seed)
+            net = self._build_net(self.net_config_)
+            train = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[train_idx], dtype=np.float32)),
+                                  torch.from_numpy(scores[train_idx]))
+            loader = DataLoader(train, batch_size=int(self.batch_size), shuffle=True,
+                                generator=torch.Generator().manual_seed(self.seed))
+            val_loader = None
+            if len(val_idx):
+                val = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[val_idx], dtype=np.float32)),
+                                    torch.from_numpy(scores[val_idx]))
+                val_loader = DataLoader(val, batch_size=max(len(val_idx), 1), shuffle=False)
+            module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss)
+            report = train_module(module, loader, val_loader, max_epochs=int(self.max_epochs),
+                                  patience=int(self.patience),
+                                  callbacks=getattr(self, "_trainer_callbacks", None))
+        self.net_ = net.eval()
+        self.epochs_ = report.epochs
+        self.best_epoch_ = report.best_epoch
+        self.best_val_loss_ = report.best_val_loss
+
+    # ------------------------------------------------------------- predict
+    def _predict_quality(self, X: np.ndarray, texts) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-predict_logits(self.net_, X)))

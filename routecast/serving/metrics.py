@@ -1,0 +1,31 @@
+"""Prometheus metrics of one server app.
+
+Every app owns its own ``CollectorRegistry`` (no process-global state), so two apps in one
+process, or a test suite creating many, never share or collide on counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("routecast_requests_total", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.decisions = Counter("routecast_decisions_total", "Routing decisions by chosen model",
+                                 ["model"], registry=self.registry)
+        self.latency = Histogram("routecast_request_seconds", "Request latency by endpoint",
+                                 ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.route_latency = Histogram("routecast_route_seconds", "Time to route (encoder + head)",
+                                       buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.fallbacks = Counter("routecast_fallbacks_total", "Requests moved to the next model after a backend failure",
+                                 ["from_model", "to_model"], registry=self.registry)
+        self.backend_errors = Counter("routecast_backend_errors_total", "Backend failures by model and kind",
+                                      ["model", "kind"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

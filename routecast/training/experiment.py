@@ -1,0 +1,159 @@
+"""Fit several routers on one prepared dataset and compare them on its test split.
+
+This is the core loop behind ``routecast evaluate``, ``routecast train``, ``make demo`` and the
+leaderboard benchmark: logs -> encoder -> per-model quality predictor -> decision rule swept
+over lam -> cost-quality curves on held-out prompts -> AIQ / APGR / CPT with bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from routecast.training.pipeline import Prepared, fit_router, split_embeddings
+
+
+@dataclass
+class RouterRun:
+    """One fitted router with what it cost to fit and to route."""
+
+    name: str
+    router: Any
+    train_seconds: float
+    route_us_per_query: float
+    curve: Any
+
+
+@dataclass
+class Experiment:
+    prepared: Prepared
+    runs: dict[str, RouterRun] = field(default_factory=dict)
+    result: Any = None
+    embed_seconds: float = 0.0
+
+
+def parse_router_list(text: str) -> list[str]:
+    """``"knn,mlp, best-single"`` -> names, validated against the registry."""
+    from routecast.errors import ConfigError
+    from routecast.router.registry import router_names
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError("no router given (e.g. --routers knn,mlp,best-single)")
+    known = set(router_names())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown router(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return names
+
+
+def run_experiment(prepared: Prepared, routers: list[str], *,
+                   params: Mapping[str, Mapping[str, Any]] | None = None, n_boot: int = 200,
+                   seed: int = 0, extra_curves: Mapping[str, Any] | None = None,
+                   progress: bool = True, calibrate: bool = True) -> Experiment:
+    """Fit each router on the train split (calibrating on validation), sweep it on the test split
+    and evaluate all curves together with the single models."""
+    from routecast.training.evaluate import evaluate, single_model_curves, sweep_router
+
+    params = dict(params or {})
+    experiment = Experiment(prepared)
+    needs_embeddings = any(_uses_prepared_encoder(name, params.get(name), prepared) for name in routers)
+    if needs_embeddings:
+        start = time.perf_counter()
+        for split in ("train", "val", "test"):
+            prepared.embeddings(split)
+        experiment.embed_seconds = time.perf_counter() - start
+
+    curves: dict[str, Any] = {}
+    with _progress(progress, len(routers)) as step:
+        for name in routers:
+            step(f"fitting {name}")
+            router, seconds = fit_router(name, params.get(name), prepared)
+            if calibrate and not router.evaluation_only and prepared.val.n_prompts:
+                _try_calibrate(router, prepared)
+            test_X = split_embeddings(router, prepared, "test")
+            start = time.perf_counter()
+            router.route(list(prepared.test.prompts), embeddings=test_X)
+            route_us = (time.perf_counter() - start) / max(prepared.test.n_prompts, 1) * 1e6
+            curve = sweep_router(router, prepared.test, embeddings=test_X, label=name,
+                                 meta={"train_seconds": round(seconds, 3),
+                                       "route_us_per_query": round(route_us, 2)})
+            curves[name] = curve
+            experiment.runs[name] = RouterRun(name, router, seconds, route_us, curve)
+    curves.update(extra_curves or {})
+    curves.update(single_model_curves(prepared.test))
+    experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed,
+                                 metadata={"data": prepared.settings, "encoder": prepared.encoder,
+                                           "embed_seconds": round(experiment.embed_seconds, 2),
+                                           "n_train": prepared.train.n_prompts,
+                                           "n_val": prepared.val.n_prompts,
+                                           "n_test": prepared.test.n_prompts})
+    return experiment
+
+
+def _uses_prepared_encoder(name, params, prepared) -> bool:
+    from routecast.router.registry import get_router_class
+
+    cls = get_router_class(name)
+    return cls.uses_embeddings and (params or {}).get("encoder", prepared.encoder) == prepared.encoder
+
+
+def _try_calibrate(router, prepared: Prepared) -> None:
+    """Calibrate on validation when costs are known; routers without costs route by lam only."""
+    from routecast.errors import RoutingError
+
+    try:
+        router.calibrate(prepared.val, embeddings=split_embeddings(router, prepared, "val"))
+    except RoutingError:
+        pass
+
+
+class _progress:
+    """A rich progress bar over routers (silent when not interactive or disabled)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self.total = total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda description: None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.__enter__()
+        self._task = self._bar.add_task("routers", total=self.total)
+        self._started = False
+
+        def step(description: str) -> None:
+            if self._started:
+                self._bar.advance(self._task)
+            self._started = True
+            self._bar.update(self._task, description=description)
+
+        return step
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.__exit__(*exc)
+        return False
+
+
+def leaderboard_rows(result) -> list[dict[str, Any]]:
+    return list(result.leaderboard())
+
+
+def numpy_free(obj: Any) -> Any:
+    """Recursively convert numpy values to plain Python (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): numpy_free(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [numpy_free(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj

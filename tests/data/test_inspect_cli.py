@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from routecast.cli import app
+from routecast.data import load_log
+from routecast.data.inspect import render_summary, summarize
+
+_spec = importlib.util.spec_from_file_location("data_helpers", Path(__file__).with_name("helpers.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
+
+
+def _shared(folder):
+    path = helpers.SHARED_DATA / folder / "data.parquet"
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path} (expected beside the repo: ../shared/data)")
+    return path
+
+
+@pytest.mark.parametrize("folder", ["arena_bench_v1", "routerarena_2models", "alpaca_eval_gpt4turbo_judge"])
+def test_summary_matches_pandas(folder):
+    path = _shared(folder)
+    df = pd.read_parquet(path)
+    summary = summarize(load_log(path))
+    expected = df.groupby("model")["score"].mean()
+    got = {r["model"]: r["mean_score"] for r in summary["per_model"]}
+    assert set(got) == set(expected.index)
+    for model, value in expected.items():
+        assert got[model] == pytest.approx(value, abs=1e-12)
+    logged = df.groupby("model")["score"].count()
+    assert {r["model"]: r["n_logged"] for r in summary["per_model"]} == logged.to_dict()
+    assert summary["best_single_model"] == expected.idxmax()
+    wide = df.pivot(index="prompt_id", columns="model", values="score")
+    assert summary["prompts"] == len(wide)
+    assert summary["oracle_quality"] == pytest.approx(wide.max(axis=1).dropna().mean())
+    assert summary["missing_cells"] == int(wide.isna().sum().sum())
+    per_prompt = df.drop_duplicates("prompt_id")
+    assert summary["benchmarks"] == per_prompt["benchmark"].value_counts().to_dict()
+    if df["cost"].notna().any():
+        costs = df.groupby("model")["cost"].mean()
+        for r in summary["per_model"]:
+            assert r["mean_cost"] == pytest.approx(costs[r["model"]])
+    render_summary(summary)  # renders without error
+
+
+@pytest.mark.parametrize("folder", helpers.FOLDERS)
+def test_cli_inspect_every_shared_folder(folder):
+    path = _shared(folder)
+    result = CliRunner().invoke(app, ["data", "inspect", str(path.parent), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["prompts"] == pd.read_parquet(path, columns=["prompt_id"])["prompt_id"].nunique()
+
+
+def test_cli_inspect_builtin_tables_and_datasets():
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "inspect", "llmrouter_9models"])
+    assert result.exit_code == 0
+    assert "llama-3.1-nemotron-51b-instruct" in result.output and "oracle quality" in result.output
+    assert "0.7950" in result.output
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    assert "routellm_strong_weak" in result.output and "15,521" in result.output and "Apache-2.0" in result.output
+
+
+def test_cli_bad_file_is_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,model,score\nhi,m,2\n")
+    proc = subprocess.run([sys.executable, "-c", "from routecast.cli import main; main()", "data", "inspect", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "row 1" in proc.stderr and "'score'" in proc.stderr and "Traceback" not in proc.stderr

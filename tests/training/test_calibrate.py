@@ -1,0 +1,127 @@
+"""Calibration of a trained run: budgets are met on the calibration split and checked on test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from routecast.errors import ConfigError, RoutingError
+from routecast.training.calibrate import calibrate_run, prepare_kwargs, read_run
+
+HASHING = "hashing:dim=256"
+SETTINGS = {"val": 0.2, "test": 0.2, "seed": 3, "use_logged_split": False, "limit": 500, "models": None}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run folder as ``routecast train --out`` writes it: knn on 500 real prompts."""
+    from routecast.atomic import write_json
+    from routecast.router.checkpoint import save_checkpoint
+    from routecast.training.pipeline import fit_router, prepare, router_params
+
+    prepared = prepare("llmrouter_9models", encoder=HASHING, **SETTINGS)
+    router, seconds = fit_router("knn", {"k": 30}, prepared)
+    out = tmp_path_factory.mktemp("run")
+    save_checkpoint(router, out / "router")
+    write_json(out / "run.json", {"data": "llmrouter_9models", "router": "knn",
+                                  "params": router_params("knn", {"k": 30}, prepared), "encoder": HASHING,
+                                  "split": SETTINGS, "train_seconds": seconds})
+    return out, prepared
+
+
+@pytest.fixture()
+def run_dir(trained_run, tmp_path):
+    """A fresh copy per test, so one test's calibration does not leak into another."""
+    out = tmp_path / "run"
+    shutil.copytree(trained_run[0], out)
+    return out
+
+
+def _single_costs(log):
+    return np.nanmean(log.costs, axis=0)
+
+
+def test_budget_is_met_on_the_calibration_split_and_saved(run_dir, trained_run):
+    from routecast.router.checkpoint import load_checkpoint
+
+    prepared = trained_run[1]
+    costs = _single_costs(prepared.val)
+    budget = float(costs.min() + 0.4 * (costs.max() - costs.min()))
+    result = calibrate_run(run_dir, budget=budget)
+
+    cal = result["calibration_split"]
+    assert cal["n_prompts"] == prepared.val.n_prompts
+    assert cal["cost"] <= budget * (1 + 1e-9)  # the promise holds where it was measured
+    assert cal["cost"] >= costs.min() - 1e-12
+    test = result["test_split"]
+    assert test["n_prompts"] == prepared.test.n_prompts
+    assert 0 < test["cost"] < costs.max() and 0 <= test["quality"] <= 1
+    assert result["achieved"] == {"calibration": cal["cost"], "test": test["cost"]}
+
+    # the quality reported for the calibration split is the realised one at that lam
+    router = load_checkpoint(run_dir / "router")
+    assert router.calibration_ is not None and router.calibration_["n_prompts"] == prepared.val.n_prompts
+    X = prepared.embeddings("val")
+    decision = router.route(embeddings=X, budget=budget)
+    assert decision.lam == pytest.approx(result["lam"])
+    rows = np.arange(prepared.val.n_prompts)
+    assert prepared.val.scores[rows, decision.choice].mean() == pytest.approx(cal["quality"])
+    assert prepared.val.costs[rows, decision.choice].mean() == pytest.approx(cal["cost"])
+
+    saved = json.loads((run_dir / "calibration.json").read_text())
+    assert saved["request"] == {"budget": budget} and saved["lam"] == pytest.approx(result["lam"])
+
+
+def test_impossible_budget_is_a_routing_error_and_changes_nothing(run_dir, trained_run):
+    before = (run_dir / "router" / "config.json").read_text()
+    cheapest = _single_costs(trained_run[1].val).min()
+    with pytest.raises(RoutingError, match="below the cheapest routing cost"):
+        calibrate_run(run_dir, budget=cheapest / 10)
+    assert (run_dir / "router" / "config.json").read_text() == before
+    assert not (run_dir / "calibration.json").exists()
+
+
+def test_strong_share_target_and_match_model(run_dir, trained_run):
+    res = calibrate_run(run_dir, strong_share=0.3, save=False)
+    assert res["calibration_split"]["strong_share"] <= 0.3 + 1e-12
+    assert res["metric"] == "strong_share"
+
+    val = trained_run[1].val
+    target = float(np.sort(val.mean_scores())[-3])  # the third-best model's quality: reachable
+    res = calibrate_run(run_dir, target_quality=target, save=False)
+    assert res["calibration_split"]["quality"] >= target - 1e-12
+
+    name = val.models[int(np.argsort(val.mean_scores())[-3])]
+    res = calibrate_run(run_dir, match_model=name, save=False)
+    assert res["request"]["target_quality"] == pytest.approx(target)
+    with pytest.raises(RoutingError, match="unreachable"):
+        calibrate_run(run_dir, target_quality=1.01, save=False)
+    with pytest.raises(ConfigError, match="exactly one"):
+        calibrate_run(run_dir, budget=1e-5, strong_share=0.2)
+    with pytest.raises(ConfigError, match="not one of"):
+        calibrate_run(run_dir, match_model="gpt-17")
+
+
+def test_run_settings_rebuild_the_same_splits(run_dir, trained_run):
+    kwargs = prepare_kwargs(read_run(run_dir))
+    assert kwargs == {"data": "llmrouter_9models", "encoder": HASHING, **SETTINGS}
+    with pytest.raises(ConfigError, match="run.json"):
+        read_run(run_dir / "router")
+
+
+def test_calibrate_cli_prints_requested_vs_achieved(run_dir, trained_run):
+    from typer.testing import CliRunner
+
+    from routecast.cli import app
+
+    costs = _single_costs(trained_run[1].val)
+    budget = float(costs.min() + 0.5 * (costs.max() - costs.min()))
+    result = CliRunner().invoke(app, ["calibrate", str(run_dir), "--budget", repr(budget), "--no-track"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "calibration (val)" in result.output and "test" in result.output
+    saved = json.loads((run_dir / "calibration.json").read_text())
+    assert saved["calibration_split"]["cost"] <= budget * (1 + 1e-9)
