@@ -86,7 +86,7 @@ def main() -> None:
     start = time.perf_counter()
     result = tune(prepared, "mlp", n_trials=args.trials, seed=args.seed, timeout=args.timeout)
     tune_seconds = time.perf_counter() - start
-    print(f"tuned in {tune_seconds:.0f} s: default {result.default_value:.4f} -> best {result.best_value:.4f}",
+    print(f"tuned in {tune_seconds:.0f} s: default {result.default_value} -> best {result.best_value:.4f}",
           flush=True)
 
     from routecast.router.registry import get_router_class
