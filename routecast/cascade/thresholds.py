@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from routecast.errors import RoutingError
@@ -91,7 +93,7 @@ class ThresholdSearch:
         stages = self.scores.shape[1]
         exact = None if stages == 1 else n_quantiles
         self.grids = [stage_candidates(self.scores[:, i], exact) for i in range(stages)]
-        size = int(np.prod([len(g) for g in self.grids])) if stages else 1
+        size = math.prod(len(g) for g in self.grids) if stages else 1  # exact: np.prod overflows
         if stages == 0:
             self.candidates = np.zeros((1, 0))
         elif size <= max_grid:

@@ -108,20 +108,28 @@ def register(app: typer.Typer) -> None:
         use_logged_split: bool = typer.Option(False, help="Respect the log's own `split` column."),
         limit: Optional[int] = typer.Option(None, help="Use a seeded random subset of this many prompts."),
         n_boot: int = typer.Option(200, help="Bootstrap resamples for the 95% intervals."),
+        cascades: str = typer.Option("", help="Also compare cascades with these deferral rules: "
+                                     "ex-ante,ex-post,agreement (the last two need responses)."),
+        ensembles: bool = typer.Option(False, "--ensembles/--no-ensembles",
+                                       help="Also compare post-hoc ensembles (oracle, majority vote, best-of-n)."),
         track: bool = typer.Option(True, "--track/--no-track", help="Log the run to mlflow."),
         tracking_uri: Optional[str] = typer.Option(None, help="mlflow tracking URI (default: sqlite:///mlflow.db here)."),
     ) -> None:
-        """Fit several routers on the train split and compare them on the test split.
+        """Fit several routers (and cascades) on the train split and compare them on the test split.
 
         Writes metrics.json, report.md (leaderboard) and PNG cost-quality plots into --out.
         """
         from routecast.training.experiment import parse_router_list, run_experiment
         from routecast.training.pipeline import prepare
 
+        from routecast.training.experiment import cascade_curves
+
         names = parse_router_list(routers)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                            use_logged_split=use_logged_split, limit=limit)
-        experiment = run_experiment(prepared, names, n_boot=n_boot, seed=seed)
+        kinds = [k.strip() for k in cascades.split(",") if k.strip()]
+        extra = cascade_curves(prepared, kinds, ensembles=ensembles) if (kinds or ensembles) else None
+        experiment = run_experiment(prepared, names, n_boot=n_boot, seed=seed, extra_curves=extra)
         report = _write_outputs(experiment, out, title=f"routecast evaluate: {data}")
         print_leaderboard(experiment.result)
         _track("evaluate", enabled=track, tracking_uri=tracking_uri,

@@ -94,6 +94,86 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     return experiment
 
 
+CASCADE_KINDS = ("ex-ante", "ex-post", "agreement")
+
+
+def cascade_curves(prepared: Prepared, kinds: list[str], *, router: str = "knn",
+                   ensembles: bool = True) -> dict[str, Any]:
+    """Cascades (c2) and post-hoc ensembles (c1) as curves on the same test prompts as the routers.
+
+    Each cascade is ordered by mean cost, learns its deferral scorer on train and its thresholds
+    on validation; ex-post and agreement deferral and majority vote / best-of-n need responses
+    and are skipped (with the reason recorded) on logs without them. Costs must be in the same
+    unit as the routers' (USD when the log has costs; otherwise the cascade is skipped).
+    """
+    from routecast.cascade.cascade import Cascade
+    from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
+    from routecast.cascade.evaluation import complete
+    from routecast.errors import ConfigError, RoutecastError
+    from routecast.training.curves import realised_costs
+
+    unknown = [k for k in kinds if k not in CASCADE_KINDS]
+    if unknown:
+        raise ConfigError(f"unknown cascade deferral {unknown}; choose from {', '.join(CASCADE_KINDS)}")
+    train, val, test = (complete(prepared.train), complete(prepared.val), complete(prepared.test))
+    _, _, unit = realised_costs(test)
+    if np.isnan(prepared.log.costs).all():
+        # no USD anywhere: price every split on the relative scale the routers' curves use,
+        # derived once from the whole log so the three splits agree
+        scale = realised_costs(complete(prepared.log))[0][0]
+        train, val, test = (s.with_costs(np.broadcast_to(scale, s.costs.shape).copy()) for s in (train, val, test))
+    curves: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    has_responses = test.responses is not None and all(isinstance(r, str) for r in test.responses.reshape(-1))
+    pool = _efficient_models(train)
+    for kind in kinds:
+        label = f"cascade ({kind})"
+        try:
+            if len(pool) > 2:
+                from routecast.cascade.cascade import search_chains
+
+                cascade = search_chains(train, val, max_len=3, models=pool, deferral=kind, router=router,
+                                        encoder=prepared.encoder).best
+            else:
+                cascade = Cascade(chain=pool, deferral=kind, router=router, encoder=prepared.encoder)
+                cascade.fit(train, val)
+            curves[label] = cascade.curve(test).to_curve(label, test, cost_unit=unit)
+        except RoutecastError as exc:
+            skipped[label] = str(exc)
+    if ensembles:
+        curves["oracle-ensemble"] = oracle_ensemble(test).to_curve(test, cost_unit=unit)
+        if has_responses:
+            curves["majority-vote"] = majority_vote(test).to_curve(test, cost_unit=unit)
+            scorer = None
+            try:
+                from routecast.cascade.answer_scorer import AnswerScorer
+
+                scorer = AnswerScorer(encoder=prepared.encoder).fit(train)
+                curves["best-of-n"] = best_of_n(test, scorer).to_curve(test, cost_unit=unit)
+            except RoutecastError as exc:
+                skipped["best-of-n"] = str(exc)
+        else:
+            skipped["majority-vote / best-of-n"] = "the log has no response for every model"
+    for curve in curves.values():
+        curve.meta = {**(curve.meta or {}), "skipped": skipped} if skipped else curve.meta
+    return curves
+
+
+def _efficient_models(log, max_models: int = 6) -> list[str]:
+    """Models on the cost-quality frontier of the training split (no other model is both
+    cheaper and better): the only sensible cascade stages. At most ``max_models``, keeping the
+    best, so chain search stays bounded on logs with dozens of models."""
+    cost, quality = log.mean_costs(), log.mean_scores()
+    order = sorted(range(log.n_models), key=lambda j: (cost[j], -quality[j]))
+    frontier, best = [], -np.inf
+    for j in order:
+        if quality[j] > best:
+            frontier.append(j)
+            best = quality[j]
+    frontier = frontier[-max_models:]
+    return [log.models[j] for j in frontier]
+
+
 def _uses_prepared_encoder(name, params, prepared) -> bool:
     from routecast.router.registry import get_router_class
 
