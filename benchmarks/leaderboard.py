@@ -40,7 +40,8 @@ DATASETS = {
 }
 
 
-def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed: int) -> dict:
+def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed: int,
+                cascades: bool = True) -> dict:
     import numpy as np
 
     from routecast.training.experiment import run_experiment
@@ -68,7 +69,15 @@ def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed:
             continue  # no costs logged: 'cheapest' is undefined
         usable.append(name)
     start = time.perf_counter()
-    experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False)
+    extra = None
+    if cascades:
+        from routecast.training.experiment import cascade_curves
+
+        has_responses = prepared.log.responses is not None and all(
+            isinstance(r, str) for r in prepared.test.responses.reshape(-1))
+        kinds = ["ex-ante", "ex-post"] if has_responses else ["ex-ante"]
+        extra = cascade_curves(prepared, kinds, ensembles=True)
+    experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False, extra_curves=extra)
     result = experiment.result.to_dict()
     result.pop("curves", None)
     return {"label": label, "note": note, "n_train": prepared.train.n_prompts, "n_test": prepared.test.n_prompts,
@@ -94,7 +103,7 @@ def markdown(results: list[dict], encoder: str) -> str:
         lines += [head, sep]
         for row in r["leaderboard"]:
             if row["family"] == "single":
-                continue
+                continue  # single models are the zero router's points
             meta = row.get("meta") or {}
             ratio = row.get("cost_ratio_to_best")
             match = "never" if ratio is None else f"{ratio:.2f}x"
@@ -119,6 +128,7 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "leaderboard"))
+    parser.add_argument("--no-cascades", action="store_true", help="routers only")
     args = parser.parse_args()
 
     from routecast.atomic import write_json, write_text
@@ -126,7 +136,8 @@ def main() -> None:
     results = []
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         print(f"== {label}", flush=True)
-        res = run_dataset(label, args.encoder, args.routers.split(","), args.n_boot, args.seed)
+        res = run_dataset(label, args.encoder, args.routers.split(","), args.n_boot, args.seed,
+                          cascades=not args.no_cascades)
         results.append(res)
         for row in res["result"]["leaderboard"]:
             print(f"  {row['label']:<28} AIQ {row['aiq']:.4f}  max q {row['max_quality']:.4f}", flush=True)

@@ -236,7 +236,7 @@ class Router(ABC):
         lams = lam_grid(cost)
         realised_cost = np.where(np.isnan(log.costs), cost, log.costs)
         realised_score = np.where(np.isnan(log.scores), quality, log.scores)
-        strong = int(np.nanargmax(cost))
+        strong = _strong_model(cost, log.mean_scores())
         rows = []
         for lam in lams:
             choice = decide(quality, cost, lam)
@@ -332,8 +332,7 @@ class Router(ABC):
             ok = [i for i, s in enumerate(cal["strong_share"]) if s <= share + 1e-12]
             best = max(ok, key=lambda i: (cal["quality"][i], -cal["cost"][i]))
             return float(cal["lam"][best])
-        mean_cost = cost if cost.ndim == 1 else cost.mean(axis=0)
-        strong = int(np.argmax(mean_cost))
+        strong = _strong_model(cost, quality.mean(axis=0))
         sweep = [(lam, (choice == strong).mean(), q) for lam, _, q, choice in self._sweep(quality, cost)]
         ok = [t for t in sweep if t[1] <= share + 1e-12]
         return float(max(ok, key=lambda t: (t[2], -t[1]))[0])
@@ -405,6 +404,15 @@ class Router(ABC):
 
     def _load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         return None
+
+
+def _strong_model(cost: np.ndarray, mean_scores: np.ndarray) -> int:
+    """The 'strong' model for strong-share budgets: the most expensive one; among equally
+    priced ones, the best-scoring (the same rule evaluation uses for APGR/CPT)."""
+    mean_cost = cost if cost.ndim == 1 else cost.mean(axis=0)
+    top = np.flatnonzero(mean_cost >= mean_cost.max() - 1e-15 * abs(mean_cost.max()))
+    scores = np.nan_to_num(np.asarray(mean_scores, dtype=np.float64), nan=-np.inf)
+    return int(top[np.argmax(scores[top])])
 
 
 def _is_json(value: Any) -> bool:

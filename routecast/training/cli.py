@@ -94,6 +94,15 @@ def _track(kind: str, *, enabled: bool, tracking_uri: Optional[str], params: dic
                      enabled=enabled, tracking_uri=tracking_uri)
 
 
+def _check_tracking(enabled: bool, tracking_uri: Optional[str]) -> None:
+    """Fail before any work when the tracking server is unreachable (not after an hour of training)."""
+    if not enabled:
+        return
+    from routecast.training.tracking import check_tracking
+
+    check_tracking(tracking_uri)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
@@ -124,6 +133,7 @@ def register(app: typer.Typer) -> None:
 
         from routecast.training.experiment import cascade_curves
 
+        _check_tracking(track, tracking_uri)
         names = parse_router_list(routers)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                            use_logged_split=use_logged_split, limit=limit)
@@ -174,6 +184,7 @@ def register(app: typer.Typer) -> None:
             router = name_from_config
         if router is None:
             raise ConfigError("give --router NAME or --config FILE")
+        _check_tracking(track, tracking_uri)
         params.update(_parse_params(param))
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                            use_logged_split=use_logged_split, limit=limit)
@@ -234,7 +245,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(render_summary(summarize(load_log(data))))
         names = ["knn", "linear", "mlp", "mf", "best-single", "cheapest", "random", "oracle"]
-        prepared = prepare(data, encoder=encoder, use_logged_split=True)
+        prepared = prepare(data, encoder=encoder)  # seeded split: the logged one shares 114 questions
         experiment = run_experiment(prepared, names)
         report = _write_outputs(experiment, out, title=f"routecast demo: {data}")
         print_leaderboard(experiment.result)

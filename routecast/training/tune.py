@@ -408,7 +408,9 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
         best_params={**fixed, **best.params}, best_value=float(best.value),
         n_trials_run=len(trials) - n_done, n_trials_total=len(trials), study_name=study_name,
         storage=storage, default_value=default_value, seconds=seconds,
-        trials=[{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+        # optuna stores a pruned trial's last intermediate value (a loss) as its value: not an objective
+        trials=[{"number": t.number, "state": t.state.name,
+                 "value": t.value if t.state.name == "COMPLETE" else None, "params": t.params,
                  "default": bool(t.user_attrs.get("routecast.default")),
                  "fit_seconds": t.user_attrs.get("fit_seconds"),
                  "n_reports": len(t.intermediate_values)} for t in trials],
@@ -420,7 +422,8 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
         tracker.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         tracker.log_metrics({"best_value": result.best_value, "tune_seconds": seconds,
                              **({"default_value": default_value} if default_value is not None else {})})
-        tracker.log_curve({"trial_value": [t.value if t.value is not None else float("nan") for t in trials]})
+        tracker.log_curve({"trial_value": [t["value"] if t["value"] is not None else float("nan")
+                                            for t in result.trials]})
     return result
 
 

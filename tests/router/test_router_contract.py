@@ -18,8 +18,11 @@ from routecast.router.registry import get_router_class, make_router, router_name
 
 FAST = {"finetuned-encoder"}  # trains a transformer end to end: covered by its own slow test
 
+# short training for the contract (behaviour, not quality: quality has its own tests)
 ROUTER_PARAMS = {
     "finetuned-encoder": {"max_epochs": 1, "max_seq_length": 32},
+    "mlp": {"max_epochs": 5},
+    "mf": {"epochs": 5},
 }
 
 
