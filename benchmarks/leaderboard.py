@@ -98,7 +98,7 @@ def markdown(results: list[dict], encoder: str) -> str:
         head = "| router | family | AIQ [95% CI] | max quality | cost to match best | train s | route µs/q |"
         sep = "|---|---|---|---|---|---|---|"
         if two:
-            head = head[:-1] + " APGR | CPT(50%) |"
+            head += " APGR | CPT(50%) |"
             sep += "---|---|"
         lines += [head, sep]
         for row in r["leaderboard"]:
@@ -107,17 +107,20 @@ def markdown(results: list[dict], encoder: str) -> str:
             meta = row.get("meta") or {}
             ratio = row.get("cost_ratio_to_best")
             match = "never" if ratio is None else f"{ratio:.2f}x"
-            cells = [row["label"], row["family"],
+            cells = [row["label"], row["family"],  # noqa: E501
                      f"{row['aiq']:.4f} [{row['aiq_ci'][0]:.4f}, {row['aiq_ci'][1]:.4f}]",
                      f"{row['max_quality']:.4f}", match,
-                     f"{meta.get('train_seconds', float('nan')):.2f}",
-                     f"{meta.get('route_us_per_query', float('nan')):.1f}"]
+                     _fmt(meta.get("train_seconds"), ".2f"), _fmt(meta.get("route_us_per_query"), ".1f")]
             if two:
                 cells += ["—" if row["apgr"] is None else f"{row['apgr']:.4f}",
                           "—" if row["cpt50"] is None else f"{row['cpt50']:.1%}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def main() -> None:
@@ -129,7 +132,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "leaderboard"))
     parser.add_argument("--no-cascades", action="store_true", help="routers only")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
+    if args.markdown_only:
+        from routecast.atomic import write_text
+
+        saved = json.loads(Path(args.out + ".json").read_text())
+        write_text(args.out + ".md", markdown(saved["datasets"], saved["encoder"]))
+        return
 
     from routecast.atomic import write_json, write_text
 
