@@ -42,7 +42,11 @@ class PairwiseLog:
             raise ValueError("PairwiseLog arrays must have the same length")
         bad = ~np.isin(self.winner, WINNERS)
         if bad.any():
-            raise ValueError(f"winner must be one of {WINNERS}, got {self.winner[bad][0]!r}")
+            from routecast.errors import DataError
+
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"winner must be one of {', '.join(WINNERS)}, got {self.winner[i]!r}",
+                            path=self.source, row=i + 1, column="winner")
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -52,12 +56,9 @@ class PairwiseLog:
 
     @property
     def models(self) -> tuple[str, ...]:
-        """Every model named in a pair, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for a, b in zip(self.model_a, self.model_b):
-            seen.setdefault(a, None)
-            seen.setdefault(b, None)
-        return tuple(seen)
+        """Every model named in a pair, sorted: a router's column order must not depend on the
+        order of rows in the file."""
+        return tuple(sorted(set(self.model_a.tolist()) | set(self.model_b.tolist())))
 
     def subset(self, index) -> "PairwiseLog":
         idx = np.asarray(index)

@@ -271,9 +271,8 @@ def test_sw_ranking_weights_comparisons_by_prompt_similarity():
 def test_preference_log_errors_name_the_row():
     from routecast.errors import DataError
 
-    pairs = _pairs([("q1", "a", "b", "model_a"), ("q2", "a", "b", "draw")])
     with pytest.raises(DataError, match="row 2.*winner"):
-        make_router("mf", encoder=HASHING).fit_preferences(pairs)
+        _pairs([("q1", "a", "b", "model_a"), ("q2", "a", "b", "draw")])
 
 
 def test_sw_ranking_from_scores_matches_counted_comparisons():
