@@ -7,18 +7,18 @@ and loaded back with ``routecast.load`` (what a service does). Then:
   time (``Runtime.last_timing``);
 * batch throughput (prompts/s) of ``route_batch`` with batch 256, again split encoder / head;
 * server requests/s: ``routecast serve`` in a subprocess on 127.0.0.1, ``POST /v1/route`` with one
-  prompt per request, CONCURRENCY requests in flight, N_HTTP requests in all (hashing only by
-  default: with MiniLM the server is bound by the encoder, which the in-process rows already show).
+  prompt per request, ``--concurrency`` requests in flight, ``--http-requests`` in all, driven by
+  benchmarks/http_load.py; for the static encoder with micro-batching on and off (with MiniLM the
+  server is bound by the encoder, which the in-process rows already show).
 
 Writes benchmarks/results/serving.{json,md}. The machine has 2 shared cores: numbers are indicative.
 
-    nice -n 5 .venv/bin/python benchmarks/serving.py [--no-minilm] [--http-requests 1000]
+    nice -n 5 .venv/bin/python benchmarks/serving.py [--no-minilm] [--http-requests 5000]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import socket
@@ -94,12 +94,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bench_http(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int) -> dict:
+def bench_http(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int, *,
+               micro_batch: bool = True) -> dict:
+    """``routecast serve`` in a subprocess; ``POST /v1/route`` one prompt per request, driven by the
+    lean loopback client in benchmarks/http_load.py (its CPU is shared with the server)."""
     import httpx
 
+    sys.path.insert(0, str(HERE))
+    from http_load import run_load
+
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--port", str(port)]
+    if not micro_batch:
+        cmd.append("--no-micro-batch")
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -112,58 +120,59 @@ def bench_http(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("routecast serve did not come up")
             time.sleep(0.2)
-
-        async def drive():
-            latencies, statuses = [], []
-            semaphore = asyncio.Semaphore(concurrency)
-            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-            async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-                async def one(i):
-                    async with semaphore:
-                        start = time.perf_counter()
-                        r = await client.post("/v1/route", json={"prompt": prompts[i % len(prompts)]})
-                        latencies.append((time.perf_counter() - start) * 1000)
-                        statuses.append(r.status_code)
-
-                for i in range(min(50, n_requests)):  # warm-up
-                    await one(i)
-                latencies.clear()
-                statuses.clear()
-                start = time.perf_counter()
-                await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n_requests))), 120)
-                return time.perf_counter() - start, latencies, statuses
-
-        wall, latencies, statuses = asyncio.run(drive())
+        payloads = [{"prompt": p} for p in prompts]
+        run_load("127.0.0.1", port, "/v1/route", payloads, n_requests=200, concurrency=4, warmup=0)
+        before = httpx.get(url + "/metrics").text  # batch sizes of the measured phase only
+        stats = run_load("127.0.0.1", port, "/v1/route", payloads, n_requests=n_requests,
+                         concurrency=concurrency, warmup=0)
+        metrics = httpx.get(url + "/metrics").text
     finally:
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"http_requests": n_requests, "http_concurrency": concurrency,
-            "http_ok": sum(s == 200 for s in statuses), "http_requests_per_s": round(n_requests / wall, 1),
-            "http_p50_ms": _pct(latencies, 50), "http_p99_ms": _pct(latencies, 99)}
+    count = _metric(metrics, "routecast_route_batch_prompts_count") - _metric(before, "routecast_route_batch_prompts_count")
+    total = _metric(metrics, "routecast_route_batch_prompts_sum") - _metric(before, "routecast_route_batch_prompts_sum")
+    return {"http_micro_batch": micro_batch, "http_requests": n_requests, "http_concurrency": concurrency,
+            "http_ok": stats["ok"], "http_requests_per_s": stats["requests_per_s"],
+            "http_p50_ms": stats["p50_ms"], "http_p99_ms": stats["p99_ms"],
+            "http_mean_batch_prompts": round(total / count, 2) if count else None}
 
 
-def to_markdown(rows: list[dict], meta: dict) -> str:
+def _metric(text: str, name: str) -> float:
+    import re
+
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def to_markdown(rows: list[dict], http_rows: list[dict], meta: dict) -> str:
     lines = ["# Serving benchmark", "",
-             f"{meta['machine']}; routers fitted on {meta['n_train']} llmrouter_9models prompts, exported and "
-             "re-loaded with `routecast.load`. Single = one `route([prompt])` call (p50/p99 over "
-             f"{meta['n_single']} prompts); batch = `route` in chunks of 256; HTTP = `routecast serve` subprocess, "
-             "`POST /v1/route` one prompt per request.", "",
+             f"{meta['machine']}; 1-min load average {meta['load_start']} at the start, {meta['load_end']} at the end. "
+             f"Routers fitted on {meta['n_train']} llmrouter_9models prompts, exported and re-loaded with "
+             "`routecast.load`. Single = one `route([prompt])` call (p50/p99 over held-out prompts); batch = "
+             "`route` in chunks of 256. All rows measured in this one run.", "",
              "| router | encoder | single p50 ms | single p99 ms | encoder p50 ms | head p50 ms | batch prompts/s "
-             "| batch encoder prompts/s | batch head prompts/s | HTTP req/s | HTTP p50 ms | HTTP p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| batch encoder prompts/s | batch head prompts/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = [r["router"], r["encoder"], r["single_p50_ms"], r["single_p99_ms"], r["encoder_p50_ms"],
+        cells = [r["router"], f"`{r['encoder']}`", r["single_p50_ms"], r["single_p99_ms"], r["encoder_p50_ms"],
                  r["head_p50_ms"], r["batch_prompts_per_s"], r["batch_encoder_prompts_per_s"],
-                 r["batch_head_prompts_per_s"], r.get("http_requests_per_s", "-"), r.get("http_p50_ms", "-"),
-                 r.get("http_p99_ms", "-")]
+                 r["batch_head_prompts_per_s"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if any("http_requests_per_s" in r for r in rows):
-        r = next(r for r in rows if "http_requests_per_s" in r)
-        lines += ["", f"HTTP: {r['http_requests']} requests, {r['http_concurrency']} in flight, "
-                      f"{r['http_ok']} answered 200."]
+    if http_rows:
+        lines += ["", "## HTTP: `routecast serve`, `POST /v1/route` with one prompt per request", "",
+                  "Server in a subprocess on 127.0.0.1 (uvicorn, one worker); load from benchmarks/http_load.py "
+                  "(asyncio, keep-alive connections) on the same 2 cores.", "",
+                  "| router | encoder | micro-batching | requests | in flight | answered 200 | requests/s | p50 ms "
+                  "| p99 ms | mean prompts per router call |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in http_rows:
+            cells = [r["router"], f"`{r['encoder']}`", "on" if r["http_micro_batch"] else "off", r["http_requests"],
+                     r["http_concurrency"], r["http_ok"], r["http_requests_per_s"], r["http_p50_ms"],
+                     r["http_p99_ms"], r["http_mean_batch_prompts"]]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,33 +180,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM rows")
     parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--http-requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--http-requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
-    configs = [("knn", "hashing:dim=512", True), ("linear", "hashing:dim=512", False)]
+    load_start = round(os.getloadavg()[0], 2)
+    # (router, encoder, HTTP runs with micro-batching on/off)
+    configs = [("linear", "static", (True, False)), ("knn", "static", (True,)),
+               ("knn", "hashing:dim=512", (True,)), ("linear", "hashing:dim=512", ())]
     if not args.no_minilm:
-        configs.append(("knn", "minilm", False))
-    rows = []
+        configs.append(("knn", "minilm", ()))
+    rows, http_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for router_type, encoder, http in configs:
-            fast = encoder.startswith("hashing")
+        for router_type, encoder, http_modes in configs:
+            fast = not encoder.startswith("minilm")
             n_train = args.n_train if fast else min(args.n_train, 1000)
             ckpt = build_checkpoint(router_type, encoder, n_train, Path(tmp) / f"{router_type}-{encoder[:7]}")
             single = eval_prompts(300 if fast else 60)
             batch = eval_prompts(4096 if fast else 256)
             row = {"router": router_type, "encoder": encoder, "n_train": n_train,
                    **bench_runtime(ckpt, single, batch)}
-            if http:
-                row.update(bench_http(ckpt, single, args.http_requests, args.concurrency))
             rows.append(row)
             print(row, flush=True)
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores (shared), Python {platform.python_version()}",
-            "n_train": args.n_train, "n_single": 300}
+            for micro_batch in http_modes:
+                http = {"router": router_type, "encoder": encoder,
+                        **bench_http(ckpt, single, args.http_requests, args.concurrency, micro_batch=micro_batch)}
+                http_rows.append(http)
+                print(http, flush=True)
+    meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            "n_train": args.n_train, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "serving.json", {"meta": meta, "rows": rows})
-    write_text(RESULTS / "serving.md", to_markdown(rows, meta))
-    print(to_markdown(rows, meta))
+    write_json(RESULTS / "serving.json", {"meta": meta, "rows": rows, "http": http_rows})
+    write_text(RESULTS / "serving.md", to_markdown(rows, http_rows, meta))
+    print(to_markdown(rows, http_rows, meta))
 
 
 if __name__ == "__main__":

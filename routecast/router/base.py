@@ -52,14 +52,13 @@ class RouteResult:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-able dict per prompt (what batch routing and the HTTP API return)."""
+        lam = float(self.lam)
+        models = self.models
+        # tolist() once per array: per-element numpy scalar conversion dominated batch routing
         return [
-            {
-                "model": self.models[c],
-                "predicted_quality": {m: float(q) for m, q in zip(self.models, row)},
-                "expected_cost": float(cost),
-                "lam": float(self.lam),
-            }
-            for c, row, cost in zip(self.choice, self.quality, self.expected_cost)
+            {"model": models[c], "predicted_quality": dict(zip(models, row)), "expected_cost": cost, "lam": lam}
+            for c, row, cost in zip(self.choice.tolist(), np.asarray(self.quality, dtype=np.float64).tolist(),
+                                    np.asarray(self.expected_cost, dtype=np.float64).tolist())
         ]
 
 
@@ -271,7 +270,9 @@ class Router(ABC):
         if enc is None:
             from routecast.router.encoders import get_encoder
 
-            enc = get_encoder(getattr(self, "encoder", "minilm"))
+            from routecast.router.encoders.default import DEFAULT_ENCODER
+
+            enc = get_encoder(getattr(self, "encoder", DEFAULT_ENCODER))
             self.encoder_ = enc
         return enc
 

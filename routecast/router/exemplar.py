@@ -19,6 +19,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
 from routecast.router.registry import register_router
 from routecast.router.search_space import Int
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
 @register_router("exemplar")
@@ -27,7 +28,7 @@ class ExemplarRouter(Router):
     search_space = {"n_auto": Int(5, 200, log=True)}
 
     def __init__(self, exemplars: dict[str, list[str]] | None = None, n_auto: int = 50,
-                 encoder: str = "minilm", seed: int = 0):
+                 encoder: str = DEFAULT_ENCODER, seed: int = 0):
         self.exemplars = exemplars
         self.n_auto = n_auto
         self.encoder = encoder

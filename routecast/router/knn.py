@@ -14,6 +14,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Int
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _CHUNK = 2048
 
@@ -22,7 +23,7 @@ _CHUNK = 2048
 class KnnRouter(Router):
     search_space = {"k": Int(3, 200, log=True), "weighting": Categorical(["uniform", "similarity"])}
 
-    def __init__(self, k: int = 20, weighting: str = "uniform", encoder: str = "minilm"):
+    def __init__(self, k: int = 20, weighting: str = "uniform", encoder: str = DEFAULT_ENCODER):
         self.k = k
         self.weighting = weighting
         self.encoder = encoder

@@ -12,13 +12,14 @@ import numpy as np
 from routecast.router.base import Router
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
 @register_router("linear")
 class LinearRouter(Router):
     search_space = {"alpha": Float(1e-2, 1e3, log=True)}
 
-    def __init__(self, alpha: float = 10.0, encoder: str = "minilm"):
+    def __init__(self, alpha: float = 10.0, encoder: str = DEFAULT_ENCODER):
         self.alpha = alpha
         self.encoder = encoder
 

@@ -32,6 +32,7 @@ from routecast.router.quality_net import (MatrixFactorizationNet, TorchNetState,
                                           predict_logits)
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
 
@@ -103,7 +104,7 @@ class MatrixFactorizationRouter(TorchNetState, Router):
 
     def __init__(self, *, dim: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
                  epochs: int = 20, batch_size: int = 256, loss: str = "bce",
-                 encoder: str = "minilm", seed: int = 0):
+                 encoder: str = DEFAULT_ENCODER, seed: int = 0):
         self.dim = dim
         self.lr = lr
         self.weight_decay = weight_decay

@@ -20,6 +20,7 @@ from routecast.router.base import Router
 from routecast.router.quality_net import QualityMLP, TorchNetState, predict_logits
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +55,7 @@ class MlpRouter(TorchNetState, Router):
     def __init__(self, *, hidden_dim: int = 256, n_layers: int = 2, dropout: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-4, max_epochs: int = 100,
                  batch_size: int = 256, patience: int = 5, val_fraction: float = 0.1,
-                 loss: str = "bce", encoder: str = "minilm", seed: int = 0):
+                 loss: str = "bce", encoder: str = DEFAULT_ENCODER, seed: int = 0):
         self.hidden_dim = hidden_dim
         self.n_layers = n_layers
         self.dropout = dropout

@@ -29,6 +29,7 @@ from routecast.router.base import Router
 from routecast.router.mf import cost_vector, pair_embeddings, preference_arrays
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float, Int
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _BLOCK = 256  # queries per block: bounds the (block, n_train) similarity matrix
 
@@ -86,7 +87,7 @@ class SimilarityWeightedRankingRouter(Router):
     }
 
     def __init__(self, *, gamma: float = 10.0, l2: float = 1.0, max_prompts: int = 10000,
-                 newton_steps: int = 20, encoder: str = "minilm", seed: int = 0):
+                 newton_steps: int = 20, encoder: str = DEFAULT_ENCODER, seed: int = 0):
         self.gamma = gamma
         self.l2 = l2
         self.max_prompts = max_prompts

@@ -24,6 +24,10 @@ completion) move the request to the next model in the router's ranking (utility
 4xx (the client's fault) is returned as is, with no fallback. A request naming a model explicitly
 gets no fallback.
 
+Concurrent routing requests (``/v1/route`` and routed chats) are merged into one router call by
+:class:`routecast.serving.microbatch.MicroBatcher` unless ``micro_batch=False``; decisions are the
+same as unbatched (requests whose budget would depend on their batch-mates are routed alone).
+
 Limits and client errors (OpenAI-style ``{"error": {"message", "type", "code"}}`` bodies): a body
 over ``max_body_bytes`` -> 413; more than ``max_prompts`` prompts -> 413; a body that is not JSON ->
 400; a JSON body of the wrong shape, unknown fields on /v1/route or in ``routecast``, or an
@@ -50,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from routecast.errors import RoutecastError
 from routecast.serving.backends import Backend, load_backends
 from routecast.serving.metrics import ServerMetrics
+from routecast.serving.microbatch import MicroBatcher
 
 ROUTER_ALIASES = ("router", "auto")
 DEFAULT_BACKEND_KEY = "*"
@@ -67,6 +72,12 @@ class ServerSettings:
     route_context_chars: int = 2000
     #: willingness to pay used when a request gives no lam/budget/strong_share/target_quality
     default_lam: float | None = None
+    #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
+    micro_batch: bool = True
+    #: most prompts in one merged router call
+    max_batch: int = 64
+    #: how long the batcher waits for more requests once one is queued (0: only what is already queued)
+    batch_wait_ms: float = 0.0
 
     @classmethod
     def from_any(cls, value: "ServerSettings | dict | None") -> "ServerSettings":
@@ -188,12 +199,23 @@ def create_app(checkpoint_path: str | os.PathLike, *, backends_config: str | os.
     async def lifespan(app: FastAPI):
         from routecast.serving.runtime import load
 
-        app.state.runtime = await anyio.to_thread.run_sync(load, checkpoint_path)
+        runtime = await anyio.to_thread.run_sync(load, checkpoint_path)
+        app.state.runtime = runtime
+        app.state.batcher = None
+        if settings.micro_batch:
+            def observe_batch(n_requests: int, n_prompts: int) -> None:
+                metrics.batch_prompts.observe(n_prompts)
+
+            app.state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
+                                             max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
+                                             on_batch=observe_batch).start()
         app.state.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256,
                                                                  max_keepalive_connections=64))
         try:
             yield
         finally:
+            if app.state.batcher is not None:
+                await app.state.batcher.aclose()
             await app.state.client.aclose()
 
     app = FastAPI(title="routecast", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -210,13 +232,18 @@ def create_app(checkpoint_path: str | os.PathLike, *, backends_config: str | os.
     def backend_for(model: str) -> Backend | None:
         return backends.get(model) or backends.get(DEFAULT_BACKEND_KEY)
 
-    async def route_texts(runtime, texts: list[str], knobs: RouteKnobs) -> list[dict]:
+    async def route_texts(app_state, texts: list[str], knobs: RouteKnobs) -> list[dict]:
         kwargs = knobs.model_dump()
         if all(v is None for v in kwargs.values()) and settings.default_lam is not None:
             kwargs["lam"] = settings.default_lam
         start = time.perf_counter()
         try:
-            decisions = await anyio.to_thread.run_sync(partial(runtime.route, texts, **kwargs))
+            batcher = app_state.batcher
+            if batcher is not None and len(texts) <= settings.max_batch:
+                decisions = await batcher.submit(texts, **kwargs)
+            else:
+                decisions = await anyio.to_thread.run_sync(partial(app_state.runtime.route, texts, **kwargs))
+                metrics.batch_prompts.observe(len(texts))
         except RoutecastError as exc:
             raise ApiError(422, str(exc), code="routing_error") from None
         metrics.route_latency.observe(time.perf_counter() - start)
@@ -241,10 +268,11 @@ def create_app(checkpoint_path: str | os.PathLike, *, backends_config: str | os.
             raise ApiError(413, f"{len(texts)} prompts in one request; the limit is {settings.max_prompts}",
                            code="too_many_prompts")
         knobs = RouteKnobs(**req.model_dump(include={"lam", "budget", "strong_share", "target_quality"}))
-        decisions = await route_texts(request.app.state.runtime, texts, knobs)
+        decisions = await route_texts(request.app.state, texts, knobs)
         for d in decisions:
             metrics.decisions.labels(d["model"]).inc()
-        return {"router_type": request.app.state.runtime.router_type, "decisions": decisions}
+        # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
+        return JSONResponse({"router_type": request.app.state.runtime.router_type, "decisions": decisions})
 
     # ------------------------------------------------------------------ chat
     @app.post("/v1/chat/completions")
@@ -271,7 +299,7 @@ def create_app(checkpoint_path: str | os.PathLike, *, backends_config: str | os.
             text = conversation_text(messages, settings.route_context_chars)
             if not text:
                 raise ApiError(422, "the conversation has no text to route on", code="invalid_request")
-            decision = (await route_texts(runtime, [text], knobs))[0]
+            decision = (await route_texts(request.app.state, [text], knobs))[0]
             candidates = [m for m in decision["ranking"] if backend_for(m) is not None]
             if not candidates:
                 raise ApiError(503, f"no backend is configured for any of the router's models "

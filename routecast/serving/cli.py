@@ -80,6 +80,13 @@ def serve(
     max_body_bytes: int = typer.Option(1_000_000, help="Largest accepted request body (413 above)."),
     max_prompts: int = typer.Option(256, help="Most prompts per /v1/route request."),
     lam: Optional[float] = typer.Option(None, help="Default willingness to pay for requests that give none."),
+    micro_batch: bool = typer.Option(True, "--micro-batch/--no-micro-batch",
+                                     help="Merge concurrent routing requests into one router call."),
+    max_batch: int = typer.Option(64, help="Most prompts in one merged router call."),
+    batch_wait_ms: float = typer.Option(0.0, help="Wait this long for more requests before routing a batch "
+                                        "(0: merge only what queued up meanwhile; no added latency)."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
+                                    help="Log every request (costs ~10% throughput; /metrics counts them anyway)."),
 ) -> None:
     """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /metrics."""
     import uvicorn
@@ -89,5 +96,6 @@ def serve(
 
     verify_checkpoint(checkpoint)  # fail before binding the port
     app = create_app(checkpoint, backends_config=backends,
-                     settings={"max_body_bytes": max_body_bytes, "max_prompts": max_prompts, "default_lam": lam})
-    uvicorn.run(app, host=host, port=port, log_level="info")
+                     settings={"max_body_bytes": max_body_bytes, "max_prompts": max_prompts, "default_lam": lam,
+                               "micro_batch": micro_batch, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms})
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)

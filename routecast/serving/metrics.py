@@ -22,6 +22,9 @@ class ServerMetrics:
                                  ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.route_latency = Histogram("routecast_route_seconds", "Time to route (encoder + head)",
                                        buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_prompts = Histogram("routecast_route_batch_prompts",
+                                       "Prompts per routed batch (micro-batching merges concurrent requests)",
+                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
         self.fallbacks = Counter("routecast_fallbacks_total", "Requests moved to the next model after a backend failure",
                                  ["from_model", "to_model"], registry=self.registry)
         self.backend_errors = Counter("routecast_backend_errors_total", "Backend failures by model and kind",

@@ -94,10 +94,11 @@ class Runtime:
             records = result.records()
             cost = np.nan_to_num(np.asarray(self.router.costs_, dtype=np.float64), nan=0.0)
             utility = result.quality - result.lam * cost
-            for rec, row, choice in zip(records, utility, result.choice):
-                # chosen model first, then by utility; ties to the cheaper model, as in the decision rule
-                order = [int(choice)] + [int(j) for j in np.lexsort((cost, -np.round(row, 12))) if j != choice]
-                rec["ranking"] = [self.models[j] for j in order]
+            # chosen model first, then by utility; ties to the cheaper model, as in the decision rule
+            orders = np.lexsort((np.broadcast_to(cost, utility.shape), -np.round(utility, 12)), axis=-1).tolist()
+            models = self.models
+            for rec, order, choice in zip(records, orders, result.choice.tolist()):
+                rec["ranking"] = [models[choice]] + [models[j] for j in order if j != choice]
             t2 = time.perf_counter()
             self.last_timing = Timing(len(texts), t1 - t0, t2 - t1)
         return records

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
 DATA_HELP = "A built-in dataset name (see `routecast datasets`) or a path to a .parquet/.csv/.jsonl log."
 ENCODER_HELP = ("Prompt encoder: minilm (bundled all-MiniLM-L6-v2), static (distilled from it, fast), "
                 "onnx[:quantize=int8], hashing[:dim=N] (no weights), or st:/path/to/sentence-transformers-folder.")
@@ -109,7 +111,7 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
         routers: str = typer.Option("knn,linear,mlp,best-single,random,oracle", "--routers", "-r",
                                     help="Comma-separated router names (see `routecast routers`)."),
-        encoder: str = typer.Option("minilm", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_ENCODER, help=ENCODER_HELP),
         out: Path = typer.Option(Path("runs/evaluate"), "--out", "-o", help="Folder for metrics.json, report.md and plots."),
         val: float = typer.Option(0.1, help="Share of prompts for the validation (calibration) split."),
         test: float = typer.Option(0.2, help="Share of prompts for the test split."),
@@ -154,7 +156,7 @@ def register(app: typer.Typer) -> None:
         router: Optional[str] = typer.Option(None, "--router", "-r", help="Router name, e.g. mlp, knn, linear."),
         config: Optional[Path] = typer.Option(None, help="A JSON config {\"router\": ..., \"params\": {...}} (e.g. from `routecast tune`)."),
         param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Hyperparameter key=value (repeatable)."),
-        encoder: str = typer.Option("minilm", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_ENCODER, help=ENCODER_HELP),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder: router/ checkpoint, run.json, metrics.json, report.md, plots."),
         val: float = typer.Option(0.1, help="Validation (calibration) share."),
         test: float = typer.Option(0.2, help="Test share."),
@@ -230,7 +232,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's report and plots."),
-        encoder: str = typer.Option("minilm", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_ENCODER, help=ENCODER_HELP),
         track: bool = typer.Option(False, "--track/--no-track", help="Log the demo to mlflow."),
     ) -> None:
         """The main job on the built-in data: inspect it, train several routers, print the leaderboard."""

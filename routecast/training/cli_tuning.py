@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from routecast.errors import ConfigError
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _TRACK_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)"
 
@@ -44,7 +45,7 @@ def tune_command(
     storage: Annotated[Optional[str], typer.Option("--storage", help="optuna storage, e.g. sqlite:///tune.db "
                                                    "(default: sqlite:///OUT/optuna.db, resumable)")] = None,
     study: Annotated[Optional[str], typer.Option("--study", help="study name (default: routecast-ROUTER-OBJECTIVE)")] = None,
-    encoder: Annotated[Optional[str], typer.Option("--encoder", help="prompt encoder spec (default: minilm)")] = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help=f"prompt encoder spec (default: {DEFAULT_ENCODER})")] = None,
     seed: Annotated[int, typer.Option("--seed", help="split and sampler seed")] = 0,
     val: Annotated[float, typer.Option("--val", help="validation share of prompts")] = 0.1,
     test: Annotated[float, typer.Option("--test", help="test share of prompts (never read by tuning)")] = 0.2,

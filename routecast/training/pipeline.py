@@ -15,7 +15,7 @@ import numpy as np
 
 from routecast.data.outcome_log import OutcomeLog
 
-DEFAULT_ENCODER = "minilm"
+from routecast.router.encoders.default import DEFAULT_ENCODER  # noqa: E402 - re-exported
 
 
 @dataclass

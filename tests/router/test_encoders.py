@@ -191,6 +191,28 @@ def test_static_distils_and_encodes(static_dir, prompts, minilm):
 
 
 @pytest.mark.minilm
+def test_static_small_and_large_batches_give_the_naive_sum(static_dir, prompts, monkeypatch):
+    """One prompt takes the gather path, a big batch the sparse-product path: both are the plain
+    normalised sum of the distilled vectors of the known tokens."""
+    from routecast.router.encoders import static
+
+    enc = get_encoder(f"static:{static_dir}")
+    texts = list(prompts) + ["", "ℵℶℷ"]
+
+    def naive(text):
+        ids = [i for i in enc.token_ids(enc.truncate([text]))[0] if enc._known[i]]
+        v = enc._vectors[ids].sum(axis=0) if ids else enc._empty
+        return v / np.linalg.norm(v)
+
+    reference = np.stack([naive(t) for t in texts])
+    one_by_one = np.concatenate([enc.encode([t]) for t in texts])
+    monkeypatch.setattr(static, "_GATHER_MAX_TOKENS", 0)  # force the sparse path for the whole batch
+    batched = enc.encode(texts)
+    np.testing.assert_allclose(one_by_one, reference, atol=1e-5)
+    np.testing.assert_allclose(batched, reference, atol=1e-5)
+
+
+@pytest.mark.minilm
 def test_static_state_roundtrip(static_dir, prompts):
     enc = get_encoder(f"static:{static_dir}")
     arrays = enc.state_arrays()

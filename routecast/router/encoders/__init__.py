@@ -19,12 +19,24 @@ Transformer and static encoders cut prompts to 2,000 characters by default (Mini
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping
 
 from routecast.errors import ConfigError
-from routecast.router.encoders.base import Encoder
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from routecast.router.encoders.base import Encoder
+
+
+def __getattr__(name: str):
+    # lazy: the CLI imports DEFAULT_ENCODER from here, and `routecast --help` must not pay for numpy
+    if name == "Encoder":
+        from routecast.router.encoders.base import Encoder
+
+        return Encoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _PATH_KINDS = ("st", "static", "onnx")
 _OPTIONS = {
@@ -132,4 +144,4 @@ def encoder_from_state(spec: str, arrays: Mapping[str, np.ndarray] | None = None
     return get_encoder(spec)
 
 
-__all__ = ["Encoder", "get_encoder", "encoder_from_state", "parse_spec", "KNOWN_SPECS"]
+__all__ = ["Encoder", "get_encoder", "encoder_from_state", "parse_spec", "KNOWN_SPECS", "DEFAULT_ENCODER"]
