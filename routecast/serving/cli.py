@@ -92,10 +92,10 @@ def serve(
     import uvicorn
 
     from routecast.router.checkpoint import verify_checkpoint
-    from routecast.serving.app import create_app
+    from routecast.serving.app import UVICORN_OPTIONS, create_app
 
     verify_checkpoint(checkpoint)  # fail before binding the port
     app = create_app(checkpoint, backends_config=backends,
                      settings={"max_body_bytes": max_body_bytes, "max_prompts": max_prompts, "default_lam": lam,
                                "micro_batch": micro_batch, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms})
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, **UVICORN_OPTIONS)

@@ -94,8 +94,10 @@ class ServerThread:
         from fake_backend import free_port
 
         self.port = port or free_port()
+        from routecast.serving.app import UVICORN_OPTIONS
+
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=2)
+                                lifespan="on", timeout_graceful_shutdown=2, **UVICORN_OPTIONS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
