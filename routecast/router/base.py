@@ -268,9 +268,7 @@ class Router(ABC):
         """The encoder this router embeds prompts with (built from the ``encoder`` hyperparameter)."""
         enc = getattr(self, "encoder_", None)
         if enc is None:
-            from routecast.router.encoders import get_encoder
-
-            from routecast.router.encoders.default import DEFAULT_ENCODER
+            from routecast.router.encoders import DEFAULT_ENCODER, get_encoder
 
             enc = get_encoder(getattr(self, "encoder", DEFAULT_ENCODER))
             self.encoder_ = enc

@@ -207,12 +207,9 @@ def create_app(checkpoint_path: str | os.PathLike, *, backends_config: str | os.
         app.state.runtime = runtime
         app.state.batcher = None
         if settings.micro_batch:
-            def observe_batch(n_requests: int, n_prompts: int) -> None:
-                metrics.batch_prompts.observe(n_prompts)
-
             app.state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
                                              max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
-                                             on_batch=observe_batch).start()
+                                             on_batch=metrics.batch_prompts.observe).start()
         app.state.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256,
                                                                  max_keepalive_connections=64))
         try:

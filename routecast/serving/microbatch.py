@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import anyio
@@ -34,7 +34,6 @@ class _Pending:
     texts: list[str]
     knobs: tuple
     future: asyncio.Future
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher:
@@ -43,7 +42,7 @@ class MicroBatcher:
 
     def __init__(self, route: Callable[..., list[dict[str, Any]]], *, calibrated: bool,
                  max_batch: int = 64, max_wait_ms: float = 0.0,
-                 on_batch: Callable[[int, int], None] | None = None):
+                 on_batch: Callable[[int], None] | None = None):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if max_wait_ms < 0:
@@ -52,7 +51,7 @@ class MicroBatcher:
         self.calibrated = calibrated
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
-        self.on_batch = on_batch  # called with (n_requests, n_prompts) per routed batch
+        self.on_batch = on_batch  # called with the number of prompts of each routed batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._carry: _Pending | None = None
@@ -141,7 +140,7 @@ class MicroBatcher:
                         item.future.set_exception(exc)
                 continue
             if self.on_batch is not None:
-                self.on_batch(len(items), len(texts))
+                self.on_batch(len(texts))
             start = 0
             for item in items:
                 part = decisions[start:start + len(item.texts)]

@@ -59,7 +59,7 @@ def tune_command(
     """Tune a router's hyperparameters with optuna on the validation split; write OUT/best_config.json
     (use it with: routecast train --config OUT/best_config.json)."""
     from routecast.atomic import write_json
-    from routecast.training.pipeline import DEFAULT_ENCODER, prepare
+    from routecast.training.pipeline import prepare
     from routecast.training.tracking import Tracker
     from routecast.training.tune import finite_json, objective_direction, save_router_config, tune
 
