@@ -1,4 +1,6 @@
-# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`. They install everything:
+# the lean runtime (`pip install routecast`), the training stack ([train]), the MLflow UI ([ui]) and
+# the test tools ([test]).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +19,7 @@ help:
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(INSTALL_ENV) $(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(INSTALL_ENV) $(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,ui,test]"
 	$(INSTALL_ENV) $(BIN)/python -m compileall -q -j 2 $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 

@@ -1,29 +1,35 @@
-"""Cascades (ex-ante and ex-post deferral) vs single models and post-hoc ensembles.
+"""Cascade routing vs the best router and the best fixed cascade, on the logs with responses.
 
-    nice -n 5 .venv/bin/python benchmarks/cascades.py [--encoder hashing:dim=256|minilm] [--datasets a,b]
+    nice -n 5 .venv/bin/python benchmarks/cascades.py [--datasets a,b] [--n-boot 200]
 
-Question answered per dataset: does a cascade reach the best single model's test quality at
-<= 50% of that model's cost? Two answers are reported (see routecast/cascade/evaluation.py):
+Per dataset, one split (routecast.router.pipeline.prepare: seeded, grouped by prompt text,
+val 0.1 / test 0.2, the static encoder - the same path and defaults as every command):
 
-* val-matched (honest): thresholds picked on the validation split to reach the best single
-  model's validation quality at the lowest cost, applied unchanged to the test split;
-* hull (optimistic): cheapest point of the cascade's test-curve hull reaching the best model's
-  test quality (the evaluation package's ``cost_to_match_best``).
+* single models (points), routers ``knn`` and ``linear`` (lam sweep), fixed cascades
+  (FrugalGPT-style chain search over the training split's cost-quality frontier, thresholds on
+  validation; ex-ante, ex-post and agreement deferral where the log allows), post-hoc selectors
+  (Smoothie: embedding agreement, no labels; majority vote; the oracle ensemble, an upper bound),
+  and cascade routing (``routecast.cascade.cascade_router``: linear ex-ante router + answer
+  scorer + agreement + Smoothie + format features; posterior model cross-fitted on train, its
+  uncertainty scale chosen on validation);
+* an ablation: cascade routing fitted and run with the responses hidden (ex-ante evidence only),
+  which says how much the answer evidence itself adds;
+* AIQ over the declared cost range [cheapest, dearest single model's mean test cost], with a
+  95 % percentile bootstrap over test prompts (the same draws for every policy, so differences
+  are paired);
+* quality at <= 50 % of the best single model's cost, two ways: the operating point chosen on
+  validation for a budget of 50 % of the best model's validation cost, applied to test
+  (what a deployment sees), and the test hull's quality at 50 % of the best model's test cost
+  (optimistic: it reads test outcomes to pick the point).
 
-Costs. routerarena_2models has logged USD costs. The other logs have none, so costs are derived
-from the per-model list prices below (USD per million input / output tokens) and token counts
-estimated as ceil(chars / 4) of the prompt and of the model's logged response
-(routecast.data.costs.derive_costs, via load_log(prices=...)). Prices are the providers' public
-list prices at the time the models were current (OpenAI, Anthropic) or typical hosted prices
-for open models of that size (Together-style: ~$0.06 1B, $0.2 7-8B, $0.3 13B, $0.6 Mixtral,
-$0.8 33B, $0.9 70B); PaLM-2 chat-bison's $0.0005/1k characters is taken as $2/M tokens. They are
-assumptions, not logged bills: ratios between models matter, absolute values do not.
+Nothing is tuned on test. The "best router" and "best fixed cascade" are the best *on test* of
+their families, which favours the baselines.
 
-Splits: seeded random 50/20/30 (train/val/test) by prompt, seed 0. Chain search (max 3 models,
-cost-ordered, AIQ on validation) for logs with more than two models; the two-model logs use the
-cheap -> expensive chain. Agreement deferral is not benchmarked: it needs >= 3 models with
-extractable final answers, which none of these logs offers (open-ended judge-scored answers or
-two-model logs).
+Costs: routerarena_2models and routellm_strong_weak have logged USD costs. arena_bench_v1 and
+alpaca_eval have none; their costs are derived from the list prices below (USD per million
+input / output tokens; tokens = ceil(chars / 4) of the prompt and of the logged response).
+They are assumptions (providers' list prices when the models were current, typical hosted prices
+for open models), not bills: ratios matter, absolute values do not.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +45,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = Path("/work/shared/data")
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 #: USD per million tokens (input, output); see the module docstring for where they come from
 PRICES = {
@@ -56,170 +64,331 @@ PRICES = {
 ALPACA_MODELS = ["FuseChat-Llama-3.2-1B-Instruct", "vicuna-13b-v1.5", "gpt-3.5-turbo-1106", "claude-2",
                  "gpt4_1106_preview"]
 
-#: label -> (path, load_log kwargs, meta filter (column, value) or None, note)
+#: label -> (data, prepare_priced kwargs, benchmark filter or None, note)
 DATASETS = {
-    "routerarena_2models": (SHARED / "routerarena_2models" / "data.parquet", {}, None,
-                            "logged USD costs; 809 prompts, 2 models"),
-    "arena_bench_v1": (SHARED / "arena_bench_v1" / "data.parquet", {"prices": PRICES}, None,
-                       "15 models, judge 1-10 rescaled; cost = list price x chars/4 tokens; 300 prompts"),
-    "alpaca_eval_gpt4turbo_judge": (SHARED / "alpaca_eval_gpt4turbo_judge" / "data.parquet",
+    "routellm_strong_weak": ("routellm_strong_weak", {}, None,
+                             "built-in; GPT-4 Turbo vs Mixtral, logged USD; responses only on the GSM8K part "
+                             "(8.5 % of cells): elsewhere cascade routing has ex-ante evidence only"),
+    "routellm_gsm8k": ("routellm_strong_weak", {}, "gsm8k",
+                       "the GSM8K part of routellm_strong_weak (every prompt has both responses)"),
+    "arena_bench_v1": (str(SHARED / "arena_bench_v1" / "data.parquet"), {"prices": PRICES}, None,
+                       "15 models, GPT-4 judge 1-10 rescaled; cost = list price x chars/4 tokens; 300 prompts"),
+    "alpaca_eval_gpt4turbo_judge": (str(SHARED / "alpaca_eval_gpt4turbo_judge" / "data.parquet"),
                                     {"prices": PRICES, "models": ALPACA_MODELS}, None,
-                                    "5 systems spanning cost; score = P(beats GPT-4 Turbo) (gpt4_1106_preview is "
-                                    "the judge's own baseline: 0.5 on every prompt); cost = list price x chars/4"),
-    "routellm_gsm8k": (SHARED / "routellm_strong_weak" / "data.parquet", {"prices": PRICES}, ("benchmark", "gsm8k"),
-                       "GSM8K part (1,319 prompts, responses), GPT-4 Turbo vs Mixtral; cost = list price x chars/4"),
+                                    "5 systems spanning cost; score = P(beats GPT-4 Turbo); gpt4_1106_preview is "
+                                    "the judge's own baseline (0.5 everywhere); cost = list price x chars/4"),
+    "routerarena_2models": (str(SHARED / "routerarena_2models" / "data.parquet"), {}, None,
+                            "logged USD costs; 809 prompts; gemini is cheaper and better on average"),
 }
+ROUTERS = ("knn", "linear")
+HALF = 0.5
 
 
-def load(label: str):
-    from routecast.data.loaders import load_log
+def prepared_for(label: str, encoder: str | None = None):
+    from routecast.cascade.evaluation import prepare_priced
 
-    path, kwargs, where, note = DATASETS[label]
-    log = load_log(str(path), **kwargs)
-    if where is not None:
-        column, value = where
-        log = log.subset(np.flatnonzero(log.meta[column].astype(str).to_numpy() == value))
-    return log, note
+    data, kwargs, only, note = DATASETS[label]
+    prepared = prepare_priced(data, **kwargs, **({"encoder": encoder} if encoder else {}))
+    if only is not None:
+        import dataclasses
 
-
-def split(log, seed: int = 0):
-    order = np.random.default_rng(seed).permutation(log.n_prompts)
-    a, b = int(0.5 * log.n_prompts), int(0.7 * log.n_prompts)
-    return log.subset(order[:a]), log.subset(order[a:b]), log.subset(order[b:])
+        keep = {name: getattr(prepared, name) for name in ("log", "train", "val", "test")}
+        keep = {k: v.subset(np.flatnonzero(v.meta["benchmark"].astype(str).to_numpy() == only))
+                for k, v in keep.items()}
+        prepared = dataclasses.replace(prepared, **keep, _embeddings={})
+    return prepared, note
 
 
-def build_cascades(train, val, encoder: str, deferrals: list[str]) -> tuple[dict, dict]:
+class Policy:
+    """Per-prompt (k, n) test cost/quality of one policy and its validation-chosen point."""
+
+    def __init__(self, name, family, cost, quality, *, chosen=None, seconds=None, extra=None):
+        self.name, self.family = name, family
+        self.cost = np.atleast_2d(np.asarray(cost, dtype=np.float64))
+        self.quality = np.atleast_2d(np.asarray(quality, dtype=np.float64))
+        self.chosen = chosen  # (test cost, test quality) at the val-chosen 50 % budget point, or None
+        self.seconds = seconds
+        self.extra = extra or {}
+
+
+def best_index_within(val_cost: np.ndarray, val_quality: np.ndarray, budget: float) -> int | None:
+    ok = np.flatnonzero(val_cost <= budget * (1 + 1e-9))
+    if ok.size == 0:
+        return None
+    return int(ok[np.lexsort((val_cost[ok], -val_quality[ok]))[0]])
+
+
+def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None) -> dict:
     from routecast.cascade.cascade import Cascade, search_chains
+    from routecast.cascade.cascade_router import CascadeRouter, frontier_models
+    from routecast.cascade.ensembles import majority_vote, oracle_ensemble
+    from routecast.cascade.kinds import cascade_support
+    from routecast.cascade.smoothie import smoothie_select
+    from routecast.data.outcome_log import OutcomeLog
+    from routecast.errors import RoutecastError
+    from routecast.router.evaluation import metrics
+    from routecast.router.evaluation.curves import realised_costs
+    from routecast.router.evaluation.evaluate import sweep_router
+    from routecast.router.pipeline import fit_router, split_embeddings
 
-    cascades, timings = {}, {}
-    for deferral in deferrals:
+    t_start = time.perf_counter()
+    prepared, note = prepared_for(label, encoder)
+    train, val, test = prepared.train, prepared.val, prepared.test.complete()
+    val_c = val.complete()
+    unit, _, cost_unit = realised_costs(test)
+    single_cost, single_q = unit.mean(axis=0), test.scores.mean(axis=0)
+    best = sorted(range(test.n_models), key=lambda j: (-single_q[j], single_cost[j], j))[0]
+    val_cost_single = realised_costs(val_c)[0].mean(axis=0)
+    val_best = sorted(range(val_c.n_models), key=lambda j: (-val_c.scores[:, j].mean(), val_cost_single[j], j))[0]
+    budget = HALF * float(val_cost_single[val_best])
+    support = cascade_support(train, "all", warn=False)
+    policies: list[Policy] = []
+    skipped = dict(support.skipped)
+
+    for j, name in enumerate(test.models):
+        policies.append(Policy(name, "single", unit[:, j], test.scores[:, j]))
+
+    for name in ROUTERS:
         t0 = time.perf_counter()
-        params = {"deferral": deferral, "router": "knn", "encoder": encoder}
-        if train.n_models > 2:
-            found = search_chains(train, val, max_len=3, **params)
-            cascade = found.best
-        else:
-            cascade = Cascade(**params).fit(train, val)
-        label = f"cascade {deferral}"
-        cascades[label] = cascade
-        timings[label] = time.perf_counter() - t0
-    return cascades, timings
+        router, _ = fit_router(name, None, prepared)
+        curve_test = sweep_router(router, test, embeddings=None)
+        curve_val = sweep_router(router, val_c)
+        i = best_index_within(curve_val.cost, curve_val.quality, budget)
+        pc, pq = curve_test.per_prompt()
+        chosen = None if i is None else (float(pc[i].mean()), float(pq[i].mean()))
+        policies.append(Policy(name, "router", pc, pq, chosen=chosen, seconds=time.perf_counter() - t0))
 
+    pool = frontier_models(train.complete(), 5) if train.n_models > 5 else list(train.models)
+    fixed = [k for k in ("ex-ante", "ex-post", "agreement") if k in support.runnable]
+    for kind in fixed:
+        t0 = time.perf_counter()
+        try:
+            params = {"deferral": kind, "router": "knn", "encoder": prepared.encoder}
+            if len(pool) > 2:
+                cascade = search_chains(train, val, max_len=3, models=pool, **params).best
+            else:
+                cascade = Cascade(chain=sorted(pool, key=lambda m: train.mean_costs()[train.model_index(m)]),
+                                  **params).fit(train, val)
+            curve = cascade.curve(test)
+            chosen = None
+            try:
+                choice = cascade.thresholds_for_budget(budget)
+                c, q, _ = cascade.simulate(test, choice.thresholds)
+                chosen = (float(c.mean()), float(np.nanmean(q)))
+            except RoutecastError:
+                pass
+            policies.append(Policy(f"cascade {kind}", "fixed cascade", curve.costs, curve.quality, chosen=chosen,
+                                   seconds=time.perf_counter() - t0, extra={"chain": list(cascade.chain_)}))
+        except RoutecastError as exc:
+            skipped[f"cascade {kind}"] = str(exc)
 
-def summarise(label: str, note: str, comparison, timings: dict, n: dict) -> dict:
-    r = comparison.result
-    best = r.best_single_model
-    best_q, best_c = r.single_models[best]["quality"], r.single_models[best]["cost"]
-    board = {row["label"]: row for row in r.leaderboard()}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cr = CascadeRouter(router="linear", encoder=prepared.encoder).fit(train, val)
+    notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
+    sim = cr.simulate(test, cr.lams_)
+    lam = cr.lam_for(budget=budget) if budget >= cr.curve_.cost.min() else None
+    chosen = None
+    if lam is not None:
+        at = cr.simulate(test, [lam])
+        chosen = (float(at["cost"].mean()), float(at["quality"].mean()))
+    calls = np.array([[bin(int(m)).count("1") for m in row] for row in sim["called"]])
+    policies.append(Policy("cascade-routing", "cascade routing", sim["cost"], sim["quality"], chosen=chosen,
+                           seconds=time.perf_counter() - t0,
+                           extra={"pool": list(cr.pool_), "kappa": cr.kappa_, "val_aiq_by_kappa": cr.val_aiq_,
+                                  "mean_calls_range": [float(calls.mean(axis=1).min()),
+                                                       float(calls.mean(axis=1).max())]}))
+
+    # ablation: the same policy without any answer evidence (responses hidden), on the same split
+    t0 = time.perf_counter()
+    blind = [OutcomeLog(s.prompt_ids, s.prompts, s.models, s.scores, s.costs, None, s.meta, s.source)
+             for s in (train, val, test)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cr0 = CascadeRouter(router="linear", encoder=prepared.encoder).fit(blind[0], blind[1])
+    sim0 = cr0.simulate(blind[2], cr0.lams_)
+    chosen0 = None
+    if budget >= cr0.curve_.cost.min():
+        at0 = cr0.simulate(blind[2], [cr0.lam_for(budget=budget)])
+        chosen0 = (float(at0["cost"].mean()), float(at0["quality"].mean()))
+    policies.append(Policy("cascade-routing (ex-ante only)", "ablation", sim0["cost"], sim0["quality"],
+                           chosen=chosen0, seconds=time.perf_counter() - t0))
+
+    post_pool = pool
+    if "smoothie" in support.runnable:
+        r = smoothie_select(test, encoder=prepared.encoder, models=post_pool)
+        policies.append(Policy("smoothie", "post-hoc", r.cost, r.quality))
+    if "majority-vote" in support.runnable:
+        r = majority_vote(test, models=post_pool)
+        policies.append(Policy("majority-vote", "post-hoc", r.cost, r.quality))
+    r = oracle_ensemble(test, models=post_pool)
+    policies.append(Policy("oracle-ensemble", "post-hoc (upper bound)", r.cost, r.quality))
+
+    # ---------------------------------------------------------------- metrics
+    lo, hi = float(single_cost.min()), float(single_cost.max())
+    c_best, q_best = float(single_cost[best]), float(single_q[best])
+    n = test.n_prompts
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n, size=n) for _ in range(n_boot)]
+
+    def aiq_of(p: Policy, idx=None) -> float:
+        c = p.cost.mean(axis=1) if idx is None else p.cost[:, idx].mean(axis=1)
+        q = p.quality.mean(axis=1) if idx is None else p.quality[:, idx].mean(axis=1)
+        return float(metrics.aiq(c, q, lo, hi))
+
+    def half_of(p: Policy, idx=None) -> float:
+        c = p.cost.mean(axis=1) if idx is None else p.cost[:, idx].mean(axis=1)
+        q = p.quality.mean(axis=1) if idx is None else p.quality[:, idx].mean(axis=1)
+        return float(metrics.quality_at_cost(c, q, HALF * c_best))
+
+    boots = {p.name: np.array([aiq_of(p, d) for d in draws]) for p in policies}
+    half_boots = {p.name: np.array([half_of(p, d) for d in draws]) for p in policies}
+
+    def ci(values):
+        values = values[np.isfinite(values)]
+        return [float(x) for x in np.quantile(values, [0.025, 0.975])] if values.size else [None, None]
+
+    def outside(p: Policy) -> bool:  # its whole curve costs more than the dearest single model
+        return bool(p.cost.mean(axis=1).min() > hi * (1 + 1e-9))
+
     rows = []
-    for name, row in board.items():
-        facts = comparison.cascades.get(name, {})
-        honest = facts.get("match_best_on_test")
-        rows.append({
-            "policy": name, "family": row["family"], "chain": facts.get("chain"),
-            "aiq": row["aiq"], "aiq_ci": row["aiq_ci"], "max_quality": row["max_quality"],
-            "min_cost": row["min_cost"], "hull_cost_ratio_to_best": row["cost_ratio_to_best"],
-            "val_matched_quality": None if not honest else honest["quality"],
-            "val_matched_cost_ratio": None if not honest else honest["cost_ratio_to_best"],
-            "val_matched_stop_shares": None if not honest else honest["stop_shares"],
-            "half_cost_quality": (facts.get("half_best_cost_on_test") or {}).get("quality"),
-            "half_cost_cost_ratio": (facts.get("half_best_cost_on_test") or {}).get("cost_ratio_to_best"),
-            "aiq_gain_vs_zero_router": row["aiq_gain"],
-            "fit_seconds": timings.get(name),
-        })
-    verdicts = {}
-    for name, facts in comparison.cascades.items():
-        honest = facts.get("match_best_on_test")
-        hull_ratio = board[name]["cost_ratio_to_best"]
-        verdicts[name] = {
-            "val_matched": bool(honest and honest["quality"] >= best_q - 1e-12 and honest["cost_ratio_to_best"] <= 0.5),
-            "hull": bool(hull_ratio is not None and hull_ratio <= 0.5),
-        }
-    return {"dataset": label, "note": note, "prompts": n, "best_single": best, "best_single_quality": best_q,
-            "best_single_cost": best_c, "oracle_quality": r.oracle_quality, "zero_router_aiq": r.zero_router_aiq, "cost_unit": r.cost_unit,
-            "rows": rows, "reaches_best_at_half_cost": verdicts, "notes": comparison.notes}
+    for p in policies:
+        rows.append({"policy": p.name, "family": p.family, "aiq": None if outside(p) else aiq_of(p),
+                     "aiq_ci": [None, None] if outside(p) else ci(boots[p.name]), "outside_cost_range": outside(p),
+                     "min_cost": float(p.cost.mean(axis=1).min()), "max_quality": float(p.quality.mean(axis=1).max()),
+                     "hull_quality_at_half_cost": half_of(p), "hull_quality_at_half_cost_ci": ci(half_boots[p.name]),
+                     "val_chosen_half_budget": None if p.chosen is None else
+                     {"cost": p.chosen[0], "cost_ratio_to_best": p.chosen[0] / c_best, "quality": p.chosen[1]},
+                     "seconds": p.seconds, **p.extra})
+
+    def best_of(family):
+        fam = [p for p in policies if p.family == family]
+        return max(fam, key=aiq_of) if fam else None
+
+    cr_pol = next(p for p in policies if p.name == "cascade-routing")
+    comparisons = {}
+    for family in ("router", "fixed cascade"):
+        other = best_of(family)
+        if other is None:
+            continue
+        diff = boots[cr_pol.name] - boots[other.name]
+        comparisons[f"vs best {family}"] = {"against": other.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(other),
+                                            "ci": ci(diff), "wins": bool(aiq_of(cr_pol) > aiq_of(other))}
+    blind_pol = next(p for p in policies if p.family == "ablation")
+    comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
+                                      "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
+                                      "wins": bool(aiq_of(cr_pol) > aiq_of(blind_pol))}
+    chosen = cr_pol.chosen
+    reaches = bool(chosen is not None and chosen[1] >= q_best - 1e-12 and chosen[0] <= HALF * c_best)
+    return {"dataset": label, "note": note, "cost_unit": cost_unit,
+            "prompts": {"train": train.n_prompts, "val": val.n_prompts, "test": prepared.test.n_prompts,
+                        "test_complete": n},
+            "best_single": test.models[best], "best_single_quality": q_best, "best_single_cost": c_best,
+            "cost_range": [lo, hi], "val_budget_half": budget, "rows": rows, "comparisons": comparisons,
+            "cascade_routing_reaches_best_at_half_cost_val_chosen": reaches,
+            "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
 
 
-def markdown(results: list[dict], encoder: str) -> str:
-    out = ["# Cascades vs single models and ensembles", "",
-           f"Encoder: `{encoder}` (ex-ante router: knn on prompt embeddings; ex-post scorer: logistic head on "
-           "`prompt [SEP] response` embeddings + length/final-answer features). Seeded 50/20/30 split. "
-           "Cost: mean USD per query (derived from list prices where not logged - see benchmarks/cascades.py). "
-           "`val-matched` = thresholds chosen on validation to match the best single model's validation "
-           "quality, applied to test (what a deployment sees); `hull x` = cheapest test-hull point reaching the "
-           "best model's test quality, as a multiple of its cost (optimistic). Single models and ensembles call "
-           "what their name says; ensembles pay for every model.", ""]
+def markdown(results: list[dict]) -> str:
+    out = ["# Cascade routing vs routers, fixed cascades and post-hoc selectors", "",
+           "`benchmarks/cascades.py`. One seeded split per log (prepare(): grouped by prompt, val 0.1, test 0.2), "
+           "static encoder. AIQ over the declared range [cheapest, dearest single model's mean test cost]; "
+           "95 % bootstrap intervals over test prompts, the same draws for every policy (differences are paired). "
+           "`q @ 50% (val)`: the operating point chosen on validation for a budget of 50 % of the best single "
+           "model's validation cost, applied to test (cost as a multiple of the best model's test cost). "
+           "`hull q @ 50%`: the test hull's quality at 50 % of the best model's test cost (optimistic). "
+           "Best router / best fixed cascade = the best of the family on test (favours them).", ""]
+    summary = ["| dataset | cascade routing AIQ | best router | Δ [95% CI] | best fixed cascade | Δ [95% CI] | "
+               "Δ vs ex-ante only [95% CI] | best single (q) | cascade routing q @ 50% (val-chosen) |",
+               "|---|---:|---|---:|---|---:|---:|---|---:|"]
+    for res in results:
+        crow = next(r for r in res["rows"] if r["policy"] == "cascade-routing")
+        cells = []
+        for key in ("vs best router", "vs best fixed cascade"):
+            comp = res["comparisons"].get(key)
+            if comp is None:
+                cells += ["—", "—"]
+                continue
+            other = next(r for r in res["rows"] if r["policy"] == comp["against"])
+            cells += [f"{comp['against']} {other['aiq']:.4f}",
+                      f"{comp['aiq_difference']:+.4f} [{_f(comp['ci'][0], '+.4f')}, {_f(comp['ci'][1], '+.4f')}]"]
+        ablation = res["comparisons"]["vs ex-ante only"]
+        cells.append(f"{ablation['aiq_difference']:+.4f} [{_f(ablation['ci'][0], '+.4f')}, {_f(ablation['ci'][1], '+.4f')}]")
+        ch = crow["val_chosen_half_budget"]
+        summary.append(f"| {res['dataset']} | {crow['aiq']:.4f} [{_f(crow['aiq_ci'][0])}, {_f(crow['aiq_ci'][1])}] | "
+                       f"{' | '.join(cells)} | {res['best_single']} ({res['best_single_quality']:.4f}) | "
+                       f"{_point(ch)} |")
+    out += ["## Summary", ""] + summary + [""]
     for res in results:
         out += [f"## {res['dataset']}", "", res["note"] + ".", "",
-                f"Prompts train/val/test: {res['prompts']['train']}/{res['prompts']['val']}/{res['prompts']['test']}"
-                f" (test rows with every score logged: {res['prompts']['test_complete']}). Best single model on "
-                f"test: **{res['best_single']}** (quality {res['best_single_quality']:.4f}, cost "
-                f"${res['best_single_cost']:.3g}); oracle {res['oracle_quality']:.4f}.", "",
-                f"Zero-router AIQ (random mixing of single models): {res['zero_router_aiq']:.4f}.", "",
-                "| policy | family | AIQ [95% CI] | vs zero | max quality | min cost | hull x | val-matched quality | "
-                "val-matched cost x | quality at 50% budget (cost x) | chain |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for row in res["rows"]:
-            lo, hi = row["aiq_ci"]
-            out.append(
-                f"| {row['policy']} | {row['family']} | {_f(row['aiq'])} [{_f(lo)}, {_f(hi)}] | "
-                f"{_f(row['aiq_gain_vs_zero_router'], '+.4f')} | "
-                f"{_f(row['max_quality'])} | {_f(row['min_cost'], '.3g')} | {_x(row['hull_cost_ratio_to_best'])} | "
-                f"{_f(row['val_matched_quality'])} | {_x(row['val_matched_cost_ratio'], '—')} | "
-                f"{_half(row)} | "
-                f"{' → '.join(row['chain']) if row['chain'] else ''} |")
-        verdict = "; ".join(f"{k}: val-matched {'YES' if v['val_matched'] else 'no'}, hull {'YES' if v['hull'] else 'no'}"
-                            for k, v in res["reaches_best_at_half_cost"].items())
-        out += ["", f"Reaches the best single model's quality at <= 50% of its cost? {verdict}.", ""]
-        out += [f"- {n}" for n in res["notes"]]
+                f"Prompts train/val/test: {res['prompts']['train']}/{res['prompts']['val']}/{res['prompts']['test']} "
+                f"(test with every score logged: {res['prompts']['test_complete']}). Best single model on test: "
+                f"**{res['best_single']}** (quality {res['best_single_quality']:.4f}, cost {res['best_single_cost']:.4g} "
+                f"{res['cost_unit']}). AIQ cost range: [{res['cost_range'][0]:.4g}, {res['cost_range'][1]:.4g}]. "
+                f"Reaches the best single model's quality at <= 50 % of its cost (val-chosen point): "
+                f"**{'yes' if res['cascade_routing_reaches_best_at_half_cost_val_chosen'] else 'no'}**.", "",
+                "| policy | family | AIQ [95% CI] | max quality | min cost | hull q @ 50% [95% CI] | q @ 50% (val) | cost x (val) | seconds |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(res["rows"], key=lambda r: -(r["aiq"] if r["aiq"] is not None else -1.0)):
+            ch = r["val_chosen_half_budget"]
+            hq = r["hull_quality_at_half_cost"]
+            out.append(f"| {r['policy']}{' (' + ' → '.join(r['chain']) + ')' if r.get('chain') else ''} | {r['family']} | "
+                       f"{_aiq_cell(r)} | {r['max_quality']:.4f} | "
+                       f"{r['min_cost']:.4g} | {_f(hq)} [{_f(r['hull_quality_at_half_cost_ci'][0])}, "
+                       f"{_f(r['hull_quality_at_half_cost_ci'][1])}] | {_f(None if ch is None else ch['quality'])} | "
+                       f"{_x(None if ch is None else ch['cost_ratio_to_best'])} | {_f(r['seconds'], '.1f')} |")
+        crow = next(r for r in res["rows"] if r["policy"] == "cascade-routing")
+        out += ["", f"Cascade routing: pool {', '.join(crow['pool'])}; kappa {crow['kappa']} (validation AIQ by kappa: "
+                f"{', '.join(f'{k}: {v:.4f}' for k, v in crow['val_aiq_by_kappa'].items())}); mean calls per prompt "
+                f"{crow['mean_calls_range'][0]:.2f}–{crow['mean_calls_range'][1]:.2f} over the lam grid.", ""]
+        for kind, reason in res["skipped"].items():
+            out.append(f"- skipped {kind}: {reason}")
+        for note in res["warnings"]:
+            out.append(f"- warning: {note}")
         out.append("")
     return "\n".join(out)
 
 
+def _aiq_cell(r) -> str:
+    if r["aiq"] is None:
+        return "outside the range"
+    return f"{r['aiq']:.4f} [{_f(r['aiq_ci'][0])}, {_f(r['aiq_ci'][1])}]"
+
+
+def _point(ch) -> str:
+    return "—" if ch is None else f"{ch['quality']:.4f} at {ch['cost_ratio_to_best']:.2f}x"
+
+
+def _x(x) -> str:
+    return "—" if x is None else f"{x:.2f}x"
+
+
 def _f(x, spec: str = ".4f") -> str:
-    return "—" if x is None else format(x, spec)
-
-
-def _x(x, none: str = "never") -> str:
-    return none if x is None else f"{x:.2f}x"
-
-
-def _half(row: dict) -> str:
-    if row["half_cost_quality"] is None:
-        return "—"
-    return f"{row['half_cost_quality']:.4f} ({row['half_cost_cost_ratio']:.2f}x)"
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", default="hashing:dim=256")
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--deferrals", default="ex-ante,ex-post")
     parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--encoder", default=None, help="encoder spec (default: the library default, static)")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
     args = parser.parse_args()
 
     from routecast.atomic import write_json, write_text
-    from routecast.cascade.evaluation import compare, complete
 
     results = []
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        t0 = time.perf_counter()
-        log, note = load(label)
-        train, val, test = split(log)
-        cascades, timings = build_cascades(train, val, args.encoder, args.deferrals.split(","))
-        comparison = compare(train, val, test, cascades, scorer_encoder=args.encoder, n_boot=args.n_boot)
-        n = {"train": train.n_prompts, "val": val.n_prompts, "test": test.n_prompts,
-             "test_complete": complete(test).n_prompts}
-        res = summarise(label, note, comparison, timings, n)
-        res["seconds"] = time.perf_counter() - t0
+        res = run_dataset(label, args.n_boot, encoder=args.encoder)
         results.append(res)
-        print(f"{label}: {res['reaches_best_at_half_cost']} ({res['seconds']:.0f}s)", flush=True)
-        # written after every dataset, so a long (MiniLM) run keeps what it finished
-        payload = {"encoder": args.encoder, "split": "random 50/20/30 by prompt, seed 0",
-                   "prices_usd_per_mtok": PRICES, "datasets": results}
-        write_json(args.out + ".json", payload)
-        write_text(args.out + ".md", markdown(results, args.encoder))
+        comp = {k: f"{v['aiq_difference']:+.4f} {v['ci']}" for k, v in res["comparisons"].items()}
+        print(f"{label}: {comp} reaches@50%: {res['cascade_routing_reaches_best_at_half_cost_val_chosen']} "
+              f"({res['seconds']:.0f}s)", flush=True)
+        # written after every dataset, so a long run keeps what it finished
+        write_json(args.out + ".json", {"split": "prepare(): grouped seeded, val 0.1 / test 0.2, seed 0",
+                                        "encoder": args.encoder or "static", "prices_usd_per_mtok": PRICES, "datasets": results})
+        write_text(args.out + ".md", markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")
 
 

@@ -18,8 +18,9 @@ import time
 import numpy as np
 
 
-def _request(host: str, port: int, path: str, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+def _request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode("ascii") + body
 
@@ -38,8 +39,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def _drive(host: str, port: int, path: str, bodies: list[bytes], n_requests: int, concurrency: int,
-                 warmup: int, timeout: float) -> dict:
-    requests = [_request(host, port, path, b) for b in bodies]
+                 warmup: int, timeout: float, headers: dict[str, str] | None = None) -> dict:
+    requests = [_request(host, port, path, b, headers) for b in bodies]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = {"next": 0}
@@ -74,14 +75,55 @@ async def _drive(host: str, port: int, path: str, bodies: list[bytes], n_request
             "first_error": first_error[0] if first_error else None}
 
 
-def run_load(host: str, port: int, path: str, payloads: list[dict], *, n_requests: int, concurrency: int,
-             warmup: int = 200, timeout: float = 300.0) -> dict:
-    """POST ``payloads`` (cycled) ``n_requests`` times with ``concurrency`` connections; latency and status counts."""
+def _runner():
     try:
         import uvloop
 
-        runner = uvloop.run
+        return uvloop.run
     except ImportError:  # pragma: no cover - Windows
-        runner = asyncio.run
+        return asyncio.run
+
+
+def run_load(host: str, port: int, path: str, payloads: list[dict], *, n_requests: int, concurrency: int,
+             warmup: int = 200, timeout: float = 300.0, headers: dict[str, str] | None = None) -> dict:
+    """POST ``payloads`` (cycled) ``n_requests`` times with ``concurrency`` connections; latency and status counts."""
     bodies = [json.dumps(p).encode() for p in payloads]
-    return runner(_drive(host, port, path, bodies, n_requests, concurrency, warmup, timeout))
+    return _runner()(_drive(host, port, path, bodies, n_requests, concurrency, warmup, timeout, headers))
+
+
+async def _mixed(host, port, path, light, heavy, n_requests, concurrency, heavy_concurrency, timeout,
+                 light_headers, heavy_headers):
+    stop = asyncio.Event()
+    heavy_request = _request(host, port, path, heavy, heavy_headers)
+    heavy_stats = {"requests": 0, "statuses": {}}
+
+    async def heavy_worker():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while not stop.is_set():
+                writer.write(heavy_request)
+                status, _ = await _read_response(reader)
+                heavy_stats["requests"] += 1
+                heavy_stats["statuses"][status] = heavy_stats["statuses"].get(status, 0) + 1
+        finally:
+            writer.close()
+
+    heavy_tasks = [asyncio.ensure_future(heavy_worker()) for _ in range(heavy_concurrency)]
+    await asyncio.sleep(1.0)  # the heavy client is in full swing before the light one is measured
+    try:
+        light_stats = await _drive(host, port, path, light, n_requests, concurrency, 50, timeout, light_headers)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*heavy_tasks, return_exceptions=True), timeout)
+    return light_stats, heavy_stats
+
+
+def run_mixed(host: str, port: int, path: str, light_payloads: list[dict], heavy_payload: dict, *,
+              n_requests: int, concurrency: int, heavy_concurrency: int, timeout: float = 600.0,
+              light_headers: dict[str, str] | None = None, heavy_headers: dict[str, str] | None = None):
+    """The light load of :func:`run_load` while ``heavy_concurrency`` connections keep POSTing
+    ``heavy_payload``; returns (light stats, heavy request counts)."""
+    light = [json.dumps(p).encode() for p in light_payloads]
+    heavy = json.dumps(heavy_payload).encode()
+    return _runner()(_mixed(host, port, path, light, heavy, n_requests, concurrency, heavy_concurrency, timeout,
+                            light_headers, heavy_headers))

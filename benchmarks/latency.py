@@ -68,7 +68,7 @@ def _pct(values, q) -> float:
 
 def quality(spec: str, label: str, routers: list[str], seed: int) -> tuple[dict, object]:
     from routecast.training.experiment import run_experiment
-    from routecast.training.pipeline import prepare
+    from routecast.router.pipeline import prepare
 
     source, kwargs = DATASETS[label]
     prepared = prepare(source, encoder=spec, seed=seed, **kwargs)
@@ -85,7 +85,7 @@ def agreement(reference, candidate) -> dict:
     """The same MiniLM-trained routers fed the candidate's embeddings instead of MiniLM's (only for
     encoders in MiniLM's vector space: ONNX float/int8, truncated MiniLM): mean/min cosine of the
     test-split embeddings and the share of identical decisions, averaged over the lam sweep."""
-    from routecast.router.base import lam_grid
+    from routecast.router.policy import lam_grid
 
     ref_X, cand_X = reference.prepared.embeddings("test"), candidate.prepared.embeddings("test")
     cosine = np.sum(ref_X * cand_X, axis=1)

@@ -22,7 +22,8 @@ REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
-ROUTERS = ["knn", "linear", "mlp", "mf", "sw-ranking", "exemplar", "best-single", "cheapest", "random", "oracle"]
+ROUTERS = ["knn", "linear", "mlp", "mf", "sw-ranking", "exemplar", "best-single", "cheapest", "random", "oracle",
+           "cluster-prior", "task-prior"]
 
 #: dataset label -> (source, prepare() keyword arguments, note)
 DATASETS = {
@@ -45,7 +46,7 @@ def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed:
     import numpy as np
 
     from routecast.training.experiment import run_experiment
-    from routecast.training.pipeline import Prepared, prepare
+    from routecast.router.pipeline import Prepared, prepare
 
     source, kwargs, note = DATASETS[label]
     kwargs = dict(kwargs)
@@ -86,35 +87,52 @@ def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed:
 
 
 def markdown(results: list[dict], encoder: str) -> str:
-    lines = [f"# Leaderboard (encoder `{encoder}`, seeded 70/10/20 split, 95% bootstrap CI)", ""]
+    lines = [f"# Leaderboard (encoder `{encoder}`, seeded 70/10/20 split, 95% bootstrap CI)", "",
+             "AIQ is measured on a fixed cost range per dataset: the cheapest to the most expensive single "
+             "model's mean cost on the test split (stated per dataset), so a router's AIQ does not depend on "
+             "what else is compared. Single models are points; ensembles that call every model lie outside "
+             "the range: both are listed by cost and quality, never ranked. \"vs prior\" is AIQ minus the "
+             "better of the cluster and task priors, with a paired bootstrap interval.", ""]
     for res in results:
         r = res["result"]
         two = r["strong_model"] is not None
+        lo, hi = r["cost_range"]
         lines += [f"## {res['label']}", "",
                   f"{res['note']}. {res['n_train']} train / {res['n_test']} test prompts, "
                   f"{len(res['models'])} models; best single model `{r['best_single_model']}`; "
                   f"zero-router AIQ {r['zero_router_aiq']:.4f}; oracle quality {r['oracle_quality']:.4f}; "
-                  f"cost unit: {r['cost_unit']}.", ""]
-        head = "| router | family | AIQ [95% CI] | max quality | cost to match best | train s | route µs/q |"
-        sep = "|---|---|---|---|---|---|---|"
+                  f"cost unit: {r['cost_unit']}; AIQ cost range {lo:.4g} – {hi:.4g}."
+                  + (f" Strong / weak: `{r['strong_model']}` / `{r['weak_model']}`." if two else ""), ""]
+        lines += [f"Note: {note}." for note in r.get("notes", [])]
+        if r.get("notes"):
+            lines.append("")
+        head = "| router | family | AIQ [95% CI] | vs prior [95% CI] | max quality | cost to match best | train s | route µs/q |"
+        sep = "|---|---|---|---|---|---|---|---|"
         if two:
             head += " APGR | CPT(50%) |"
             sep += "---|---|"
         lines += [head, sep]
         for row in r["leaderboard"]:
-            if row["family"] == "single":
-                continue  # single models are the zero router's points
             meta = row.get("meta") or {}
             ratio = row.get("cost_ratio_to_best")
             match = "never" if ratio is None else f"{ratio:.2f}x"
+            gain, gci = row.get("gain_over_prior"), row.get("gain_over_prior_ci")
+            vs_prior = "—" if gain is None else f"{gain:+.4f} [{gci[0]:+.4f}, {gci[1]:+.4f}]"
             cells = [row["label"], row["family"],  # noqa: E501
-                     f"{row['aiq']:.4f} [{row['aiq_ci'][0]:.4f}, {row['aiq_ci'][1]:.4f}]",
+                     f"{row['aiq']:.4f} [{row['aiq_ci'][0]:.4f}, {row['aiq_ci'][1]:.4f}]", vs_prior,
                      f"{row['max_quality']:.4f}", match,
                      _fmt(meta.get("train_seconds"), ".2f"), _fmt(meta.get("route_us_per_query"), ".1f")]
             if two:
                 cells += ["—" if row["apgr"] is None else f"{row['apgr']:.4f}",
                           "—" if row["cpt50"] is None else f"{row['cpt50']:.1%}"]
             lines.append("| " + " | ".join(cells) + " |")
+        unranked = r.get("unranked") or []
+        if unranked:
+            lines += ["", "Not ranked (points, or outside the cost range):", "",
+                      "| policy | family | status | min cost | max quality |", "|---|---|---|---|---|"]
+            for row in unranked:
+                lines.append(f"| {row['label']} | {row['family']} | {row['status']} | "
+                             f"{_fmt(row['min_cost'], '.4g')} | {_fmt(row['max_quality'], '.4f')} |")
         lines.append("")
     return "\n".join(lines)
 

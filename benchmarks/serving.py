@@ -11,14 +11,21 @@ and loaded back with ``routecast.load`` (what a service does). Then:
   benchmarks/http_load.py; for the static encoder with micro-batching on and off (with MiniLM the
   server is bound by the encoder, which the in-process rows already show).
 
+* authentication cost: requests/s of the same server with and without ``--api-keys`` (rounds
+  interleaved, medians compared; the target is within 10%);
+* fair share: small one-prompt ``/v1/route`` requests (key A, 8 in flight) alone, then while a
+  heavy client (key B) keeps 8 requests of 256 prompts (~1 MB bodies) in flight; the target is
+  the small requests' p99 under the heavy client at most 3x their p99 alone.
+
 Writes benchmarks/results/serving.{json,md}. The machine has 2 shared cores: numbers are indicative.
 
-    nice -n 5 .venv/bin/python benchmarks/serving.py [--no-minilm] [--http-requests 5000]
+    nice -n 5 .venv/bin/python benchmarks/serving.py [--no-minilm] [--http-requests 5000] [--only-server-limits]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
@@ -94,6 +101,38 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class _Server:
+    """``routecast serve CKPT --port P [flags]`` in a subprocess, up once /health answers."""
+
+    def __init__(self, ckpt: Path, flags: list[str]):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--port", str(self.port), *flags]
+
+    def __enter__(self):
+        import httpx
+
+        self.process = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                raise RuntimeError("routecast serve did not come up")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def bench_http(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int, *,
                micro_batch: bool = True) -> dict:
     """``routecast serve`` in a subprocess; ``POST /v1/route`` one prompt per request, driven by the
@@ -103,41 +142,90 @@ def bench_http(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int
     sys.path.insert(0, str(HERE))
     from http_load import run_load
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--port", str(port)]
-    if not micro_batch:
-        cmd.append("--no-micro-batch")
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("routecast serve did not come up")
-            time.sleep(0.2)
+    with _Server(ckpt, [] if micro_batch else ["--no-micro-batch"]) as server:
+        port, url = server.port, server.url
         payloads = [{"prompt": p} for p in prompts]
         run_load("127.0.0.1", port, "/v1/route", payloads, n_requests=200, concurrency=4, warmup=0)
         before = httpx.get(url + "/metrics").text  # batch sizes of the measured phase only
         stats = run_load("127.0.0.1", port, "/v1/route", payloads, n_requests=n_requests,
                          concurrency=concurrency, warmup=0)
         metrics = httpx.get(url + "/metrics").text
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     count = _metric(metrics, "routecast_route_batch_prompts_count") - _metric(before, "routecast_route_batch_prompts_count")
     total = _metric(metrics, "routecast_route_batch_prompts_sum") - _metric(before, "routecast_route_batch_prompts_sum")
     return {"http_micro_batch": micro_batch, "http_requests": n_requests, "http_concurrency": concurrency,
             "http_ok": stats["ok"], "http_requests_per_s": stats["requests_per_s"],
             "http_p50_ms": stats["p50_ms"], "http_p99_ms": stats["p99_ms"],
             "http_mean_batch_prompts": round(total / count, 2) if count else None}
+
+
+KEY_A, KEY_B = "bench-key-a-0123456789abcdef", "bench-key-b-0123456789abcdef"
+
+
+def bench_auth(ckpt: Path, prompts: list[str], n_requests: int, concurrency: int, rounds: int = 3) -> dict:
+    """requests/s with and without client authentication, rounds interleaved (the machine is shared)."""
+    sys.path.insert(0, str(HERE))
+    from http_load import run_load
+
+    payloads = [{"prompt": p} for p in prompts]
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp) / "keys.txt"
+        keys.write_text(f"{KEY_A}\n{KEY_B}\n")
+        runs: dict[str, list[float]] = {"off": [], "on": []}
+        p99: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(rounds):
+            for mode in ("off", "on"):
+                flags = ["--api-keys", str(keys)] if mode == "on" else []
+                headers = {"authorization": f"Bearer {KEY_A}"} if mode == "on" else None
+                with _Server(ckpt, flags) as server:
+                    run_load("127.0.0.1", server.port, "/v1/route", payloads, n_requests=300, concurrency=4,
+                             warmup=0, headers=headers)
+                    stats = run_load("127.0.0.1", server.port, "/v1/route", payloads, n_requests=n_requests,
+                                     concurrency=concurrency, warmup=0, headers=headers)
+                if stats["ok"] != n_requests:
+                    raise RuntimeError(f"auth {mode}: {stats['statuses']} {stats['first_error']}")
+                runs[mode].append(stats["requests_per_s"])
+                p99[mode].append(stats["p99_ms"])
+    off, on = float(np.median(runs["off"])), float(np.median(runs["on"]))
+    return {"requests": n_requests, "concurrency": concurrency, "rounds": rounds,
+            "rps_without_auth": runs["off"], "rps_with_auth": runs["on"],
+            "p99_ms_without_auth": p99["off"], "p99_ms_with_auth": p99["on"],
+            "median_rps_without_auth": round(off, 1), "median_rps_with_auth": round(on, 1),
+            "auth_over_no_auth": round(on / off, 3)}
+
+
+def bench_fair_share(ckpt: Path, prompts: list[str], n_requests: int, rounds: int = 2) -> dict:
+    """Small requests' latency alone and under a heavy client (8 x 256 long prompts, ~1 MB bodies)."""
+    sys.path.insert(0, str(HERE))
+    from http_load import run_load, run_mixed
+
+    light = [{"prompt": p} for p in prompts]
+    long_prompt = ("Please summarise the following quarterly report in detail. " + "lorem ipsum dolor " * 216)[:3900]
+    heavy = {"prompts": [f"{i} {long_prompt}" for i in range(256)]}
+    body_bytes = len(json.dumps(heavy).encode())
+    auth_a, auth_b = {"authorization": f"Bearer {KEY_A}"}, {"authorization": f"Bearer {KEY_B}"}
+    out = {"light_requests": n_requests, "light_concurrency": 8, "heavy_concurrency": 8, "heavy_prompts": 256,
+           "heavy_body_bytes": body_bytes, "alone": [], "under_heavy": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp) / "keys.txt"
+        keys.write_text(f"{KEY_A}\n{KEY_B}\n")
+        with _Server(ckpt, ["--api-keys", str(keys), "--max-body-bytes", str(body_bytes + 1000)]) as server:
+            run_load("127.0.0.1", server.port, "/v1/route", light, n_requests=300, concurrency=4, warmup=0,
+                     headers=auth_a)
+            for _ in range(rounds):
+                alone = run_load("127.0.0.1", server.port, "/v1/route", light, n_requests=n_requests,
+                                 concurrency=8, warmup=50, headers=auth_a)
+                mixed, heavy_stats = run_mixed("127.0.0.1", server.port, "/v1/route", light, heavy,
+                                               n_requests=n_requests, concurrency=8, heavy_concurrency=8,
+                                               light_headers=auth_a, heavy_headers=auth_b)
+                out["alone"].append({k: alone[k] for k in ("p50_ms", "p99_ms", "requests_per_s", "ok")})
+                out["under_heavy"].append({**{k: mixed[k] for k in ("p50_ms", "p99_ms", "requests_per_s", "ok")},
+                                           "heavy_answered": heavy_stats["statuses"].get(200, 0),
+                                           "heavy_statuses": heavy_stats["statuses"]})
+    alone_p99 = float(np.median([r["p99_ms"] for r in out["alone"]]))
+    mixed_p99 = float(np.median([r["p99_ms"] for r in out["under_heavy"]]))
+    out.update({"median_p99_alone_ms": round(alone_p99, 2), "median_p99_under_heavy_ms": round(mixed_p99, 2),
+                "p99_ratio": round(mixed_p99 / alone_p99, 2)})
+    return out
 
 
 def _metric(text: str, name: str) -> float:
@@ -173,6 +261,33 @@ def to_markdown(rows: list[dict], http_rows: list[dict], meta: dict) -> str:
                      r["http_concurrency"], r["http_ok"], r["http_requests_per_s"], r["http_p50_ms"],
                      r["http_p99_ms"], r["http_mean_batch_prompts"]]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    auth, fair = meta.get("auth"), meta.get("fair_share")
+    if auth:
+        lines += ["", "## Client authentication cost", "",
+                  f"`routecast serve` (linear router, static encoder) without and with `--api-keys` (2 keys), "
+                  f"`POST /v1/route` one prompt per request, {auth['requests']} requests, {auth['concurrency']} in "
+                  f"flight, {auth['rounds']} rounds interleaved (off, on, off, on, ...).", "",
+                  "| | requests/s per round | median requests/s | p99 ms per round |", "|---|---|---|---|",
+                  f"| no keys | {auth['rps_without_auth']} | {auth['median_rps_without_auth']} | "
+                  f"{auth['p99_ms_without_auth']} |",
+                  f"| `--api-keys` | {auth['rps_with_auth']} | {auth['median_rps_with_auth']} | "
+                  f"{auth['p99_ms_with_auth']} |", "",
+                  f"With authentication: **{auth['auth_over_no_auth']:.3f}x** the median throughput without "
+                  "(target: at least 0.9x)."]
+    if fair:
+        lines += ["", "## Fair share under a heavy client", "",
+                  f"Key A sends one-prompt `/v1/route` requests, {fair['light_concurrency']} in flight, "
+                  f"{fair['light_requests']} per round; key B keeps {fair['heavy_concurrency']} requests of "
+                  f"{fair['heavy_prompts']} prompts (~3,900 characters each, {fair['heavy_body_bytes']:,} byte "
+                  "bodies) in flight during the 'under heavy' rounds.", "",
+                  "| round | alone p50 ms | alone p99 ms | under heavy p50 ms | under heavy p99 ms | heavy requests "
+                  "answered meanwhile |", "|---|---|---|---|---|---|"]
+        for i, (a, m) in enumerate(zip(fair["alone"], fair["under_heavy"]), 1):
+            lines.append(f"| {i} | {a['p50_ms']} | {a['p99_ms']} | {m['p50_ms']} | {m['p99_ms']} | "
+                         f"{m['heavy_answered']} |")
+        lines += ["", f"Median p99 alone {fair['median_p99_alone_ms']} ms, under the heavy client "
+                      f"{fair['median_p99_under_heavy_ms']} ms: **{fair['p99_ratio']}x** (target: at most 3x; "
+                      "before the fair share: p99 31 ms -> 2,340 ms, 75x)."]
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +297,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--http-requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--only-server-limits", action="store_true",
+                        help="only the authentication and fair-share sections (keeps the other rows of serving.json)")
     args = parser.parse_args()
 
     load_start = round(os.getloadavg()[0], 2)
@@ -191,7 +308,16 @@ def main() -> None:
     if not args.no_minilm:
         configs.append(("knn", "minilm", ()))
     rows, http_rows = [], []
+    if args.only_server_limits:
+        configs = []
+        previous = json.loads((RESULTS / "serving.json").read_text()) if (RESULTS / "serving.json").exists() else {}
+        rows, http_rows = previous.get("rows", []), previous.get("http", [])
     with tempfile.TemporaryDirectory() as tmp:
+        limits_ckpt = build_checkpoint("linear", "static", args.n_train, Path(tmp) / "limits")
+        auth = bench_auth(limits_ckpt, eval_prompts(300), args.http_requests, args.concurrency)
+        print({"auth": auth}, flush=True)
+        fair = bench_fair_share(limits_ckpt, eval_prompts(300), 1500)
+        print({"fair_share": fair}, flush=True)
         for router_type, encoder, http_modes in configs:
             fast = not encoder.startswith("minilm")
             n_train = args.n_train if fast else min(args.n_train, 1000)
@@ -208,9 +334,11 @@ def main() -> None:
                 http_rows.append(http)
                 print(http, flush=True)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-            "n_train": args.n_train, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
+            "n_train": args.n_train, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2),
+            "auth": auth, "fair_share": fair}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "serving.json", {"meta": meta, "rows": rows, "http": http_rows})
+    write_json(RESULTS / "serving.json", {"meta": meta, "rows": rows, "http": http_rows, "auth": auth,
+                                          "fair_share": fair})
     write_text(RESULTS / "serving.md", to_markdown(rows, http_rows, meta))
     print(to_markdown(rows, http_rows, meta))
 

@@ -51,14 +51,14 @@ def pick_encoder(requested: str) -> tuple[str, str]:
 
 def test_aiq(name: str, params: dict, prepared) -> float:
     """AIQ on the test split (single models' cost range), for the report only."""
-    from routecast.training import metrics
-    from routecast.training.evaluate import sweep_router
-    from routecast.training.pipeline import fit_router, split_embeddings
-    from routecast.training.tune import single_model_range
+    from routecast.router.evaluation import metrics
+    from routecast.router.evaluation.evaluate import sweep_router
+    from routecast.router.pipeline import fit_router, split_embeddings
+    from routecast.router.evaluation.evaluate import single_model_cost_range
 
     router, _ = fit_router(name, params, prepared)
     curve = sweep_router(router, prepared.test, embeddings=split_embeddings(router, prepared, "test"))
-    lo, hi = single_model_range(prepared.test, router.costs_)
+    lo, hi = single_model_cost_range(prepared.test, router.costs_)
     return metrics.aiq(curve.cost, curve.quality, lo, hi)
 
 
@@ -72,8 +72,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from routecast.atomic import write_json, write_text
-    from routecast.training.pipeline import prepare
-    from routecast.training.tune import finite_json, tune
+    from routecast.router.pipeline import prepare
+    from routecast.training.tune import tune
 
     encoder, why = pick_encoder(args.encoder)
     print(f"encoder: {encoder} ({why})", flush=True)
@@ -115,7 +115,7 @@ def main() -> None:
                     "note": "2 shared cores, other jobs running"},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "tune_mlp.json", finite_json(report))
+    write_json(args.out / "tune_mlp.json", report)
     fmt = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     lines = [
         "# Tuning the mlp router (optuna TPE + pruning) on llmrouter_9models", "",

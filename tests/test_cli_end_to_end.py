@@ -57,7 +57,8 @@ def test_evaluate_train_export_route(tmp_path):
     assert {"knn", "linear", "best-single", "oracle"} <= set(labels)
     assert labels["oracle"]["aiq"] >= max(labels[r]["aiq"] for r in ("knn", "linear", "best-single"))
     assert labels["best-single"]["aiq"] == pytest.approx(metrics["zero_router_aiq"], abs=0.02)
-    assert (out / "report.md").read_text().count("| knn |") == 1
+    leaderboard = (out / "report.md").read_text().split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
+    assert leaderboard.count("| knn |") == 1
     assert (out / "cost_quality.png").stat().st_size > 10_000
 
     run_dir = tmp_path / "run"
@@ -78,8 +79,18 @@ def test_evaluate_train_export_route(tmp_path):
     assert [r["id"] for r in rows] == [0, 1, 2]
     assert all(r["model"] in info_models(ckpt) for r in rows)
     # the run was calibrated on its validation split: a budget maps to the lam measured there
-    calibration = json.loads((ckpt / "config.json").read_text())
-    assert "calibration_" in json.dumps(calibration)
+    from routecast.router.policy import OperatingCurve
+
+    calibration = json.loads((ckpt / "config.json").read_text())["state"]["calibration_"]
+    n_val = json.loads((run_dir / "metrics.json").read_text())["metadata"]["n_val"]
+    assert calibration["measured"] is True and calibration["n_prompts"] == n_val == 40
+    curve = OperatingCurve.from_dict(calibration)
+    assert len(curve.lams) >= 2 and (curve.lams[1:] >= curve.lams[:-1]).all()
+    model_costs = [m["expected_cost"] for m in json.loads((ckpt / "config.json").read_text())["models"]]
+    assert min(model_costs) * 0.999 <= curve.cost.min() and curve.cost.max() <= max(model_costs) * 1.001
+    assert ((0 <= curve.quality) & (curve.quality <= 1)).all()
+    assert ((0 <= curve.strong_share) & (curve.strong_share <= 1)).all()
+    assert rows[0]["lam"] == pytest.approx(curve.lams[curve.index_for(budget=0.0002)])
     unconstrained = tmp_path / "free.jsonl"
     run(["route", ckpt, "--input", prompts, "--output", unconstrained], tmp_path)
     free = [json.loads(line) for line in unconstrained.read_text().splitlines()]
@@ -89,5 +100,4 @@ def test_evaluate_train_export_route(tmp_path):
 
 def info_models(ckpt: Path) -> set[str]:
     config = json.loads((ckpt / "config.json").read_text())
-    table = config.get("models") or config.get("model_table")
-    return {m["name"] if isinstance(m, dict) else m for m in table}
+    return {m["name"] for m in config["models"]}

@@ -1,7 +1,7 @@
 """Cascades and post-hoc ensembles: ask a cheap model first, escalate only when needed.
 
 Public names are imported lazily (``routecast.cascade.Cascade`` works) so that importing
-``routecast.cascade.cli`` for ``routecast --help`` pulls in nothing heavy.
+``routecast.cascade.commands`` for ``routecast --help`` pulls in nothing heavy.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ _EXPORTS = {
     "best_of_n": "routecast.cascade.ensembles",
     "oracle_ensemble": "routecast.cascade.ensembles",
     "EnsembleResult": "routecast.cascade.ensembles",
+    "CascadeRouter": "routecast.cascade.cascade_router",
+    "CascadeRoutingOutcome": "routecast.cascade.cascade_router",
+    "smoothie_select": "routecast.cascade.smoothie",
+    "cascade_support": "routecast.cascade.kinds",
+    "CascadeSupport": "routecast.cascade.kinds",
+    "CASCADE_KINDS": "routecast.cascade.kinds",
 }
 
 __all__ = sorted(_EXPORTS)

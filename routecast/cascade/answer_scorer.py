@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
 from routecast.cascade.answers import final_answer
 from routecast.errors import ConfigError, DataError, NotFittedError
 
@@ -53,7 +55,7 @@ def require_responses(log: "OutcomeLog", models: Sequence[str], *, why: str) -> 
 class AnswerScorer:
     """Predicts the quality of a (prompt, response) pair produced by a named model."""
 
-    def __init__(self, encoder: str = "hashing:dim=256", head: str = "logistic", shared: bool = True,
+    def __init__(self, encoder: str = DEFAULT_ENCODER, head: str = "logistic", shared: bool = True,
                  good_threshold: float = 0.5, C: float = 1.0, alpha: float = 1.0, max_chars: int = 2000):
         self.encoder = encoder
         self.head = head
@@ -95,17 +97,40 @@ class AnswerScorer:
             self.heads_[key] = self._fit_head(X[mask], y[mask])
         return self
 
-    def _fit_head(self, X: np.ndarray, y: np.ndarray):
+    def _fit_head(self, X: np.ndarray, y: np.ndarray) -> "LinearHead":
         if self.head == "logistic":
             labels = (y >= self.good_threshold).astype(int)
             if labels.min() == labels.max():
-                return float(labels[0])
+                return LinearHead.constant(float(labels[0]), X.shape[1])
             from sklearn.linear_model import LogisticRegression
 
-            return LogisticRegression(C=self.C, max_iter=2000).fit(X, labels)
+            fitted = LogisticRegression(C=self.C, max_iter=2000).fit(X, labels)
+            return LinearHead(fitted.coef_[0], float(fitted.intercept_[0]), logistic=True)
         from sklearn.linear_model import Ridge
 
-        return Ridge(alpha=self.alpha).fit(X, y)
+        fitted = Ridge(alpha=self.alpha).fit(X, y)
+        return LinearHead(np.asarray(fitted.coef_).reshape(-1), float(fitted.intercept_), logistic=False)
+
+    # -------------------------------------------------------------- state
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Learned state as JSON + arrays (for a checkpoint's safetensors file; no pickle)."""
+        if not hasattr(self, "heads_"):
+            raise NotFittedError("AnswerScorer is not fitted; call fit() first")
+        keys = sorted(self.heads_)
+        meta = {"models": list(self.models_), "heads": keys,
+                "logistic": [bool(self.heads_[k].logistic) for k in keys]}
+        arrays = {}
+        for i, key in enumerate(keys):
+            arrays[f"head{i}.coef"] = np.asarray(self.heads_[key].coef, dtype=np.float64)
+            arrays[f"head{i}.intercept"] = np.asarray([self.heads_[key].intercept], dtype=np.float64)
+        return meta, arrays
+
+    def set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> "AnswerScorer":
+        self.models_ = tuple(meta["models"])
+        self.heads_ = {key: LinearHead(arrays[f"head{i}.coef"], float(arrays[f"head{i}.intercept"][0]),
+                                       logistic=bool(meta["logistic"][i]))
+                       for i, key in enumerate(meta["heads"])}
+        return self
 
     # ------------------------------------------------------------- predict
     def predict(self, prompts: Sequence[str], responses: Sequence[str], models: Sequence[str] | str) -> np.ndarray:
@@ -139,11 +164,7 @@ class AnswerScorer:
         return np.stack(cols, axis=1) if cols else np.zeros((log.n_prompts, 0))
 
     @staticmethod
-    def _predict_head(head, X: np.ndarray) -> np.ndarray:
-        if isinstance(head, float):
-            return np.full(len(X), head)
-        if hasattr(head, "predict_proba"):
-            return head.predict_proba(X)[:, 1]
+    def _predict_head(head: "LinearHead", X: np.ndarray) -> np.ndarray:
         return head.predict(X)
 
     # ------------------------------------------------------------ features
@@ -170,3 +191,23 @@ class AnswerScorer:
                 onehot[row, index[name]] = 1.0
             parts.append(onehot)
         return np.concatenate(parts, axis=1)
+
+
+class LinearHead:
+    """A fitted linear head in numpy: ``X @ coef + intercept``, through a sigmoid when
+    ``logistic`` (the probability of a good answer). Converted from scikit-learn right after
+    fitting so a scorer saves as plain arrays and predicts the same after loading."""
+
+    def __init__(self, coef: np.ndarray, intercept: float, *, logistic: bool):
+        self.coef = np.asarray(coef, dtype=np.float64).reshape(-1)
+        self.intercept = float(intercept)
+        self.logistic = bool(logistic)
+
+    @classmethod
+    def constant(cls, value: float, dim: int) -> "LinearHead":
+        """A head that predicts ``value`` everywhere (training labels of one class only)."""
+        return cls(np.zeros(dim), float(value), logistic=False)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        z = np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z)) if self.logistic else z

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
 from routecast.cascade.deferral import Deferral, make_deferral
 from routecast.cascade.thresholds import ThresholdChoice, ThresholdSearch, simulate_stages
 from routecast.errors import ConfigError, NotFittedError, RoutingError
@@ -60,14 +62,15 @@ class CascadeCurve:
 
     def to_curve(self, label: str, log: "OutcomeLog | None" = None, *, family: str = "cascade",
                  cost_unit: str | None = None):
-        """The evaluation package's ``Curve`` (``routecast.training.curves.Curve.from_points``).
+        """The evaluation package's ``Curve`` (``routecast.router.evaluation.curves.Curve.from_points``).
 
         With ``log`` (the log the curve was simulated on, all its models), the curve also carries
         per-model call shares (share of prompts that *called* each model - they sum to more than
         1 when prompts escalate) and, for two-model logs, the strong-model call share that
         RouteLLM's APGR/CPT need.
         """
-        from routecast.training.curves import USD, Curve, strong_model_index
+        from routecast.router.evaluation.curves import USD, Curve
+        from routecast.router.policy import strong_weak
 
         kwargs: dict[str, Any] = {"label": label, "family": family, "cost_unit": cost_unit or USD}
         if log is not None:
@@ -77,7 +80,7 @@ class CascadeCurve:
                 shares[:, log.model_index(name)] = (self.stop_stages >= stage).mean(axis=1)
             kwargs.update(models=log.models, call_shares=shares)
             if m == 2:
-                strong = strong_model_index(np.nanmean(log.costs, axis=0), np.nanmean(log.scores, axis=0))
+                strong = strong_weak(log.mean_costs(), log.mean_scores()).strong
                 kwargs["strong_share"] = shares[:, strong]
         return Curve.from_points(self.costs, self.quality, self.labels, **kwargs)
 
@@ -97,7 +100,7 @@ class Cascade:
     """
 
     def __init__(self, chain: Sequence[str] | None = None, deferral: "str | Deferral" = "ex-ante",
-                 router: Any = "knn", encoder: str = "hashing:dim=256", n_quantiles: int = 40,
+                 router: Any = "knn", encoder: str = DEFAULT_ENCODER, n_quantiles: int = 40,
                  max_grid: int = 5000):
         self.chain = None if chain is None else list(chain)
         self.deferral = deferral
@@ -123,8 +126,8 @@ class Cascade:
         chain = resolve_chain(train_log, self.chain)
         _require_costs(train_log, chain)
         _require_costs(val_log, chain)
-        train = _complete(train_log.select_models(chain), "training")
-        val = _complete(val_log.select_models(chain), "validation")
+        train = _nonempty(train_log.select_models(chain).complete(), "training")
+        val = _nonempty(val_log.select_models(chain).complete(), "validation")
         deferral = make_deferral(self.deferral, router=self.router, encoder=self.encoder)
         if not hasattr(deferral, "models_"):
             deferral.fit(train)
@@ -270,7 +273,7 @@ def search_chains(train_log: "OutcomeLog", val_log: "OutcomeLog", *, max_len: in
     ``val_log`` is scored by ``metric``:
 
     * ``"quality_at_budget"`` (default when ``budget`` is given): best quality at mean cost <= budget;
-    * ``"aiq"`` (default otherwise): RouterBench AIQ (``routecast.training.metrics.aiq``) of the
+    * ``"aiq"`` (default otherwise): RouterBench AIQ (``routecast.router.evaluation.metrics.aiq``) of the
       chain's validation operating points over the range from the cheapest to the dearest single
       model's mean validation cost (0 below the chain's cheapest point, so chains that cannot run
       cheaply are penalised, as in evaluation).
@@ -285,10 +288,10 @@ def search_chains(train_log: "OutcomeLog", val_log: "OutcomeLog", *, max_len: in
     _require_costs(train_log, models)
     _require_costs(val_log, models)
     order = sorted(models, key=lambda m: (train_log.mean_costs()[train_log.model_index(m)], m))
-    train = _complete(train_log.select_models(order), "training")
-    val = _complete(val_log.select_models(order), "validation")
+    train = _nonempty(train_log.select_models(order).complete(), "training")
+    val = _nonempty(val_log.select_models(order).complete(), "validation")
     shared = make_deferral(deferral, router=cascade_params.get("router", "knn"),
-                           encoder=cascade_params.get("encoder", "hashing:dim=256"))
+                           encoder=cascade_params.get("encoder", DEFAULT_ENCODER))
     if not hasattr(shared, "models_"):
         shared.fit(train)
     signals = shared.signals(val)
@@ -341,7 +344,7 @@ def _aiq(search: ThresholdSearch, grid: np.ndarray, floor: float) -> float:
     """AIQ of the chain's validation points over the single models' cost range: the evaluation
     package's definition (concave hull, 0 below the chain's cheapest point) when available."""
     try:
-        from routecast.training.metrics import aiq
+        from routecast.router.evaluation.metrics import aiq
     except ImportError:  # evaluation package not installed: step-curve mean over the grid
         return _step_aiq(search, grid, floor)
     return float(aiq(search.cand_cost, search.cand_quality, float(grid[0]), float(grid[-1])))
@@ -390,17 +393,17 @@ def _require_costs(log: "OutcomeLog", names: Sequence[str]) -> None:
             raise RoutingError(
                 f"model {name!r} has no cost on {int(bad.sum())} of {len(col)} prompts of {log.source} "
                 f"(first: prompt_id {log.prompt_ids[first]!r}); a cascade needs a cost per call - give a "
-                "price table (CLI: --prices prices.json; Python: load_log(..., prices=...) or OutcomeLog.with_costs)")
+                "price table (prices=... of load_log, or OutcomeLog.with_costs)")
         if (col[~np.isnan(col)] < 0).any():
             raise RoutingError(f"model {name!r} has negative costs in {log.source}")
 
 
-def _complete(log: "OutcomeLog", what: str) -> "OutcomeLog":
-    keep = ~np.isnan(log.scores).any(axis=1)
-    if not keep.any():
+def _nonempty(log: "OutcomeLog", what: str) -> "OutcomeLog":
+    """``log`` (already restricted by :meth:`OutcomeLog.complete`), refused when no prompt is left."""
+    if log.n_prompts == 0:
         raise RoutingError(f"no prompt of the {what} split has a logged score for every chain model "
                            f"({', '.join(log.models)})")
-    return log if keep.all() else log.subset(keep)
+    return log
 
 
 def _fmt(t: np.ndarray) -> str:

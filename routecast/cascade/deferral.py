@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
 from routecast.errors import ConfigError, NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,7 +80,7 @@ class ExAnteDeferral(Deferral):
     kind = "ex-ante"
     needs_responses = False
 
-    def __init__(self, router: "Router | str" = "knn", encoder: str = "hashing:dim=256"):
+    def __init__(self, router: "Router | str" = "knn", encoder: str = DEFAULT_ENCODER):
         self.router = router
         self.encoder = encoder
 
@@ -121,7 +123,7 @@ class ExPostDeferral(Deferral):
     kind = "ex-post"
     needs_responses = True
 
-    def __init__(self, scorer: "AnswerScorer | None" = None, encoder: str = "hashing:dim=256",
+    def __init__(self, scorer: "AnswerScorer | None" = None, encoder: str = DEFAULT_ENCODER,
                  head: str = "logistic"):
         self.scorer = scorer
         self.encoder = encoder
@@ -199,7 +201,7 @@ class AgreementDeferral(Deferral):
         return agreement_score([final_answer(r) for r in responses])
 
 
-def make_deferral(kind: "str | Deferral", *, router: "Router | str" = "knn", encoder: str = "hashing:dim=256",
+def make_deferral(kind: "str | Deferral", *, router: "Router | str" = "knn", encoder: str = DEFAULT_ENCODER,
                   scorer: "AnswerScorer | None" = None) -> Deferral:
     """A deferral by name: ``ex-ante``, ``ex-post`` or ``agreement`` (a Deferral passes through)."""
     if isinstance(kind, Deferral):

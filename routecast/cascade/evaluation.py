@@ -1,7 +1,7 @@
 """Cascades against single models and post-hoc ensembles, on one held-out test split.
 
 Used by ``routecast cascade`` and ``benchmarks/cascades.py``. Every policy becomes a curve of the
-evaluation package (:mod:`routecast.training.curves`) so AIQ, cost-to-match-best and the report
+evaluation package (:mod:`routecast.router.evaluation.curves`) so AIQ, cost-to-match-best and the report
 mean exactly what they mean for routers.
 
 Two answers to "does the cascade reach the best single model's quality for less?" are kept
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from routecast.errors import RoutecastError
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.cascade.cascade import Cascade
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class CascadeComparison:
     """The evaluation result plus per-cascade facts (chain, thresholds, honest operating point)."""
 
-    result: Any  # routecast.training.evaluate.EvaluationResult
+    result: Any  # routecast.router.evaluation.evaluate.EvaluationResult
     cascades: dict[str, dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
@@ -69,12 +70,13 @@ def _f(x, spec: str = ".4f") -> str:
 
 
 def complete(log: "OutcomeLog") -> "OutcomeLog":
-    keep = ~np.isnan(log.scores).any(axis=1)
-    return log if keep.all() else log.subset(keep)
+    """Kept for callers outside the cascade package (training/experiment.py); call
+    :meth:`OutcomeLog.complete` directly."""
+    return log.complete()
 
 
 def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades: Mapping[str, "Cascade"], *,
-            ensembles: bool = True, scorer_encoder: str = "hashing:dim=256", n_boot: int = 200,
+            ensembles: bool = True, scorer_encoder: str = DEFAULT_ENCODER, n_boot: int = 200,
             seed: int = 0, cost_unit: str | None = None) -> CascadeComparison:
     """Fit every cascade on (train, val) and compare on ``test`` (its complete rows).
 
@@ -83,12 +85,12 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
     """
     from routecast.cascade.answer_scorer import AnswerScorer
     from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.training.curves import USD
-    from routecast.training.evaluate import evaluate, single_model_curves
+    from routecast.router.evaluation.curves import USD
+    from routecast.router.evaluation.evaluate import evaluate, single_model_curves
 
     unit = cost_unit or USD
-    test = complete(test)
-    val_c = complete(val)
+    test = test.complete()
+    val_c = val.complete()
     curves: dict[str, Any] = {}
     notes: list[str] = []
     facts: dict[str, dict[str, Any]] = {}
@@ -133,7 +135,7 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
         if test.responses is not None and all(isinstance(r, str) for r in test.responses.reshape(-1)):
             curves["majority-vote"] = majority_vote(test).to_curve(test, cost_unit=unit)
             try:
-                scorer = _shared_scorer(cascades) or AnswerScorer(encoder=scorer_encoder).fit(complete(train))
+                scorer = _shared_scorer(cascades) or AnswerScorer(encoder=scorer_encoder).fit(train.complete())
                 curves["best-of-n"] = best_of_n(test, scorer).to_curve(test, cost_unit=unit)
             except RoutecastError as exc:
                 notes.append(f"best-of-n skipped: {exc}")
@@ -179,7 +181,7 @@ def _shared_scorer(cascades: Mapping[str, "Cascade"]):
 def write(comparison: CascadeComparison, out: Path, *, title: str, settings: Mapping[str, Any]) -> Path:
     """metrics.json (+ cascade facts) and report.md via the evaluation report writer."""
     from routecast.atomic import write_json
-    from routecast.training.report import write_report
+    from routecast.router.evaluation.report import write_report
 
     sections = {"Cascades": cascade_markdown(comparison), "Settings": _settings_markdown(settings)}
     if comparison.notes:
@@ -214,38 +216,42 @@ def _settings_markdown(settings: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- the command
-def load_and_split(data: str, *, prices=None, models: Sequence[str] | None = None, val: float = 0.2,
-                   test: float = 0.3, seed: int = 0, limit: int | None = None):
-    """Load a log (built-in name or path) and split it by prompt into train/val/test."""
-    try:
-        from routecast.data import load_log
-    except ImportError:  # the package __init__ does not re-export yet
-        from routecast.data.loaders import load_log
-    log = load_log(data, prices=None if prices is None else str(prices), models=models)
-    if limit is not None and limit < log.n_prompts:
-        rng = np.random.default_rng(seed)
-        log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
-    try:
-        from routecast.data import split_log
-    except ImportError:
-        split_log = None
-    if split_log is not None:
-        splits = split_log(log, val=val, test=test, seed=seed)
-        return log, splits.train, splits.val, splits.test
-    order = np.random.default_rng(seed).permutation(log.n_prompts)
-    n_test, n_val = int(round(test * log.n_prompts)), int(round(val * log.n_prompts))
-    return (log, log.subset(order[n_test + n_val:]), log.subset(order[n_test:n_test + n_val]),
-            log.subset(order[:n_test]))
+def prepare_priced(data: str, *, prices=None, **prepare_kwargs):
+    """:func:`routecast.router.pipeline.prepare` (the one load -> split -> embed path, its
+    defaults), with cells whose cost was not logged filled from a price table when ``prices``
+    (a path or mapping, see :class:`routecast.data.costs.PriceTable`) is given. Logged costs are
+    kept. Token counts are estimated per prompt, so pricing each split equals pricing the log."""
+    import dataclasses
+
+    from routecast.router.pipeline import prepare
+
+    prepared = prepare(data, **prepare_kwargs)
+    if prices is None:
+        return prepared
+    from routecast.data.costs import PriceTable, derive_costs
+
+    table = PriceTable.coerce(str(prices) if isinstance(prices, Path) else prices)
+
+    def priced(log):
+        return log.with_costs(derive_costs(log.costs, log.models, log.prompts, table, responses=log.responses))
+
+    return dataclasses.replace(prepared, log=priced(prepared.log), train=priced(prepared.train),
+                               val=priced(prepared.val), test=priced(prepared.test),
+                               settings={**prepared.settings, "prices": table.to_dict()})
 
 
-def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", encoder: str = "hashing:dim=256",
-                           router: str = "knn", models=None, max_len: int = 3, prices=None, val: float = 0.2,
-                           test: float = 0.3, seed: int = 0, limit: int | None = None, n_boot: int = 200,
+def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", encoder: str = DEFAULT_ENCODER,
+                           router: str = "knn", models=None, max_len: int = 3, prices=None, val: float = 0.1,
+                           test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
+                           limit: int | None = None, n_boot: int = 200,
                            out: Path = Path("runs/cascade")) -> CascadeComparison:
+    """``routecast cascade``: the same load -> split -> embed path and defaults as every other
+    command (:func:`routecast.router.pipeline.prepare`), then fit and compare one cascade."""
     from routecast.cascade.cascade import Cascade, search_chains
 
-    log, train, val_log, test_log = load_and_split(data, prices=prices, models=models, val=val, test=test,
-                                                   seed=seed, limit=limit)
+    prepared = prepare_priced(data, prices=prices, encoder=encoder, val=val, test=test, seed=seed,
+                              use_logged_split=use_logged_split, limit=limit, models=models)
+    log, train, val_log, test_log = prepared.log, prepared.train, prepared.val, prepared.test
     params = {"deferral": deferral, "router": router, "encoder": encoder}
     if chain is not None:
         cascade = Cascade(chain=chain, **params).fit(train, val_log)
@@ -259,8 +265,7 @@ def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", 
     sub = [s.select_models(pool) for s in (train, val_log, test_log)]
     label = f"cascade ({deferral})"
     comparison = compare(*sub, {label: cascade}, scorer_encoder=encoder, n_boot=n_boot, seed=seed)
-    settings = {"data": data, "chain": list(cascade.chain_), "deferral": deferral, "encoder": encoder,
-                "router": router, "val": val, "test": test, "seed": seed, "limit": limit,
+    settings = {**prepared.settings, "chain": list(cascade.chain_), "deferral": deferral, "router": router,
                 "prompts": {"train": train.n_prompts, "val": val_log.n_prompts, "test": test_log.n_prompts}}
     write(comparison, Path(out), title=f"routecast cascade: {data}", settings=settings)
     return comparison

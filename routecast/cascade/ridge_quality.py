@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
 from routecast.router.base import Router
 
 
@@ -20,7 +22,7 @@ class RidgeQualityRouter(Router):
     family = "a1"
     uses_embeddings = True
 
-    def __init__(self, encoder: str = "hashing:dim=256", alpha: float = 1.0):
+    def __init__(self, encoder: str = DEFAULT_ENCODER, alpha: float = 1.0):
         self.encoder = encoder
         self.alpha = alpha
 

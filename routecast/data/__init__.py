@@ -1,6 +1,6 @@
 """Outcome logs: loading, validating, costing, splitting and inspecting query-outcome data.
 
-Exports are resolved lazily (PEP 562) so ``import routecast.data.cli`` -- and thus
+Exports are resolved lazily (PEP 562) so ``import routecast.data.commands`` -- and thus
 ``routecast --help`` -- does not pay for pandas until a data function is actually used.
 """
 
@@ -13,6 +13,9 @@ _EXPORTS = {
     "load_log": "routecast.data.loaders",
     "frame_to_log": "routecast.data.loaders",
     "load_preferences": "routecast.data.preferences",
+    "load_data": "routecast.data.preferences",
+    "routing_text": "routecast.data.chat_text",
+    "parse_mapping": "routecast.data.columns",
     "pairs_from_log": "routecast.data.preferences",
     "PairwiseLog": "routecast.data.preferences",
     "split_log": "routecast.data.splits",

@@ -40,6 +40,20 @@ def builtin_names() -> list[str]:
     return _names_on_disk()
 
 
+def builtin_table() -> dict:
+    """The catalogue as a plain table (``title``, ``columns``, ``rows``, ``right``) for ``routecast datasets``."""
+    catalog = builtin_catalog()
+    rows = []
+    for name in builtin_names():
+        info = catalog.get(name, {})
+        prompts = info.get("prompts")
+        rows.append((name, f"{prompts:,}" if isinstance(prompts, int) else "?", str(info.get("models", "?")),
+                     str(info.get("licence", "?")), str(info.get("description", ""))))
+    return {"title": "built-in datasets (load_log(name) / routecast data inspect NAME)",
+            "columns": ("name", "prompts", "models", "licence", "description"), "right": ("prompts", "models"),
+            "rows": rows}
+
+
 def is_builtin(name: str) -> bool:
     return "/" not in name and "\\" not in name and not name.endswith(".parquet") and name in builtin_names()
 

@@ -27,6 +27,7 @@ from typing import Mapping
 
 import numpy as np
 
+from routecast.data.names import model_name
 from routecast.errors import DataError
 
 CHARS_PER_TOKEN = 4
@@ -65,7 +66,7 @@ class PriceTable:
                 raise DataError(f"price of {model!r} must be a pair (in, out) of numbers, got {pair!r}") from None
             if not (math.isfinite(p_in) and math.isfinite(p_out)) or p_in < 0 or p_out < 0:
                 raise DataError(f"price of {model!r} must be finite and >= 0, got ({p_in}, {p_out})")
-            clean[str(model)] = (p_in, p_out)
+            clean[model_name(model)] = (p_in, p_out)
         object.__setattr__(self, "prices", clean)
         if self.default_output_tokens < 0 or self.chars_per_token <= 0:
             raise DataError("default_output_tokens must be >= 0 and chars_per_token > 0")
@@ -94,7 +95,16 @@ class PriceTable:
     def from_json(cls, path: str | Path, **kwargs) -> "PriceTable":
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            if path.suffix.lower() in (".yaml", ".yml"):  # the same mapping, written as YAML
+                import yaml
+
+                try:
+                    data = yaml.safe_load(text)
+                except yaml.YAMLError as exc:
+                    raise DataError(f"price file is not valid YAML: {exc}", path=str(path)) from None
+            else:
+                data = json.loads(text)
         except FileNotFoundError:
             raise DataError("price file not found", path=str(path)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -126,7 +136,11 @@ class PriceTable:
 
     # -------------------------------------------------------------- costing
     def __contains__(self, model: str) -> bool:
-        return model in self.prices
+        return model_name(model) in self.prices
+
+    def price_of(self, model: str) -> tuple[float, float] | None:
+        """(USD per million input tokens, per million output tokens), or None without a price."""
+        return self.prices.get(model_name(model))
 
     def output_tokens_for(self, model: str) -> int:
         return int(self.output_tokens.get(model, self.default_output_tokens))

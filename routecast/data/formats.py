@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
+# strict JSON (duplicate keys, huge integers, deep nesting -> DataError) lives in a pandas-free module,
+# so `routecast route` in the lean runtime install reads prompts files the way the loader reads logs
+from routecast.data.strict_json import MAX_INT_DIGITS  # noqa: F401 - re-exported
+from routecast.data.strict_json import parse_json as _parse_json
 from routecast.errors import DataError
 
 #: Extension -> reader kind. ``.json`` may hold JSON lines or one JSON array (decided by content).
@@ -44,14 +48,14 @@ ROW = "__row__"
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read ``path`` into a DataFrame with an extra ``__row__`` column (1-based source row)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"not found: no such file ({os.path.abspath(path)})", path=str(path))
+    if path.is_dir():
+        raise DataError("is a directory, expected a file", path=str(path))
     kind = EXTENSIONS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"unknown file extension {path.suffix!r}; routecast reads "
                         f"{', '.join(sorted(EXTENSIONS))}", path=str(path))
-    if not path.exists():
-        raise DataError("file not found", path=str(path))
-    if path.is_dir():
-        raise DataError("is a directory, expected a file", path=str(path))
     if kind == "parquet":
         frame = _read_parquet(path)
         rows = pd.RangeIndex(1, len(frame) + 1)
@@ -118,31 +122,6 @@ def _read_csv(text: str, path: Path) -> pd.DataFrame:
         row = int(match.group(1)) - 1 if match else None
         raise DataError(f"malformed CSV: {msg}", path=str(path),
                         row=row if row and row >= 1 else None) from None
-
-
-def _no_duplicate_keys(pairs):
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(key)
-        obj[key] = value
-    return obj
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _parse_json(text: str, path: Path, row: int | None):
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as exc:
-        raise DataError(f"key {exc.key!r} appears twice in one JSON object", path=str(path), row=row,
-                        column=exc.key) from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise DataError(f"invalid JSON: {_first_line(exc)}", path=str(path), row=row) from None
 
 
 def _read_json_lines(text: str, path: Path) -> tuple[pd.DataFrame, list[int]]:

@@ -1,7 +1,7 @@
 """What is in an outcome log, at a glance: the figures a newcomer checks before training a router.
 
 ``summarize`` returns plain JSON-able values (used by ``routecast data inspect --json`` and tests);
-``render_summary`` turns them into rich tables for the terminal.
+``summary_tables`` turns them into plain tables the CLI prints.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ def _num(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-def summarize(log: OutcomeLog) -> dict:
+def summarize(log, prices=None) -> dict:
     """Prompts, models, per-model mean score / mean cost / logged count, best single model,
-    oracle quality, missing cells and benchmark counts."""
+    oracle quality, missing cells and benchmark counts.
+
+    A :class:`~routecast.data.PairwiseLog` gets its own summary (``"kind": "pairwise"``: pairs,
+    prompts, per-model wins/losses/ties and win rate, and mean cost per call from ``prices``).
+    """
+    from routecast.data.preferences import PairwiseLog
+
+    if isinstance(log, PairwiseLog):
+        return summarize_pairs(log, prices)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
     per_model = [{"model": m, "mean_score": _num(means[j]), "mean_cost": _num(costs[j]), "n_logged": int(logged[j])}
@@ -34,6 +42,7 @@ def summarize(log: OutcomeLog) -> dict:
     if "split" in log.meta.columns:
         splits = {str(k): int(v) for k, v in log.meta["split"].astype(str).value_counts().items()}
     return {
+        "kind": "outcomes",
         "source": log.source,
         "prompts": log.n_prompts,
         "models": list(log.models),
@@ -52,42 +61,67 @@ def summarize(log: OutcomeLog) -> dict:
     }
 
 
-def render_summary(summary: dict):
-    """A rich renderable (Group of tables) for ``summary``."""
-    from rich.console import Group
-    from rich.table import Table
+def summarize_pairs(pairs, prices=None) -> dict:
+    """What :func:`summarize` says about a pairwise preference log."""
+    counts = pairs.win_counts()
+    costs = pairs.model_costs(prices) if prices is not None else {}
+    per_model = []
+    for m in pairs.models:
+        c = counts[m]
+        per_model.append({"model": m, **c,
+                          "win_rate": (c["wins"] + 0.5 * c["ties"]) / c["pairs"] if c["pairs"] else None,
+                          "mean_cost": costs.get(m)})
+    return {"kind": "pairwise", "source": pairs.source, "pairs": pairs.n_pairs, "prompts": pairs.n_prompts,
+            "models": list(pairs.models), "n_models": pairs.n_models,
+            "ties": int((pairs.winner == "tie").sum()), "per_model": per_model}
+
+
+def _pair_tables(summary: dict, fmt) -> list[dict]:
+    head = [("source", str(summary["source"])), ("kind", "pairwise preferences"),
+            ("pairs", f"{summary['pairs']:,}"), ("prompts", f"{summary['prompts']:,}"),
+            ("models", str(summary["n_models"])), ("ties", f"{summary['ties']:,}")]
+    columns = ("model", "pairs", "wins", "losses", "ties", "win rate", "mean cost (USD)")
+    ranked = sorted(summary["per_model"], key=lambda r: -(r["win_rate"] or 0))
+    return [
+        {"title": "pairwise log", "columns": ("field", "value"), "rows": head},
+        {"title": "per model (a tie counts as half a win)", "columns": columns, "right": columns[1:],
+         "rows": [(r["model"], f"{r['pairs']:,}", f"{r['wins']:,}", f"{r['losses']:,}", f"{r['ties']:,}",
+                   fmt(r["win_rate"], ".4f"), fmt(r["mean_cost"], ".3g")) for r in ranked]},
+    ]
+
+
+def summary_tables(summary: dict) -> list[dict]:
+    """The summary as plain tables (``title``, ``columns``, ``rows``, ``right``) for
+    :func:`routecast.cli_options.print_table`: rich on a terminal, Markdown in a pipe."""
 
     def fmt(x, spec):
         return "-" if x is None else format(x, spec)
 
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("source", str(summary["source"]))
-    head.add_row("prompts", f"{summary['prompts']:,}")
-    head.add_row("models", str(summary["n_models"]))
-    head.add_row("best single model", f"{summary['best_single_model']} ({fmt(summary['best_single_score'], '.4f')})")
-    head.add_row("oracle quality", fmt(summary["oracle_quality"], ".4f"))
-    head.add_row("missing score cells", f"{summary['missing_cells']:,} of {summary['cells']:,}")
-    head.add_row("cells with a cost", f"{summary['cost_known_cells']:,} of {summary['cells']:,}")
-    head.add_row("responses", "yes" if summary["has_responses"] else "no")
-    head.add_row("metadata", ", ".join(summary["meta_columns"]) or "-")
-    if summary["splits"]:
-        head.add_row("logged split", ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items()))
+    if summary.get("kind") == "pairwise":
+        return _pair_tables(summary, fmt)
 
-    models = Table(title="per model", title_justify="left")
-    models.add_column("model")
-    models.add_column("mean score", justify="right")
-    models.add_column("mean cost (USD)", justify="right")
-    models.add_column("logged", justify="right")
-    for row in sorted(summary["per_model"], key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1)):
-        models.add_row(row["model"], fmt(row["mean_score"], ".4f"), fmt(row["mean_cost"], ".3g"), f"{row['n_logged']:,}")
-    parts = [head, models]
+    head = [
+        ("source", str(summary["source"])),
+        ("prompts", f"{summary['prompts']:,}"),
+        ("models", str(summary["n_models"])),
+        ("best single model", f"{summary['best_single_model']} ({fmt(summary['best_single_score'], '.4f')})"),
+        ("oracle quality", fmt(summary["oracle_quality"], ".4f")),
+        ("missing score cells", f"{summary['missing_cells']:,} of {summary['cells']:,}"),
+        ("cells with a cost", f"{summary['cost_known_cells']:,} of {summary['cells']:,}"),
+        ("responses", "yes" if summary["has_responses"] else "no"),
+        ("metadata", ", ".join(summary["meta_columns"]) or "-"),
+    ]
+    if summary["splits"]:
+        head.append(("logged split", ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())))
+    ranked = sorted(summary["per_model"], key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+    tables = [
+        {"title": "outcome log", "columns": ("field", "value"), "rows": head},
+        {"title": "per model", "columns": ("model", "mean score", "mean cost (USD)", "logged"),
+         "right": ("mean score", "mean cost (USD)", "logged"),
+         "rows": [(r["model"], fmt(r["mean_score"], ".4f"), fmt(r["mean_cost"], ".3g"), f"{r['n_logged']:,}")
+                  for r in ranked]},
+    ]
     if summary["benchmarks"]:
-        bench = Table(title="benchmarks", title_justify="left")
-        bench.add_column("benchmark")
-        bench.add_column("prompts", justify="right")
-        for name, count in summary["benchmarks"].items():
-            bench.add_row(name, f"{count:,}")
-        parts.append(bench)
-    return Group(*parts)
+        tables.append({"title": "benchmarks", "columns": ("benchmark", "prompts"), "right": ("prompts",),
+                       "rows": [(name, f"{count:,}") for name, count in summary["benchmarks"].items()]})
+    return tables

@@ -25,13 +25,24 @@ Rules (every violation is one :class:`DataError` naming file, 1-based row and co
 * Metadata columns whose value is constant within every prompt become ``OutcomeLog.meta``;
   columns that vary per model (e.g. a raw judge grade) are not carried into the log.
 
+* Model names are compared as users mean them: NFC-normalised and stripped
+  (:mod:`routecast.data.names`), so ``" a"``, ``"a "`` and ``"a"`` are one model.
+* At least one score must be logged: a log whose score cells are all empty cannot train or
+  evaluate anything (score the responses first: ``routecast score``).
+
 Nothing is dropped silently: every input row becomes one cell of the matrices (possibly NaN when
 its score cell was empty).
+
+Files whose columns are named differently are read through a column mapping or a dataset card
+(:mod:`routecast.data.columns`); OpenAI chat-format JSONL (a ``messages`` column) is turned into
+the long format by :mod:`routecast.data.chat_log`. Relative paths are resolved from the current
+folder, and a path that does not exist is reported as "not found" with its absolute form.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +51,7 @@ import pandas as pd
 
 from routecast.data.costs import PriceTable, derive_costs
 from routecast.data.formats import ROW, read_table
+from routecast.data.names import model_name, model_names as clean_model_names
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import DataError
 
@@ -54,7 +66,8 @@ _NAN_WORDS = frozenset({"nan", "na", "n/a", "null", "none", "<na>"})
 
 
 def load_log(source: str | Path, *, format: str | None = None, prices=None,
-             models: Sequence[str] | None = None, max_prompt_chars: int | None = None) -> OutcomeLog:
+             models: Sequence[str] | None = None, max_prompt_chars: int | None = None,
+             columns=None) -> OutcomeLog:
     """Load an outcome log from a built-in name or a file path.
 
     Parameters
@@ -67,28 +80,21 @@ def load_log(source: str | Path, *, format: str | None = None, prices=None,
     models: keep only these models, in this order.
     max_prompt_chars: truncate prompt texts to this many characters *after* ids and costs were
         computed from the full text (long prompts only slow encoders down).
+    columns: a mapping ``routecast name -> the file's column`` (a dict, or text such as
+        ``'prompt=Question,model=LLM,score=Accuracy,cost="Cost ($)"'``); merged over the file's
+        dataset card if it has one (see :mod:`routecast.data.columns`).
     """
-    from routecast.data.builtin import builtin_path, is_builtin
-
     if format not in (None, "long", "wide"):
         raise DataError(f"format must be 'long' or 'wide', got {format!r}", path=str(source))
-    if isinstance(source, str) and is_builtin(source):
-        path, label = builtin_path(source), source
-    else:
-        path = Path(source)
-        if path.is_dir() and (path / "data.parquet").exists():
-            path = path / "data.parquet"
-        label = str(path)
-        if not path.exists() and isinstance(source, str) and path.suffix == "" and "/" not in source:
-            from routecast.data.builtin import builtin_names
-
-            raise DataError(f"no such file and not a built-in dataset; built-ins are {builtin_names()}",
-                            path=label)
-    frame = read_table(path)
+    frame, label = read_source(source, columns)
     table = PriceTable.coerce(prices)
+    if "messages" in frame.columns and "prompt" not in frame.columns:
+        from routecast.data.chat_log import chat_to_long
+
+        frame = chat_to_long(frame, source=label)
     log = frame_to_log(frame, source=label, format=format, prices=table)
     if models is not None:
-        log = log.select_models(list(models))
+        log = log.select_models([model_name(m) for m in models])
     if max_prompt_chars is not None:
         if max_prompt_chars <= 0:
             raise DataError(f"max_prompt_chars must be positive, got {max_prompt_chars}")
@@ -96,6 +102,40 @@ def load_log(source: str | Path, *, format: str | None = None, prices=None,
         log = OutcomeLog(log.prompt_ids, prompts, log.models, log.scores, log.costs, log.responses,
                          log.meta, log.source)
     return log
+
+
+def resolve_source(source: str | Path) -> tuple[Path, str]:
+    """A built-in name or a user's path -> (file to read, label for messages).
+
+    Relative paths are taken from the current folder (the user's, not the package's); a path that
+    does not exist is "not found", with the absolute path it was looked for at.
+    """
+    from routecast.data.builtin import builtin_names, builtin_path, is_builtin
+
+    if isinstance(source, str) and is_builtin(source):
+        return builtin_path(source), source
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "data.parquet").exists():
+        path = path / "data.parquet"
+    label = str(path)
+    if not path.exists():
+        if isinstance(source, str) and path.suffix == "" and "/" not in source:
+            raise DataError(f"not found: no such file or folder ({os.path.abspath(path)}) and not a built-in "
+                            f"dataset; built-ins are {builtin_names()}", path=label)
+        raise DataError(f"not found: no such file or folder ({os.path.abspath(path)})", path=label)
+    return path, label
+
+
+def read_source(source: str | Path, columns=None) -> tuple[pd.DataFrame, str]:
+    """Read ``source`` into a frame whose columns carry routecast's names (mapping/card applied)."""
+    from routecast.data.builtin import is_builtin
+    from routecast.data.columns import apply_mapping, mapping_for, parse_mapping
+
+    path, label = resolve_source(source)
+    frame = read_table(path)
+    builtin = isinstance(source, str) and is_builtin(source)
+    mapping = parse_mapping(columns) if builtin else mapping_for(path, columns)
+    return apply_mapping(frame, mapping, source=label), label
 
 
 def detect_format(columns) -> str:
@@ -117,7 +157,12 @@ def frame_to_log(frame: pd.DataFrame, *, source: str = "<memory>", format: str |
     kind = format or detect_format(frame.columns)
     if kind == "wide":
         frame = _wide_to_long(frame, source)
-    return _long_to_log(frame, source, prices)
+    log = _long_to_log(frame, source, prices)
+    if np.isnan(log.scores).all():
+        raise DataError(f"no score is logged: all {log.scores.size:,} score cells are empty, so there is "
+                        "nothing to learn or evaluate; score the responses first (routecast score)",
+                        path=source, column="score")
+    return log
 
 
 # ------------------------------------------------------------------ wide
@@ -128,7 +173,7 @@ def _wide_to_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         for suffix in (WIDE_COST, WIDE_RESPONSE):
             if c.endswith(suffix):
                 name = c[: -len(suffix)]
-                if name and name not in models:
+                if name.strip() and name not in models:
                     models.append(name)
     if not models:
         raise DataError("wide format needs '<model>|total_cost' or '<model>|model_response' columns",
@@ -146,7 +191,7 @@ def _wide_to_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     parts = []
     for m in models:
         part = base.copy()
-        part["model"] = m
+        part["model"] = model_name(m)
         part["score"] = _as_float(frame[m], rows, source, m, kind="score")
         cost_col = m + WIDE_COST
         part["cost"] = (_as_float(frame[cost_col], rows, source, cost_col, kind="cost")
@@ -167,7 +212,7 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
                             f"{[c for c in frame.columns if c != ROW][:20]})", path=source, column=col)
     rows = frame[ROW].to_numpy()
     prompts = _as_text(frame["prompt"], rows, source, "prompt", allow_blank=False)
-    model = _as_text(frame["model"], rows, source, "model", allow_blank=False)
+    model = clean_model_names(_as_text(frame["model"], rows, source, "model", allow_blank=False))
     if "prompt_id" in frame.columns:
         pid = _as_text(frame["prompt_id"], rows, source, "prompt_id", allow_blank=False)
     else:
@@ -327,8 +372,10 @@ def _as_float(series: pd.Series, rows, source, column, *, kind: str) -> np.ndarr
         bad = (np.isnan(values) & ~missing) | is_bool
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"expected a number, got {_show(obj.iloc[i])}", path=source, row=int(rows[i]),
-                            column=column)
+            shown = _show(obj.iloc[i])
+            huge = shown.startswith(("a number with", "an integer with"))
+            raise DataError(f"{shown} is out of range" if huge else f"expected a number, got {shown}",
+                            path=source, row=int(rows[i]), column=column)
         values = np.where(missing, np.nan, values)
     finite = np.isfinite(values)
     if kind == "score":
@@ -339,10 +386,19 @@ def _as_float(series: pd.Series, rows, source, column, *, kind: str) -> np.ndarr
         what = f"{'cost' if kind == 'cost' else 'token count'} must be finite and >= 0"
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{what}, got {values[i]!r}", path=source, row=int(rows[i]), column=column)
+        raise DataError(f"{what}, got {_show(series.iloc[i])}", path=source, row=int(rows[i]), column=column)
     return values
 
 
 def _show(value) -> str:
+    """A cell as it should appear in a message: short, and huge numbers by their size."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"an integer with {len(str(abs(value)))} digits"
+    if isinstance(value, str):
+        digits = value.strip().lstrip("+-")
+        if len(digits) > 30 and digits.isdigit():
+            return f"a number with {len(digits)} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -83,8 +83,10 @@ class OutcomeLog:
 
     # -------------------------------------------------------------- selection
     def model_index(self, name: str) -> int:
+        from routecast.data.names import model_name
+
         try:
-            return self.models.index(name)
+            return self.models.index(model_name(name))
         except ValueError:
             from routecast.errors import DataError
 
@@ -104,10 +106,10 @@ class OutcomeLog:
         )
 
     def select_models(self, names: Sequence[str]) -> "OutcomeLog":
-        """Columns ``names`` in that order."""
+        """Columns ``names`` in that order (names compared as :mod:`routecast.data.names` says)."""
         cols = [self.model_index(n) for n in names]
         return OutcomeLog(
-            prompt_ids=self.prompt_ids, prompts=self.prompts, models=tuple(names),
+            prompt_ids=self.prompt_ids, prompts=self.prompts, models=tuple(self.models[c] for c in cols),
             scores=self.scores[:, cols], costs=self.costs[:, cols],
             responses=None if self.responses is None else self.responses[:, cols],
             meta=self.meta, source=self.source,
@@ -139,6 +141,31 @@ class OutcomeLog:
         if not has_any.any():
             return float("nan")
         return float(np.nanmax(self.scores[has_any], axis=1).mean())
+
+    def complete_rows(self) -> np.ndarray:
+        """(n,) bool: prompts whose score is logged for every model.
+
+        The one rule for unlogged score cells (see :mod:`routecast.router.policy`): a measured
+        curve never guesses a score, it keeps only these prompts and reports how many it dropped.
+        """
+        return ~np.isnan(self.scores).any(axis=1)
+
+    def complete(self) -> "OutcomeLog":
+        """This log restricted to :meth:`complete_rows` (itself when nothing is missing)."""
+        keep = self.complete_rows()
+        return self if keep.all() else self.subset(keep)
+
+    def propensity_weights(self, *, max_weight: float = 20.0) -> np.ndarray | None:
+        """(n,) inverse-propensity weights ``1 / p`` of a bandit log (None without a ``propensity``
+        column), clipped at ``max_weight`` and scaled to mean 1, so a router trained on the
+        decision log does not learn the logging policy's preferences (propensity weighting)."""
+        if "propensity" not in self.meta.columns:
+            return None
+        p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
+        if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
+            raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
+        w = np.minimum(1.0 / p, max_weight)
+        return w / w.mean()
 
     def missing_cells(self) -> int:
         return int(np.isnan(self.scores).sum())

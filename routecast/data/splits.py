@@ -54,10 +54,17 @@ def split_log(log: OutcomeLog, *, val: float = 0.1, test: float = 0.2, seed: int
     seeded). The logged split is trusted as is: copies of a question in both logged splits stay
     where the source put them.
 
+    A :class:`~routecast.data.PairwiseLog` is split the same way, by the text of each pair's prompt
+    (all pairs of one prompt land in one split; fractions count pairs); it has no logged split.
+
     Raises DataError when a split with a positive requested fraction comes out empty.
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ConfigError(f"need 0 <= val, test and val + test < 1; got val={val}, test={test}")
+    from routecast.data.preferences import PairwiseLog
+
+    if isinstance(log, PairwiseLog):
+        return _split_pairs(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
     if log.n_prompts == 0:
         raise DataError("cannot split an empty log", path=log.source)
     strata = _strata(log, stratify)
@@ -78,6 +85,19 @@ def split_log(log: OutcomeLog, *, val: float = 0.1, test: float = 0.2, seed: int
                             f"{', logged split' if use_logged_split else ''}); use a larger log or other fractions",
                             path=log.source, column="split" if use_logged_split else None)
     return Splits(*(log.subset(np.flatnonzero(assign == name)) for name in ("train", "val", "test")))
+
+
+def _split_pairs(pairs, *, val: float, test: float, seed: int, use_logged_split: bool) -> Splits:
+    if use_logged_split:
+        raise ConfigError("use_logged_split=True is not supported for pairwise logs (they carry no split column)")
+    if len(pairs) == 0:
+        raise DataError("cannot split an empty log", path=pairs.source)
+    assign = _assign(pairs.prompts, np.zeros(len(pairs), dtype=object), val=val, test=test, seed=seed)
+    for name, fraction in (("train", 1.0), ("val", val), ("test", test)):
+        if fraction > 0 and not (assign == name).any():
+            raise DataError(f"the {name} split is empty ({pairs.n_prompts} prompts, val={val}, test={test}); "
+                            "use a larger log or other fractions", path=pairs.source)
+    return Splits(*(pairs.subset(np.flatnonzero(assign == name)) for name in ("train", "val", "test")))
 
 
 def _strata(log: OutcomeLog, stratify: str | None) -> np.ndarray:

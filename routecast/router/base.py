@@ -2,14 +2,10 @@
 
 A router predicts, for a batch of prompts, the expected quality of each candidate model
 (:meth:`Router.predict_quality`, shape ``(n_prompts, n_models)``). Turning predictions into a
-choice is the same for every router and lives here, once: pick the model maximising
-
-    predicted quality - lam * expected cost
-
-where ``lam`` is the willingness to pay (quality points per dollar). A budget ($ per query, or a
-share of calls to the most expensive model) or a quality target is translated into ``lam`` on a
-calibration split (:meth:`Router.calibrate`), or, for an uncalibrated router, on the batch being
-routed.
+choice is the same for every router and lives once, in :mod:`routecast.router.policy`: pick the
+model maximising ``predicted quality - lam * expected cost``. A budget ($ per query), a share of
+calls to the strong model or a quality target is translated into ``lam`` on a calibration split
+(:meth:`Router.calibrate`), or, for an uncalibrated router, on the batch being routed.
 
 Subclasses implement two small methods, ``_fit`` and ``_predict_quality``, and keep to the
 scikit-learn convention: ``__init__`` stores hyperparameters only, learned attributes end in
@@ -20,17 +16,25 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
 from routecast.errors import NotFittedError, RoutingError
+from routecast.router.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
+                                     decide, strong_weak, sweep)
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
     from routecast.router.encoders.base import Encoder
+
+
+#: the keys of one decision (:meth:`RouteResult.records`), in Python, batch JSONL and HTTP alike
+RESULT_FIELDS = ("model", "rank", "predicted_quality", "expected_cost", "lam", "operating_point", "ranking")
 
 
 @dataclass
@@ -42,6 +46,9 @@ class RouteResult:
     quality: np.ndarray  # (n, m) predicted quality
     expected_cost: np.ndarray  # (n,) expected cost of the chosen model
     lam: float
+    operating_point: str | None = None  # the named point lam came from, if any
+    #: (m,) or (n, m) per-call costs the decision used; orders ``ranking`` (None: quality alone)
+    costs: np.ndarray | None = None
 
     @property
     def chosen(self) -> list[str]:
@@ -51,47 +58,32 @@ class RouteResult:
         return len(self.choice)
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-able dict per prompt (what batch routing and the HTTP API return)."""
+        """One JSON-able dict per prompt: THE result shape of Python, batch JSONL and HTTP alike.
+
+        ``model`` (chosen); ``rank`` (1-based rank of the chosen model by predicted quality: 1 = the
+        model predicted best, more = quality traded for cost); ``predicted_quality`` (model ->
+        quality); ``expected_cost`` (of the chosen model); ``lam``; ``operating_point``; ``ranking``
+        (every model, the chosen one first, then by utility ``quality - lam * cost``, ties to the
+        cheaper: the proxy's fallback order).
+        """
         lam = float(self.lam)
+        point = self.operating_point
         models = self.models
+        quality = np.asarray(self.quality, dtype=np.float64)
+        choice = np.asarray(self.choice, dtype=np.int64)
+        cost = np.zeros(len(models)) if self.costs is None else np.asarray(self.costs, dtype=np.float64)
+        cost = np.broadcast_to(cost, quality.shape)
+        picked = quality[np.arange(len(choice)), choice]
+        ranks = ((quality > picked[:, None]).sum(axis=1) + 1).tolist()
+        utility = quality - lam * cost
+        orders = np.lexsort((cost, -np.round(utility, 12)), axis=-1).tolist()
         # tolist() once per array: per-element numpy scalar conversion dominated batch routing
         return [
-            {"model": models[c], "predicted_quality": dict(zip(models, row)), "expected_cost": cost, "lam": lam}
-            for c, row, cost in zip(self.choice.tolist(), np.asarray(self.quality, dtype=np.float64).tolist(),
-                                    np.asarray(self.expected_cost, dtype=np.float64).tolist())
+            {"model": models[c], "rank": rank, "predicted_quality": dict(zip(models, row)), "expected_cost": expected,
+             "lam": lam, "operating_point": point, "ranking": [models[c]] + [models[j] for j in order if j != c]}
+            for c, rank, row, expected, order in zip(choice.tolist(), ranks, quality.tolist(),
+                                                     np.asarray(self.expected_cost, dtype=np.float64).tolist(), orders)
         ]
-
-
-def decide(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
-    """The decision rule: argmax over models of ``quality - lam * cost``.
-
-    ``costs`` is ``(m,)`` or ``(n, m)``. Ties go to the cheaper model, then to the lower index,
-    so ``lam = 0`` with equal predictions never pays for nothing.
-    """
-    quality = np.asarray(quality, dtype=np.float64)
-    costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), quality.shape)
-    utility = quality - lam * costs if lam else quality.copy()
-    best = utility.max(axis=1, keepdims=True)
-    # tolerance so float noise does not break ties towards the expensive model
-    tied = utility >= best - 1e-12
-    masked_cost = np.where(tied, costs, np.inf)
-    return masked_cost.argmin(axis=1)
-
-
-def lam_grid(costs: np.ndarray, n_points: int = 241) -> np.ndarray:
-    """Willingness-to-pay values that sweep from 'best quality' to 'cheapest'.
-
-    Quality lives in [0, 1], so every decision changes between lam = 1e-4 / spread and
-    lam = 1e4 / spread, where spread is the cost range between models. The grid is geometric
-    over that span, with 0 (ignore cost) and a value large enough to always pick the cheapest.
-    """
-    costs = np.asarray(costs, dtype=np.float64)
-    finite = costs[np.isfinite(costs)]
-    spread = float(finite.max() - finite.min()) if finite.size else 0.0
-    if spread <= 0:
-        return np.array([0.0])
-    inner = np.geomspace(1e-3, 1e4, n_points - 2) / spread
-    return np.concatenate([[0.0], inner, [1e6 / spread]])
 
 
 class Router(ABC):
@@ -115,8 +107,9 @@ class Router(ABC):
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyperparameters as given to ``__init__`` (JSON-able)."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as given to ``__init__`` (JSON-able). ``deep`` is accepted so
+        ``sklearn.base.clone`` works; a router holds no nested estimators, so it changes nothing."""
         return {name: getattr(self, name) for name in self.param_names()}
 
     def set_params(self, **params) -> "Router":
@@ -136,7 +129,13 @@ class Router(ABC):
     # ----------------------------------------------------------------- fit
     def fit(self, log: "OutcomeLog", embeddings: np.ndarray | None = None) -> "Router":
         """Learn from ``log``. ``embeddings`` (n, dim), if given, must be of ``log.prompts``
-        by this router's encoder; otherwise they are computed (and cached on disk)."""
+        by this router's encoder; otherwise they are computed (and cached on disk).
+        A pairwise preference log (``PairwiseLog``, embeddings one row per pair) fits routers that
+        learn from pairs; see :mod:`routecast.router.from_pairs`."""
+        if _is_pairwise(log):
+            from routecast.router.from_pairs import fit_from_pairs
+
+            return fit_from_pairs(self, log, embeddings)
         if log.n_prompts == 0:
             raise RoutingError(f"cannot fit router {self.name!r} on an empty log ({log.source})")
         if log.n_models < 2:
@@ -145,10 +144,13 @@ class Router(ABC):
                 f"({', '.join(log.models)})")
         self.models_ = tuple(log.models)
         self.costs_ = log.mean_costs()
+        self.mean_quality_ = np.nan_to_num(log.mean_scores(), nan=0.0)
         X = None
         if self.uses_embeddings:
             X = self._embeddings_for(log.prompts, embeddings)
         self.calibration_ = None
+        self.operating_points_ = {}
+        self.default_operating_point_ = None
         self._fit(log, X)
         return self
 
@@ -182,69 +184,133 @@ class Router(ABC):
     def route(self, texts: Sequence[str] | None = None, *, embeddings: np.ndarray | None = None,
               lam: float | None = None, budget: float | None = None,
               strong_share: float | None = None, target_quality: float | None = None,
-              costs: np.ndarray | None = None) -> RouteResult:
+              operating_point: str | None = None, costs: np.ndarray | None = None) -> RouteResult:
         """Choose a model per prompt.
 
         Give at most one of: ``lam`` (quality points per $), ``budget`` ($ per query on
-        average), ``strong_share`` (share of calls to the most expensive model) or
-        ``target_quality`` (mean quality to reach at the lowest cost). None of them: best
-        predicted quality (lam = 0). ``costs`` overrides the expected per-call costs, (m,) or
-        (n, m). Budgets and targets use the calibration curve when the router was calibrated
-        (:meth:`calibrate`), otherwise they are met on this batch's predictions.
+        average), ``strong_share`` (share of calls to the strong model), ``target_quality`` (mean
+        quality to reach at the lowest cost) or ``operating_point`` (the name of a point stored by
+        calibration, e.g. ``"budget-0.0002"``). None of them: the router's default operating
+        point when calibration set one, else best predicted quality (lam = 0). ``costs`` overrides
+        the expected per-call costs, (m,) or (n, m). Budgets and targets use the calibration curve
+        when the router was calibrated (:meth:`calibrate`), otherwise they are met on this batch's
+        predictions.
         """
         quality = self.predict_quality(texts, embeddings=embeddings)
         return self.route_from_quality(quality, lam=lam, budget=budget, strong_share=strong_share,
-                                       target_quality=target_quality, costs=costs)
+                                       target_quality=target_quality, operating_point=operating_point,
+                                       costs=costs)
 
     def route_from_quality(self, quality: np.ndarray, *, lam: float | None = None,
                            budget: float | None = None, strong_share: float | None = None,
-                           target_quality: float | None = None,
+                           target_quality: float | None = None, operating_point: str | None = None,
                            costs: np.ndarray | None = None) -> RouteResult:
         """The decision half of :meth:`route`, for predictions already made."""
         self._check_fitted()
-        given = [k for k, v in (("lam", lam), ("budget", budget), ("strong_share", strong_share),
-                                ("target_quality", target_quality)) if v is not None]
-        if len(given) > 1:
-            raise RoutingError(f"give at most one of lam, budget, strong_share, target_quality (got {given})")
-        needs_cost = bool(given) and not (lam is not None and lam == 0)
+        knob = check_one_knob(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
+        if knob is not None and operating_point is not None:
+            raise RoutingError(f"give either operating_point or {knob}, not both")
+        point_name = None
+        if knob is None:
+            point_name = operating_point if operating_point is not None else self.default_operating_point()
+            if point_name is not None:
+                lam, knob = self.operating_point(point_name)["lam"], "lam"
+        needs_cost = knob is not None and not (lam is not None and lam == 0)
         cost = self._route_costs(costs, quality.shape[0], required=needs_cost)
         if lam is None:
             lam = 0.0
-            if budget is not None:
-                lam = self._lam_for_budget(quality, cost, budget)
-            elif strong_share is not None:
-                lam = self._lam_for_strong_share(quality, cost, strong_share)
-            elif target_quality is not None:
-                lam = self._lam_for_target(quality, cost, target_quality)
-        elif lam < 0 or not np.isfinite(lam):
-            raise RoutingError(f"lam must be a finite number >= 0, got {lam}")
+            if knob is not None:
+                request = {knob: {"budget": budget, "strong_share": strong_share,
+                                  "target_quality": target_quality}[knob]}
+                lam = self.operating_curve(quality, cost).lam_for(**request)
         choice = decide(quality, cost, lam)
-        expected = np.take_along_axis(np.broadcast_to(cost, quality.shape), choice[:, None], 1)[:, 0]
-        return RouteResult(self.models_, choice, quality, expected, float(lam))
+        expected = chosen(cost, choice)
+        return RouteResult(self.models_, choice, quality, expected, float(lam), point_name, costs=cost)
+
+    # ----------------------------------------------------- operating points
+    def operating_points(self) -> dict[str, dict[str, Any]]:
+        """Named operating points stored by calibration: name -> {lam, request, val, test}."""
+        return dict(getattr(self, "operating_points_", None) or {})
+
+    def default_operating_point(self) -> str | None:
+        """The point used when a request names no knob (None: lam = 0, best quality)."""
+        name = getattr(self, "default_operating_point_", None)
+        return name if name in self.operating_points() else None
+
+    def operating_point(self, name: str) -> dict[str, Any]:
+        points = self.operating_points()
+        if name not in points:
+            known = ", ".join(sorted(points)) or "none (run calibrate first)"
+            raise RoutingError(f"unknown operating point {name!r}; this router has: {known}")
+        return points[name]
+
+    def add_operating_point(self, name: str, point: dict[str, Any], *, make_default: bool = True) -> "Router":
+        """Store a named point (``lam`` required, finite and >= 0); optionally make it the default."""
+        self._check_fitted()
+        lam = point.get("lam")
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not np.isfinite(lam) or lam < 0:
+            raise RoutingError(f"operating point {name!r}: lam must be a finite number >= 0, got {lam!r}")
+        if not isinstance(name, str) or not name or not name.isprintable() or ":" in name or len(name) > 64:
+            raise RoutingError(f"operating point name must be 1-64 printable characters without ':', got {name!r}")
+        points = self.operating_points()
+        points[name] = {**point, "lam": float(lam)}
+        self.operating_points_ = points
+        if make_default:
+            self.default_operating_point_ = name
+        return self
+
+    def operating_curve(self, quality: np.ndarray | None = None, cost: np.ndarray | None = None) -> OperatingCurve:
+        """The curve budgets and targets are read from: the one measured by :meth:`calibrate`
+        when there is one, else the one this batch's predictions give (optimistic)."""
+        if self.calibration_ is not None:
+            return OperatingCurve.from_dict(self.calibration_)
+        if quality is None:
+            raise RoutingError("an uncalibrated router needs the batch's predictions to meet a budget")
+        cost = self.costs_ if cost is None else cost
+        return OperatingCurve.predicted(quality, cost, strong=self.strong_weak().strong)
+
+    def strong_weak(self) -> StrongWeak:
+        """The strong and weak models on the training split (see :func:`routecast.router.policy.strong_weak`)."""
+        self._check_fitted()
+        means = getattr(self, "mean_quality_", None)
+        if means is None:  # checkpoints written before mean_quality_ existed
+            means = np.zeros(len(self.models_))
+        return strong_weak(np.asarray(self.costs_, dtype=np.float64), means, models=self.models_)
 
     # --------------------------------------------------------- calibration
     def calibrate(self, log: "OutcomeLog", embeddings: np.ndarray | None = None) -> "Router":
-        """Record, on a held-out calibration log, the realised cost, quality and strong share
+        """Measure, on a held-out calibration log, the realised cost, quality and strong share
         reached at each lam, so budgets and targets given to :meth:`route` map to a lam that
-        was measured on real outcomes rather than on the router's own predictions."""
+        was measured on real outcomes rather than on the router's own predictions.
+
+        Only prompts with every score logged count (the kernel's one rule for unlogged cells);
+        the strong model is the calibration split's best-quality model. On a pairwise log the
+        curve is measured on the judged pairs (win rates; costs from its price table), as
+        defined in :mod:`routecast.router.evaluation.pairwise`.
+        """
+        from routecast.router.evaluation.curves import realised_costs
+
+        if _is_pairwise(log):
+            from routecast.router.from_pairs import calibrate_from_pairs
+
+            return calibrate_from_pairs(self, log, embeddings)
         self._check_fitted()
         if tuple(log.models) != tuple(self.models_):
             log = log.select_models(self.models_)
-        quality = self.predict_quality(log.prompts, embeddings=embeddings)
-        cost = self._route_costs(None, log.n_prompts, required=True)
-        lams = lam_grid(cost)
-        realised_cost = np.where(np.isnan(log.costs), cost, log.costs)
-        realised_score = np.where(np.isnan(log.scores), quality, log.scores)
-        strong = _strong_model(cost, log.mean_scores())
-        rows = []
-        for lam in lams:
-            choice = decide(quality, cost, lam)
-            pick = np.arange(log.n_prompts), choice
-            rows.append((realised_cost[pick].mean(), realised_score[pick].mean(), (choice == strong).mean()))
-        arr = np.asarray(rows)
-        self.calibration_ = {"lam": lams.tolist(), "cost": arr[:, 0].tolist(),
-                             "quality": arr[:, 1].tolist(), "strong_share": arr[:, 2].tolist(),
-                             "n_prompts": int(log.n_prompts)}
+        keep = log.complete_rows()
+        if not keep.any():
+            raise RoutingError(f"no prompt of {log.source} has every score logged; cannot calibrate on it")
+        if embeddings is not None:
+            embeddings = np.asarray(embeddings)[keep]
+        complete = log.complete()
+        quality = self.predict_quality(complete.prompts, embeddings=embeddings)
+        cost = self._route_costs(None, complete.n_prompts, required=True)
+        unit_costs, _, _ = realised_costs(complete, cost)
+        pair = strong_weak(unit_costs.mean(axis=0), complete.scores.mean(axis=0), models=self.models_)
+        lams, choices = sweep(quality, cost, n_points=CALIBRATION_POINTS)
+        curve = OperatingCurve.from_choices(lams, choices, unit_costs, complete.scores, strong=pair.strong,
+                                            measured=True, n_dropped=int((~keep).sum()))
+        self.calibration_ = curve.to_dict()
         return self
 
     # ------------------------------------------------------------ helpers
@@ -290,67 +356,33 @@ class Router(ABC):
             raise RoutingError("costs must be >= 0")
         return cost
 
-    def _sweep(self, quality, cost):
-        lams = lam_grid(cost)
-        out = []
-        for lam in lams:
-            choice = decide(quality, cost, lam)
-            expected = np.take_along_axis(np.broadcast_to(cost, quality.shape), choice[:, None], 1)[:, 0]
-            predicted = np.take_along_axis(quality, choice[:, None], 1)[:, 0]
-            out.append((lam, expected.mean(), predicted.mean(), choice))
-        return out
+    # ------------------------------------------- save_pretrained / from_pretrained
+    def save_pretrained(self, save_directory: str | os.PathLike, **options: Any) -> Path:
+        """Write this fitted router as a checkpoint folder (config.json + safetensors + sha256 manifest).
 
-    def _cheapest_cost(self, cost) -> float:
-        per_prompt_min = np.broadcast_to(cost, (1, len(self.models_))).min(axis=1) if cost.ndim == 1 \
-            else cost.min(axis=1)
-        return float(per_prompt_min.mean())
+        The Hugging Face-style name for :func:`routecast.router.checkpoint.save_checkpoint` (same
+        format, same ``options``: ``extra``, ``onnx``, ``sign_key``), so users find the habit they know.
+        """
+        from routecast.router.checkpoint import save_checkpoint
 
-    def _lam_for_budget(self, quality, cost, budget: float) -> float:
-        if budget < 0 or not np.isfinite(budget):
-            raise RoutingError(f"budget must be a finite number >= 0, got {budget}")
-        cal = self.calibration_
-        if cal is not None:
-            ok = [i for i, c in enumerate(cal["cost"]) if c <= budget + 1e-15]
-            if not ok:
-                raise RoutingError(f"budget ${budget:.6g}/query is below the cheapest routing cost "
-                                   f"${min(cal['cost']):.6g}/query measured on the calibration split")
-            best = max(ok, key=lambda i: (cal["quality"][i], -cal["cost"][i]))
-            return float(cal["lam"][best])
-        cheapest = self._cheapest_cost(cost)
-        if budget < cheapest - 1e-15:
-            raise RoutingError(f"budget ${budget:.6g}/query is below the cheapest model's cost "
-                               f"${cheapest:.6g}/query")
-        sweep = [(lam, c, q) for lam, c, q, _ in self._sweep(quality, cost) if c <= budget + 1e-15]
-        return float(max(sweep, key=lambda t: (t[2], -t[1]))[0])
+        return save_checkpoint(self, save_directory, **options)
 
-    def _lam_for_strong_share(self, quality, cost, share: float) -> float:
-        if not 0.0 <= share <= 1.0:
-            raise RoutingError(f"strong_share must be in [0, 1], got {share}")
-        cal = self.calibration_
-        if cal is not None:
-            ok = [i for i, s in enumerate(cal["strong_share"]) if s <= share + 1e-12]
-            best = max(ok, key=lambda i: (cal["quality"][i], -cal["cost"][i]))
-            return float(cal["lam"][best])
-        strong = _strong_model(cost, quality.mean(axis=0))
-        sweep = [(lam, (choice == strong).mean(), q) for lam, _, q, choice in self._sweep(quality, cost)]
-        ok = [t for t in sweep if t[1] <= share + 1e-12]
-        return float(max(ok, key=lambda t: (t[2], -t[1]))[0])
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **trust: Any) -> "Router":
+        """Verify every file's sha256 and load the router of a checkpoint folder (never unpickles).
 
-    def _lam_for_target(self, quality, cost, target: float) -> float:
-        cal = self.calibration_
-        if cal is not None:
-            ok = [i for i, q in enumerate(cal["quality"]) if q >= target - 1e-12]
-            if not ok:
-                raise RoutingError(f"target quality {target} is unreachable: the best measured on "
-                                   f"the calibration split is {max(cal['quality']):.4f}")
-            best = min(ok, key=lambda i: (cal["cost"][i], -cal["quality"][i]))
-            return float(cal["lam"][best])
-        sweep = self._sweep(quality, cost)
-        ok = [(lam, c, q) for lam, c, q, _ in sweep if q >= target - 1e-12]
-        if not ok:
-            best_q = max(q for _, _, q, _ in sweep)
-            raise RoutingError(f"target quality {target} is unreachable: the best predicted is {best_q:.4f}")
-        return float(min(ok, key=lambda t: (t[1], -t[2]))[0])
+        ``trust``: ``expect_sha256`` or ``trusted_key`` as in :func:`routecast.router.checkpoint.open_checkpoint`.
+        Called on a subclass (``KnnRouter.from_pretrained``) it refuses a checkpoint of another router.
+        For serving, :func:`routecast.from_pretrained` returns the runtime instead.
+        """
+        from routecast.errors import CheckpointError
+        from routecast.router.checkpoint import load_checkpoint
+
+        router = load_checkpoint(path, **trust)
+        if cls is not Router and not isinstance(router, cls):
+            raise CheckpointError(f"checkpoint {path} holds a {type(router).name!r} router, "
+                                  f"not {cls.name or cls.__name__!r}")
+        return router
 
     # ------------------------------------------------------ serialisation
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -405,13 +437,10 @@ class Router(ABC):
         return None
 
 
-def _strong_model(cost: np.ndarray, mean_scores: np.ndarray) -> int:
-    """The 'strong' model for strong-share budgets: the most expensive one; among equally
-    priced ones, the best-scoring (the same rule evaluation uses for APGR/CPT)."""
-    mean_cost = cost if cost.ndim == 1 else cost.mean(axis=0)
-    top = np.flatnonzero(mean_cost >= mean_cost.max() - 1e-15 * abs(mean_cost.max()))
-    scores = np.nan_to_num(np.asarray(mean_scores, dtype=np.float64), nan=-np.inf)
-    return int(top[np.argmax(scores[top])])
+def _is_pairwise(log: Any) -> bool:
+    from routecast.data.preferences import PairwiseLog
+
+    return isinstance(log, PairwiseLog)
 
 
 def _is_json(value: Any) -> bool:

@@ -19,6 +19,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
 from routecast.router.registry import register_router
 from routecast.router.search_space import Int
+from routecast.router.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -26,6 +27,7 @@ from routecast.router.encoders.default import DEFAULT_ENCODER
 class ExemplarRouter(Router):
     family = "a2"
     search_space = {"n_auto": Int(5, 200, log=True)}
+    tags = RouterTags(quick_params={"n_auto": 5})
 
     def __init__(self, exemplars: dict[str, list[str]] | None = None, n_auto: int = 50,
                  encoder: str = DEFAULT_ENCODER, seed: int = 0):

@@ -24,10 +24,12 @@ import torch
 
 from routecast.errors import ConfigError, RoutingError
 from routecast.router.base import Router
+from routecast.router.distributed import trainer_options
 from routecast.router.mlp import check_loss, split_validation
 from routecast.router.quality_net import TorchNetState, TransformerQualityNet
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float, Int
+from routecast.router.tags import RouterTags
 
 _BASE_MODELS = ("minilm", "tiny")
 _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -46,6 +48,8 @@ class FinetunedEncoderRouter(TorchNetState, Router):
 
     family = "a1"
     uses_embeddings = False
+    tags = RouterTags(requires_texts=True, needs_torch=True, slow_fit=True,
+                      quick_params={"base_model": "tiny", "max_epochs": 1, "max_seq_length": 32})
     search_space = {
         "lr": Float(1e-5, 1e-4, log=True),
         "head_lr": Float(1e-4, 1e-2, log=True),
@@ -56,7 +60,9 @@ class FinetunedEncoderRouter(TorchNetState, Router):
     def __init__(self, *, base_model: str = "minilm", max_seq_length: int = 128, max_epochs: int = 2,
                  batch_size: int = 32, lr: float = 3e-5, head_lr: float = 1e-3,
                  weight_decay: float = 0.01, val_fraction: float = 0.1, patience: int = 1,
-                 loss: str = "bce", seed: int = 0):
+                 loss: str = "bce", seed: int = 0, accelerator: str = "cpu", devices: int = 1,
+                 num_nodes: int = 1, strategy: str = "auto"):
+        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed)
         self.base_model = base_model
         self.max_seq_length = max_seq_length
         self.max_epochs = max_epochs
@@ -68,6 +74,10 @@ class FinetunedEncoderRouter(TorchNetState, Router):
         self.patience = patience
         self.loss = loss
         self.seed = seed
+        self.accelerator = accelerator
+        self.devices = devices
+        self.num_nodes = num_nodes
+        self.strategy = strategy
 
     # ------------------------------------------------------------ helpers
     def _build_net(self, config: dict[str, Any]) -> TransformerQualityNet:
@@ -116,9 +126,10 @@ class FinetunedEncoderRouter(TorchNetState, Router):
     # ----------------------------------------------------------------- fit
     def _fit(self, log, X) -> None:
         check_loss(self.loss)
-        from torch.utils.data import DataLoader, TensorDataset
+        options = trainer_options(self)
+        from torch.utils.data import TensorDataset
 
-        from routecast.training.lightning_module import QualityNetModule, train_module
+        from routecast.router.lightning_module import QualityNetModule, train_module
 
         texts = [str(t) for t in log.prompts]
         scores = torch.from_numpy(log.scores.astype(np.float32))
@@ -131,15 +142,12 @@ class FinetunedEncoderRouter(TorchNetState, Router):
                 ids, mask = self._tokenize([texts[i] for i in idx])
                 return TensorDataset(ids, mask, scores[idx])
 
-            loader = DataLoader(dataset(train_idx), batch_size=int(self.batch_size), shuffle=True,
-                                generator=torch.Generator().manual_seed(self.seed))
-            val_loader = None
-            if len(val_idx):
-                val_loader = DataLoader(dataset(val_idx), batch_size=int(self.batch_size), shuffle=False)
+            val = dataset(val_idx) if len(val_idx) else None
             module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss,
                                       lr_overrides={"head": float(self.head_lr)})
-            report = train_module(module, loader, val_loader, max_epochs=int(self.max_epochs),
-                                  patience=int(self.patience))
+            report = train_module(module, dataset(train_idx), val, batch_size=int(self.batch_size),
+                                  seed=int(self.seed), max_epochs=int(self.max_epochs),
+                                  patience=int(self.patience), trainer_options=options)
         self.net_ = net.eval()
         self.epochs_ = report.epochs
         self.best_val_loss_ = report.best_val_loss

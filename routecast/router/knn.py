@@ -22,6 +22,8 @@ _CHUNK = 2048
 @register_router("knn")
 class KnnRouter(Router):
     search_space = {"k": Int(3, 200, log=True), "weighting": Categorical(["uniform", "similarity"])}
+    #: NaN in the stored score matrix means "not logged"; checkpoint loading allows it there only
+    nan_ok_arrays = frozenset({"train_scores_"})
 
     def __init__(self, k: int = 20, weighting: str = "uniform", encoder: str = DEFAULT_ENCODER):
         self.k = k

@@ -1,7 +1,8 @@
 """Linear router: one ridge regression per model from the prompt embedding to its score.
 
 Each model is fitted only on the prompts where it was logged (NaN cells are skipped, not
-imputed). Coefficients are stored as plain arrays, so prediction is one matrix product and the
+imputed). On a bandit log from the decision log (a ``propensity`` column), rows are weighted by
+inverse propensity (:meth:`OutcomeLog.propensity_weights`). Coefficients are stored as plain arrays, so prediction is one matrix product and the
 checkpoint needs no scikit-learn objects.
 """
 
@@ -27,6 +28,7 @@ class LinearRouter(Router):
         from sklearn.linear_model import Ridge
 
         X = np.asarray(X, dtype=np.float64)
+        weights = log.propensity_weights()
         m = log.n_models
         coef = np.zeros((m, X.shape[1]))
         intercept = np.zeros(m)
@@ -37,7 +39,8 @@ class LinearRouter(Router):
             if logged.sum() < 2:
                 intercept[j] = float(log.scores[logged, j].mean())
                 continue
-            model = Ridge(alpha=float(self.alpha)).fit(X[logged], log.scores[logged, j])
+            model = Ridge(alpha=float(self.alpha)).fit(X[logged], log.scores[logged, j],
+                                                       sample_weight=None if weights is None else weights[logged])
             coef[j], intercept[j] = model.coef_, model.intercept_
         self.coef_ = coef
         self.intercept_ = intercept

@@ -32,6 +32,7 @@ from routecast.router.quality_net import (MatrixFactorizationNet, TorchNetState,
                                           predict_logits)
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
+from routecast.router.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -94,6 +95,7 @@ class MatrixFactorizationRouter(TorchNetState, Router):
 
     family = "a1"
     uses_embeddings = True
+    tags = RouterTags(needs_torch=True, quick_params={"epochs": 5, "dim": 16})
     search_space = {
         "dim": Int(16, 256, log=True),
         "lr": Float(1e-4, 3e-2, log=True),

@@ -17,19 +17,13 @@ import torch
 
 from routecast.errors import ConfigError
 from routecast.router.base import Router
+from routecast.router.distributed import trainer_options
 from routecast.router.quality_net import QualityMLP, TorchNetState, predict_logits
+from routecast.router.inner_split import split_validation  # noqa: F401 - re-exported
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
+from routecast.router.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) row indices; no validation rows when the log is too small for it."""
-    n_val = int(round(n * fraction))
-    if fraction <= 0 or n_val < 1 or n - n_val < 1:
-        return np.arange(n), np.arange(0)
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def check_loss(loss: str) -> None:
@@ -43,6 +37,7 @@ class MlpRouter(TorchNetState, Router):
 
     family = "a1"
     uses_embeddings = True
+    tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
     search_space = {
         "hidden_dim": Int(64, 1024, log=True),
         "n_layers": Int(1, 3),
@@ -55,7 +50,9 @@ class MlpRouter(TorchNetState, Router):
     def __init__(self, *, hidden_dim: int = 256, n_layers: int = 2, dropout: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-4, max_epochs: int = 100,
                  batch_size: int = 256, patience: int = 5, val_fraction: float = 0.1,
-                 loss: str = "bce", encoder: str = DEFAULT_ENCODER, seed: int = 0):
+                 loss: str = "bce", encoder: str = DEFAULT_ENCODER, seed: int = 0,
+                 accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
+        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed)
         self.hidden_dim = hidden_dim
         self.n_layers = n_layers
         self.dropout = dropout
@@ -68,12 +65,16 @@ class MlpRouter(TorchNetState, Router):
         self.loss = loss
         self.encoder = encoder
         self.seed = seed
+        self.accelerator = accelerator
+        self.devices = devices
+        self.num_nodes = num_nodes
+        self.strategy = strategy
 
     # ----------------------------------------------------------------- fit
     def fit_with_callbacks(self, log, embeddings: np.ndarray | None = None,
                            callbacks: Sequence[Any] | None = None) -> "MlpRouter":
         """``fit``, with extra Lightning callbacks handed to the Trainer (e.g. the tuner's
-        :class:`routecast.training.lightning_module.OptunaPruningCallback`, which watches
+        :class:`routecast.router.lightning_module.OptunaPruningCallback`, which watches
         ``val_loss``). Callbacks are not hyperparameters, so they are not in ``__init__`` and
         are not kept after training."""
         self._trainer_callbacks = list(callbacks or [])
@@ -87,9 +88,10 @@ class MlpRouter(TorchNetState, Router):
 
     def _fit(self, log, X: np.ndarray) -> None:
         check_loss(self.loss)
-        from torch.utils.data import DataLoader, TensorDataset
+        options = trainer_options(self)
+        from torch.utils.data import TensorDataset
 
-        from routecast.training.lightning_module import QualityNetModule, train_module
+        from routecast.router.lightning_module import QualityNetModule, train_module
 
         scores = log.scores.astype(np.float32)
         train_idx, val_idx = split_validation(log.n_prompts, self.val_fraction, self.seed)
@@ -101,17 +103,16 @@ class MlpRouter(TorchNetState, Router):
             net = self._build_net(self.net_config_)
             train = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[train_idx], dtype=np.float32)),
                                   torch.from_numpy(scores[train_idx]))
-            loader = DataLoader(train, batch_size=int(self.batch_size), shuffle=True,
-                                generator=torch.Generator().manual_seed(self.seed))
-            val_loader = None
+            val = None
             if len(val_idx):
                 val = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[val_idx], dtype=np.float32)),
                                     torch.from_numpy(scores[val_idx]))
-                val_loader = DataLoader(val, batch_size=max(len(val_idx), 1), shuffle=False)
             module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss)
-            report = train_module(module, loader, val_loader, max_epochs=int(self.max_epochs),
-                                  patience=int(self.patience),
-                                  callbacks=getattr(self, "_trainer_callbacks", None))
+            report = train_module(module, train, val, batch_size=int(self.batch_size),
+                                  val_batch_size=max(len(val_idx), 1), seed=int(self.seed),
+                                  max_epochs=int(self.max_epochs), patience=int(self.patience),
+                                  callbacks=getattr(self, "_trainer_callbacks", None),
+                                  trainer_options=options)
         self.net_ = net.eval()
         self.epochs_ = report.epochs
         self.best_epoch_ = report.best_epoch

@@ -13,6 +13,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.router.base import Router
 from routecast.router.registry import register_router
+from routecast.router.tags import RouterTags
 
 
 def _key(text: str) -> str:
@@ -24,6 +25,7 @@ class OracleRouter(Router):
     family = "a2"
     uses_embeddings = False
     evaluation_only = True
+    tags = RouterTags(requires_texts=True)  # looks prompts up by their text
 
     def __init__(self):
         pass

@@ -3,7 +3,7 @@
 Every network here maps a batch of prompts to one logit per candidate model, shape
 ``(batch, n_models)``; ``sigmoid(logit)`` is the predicted quality. They are ordinary
 ``nn.Module`` s so the runtime can predict with torch alone: Lightning only *trains* them
-(routecast.training.lightning_module), it is never needed to load or run them.
+(routecast.router.lightning_module), it is never needed to load or run them.
 
 :class:`TorchNetState` is the mixin a router holding one of these networks uses so that
 ``Router.get_state()/set_state()`` store the weights as plain numpy arrays (safetensors, no

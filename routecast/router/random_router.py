@@ -1,4 +1,5 @@
-"""The random baseline, RouteLLM-style: send a share ``ratio`` of prompts to the strongest model.
+"""The random baseline, RouteLLM-style: send a share ``ratio`` of prompts to the strong model
+(the best-quality one, :func:`routecast.router.policy.strong_weak`).
 
 With ``ratio=None`` every model is equally likely. Randomness is a hash of the prompt text and
 the seed, so the same prompt always gets the same draw (routing is reproducible and batch order
@@ -42,10 +43,8 @@ class RandomRouter(Router):
             from routecast.errors import ConfigError
 
             raise ConfigError(f"random router: ratio must be in [0, 1], got {self.ratio}")
-        means = np.nan_to_num(log.mean_scores(), nan=0.0)
-        costs = np.nan_to_num(self.costs_, nan=0.0)
-        # the 'strong' model: most expensive, ties broken by quality
-        self.strong_ = int(np.lexsort((means, costs))[-1])
+        # the strong model of the kernel (best quality on the training split)
+        self.strong_ = self.strong_weak().strong
 
     def _predict_quality(self, X, texts):
         items = texts if texts is not None else list(np.asarray(X))

@@ -10,9 +10,10 @@ refused, and nothing named in a file is ever imported by path.
 from __future__ import annotations
 
 import importlib
+import numbers
 from typing import TYPE_CHECKING, Callable
 
-from routecast.errors import ConfigError
+from routecast.errors import ConfigError, missing_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.router.base import Router
@@ -26,12 +27,16 @@ BUILTIN_ROUTERS: dict[str, str] = {
     "mf": "routecast.router.mf",
     "sw-ranking": "routecast.router.sw_ranking",
     "finetuned-encoder": "routecast.router.finetuned_encoder",
+    "irt": "routecast.router.irt",
+    "prior-residual": "routecast.router.prior_residual",
     # a2: baselines that learn no quality model from the query
     "random": "routecast.router.random_router",
     "best-single": "routecast.router.best_single",
     "cheapest": "routecast.router.cheapest",
     "oracle": "routecast.router.oracle",
     "exemplar": "routecast.router.exemplar",
+    "cluster-prior": "routecast.router.cluster_prior",
+    "task-prior": "routecast.router.task_prior",
 }
 
 _registered: dict[str, type["Router"]] = {}
@@ -61,18 +66,48 @@ def get_router_class(name: str) -> type["Router"]:
         module = BUILTIN_ROUTERS.get(name)
         if module is None:
             raise ConfigError(f"unknown router {name!r}; known routers: {', '.join(router_names())}")
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # e.g. mlp's torch on the lean runtime install
+            error = missing_extra(exc, f"router {name!r}")
+            if error is None:
+                raise
+            raise error from None
     if name not in _registered:  # pragma: no cover - a broken built-in module
         raise ConfigError(f"module {BUILTIN_ROUTERS[name]} did not register router {name!r}")
     return _registered[name]
 
 
-def make_router(name: str, **params) -> "Router":
-    """Instantiate a router by name, refusing unknown hyperparameters with a clear message."""
+#: annotation -> (accepted types, word for the message); other annotations are not checked
+_SIMPLE_TYPES = {"bool": ((bool,), "true or false"), "int": ((numbers.Integral,), "an integer"),
+                 "float": ((numbers.Real,), "a number"), "str": ((str,), "a string")}
+
+
+def check_router_params(name: str, params: dict) -> None:
+    """Refuse unknown hyperparameters and values of the wrong type before any work is done.
+
+    A hyperparameter annotated ``int``, ``float``, ``bool`` or ``str`` must get such a value
+    (an int is a valid float; a bool is neither); anything else is left to the router's ``fit``.
+    Why here: ``k="abc"`` used to fail with a TypeError only after the data was loaded and embedded.
+    """
+    import inspect
+
     cls = get_router_class(name)
     known = cls.param_names()
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ConfigError(f"router {name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
                           f"it takes: {', '.join(known) or '(none)'}")
-    return cls(**params)
+    signature = inspect.signature(cls.__init__)
+    for key, value in params.items():
+        annotation = signature.parameters[key].annotation
+        annotation = getattr(annotation, "__name__", annotation)
+        accepted, word = _SIMPLE_TYPES.get(annotation, ((object,), ""))
+        if not isinstance(value, accepted) or (annotation != "bool" and isinstance(value, bool)):
+            raise ConfigError(f"router {name!r}, hyperparameter {key!r}: expects {word}, got {value!r}")
+
+
+def make_router(name: str, **params) -> "Router":
+    """Instantiate a router by name, refusing unknown hyperparameters and mistyped values clearly."""
+    check_router_params(name, params)
+    return get_router_class(name)(**params)

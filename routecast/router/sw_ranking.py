@@ -29,6 +29,7 @@ from routecast.router.base import Router
 from routecast.router.mf import cost_vector, pair_embeddings, preference_arrays
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float, Int
+from routecast.router.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _BLOCK = 256  # queries per block: bounds the (block, n_train) similarity matrix
@@ -80,6 +81,9 @@ class SimilarityWeightedRankingRouter(Router):
 
     family = "a1"
     uses_embeddings = True
+    # needs_torch: it imports its preference helpers from routecast.router.mf, which imports torch;
+    # drop the tag once those helpers live in a torch-free module
+    tags = RouterTags(needs_torch=True, quick_params={"newton_steps": 5, "max_prompts": 200})
     search_space = {
         "gamma": Float(1.5, 1e4, log=True),
         "l2": Float(1e-3, 10.0, log=True),

@@ -6,22 +6,27 @@ YAML or JSON, either a mapping ``model name -> backend`` or the same under a ``b
       llama-3.1-8b-instruct:
         base_url: http://127.0.0.1:9001/v1   # OpenAI-compatible; /chat/completions is appended
         api_key_env: LLAMA_KEY               # optional: env var holding the bearer token
-        timeout: 30                          # optional: seconds (connect + each read), default 30
+        timeout: 30                          # optional: seconds for the WHOLE call, default 30
         model: meta/llama-3.1-8b-instruct    # optional: model name the backend expects
       gpt-4o:
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY
 
 The API key itself never sits in the file: only the name of the environment variable holding it.
+A URL may still carry secrets (a password in its userinfo, a key in its query string), so the
+server never shows one: :attr:`Backend.redacted_url` and :func:`redact` keep scheme, host, port
+and path only, and the proxy's messages name the model, not the URL.
+
+``timeout`` is a total deadline for one call (connect, send, every byte of the answer; for a
+stream, until its end): a backend trickling one byte per second is cut at the deadline.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from routecast.errors import ConfigError
 
@@ -40,6 +45,26 @@ class Backend:
     def chat_url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
 
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.base_url)
+
+    def secrets(self) -> list[str]:
+        """Substrings of this backend's configuration that must never be shown (URL, userinfo, query)."""
+        parts = urlsplit(self.base_url)
+        out = [self.base_url, self.chat_url]
+        if parts.username:
+            out.append(parts.username)
+        if parts.password:
+            out.append(parts.password)
+        if parts.query:
+            out.append(parts.query)
+            out += [v for pair in parts.query.split("&") for v in pair.split("=")[1:] if v]
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            out.append(key)
+        return [s for s in out if len(s) >= 4]
+
     def headers(self) -> dict[str, str]:
         if not self.api_key_env:
             return {}
@@ -56,15 +81,10 @@ def parse_backends(data: Any, *, source: str = "<memory>") -> dict[str, Backend]
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of model name -> backend")
     out: dict[str, Backend] = {}
+    from routecast.data.endpoints import check_entry
+
     for name, entry in data.items():
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: backend {name!r} must be a mapping with at least base_url")
-        unknown = sorted(set(entry) - _KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: backend {name!r}: unknown key(s) {unknown}; allowed: {sorted(_KEYS)}")
-        url = entry.get("base_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: backend {name!r}: base_url must be an http(s) URL, got {url!r}")
+        url = check_entry(entry, _KEYS, f"{source}: backend {name!r}")
         timeout = entry.get("timeout", 30.0)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"{source}: backend {name!r}: timeout must be a positive number of seconds")
@@ -84,17 +104,28 @@ def load_backends(config: str | os.PathLike | dict | None) -> dict[str, Backend]
         return {}
     if isinstance(config, dict):
         return parse_backends(config)
-    path = Path(config)
-    if not path.is_file():
-        raise ConfigError(f"backends file {path} not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    from routecast.data.endpoints import read_config_file
 
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
-        raise ConfigError(f"backends file {path}: cannot parse ({exc})") from None
-    return parse_backends(data, source=str(path))
+    return parse_backends(read_config_file(config, "backends"), source=str(config))
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no userinfo, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def redact(text: str, backends: "dict[str, Backend] | list[Backend]") -> str:
+    """``text`` with every secret of ``backends`` (URLs, passwords, query values, keys) replaced."""
+    values = backends.values() if isinstance(backends, dict) else backends
+    secrets = sorted({s for b in values for s in b.secrets()}, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text

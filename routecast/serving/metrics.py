@@ -14,8 +14,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("routecast_requests_total", "HTTP requests by endpoint and status",
-                                ["endpoint", "status"], registry=self.registry)
+        # every status (the gate's own 401/408/429/500 included); key_id is a short hash, never the key
+        self.requests = Counter("routecast_requests_total", "HTTP requests by endpoint, status and API key id",
+                                ["endpoint", "status", "key_id"], registry=self.registry)
         self.decisions = Counter("routecast_decisions_total", "Routing decisions by chosen model",
                                  ["model"], registry=self.registry)
         self.latency = Histogram("routecast_request_seconds", "Request latency by endpoint",

@@ -47,15 +47,20 @@ class Timing:
 class Runtime:
     """A loaded router ready to route prompts.
 
-    ``route`` returns one dict per prompt: ``model`` (chosen), ``predicted_quality`` (model ->
-    quality), ``expected_cost`` (of the chosen model), ``lam`` (willingness to pay used) and
-    ``ranking`` (every model, best utility ``quality - lam * cost`` first: the fallback order).
+    ``route`` returns one dict per prompt, exactly :meth:`routecast.router.base.RouteResult.records`:
+    ``model`` (chosen), ``rank`` (its rank by predicted quality), ``predicted_quality`` (model ->
+    quality), ``expected_cost`` (of the chosen model), ``lam`` (willingness to pay used),
+    ``operating_point`` and ``ranking`` (every model, best utility ``quality - lam * cost`` first:
+    the fallback order).
     """
 
-    def __init__(self, router, *, path: str | os.PathLike | None = None, config: dict | None = None):
+    def __init__(self, router, *, path: str | os.PathLike | None = None, config: dict | None = None,
+                 manifest_sha256: str | None = None):
         self.router = router
         self.path = None if path is None else Path(path)
         self.config = config or {}
+        #: sha256 of the checkpoint's manifest.json as loaded (what --expect-sha256 pins); None in memory
+        self.manifest_sha256 = manifest_sha256
         self.models: tuple[str, ...] = tuple(router.models_)
         self.router_type: str = type(router).name
         self.encoder = router.get_encoder() if router.uses_embeddings else None
@@ -73,7 +78,8 @@ class Runtime:
         return self.encoder.encode(list(texts))
 
     def route(self, texts: Sequence[str] | str, *, lam: float | None = None, budget: float | None = None,
-              strong_share: float | None = None, target_quality: float | None = None) -> list[dict[str, Any]]:
+              strong_share: float | None = None, target_quality: float | None = None,
+              operating_point: str | None = None) -> list[dict[str, Any]]:
         """Choose a model for each prompt (see :meth:`routecast.router.base.Router.route`)."""
         if isinstance(texts, str):
             texts = [texts]
@@ -90,15 +96,8 @@ class Runtime:
             t1 = time.perf_counter()
             quality = self.router.predict_quality(texts, embeddings=embeddings)
             result = self.router.route_from_quality(quality, lam=lam, budget=budget, strong_share=strong_share,
-                                                    target_quality=target_quality)
-            records = result.records()
-            cost = np.nan_to_num(np.asarray(self.router.costs_, dtype=np.float64), nan=0.0)
-            utility = result.quality - result.lam * cost
-            # chosen model first, then by utility; ties to the cheaper model, as in the decision rule
-            orders = np.lexsort((np.broadcast_to(cost, utility.shape), -np.round(utility, 12)), axis=-1).tolist()
-            models = self.models
-            for rec, order, choice in zip(records, orders, result.choice.tolist()):
-                rec["ranking"] = [models[choice]] + [models[j] for j in order if j != choice]
+                                                    target_quality=target_quality, operating_point=operating_point)
+            records = result.records()  # the one result shape (RouteResult.records), ranking included
             t2 = time.perf_counter()
             self.last_timing = Timing(len(texts), t1 - t0, t2 - t1)
         return records
@@ -118,6 +117,8 @@ class Runtime:
                 "expected_costs": self.expected_costs,
                 "encoder": None if self.encoder is None else self.encoder.spec,
                 "calibrated": getattr(self.router, "calibration_", None) is not None,
+                "operating_points": {name: point["lam"] for name, point in self.router.operating_points().items()},
+                "default_operating_point": self.router.default_operating_point(),
                 "checkpoint": None if self.path is None else str(self.path)}
 
 
@@ -133,9 +134,14 @@ def _blas_controller():
         return None
 
 
-def load(path: str | os.PathLike) -> Runtime:
-    """Verify and load an exported checkpoint folder (see :mod:`routecast.router.checkpoint`)."""
-    from routecast.router.checkpoint import load_checkpoint, read_config
+def load(path: str | os.PathLike, *, trusted_key: str | os.PathLike | None = None,
+         expect_sha256: str | None = None) -> Runtime:
+    """Verify, validate and load an exported checkpoint folder (see :mod:`routecast.router.checkpoint`).
 
-    router = load_checkpoint(path)
-    return Runtime(router, path=path, config=read_config(path))
+    ``expect_sha256`` (the manifest's sha256) or ``trusted_key`` (an ed25519 public key file the
+    folder's signature must verify against) make the load authenticated, not only integrity-checked.
+    """
+    from routecast.router.checkpoint import open_checkpoint
+
+    loaded = open_checkpoint(path, trusted_key=trusted_key, expect_sha256=expect_sha256)
+    return Runtime(loaded.router, path=path, config=loaded.config, manifest_sha256=loaded.manifest_sha256)

@@ -8,7 +8,7 @@ validation split (never seen in training), the realised cost, quality and strong
 uses it from then on, and checks on the untouched test split what the chosen ``lam`` really gives
 there: requested vs achieved, so the user sees how well the promise transfers.
 
-The splits are rebuilt with :func:`routecast.training.pipeline.prepare` from the settings saved
+The splits are rebuilt with :func:`routecast.router.pipeline.prepare` from the settings saved
 in ``RUN_DIR/run.json``, so they are the same prompts the run was trained and tested on.
 """
 
@@ -36,7 +36,7 @@ def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """``RUN_DIR/run.json`` as written by ``routecast train --out RUN_DIR``."""
     path = Path(run_dir) / RUN_FILE
     if not Path(run_dir).is_dir():
-        raise ConfigError(f"run folder {run_dir} does not exist (make one with routecast train --out DIR)")
+        raise ConfigError(f"run folder {run_dir} does not exist (a run folder is what training writes)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -54,7 +54,7 @@ def prepare_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     Accepts the settings at the top level of run.json, under ``"split"`` or under
     ``"settings"`` (the lead's ``Prepared.settings``); later sources win.
     """
-    from routecast.training.pipeline import prepare
+    from routecast.router.pipeline import prepare
 
     accepted = set(inspect.signature(prepare).parameters)
     merged: dict[str, Any] = {}
@@ -67,43 +67,44 @@ def prepare_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _strong_index(costs: np.ndarray) -> int:
-    return int(np.nanargmax(costs))
-
-
-def _point(log, choice: np.ndarray, unit_costs: np.ndarray, strong: int) -> dict[str, Any]:
-    """Realised mean cost, quality and strong share of ``choice`` on ``log``."""
-    rows = np.arange(log.n_prompts)
-    scores = log.scores[rows, choice]
-    scored = ~np.isnan(scores)
-    return {"cost": float(unit_costs[rows, choice].mean()),
-            "quality": float(scores[scored].mean()) if scored.any() else float("nan"),
-            "strong_share": float((choice == strong).mean()),
-            "n_prompts": int(log.n_prompts), "n_unscored": int((~scored).sum())}
+def default_point_name(request: dict[str, Any]) -> str:
+    """``budget-0.0002``, ``share-0.3``, ``quality-0.6`` or ``match-MODEL`` for a request."""
+    if "match_model" in request:
+        return "match-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in str(request["match_model"]))[:50]
+    prefix = {"budget": "budget", "strong_share": "share", "target_quality": "quality"}
+    key = next(k for k in prefix if k in request)
+    return f"{prefix[key]}-{float(request[key]):.6g}"
 
 
 def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                   strong_share: float | None = None, target_quality: float | None = None,
-                  match_model: str | None = None, tracker: "Tracker | None" = None,
-                  save: bool = True) -> dict[str, Any]:
+                  match_model: str | None = None, name: str | None = None, make_default: bool = True,
+                  tracker: "Tracker | None" = None, save: bool = True) -> dict[str, Any]:
     """Calibrate ``RUN_DIR/router`` on the run's validation split and check it on the test split.
 
     Give exactly one request: ``budget`` (USD per query), ``strong_share`` (share of calls to the
-    most expensive model), ``target_quality`` (mean quality to reach at the lowest cost) or
+    strong model: the best-quality one, :func:`routecast.router.policy.strong_weak`), ``target_quality`` (mean quality to reach at the lowest cost) or
     ``match_model`` (reach that model's validation quality at the lowest cost). Raises
     :class:`RoutingError` when the request cannot be met on the calibration split (e.g. a budget
     below the cheapest routing cost). Re-saves the checkpoint with its calibration curve (atomic
     folder swap) and writes ``RUN_DIR/calibration.json``; returns what it wrote.
+
+    The result is also stored as a named operating point in the checkpoint (``name``, by default
+    ``budget-0.0002`` / ``share-0.3`` / ``quality-0.6`` / ``match-MODEL``) with its lam and the
+    values measured on validation and test; with ``make_default`` it becomes the point ``route``,
+    ``serve``, ``routecast.load().route()`` and the Python router use when a request names none.
+    ``result["config_line"]`` is the line to paste into a server config.
     """
     from routecast.router.checkpoint import load_checkpoint, read_config, save_checkpoint
-    from routecast.training.curves import realised_costs
-    from routecast.training.pipeline import prepare, split_embeddings
+    from routecast.router.evaluation.curves import realised_costs
+    from routecast.router.pipeline import prepare, split_embeddings
+    from routecast.router.policy import OperatingCurve, sweep
 
     given = {k: v for k, v in (("budget", budget), ("strong_share", strong_share),
                                ("target_quality", target_quality), ("match_model", match_model))
              if v is not None}
     if len(given) != 1:
-        raise ConfigError("give exactly one of --budget, --strong-share, --target-quality, --match-model"
+        raise ConfigError("give exactly one of budget, strong_share, target_quality, match_model"
                           + (f" (got {', '.join(given)})" if given else ""))
     run_dir = Path(run_dir)
     run = read_run(run_dir)
@@ -113,64 +114,91 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     router = load_checkpoint(ckpt)
     prepared = prepare(**prepare_kwargs(run))
     val, test = prepared.val, prepared.test
-    if tuple(val.models) != tuple(router.models_):
+    # a pairwise run (judged pairs, costs from its price table) is measured on win rates:
+    # routecast.router.evaluation.pairwise; its logs have no select_models/scores
+    if not prepared.pairwise and tuple(val.models) != tuple(router.models_):
         val, test = val.select_models(router.models_), test.select_models(router.models_)
 
     request = dict(given)
     if match_model is not None:
         if match_model not in router.models_:
-            raise ConfigError(f"--match-model {match_model!r} is not one of the router's models: "
+            raise ConfigError(f"match_model {match_model!r} is not one of the router's models: "
                               f"{', '.join(router.models_)}")
-        col = val.scores[:, list(router.models_).index(match_model)]
+        if prepared.pairwise:
+            from routecast.router.evaluation.pairwise import judged_prompts
+
+            col = judged_prompts(val, router.models_).scores()[:, list(router.models_).index(match_model)]
+        else:
+            col = val.scores[:, list(router.models_).index(match_model)]
         target_quality = float(np.nanmean(col))
         request["target_quality"] = target_quality
 
     X_val = split_embeddings(router, prepared, "val")
     router.calibrate(val, embeddings=X_val)
-    q_val = router.predict_quality(list(val.prompts), embeddings=X_val)
-    decision = router.route_from_quality(q_val, budget=budget, strong_share=strong_share,
-                                         target_quality=target_quality)
-    lam = decision.lam
+    curve = router.operating_curve()
+    knob = next(k for k in ("budget", "strong_share", "target_quality") if k in request)
+    point = curve.index_for(**{knob: request[knob]})
+    lam = float(curve.lams[point])
+    on_cal = {"cost": float(curve.cost[point]), "quality": float(curve.quality[point]),
+              "strong_share": float(curve.strong_share[point]), "n_prompts": curve.n_prompts,
+              "n_dropped": curve.n_dropped}
 
-    cal = router.calibration_
-    i = int(np.argmin(np.abs(np.asarray(cal["lam"]) - lam)))
-    on_cal = {"cost": cal["cost"][i], "quality": cal["quality"][i], "strong_share": cal["strong_share"][i],
-              "n_prompts": cal["n_prompts"]}
+    # the same lam on the untouched test split, measured by the same kernel (complete rows only)
+    if prepared.pairwise:
+        from routecast.router.evaluation.pairwise import measure_at
 
-    from routecast.router.base import decide
+        on_cal["judged"] = int(router.calibration_["judged"][point])
+        on_test = measure_at(router, test, lam, split_embeddings(router, prepared, "test"), strong=curve.strong)
+    else:
+        complete_test = test.complete()
+        X_test = split_embeddings(router, prepared, "test")
+        if X_test is not None:
+            X_test = X_test[test.complete_rows()]
+        q_test = router.predict_quality(list(complete_test.prompts), embeddings=X_test)
+        unit_costs, _, _ = realised_costs(complete_test, router.costs_)
+        lams, choices = sweep(q_test, router.costs_, [lam])
+        tested = OperatingCurve.from_choices(lams, choices, unit_costs, complete_test.scores, strong=curve.strong,
+                                             measured=True, n_dropped=test.n_prompts - complete_test.n_prompts)
+        on_test = {"cost": float(tested.cost[0]), "quality": float(tested.quality[0]),
+                   "strong_share": float(tested.strong_share[0]), "n_prompts": tested.n_prompts,
+                   "n_dropped": tested.n_dropped}
 
-    strong = _strong_index(router.costs_)
-    X_test = split_embeddings(router, prepared, "test")
-    q_test = router.predict_quality(list(test.prompts), embeddings=X_test)
-    unit_costs, _, _ = realised_costs(test, router.costs_)
-    on_test = _point(test, decide(q_test, router.costs_, lam), unit_costs, strong)
-
-    key = next(iter(k for k in ("budget", "strong_share", "target_quality") if k in request))
-    achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[key]
+    achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[knob]
+    point_name = name or default_point_name(request)
+    point = {"lam": lam, "request": dict(request), "val": on_cal, "test": on_test}
+    router.add_operating_point(point_name, point, make_default=make_default)
     result = {
+        "operating_point": {"name": point_name, "default": make_default, **point},
+        "config_line": f"default_operating_point: {point_name}   # lam={lam:.6g}; {achieved_key} "
+                       f"{on_cal[achieved_key]:.6g} on val, {on_test[achieved_key]:.6g} on test",
         "request": request,
         "lam": lam,
-        "strong_model": router.models_[strong],
+        "strong_model": router.models_[curve.strong],
+        "notes": list(router.strong_weak().notes),
         "calibration_split": {"name": "val", **on_cal},
         "test_split": {"name": "test", **on_test},
-        "requested": float(request[key]),
+        "requested": float(request[knob]),
         "achieved": {"calibration": on_cal[achieved_key], "test": on_test[achieved_key]},
         "metric": achieved_key,
         "checkpoint": str(ckpt),
     }
+    if prepared.pairwise:
+        result["notes"].append(
+            f"pairwise log: quality = win rate of the chosen model in the judged pairs that involve it "
+            f"(judged on {on_cal['judged']} of {on_cal['n_prompts']} val and {on_test['judged']} of "
+            f"{on_test['n_prompts']} test prompts); cost from the price table")
     if save:
         from routecast.atomic import write_json
-        from routecast.training.tune import finite_json
 
-        extra = dict(read_config(ckpt).get("extra") or {})
-        extra["calibration_request"] = {**request, "lam": lam}
-        save_checkpoint(router, ckpt, extra=extra)
-        write_json(run_dir / CALIBRATION_FILE, finite_json(result))
+        save_checkpoint(router, ckpt, extra=read_config(ckpt).get("extra") or {})
+        write_json(run_dir / CALIBRATION_FILE, result)
     if tracker is not None:
         tracker.log_params({"run_dir": str(run_dir), **{f"request.{k}": v for k, v in request.items()}})
-        tracker.log_metrics({"lam": lam, "calibration": on_cal, "test": on_test})
-        tracker.log_curve({"calibration.cost": cal["cost"], "calibration.quality": cal["quality"],
-                           "calibration.strong_share": cal["strong_share"], "calibration.lam": cal["lam"]})
+        # achieved values and the sweep under distinct names: the sweep is a step series, the
+        # achieved values are single numbers that search_runs shows
+        tracker.log_metrics({"achieved.lam": lam, "achieved.val": on_cal, "achieved.test": on_test})
+        tracker.log_curve({"sweep.cost": curve.cost.tolist(), "sweep.quality": curve.quality.tolist(),
+                           "sweep.strong_share": curve.strong_share.tolist(), "sweep.lam": curve.lams.tolist()})
         if save:
             tracker.log_artifact(run_dir / CALIBRATION_FILE)
     return result

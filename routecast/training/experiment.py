@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from routecast.training.pipeline import Prepared, fit_router, split_embeddings
+from routecast.router.pipeline import Prepared, fit_router, split_embeddings
 
 
 @dataclass
@@ -42,7 +42,7 @@ def parse_router_list(text: str) -> list[str]:
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
-        raise ConfigError("no router given (e.g. --routers knn,mlp,best-single)")
+        raise ConfigError("no router given (routers, e.g. knn,mlp,best-single)")
     known = set(router_names())
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -53,10 +53,15 @@ def parse_router_list(text: str) -> list[str]:
 def run_experiment(prepared: Prepared, routers: list[str], *,
                    params: Mapping[str, Mapping[str, Any]] | None = None, n_boot: int = 200,
                    seed: int = 0, extra_curves: Mapping[str, Any] | None = None,
-                   progress: bool = True, calibrate: bool = True) -> Experiment:
+                   progress: bool = True, calibrate: bool = True,
+                   cost_range: tuple[float, float] | None = None, strong: str | None = None,
+                   weak: str | None = None) -> Experiment:
     """Fit each router on the train split (calibrating on validation), sweep it on the test split
-    and evaluate all curves together with the single models."""
-    from routecast.training.evaluate import evaluate, single_model_curves, sweep_router
+    and evaluate all curves together with the single models.
+
+    ``cost_range``, ``strong`` and ``weak`` are passed to
+    :func:`routecast.router.evaluation.evaluate.evaluate` (AIQ range; APGR's pair)."""
+    from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
 
     params = dict(params or {})
     experiment = Experiment(prepared)
@@ -85,7 +90,8 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
             experiment.runs[name] = RouterRun(name, router, seconds, route_us, curve)
     curves.update(extra_curves or {})
     curves.update(single_model_curves(prepared.test))
-    experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed,
+    experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
+                                 strong=strong, weak=weak,
                                  metadata={"data": prepared.settings, "encoder": prepared.encoder,
                                            "embed_seconds": round(experiment.embed_seconds, 2),
                                            "n_train": prepared.train.n_prompts,
@@ -108,19 +114,18 @@ def cascade_curves(prepared: Prepared, kinds: list[str], *, router: str = "knn",
     """
     from routecast.cascade.cascade import Cascade
     from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.cascade.evaluation import complete
     from routecast.errors import ConfigError, RoutecastError
-    from routecast.training.curves import realised_costs
+    from routecast.router.evaluation.curves import realised_costs
 
     unknown = [k for k in kinds if k not in CASCADE_KINDS]
     if unknown:
         raise ConfigError(f"unknown cascade deferral {unknown}; choose from {', '.join(CASCADE_KINDS)}")
-    train, val, test = (complete(prepared.train), complete(prepared.val), complete(prepared.test))
+    train, val, test = (prepared.train.complete(), prepared.val.complete(), prepared.test.complete())
     _, _, unit = realised_costs(test)
     if np.isnan(prepared.log.costs).all():
         # no USD anywhere: price every split on the relative scale the routers' curves use,
         # derived once from the whole log so the three splits agree
-        scale = realised_costs(complete(prepared.log))[0][0]
+        scale = realised_costs(prepared.log.complete())[0][0]
         train, val, test = (s.with_costs(np.broadcast_to(scale, s.costs.shape).copy()) for s in (train, val, test))
     curves: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -220,20 +225,3 @@ class _progress:
         if self.enabled:
             self._bar.__exit__(*exc)
         return False
-
-
-def leaderboard_rows(result) -> list[dict[str, Any]]:
-    return list(result.leaderboard())
-
-
-def numpy_free(obj: Any) -> Any:
-    """Recursively convert numpy values to plain Python (for JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): numpy_free(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [numpy_free(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj

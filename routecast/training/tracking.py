@@ -72,7 +72,7 @@ def check_tracking(tracking_uri: str | None = None, *, timeout: float = PROBE_TI
         except httpx.HTTPError as exc:
             raise TrackingError(
                 f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}: {exc}); "
-                "start it, pass another --tracking-uri, or use --no-track") from None
+                "start it, pass another tracking_uri, or disable tracking") from None
     elif scheme == "sqlite":
         path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
         if path is not None and str(path) not in ("", ":memory:"):

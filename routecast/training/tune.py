@@ -11,7 +11,7 @@ WHY it looks like this:
   refuses (``TestSplitAccessError``) any access to the test split or the whole log, so a
   leak is an exception rather than a silently optimistic number.
 * **Same numbers as evaluation.** A trial's value comes from the evaluation module's sweep
-  (:func:`routecast.training.evaluate.sweep_router`) and metrics (AIQ, quality at a budget,
+  (:func:`routecast.router.evaluation.evaluate.sweep_router`) and metrics (AIQ, quality at a budget,
   cost to reach a quality), on a cost range fixed by the single models on the validation split
   so trials are comparable.
 * **Resumable.** With ``storage`` (e.g. ``sqlite:///tune.db``) the study is created with
@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from routecast.errors import ConfigError, RoutecastError
+from routecast.jsonable import to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from routecast.training.pipeline import Prepared
+    from routecast.router.pipeline import Prepared
     from routecast.training.tracking import Tracker
 
 OBJECTIVES = ("aiq", "quality@budget", "cost@quality")
@@ -56,7 +57,7 @@ class TestSplitAccessError(RoutecastError, AssertionError):
 class TuningView:
     """The train and validation splits of a :class:`Prepared`, and nothing else.
 
-    Exposes what :func:`routecast.training.pipeline.fit_router` and the validation sweep need
+    Exposes what :func:`routecast.router.pipeline.fit_router` and the validation sweep need
     (``train``, ``val``, ``split``, ``embeddings``, ``encoder``, ``settings``, ``get_encoder``);
     ``test``, ``log`` (which contains the test prompts) and ``split("test"|"all")`` raise
     :class:`TestSplitAccessError`.
@@ -131,7 +132,7 @@ class TuneResult:
                                              "best_value", "n_trials_run", "n_trials_total",
                                              "study_name", "storage", "default_value", "seconds",
                                              "budget", "target", "settings", "trials")}
-        return finite_json(out)
+        return to_jsonable(out)
 
 
 # --------------------------------------------------------------------------- config files
@@ -139,7 +140,7 @@ def save_router_config(path: str | os.PathLike, result: TuneResult) -> Path:
     """Write the best configuration (``{"router", "params", "tuning"}``) atomically."""
     from routecast.atomic import write_json
 
-    write_json(path, finite_json(result.config()))
+    write_json(path, to_jsonable(result.config()))
     return Path(path)
 
 
@@ -194,31 +195,16 @@ def objective_direction(objective: str) -> str:
     return "minimize" if objective == "cost@quality" else "maximize"
 
 
-def single_model_range(val_log, router_costs: np.ndarray | None = None) -> tuple[float, float]:
-    """Cost range [cheapest, dearest] of the single models on the validation split.
-
-    Fixed for the whole study (unlike evaluation, which also spans every compared curve), so
-    every trial's AIQ is measured on the same interval.
-    """
-    from routecast.training.evaluate import _complete
-    from routecast.training.curves import realised_costs
-
-    log, _ = _complete(val_log)
-    unit_costs, _, _ = realised_costs(log, router_costs)
-    means = unit_costs.mean(axis=0)
-    return float(means.min()), float(means.max())
-
-
 def measure(router, view: TuningView, objective: str, *, budget: float | None = None,
             target: float | None = None, cost_range: tuple[float, float] | None = None) -> tuple[float, dict]:
     """Score a fitted router on the validation split; returns (objective value, details)."""
-    from routecast.training import metrics
-    from routecast.training.evaluate import sweep_router
-    from routecast.training.pipeline import split_embeddings
+    from routecast.router.evaluation import metrics
+    from routecast.router.evaluation.evaluate import single_model_cost_range, sweep_router
+    from routecast.router.pipeline import split_embeddings
 
     X = split_embeddings(router, view, "val")
     curve = sweep_router(router, view.val, embeddings=X, label=router.name)
-    c_min, c_max = cost_range or single_model_range(view.val, router.costs_)
+    c_min, c_max = cost_range or single_model_cost_range(view.val, router.costs_)
     details = {"aiq": metrics.aiq(curve.cost, curve.quality, c_min, c_max),
                "max_quality": float(np.nanmax(curve.quality)), "min_cost": float(np.nanmin(curve.cost))}
     if objective == "aiq":
@@ -286,13 +272,13 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
     import optuna
 
     from routecast.router.registry import get_router_class
-    from routecast.training.pipeline import fit_router, router_params
+    from routecast.router.pipeline import fit_router, router_params
 
     direction = objective_direction(objective)
     if objective == "quality@budget" and budget is None:
-        raise ConfigError("objective quality@budget needs --budget (USD per query)")
+        raise ConfigError("objective quality@budget needs budget (USD per query)")
     if objective == "cost@quality" and target is None:
-        raise ConfigError("objective cost@quality needs --target (mean quality to reach)")
+        raise ConfigError("objective cost@quality needs target (mean quality to reach)")
     if n_trials < 1:
         raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
     cls = get_router_class(router)
@@ -310,7 +296,9 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
         raise ConfigError(f"hyperparameter(s) {', '.join(overlap)} are tuned; do not also fix them")
 
     view = prepared if isinstance(prepared, TuningView) else TuningView(prepared)
-    cost_range = single_model_range(view.val)
+    from routecast.router.evaluation.evaluate import single_model_cost_range
+
+    cost_range = single_model_cost_range(view.val)
     if objective == "quality@budget" and budget < cost_range[0] - 1e-15:
         raise ConfigError(f"budget ${budget:.6g}/query is below the cheapest model's cost "
                           f"${cost_range[0]:.6g}/query on the validation split")
@@ -359,8 +347,8 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
             try:
                 if uses_callbacks:
                     from routecast.router.registry import make_router
-                    from routecast.training.lightning_module import OptunaPruningCallback
-                    from routecast.training.pipeline import split_embeddings
+                    from routecast.router.lightning_module import OptunaPruningCallback
+                    from routecast.router.pipeline import split_embeddings
 
                     model = make_router(router, **router_params(router, {**fixed, **params}, view))
                     model.fit_with_callbacks(view.train, split_embeddings(model, view, "train"),
@@ -462,11 +450,11 @@ def _check_same_study(study, attrs: dict[str, Any], direction: str, storage: str
     stored = study.user_attrs
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}; "
-                          f"objective {attrs['routecast.objective']!r} needs {direction}. Use another --study")
+                          f"objective {attrs['routecast.objective']!r} needs {direction}. Use another study name")
     for key, value in attrs.items():
         if key in stored and stored[key] != value:
             raise ConfigError(f"study {name!r} in {storage} was created with {key.split('.', 1)[1]}="
-                              f"{stored[key]!r}, not {value!r}; use another --study name to start afresh")
+                              f"{stored[key]!r}, not {value!r}; use another study name to start afresh")
 
 
 @contextlib.contextmanager
@@ -480,16 +468,3 @@ def _quiet_optuna():
         yield
     finally:
         optuna.logging.set_verbosity(previous)
-
-
-def finite_json(obj: Any) -> Any:
-    """NaN/inf -> None (and numpy scalars -> Python) so results are strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj

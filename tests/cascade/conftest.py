@@ -1,46 +1,22 @@
-"""Small real outcome logs for cascade tests, built straight from /work/shared/data parquet files.
-
-The pivot is done here (not through routecast.data.load_log) so these tests depend only on the
-OutcomeLog contract, not on the loader being finished.
+"""Small real outcome logs for cascade tests: seeded prompt samples of the shared parquet files
+(``../shared/data`` beside the clone; a test skips only when its folder is truly absent), pivoted by
+the data loader's own ``frame_to_log``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from routecast.data.loaders import frame_to_log
 from routecast.data.outcome_log import OutcomeLog
-
-DATA = Path("/work/shared/data")
-
-
-def log_from_frame(df: pd.DataFrame, source: str = "<test>") -> OutcomeLog:
-    ids = list(dict.fromkeys(df["prompt_id"].astype(str)))
-    models = list(dict.fromkeys(df["model"].astype(str)))
-    row = {p: i for i, p in enumerate(ids)}
-    col = {m: j for j, m in enumerate(models)}
-    n, m = len(ids), len(models)
-    scores = np.full((n, m), np.nan)
-    costs = np.full((n, m), np.nan)
-    responses = np.full((n, m), None, dtype=object) if "response" in df else None
-    prompts = np.empty(n, dtype=object)
-    for rec in df.itertuples(index=False):
-        i, j = row[str(rec.prompt_id)], col[str(rec.model)]
-        scores[i, j] = rec.score
-        costs[i, j] = rec.cost
-        prompts[i] = rec.prompt
-        if responses is not None:
-            r = rec.response
-            responses[i, j] = r if isinstance(r, str) else None
-    return OutcomeLog(np.array(ids, dtype=object), prompts, tuple(models), scores, costs, responses,
-                      source=source)
+from tests._support.paths import shared_dataset
 
 
 def load_folder(name: str, n: int | None = None, seed: int = 0, models=None, query: str | None = None) -> OutcomeLog:
-    df = pd.read_parquet(DATA / name / "data.parquet")
+    path = shared_dataset(name)
+    df = pd.read_parquet(path)
     if query:
         df = df.query(query)
     if models is not None:
@@ -49,7 +25,7 @@ def load_folder(name: str, n: int | None = None, seed: int = 0, models=None, que
         ids = pd.Series(df["prompt_id"].unique())
         keep = set(ids.sample(n=min(n, len(ids)), random_state=seed))
         df = df[df["prompt_id"].isin(keep)]
-    return log_from_frame(df, source=str(DATA / name / "data.parquet"))
+    return frame_to_log(df, source=str(path))
 
 
 def split(log: OutcomeLog, fractions=(0.5, 0.25), seed: int = 0):

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,11 +8,8 @@ from typer.testing import CliRunner
 
 from routecast.cli import app
 from routecast.data import load_log
-from routecast.data.inspect import render_summary, summarize
-
-_spec = importlib.util.spec_from_file_location("data_helpers", Path(__file__).with_name("helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+from routecast.data.inspect import summarize, summary_tables
+from tests._support import data_files as helpers
 
 
 def _shared(folder):
@@ -47,7 +42,10 @@ def test_summary_matches_pandas(folder):
         costs = df.groupby("model")["cost"].mean()
         for r in summary["per_model"]:
             assert r["mean_cost"] == pytest.approx(costs[r["model"]])
-    render_summary(summary)  # renders without error
+    tables = summary_tables(summary)
+    per_model = next(t for t in tables if t["title"] == "per model")
+    assert len(per_model["rows"]) == summary["n_models"]
+    assert all(len(row) == len(t["columns"]) for t in tables for row in t["rows"])
 
 
 @pytest.mark.parametrize("folder", helpers.FOLDERS)

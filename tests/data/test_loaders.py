@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,10 +8,7 @@ import pytest
 
 from routecast.data import OutcomeLog, builtin_names, load_log
 from routecast.errors import DataError
-
-_spec = importlib.util.spec_from_file_location("data_helpers", Path(__file__).with_name("helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+from tests._support import data_files as helpers
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])

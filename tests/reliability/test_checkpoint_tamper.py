@@ -11,16 +11,13 @@ import hashlib
 import json
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-from serving_helpers import TinyRouter, synthetic_log  # noqa: E402
-
-from routecast.errors import CheckpointError  # noqa: E402
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from routecast.errors import CheckpointError
+from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from tests._support.serving import TinyRouter, synthetic_log
 
 
 @pytest.fixture(scope="module")

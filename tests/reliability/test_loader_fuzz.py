@@ -81,6 +81,8 @@ def long_logs(draw):
                 rows.append({"prompt_id": ids[i], "prompt": prompts[i], "model": m,
                              "score": draw(clean_scores if clean else score_values),
                              "cost": draw(clean_costs if clean else cost_values)})
+    if clean and all(r["score"] is None for r in rows):
+        clean = False  # a log with no score logged at all is refused: nothing to learn from it
     mutation = "none" if clean else draw(st.sampled_from(["none", "dup_row", "drop_col", "other_text", "no_id"]))
     if mutation == "dup_row":
         rows.append(dict(rows[draw(st.integers(0, len(rows) - 1))]))
@@ -124,7 +126,7 @@ def test_random_logs_load_or_raise_data_error(case):
             log = load_log(path)
         except DataError as err:
             assert not clean, f"a valid log was rejected: {err}"
-            assert str(err)
+            assert err.path == str(path) and str(err).startswith(f"file {path}"), f"error does not name the file: {err}"
             return
     LOADED["log"] += 1
     # it loaded: every row is one cell and every logged score survived
@@ -181,7 +183,8 @@ def test_mutated_bytes_only_raise_data_error(case):
         path.write_bytes(data)
         try:
             log = load_log(path)
-        except DataError:
+        except DataError as err:
+            assert err.path == str(path), f"error does not name the file: {err}"
             return
         LOADED["bytes"] += 1
         assert log.n_prompts >= 1 and log.n_models >= 1
@@ -206,9 +209,11 @@ def test_corrupt_parquet_only_raises_data_error(parquet_bytes, cut, flips):
         path = Path(tmp) / "log.parquet"
         path.write_bytes(bytes(data))
         try:
-            load_log(path)
-        except DataError:
-            pass
+            log = load_log(path)
+        except DataError as err:  # any other exception type fails the test
+            assert err.path == str(path), f"error does not name the file: {err}"
+        else:  # a flip that left a readable file: at most the two rows written
+            assert log.n_prompts <= 2 and log.n_models == 1
 
 
 @SETTINGS

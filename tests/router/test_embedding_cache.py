@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,27 +11,11 @@ import pytest
 from routecast.errors import DataError
 from routecast.router.embedding_cache import EmbeddingCache, default_cache_dir, embed
 from routecast.router.encoders import get_encoder
-from routecast.router.encoders.base import Encoder
+from tests._support.encoders import CountingEncoder
+from tests._support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
-
-#: subprocess prelude: import CountingEncoder from this very file
-IMPORT_COUNTING = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_embedding_cache import CountingEncoder\n"
-
-
-class CountingEncoder(Encoder):
-    """Hashing vectors, but cacheable, and counting every text it is asked to encode."""
-
-    def __init__(self, dim: int = 32):
-        self.inner = get_encoder(f"hashing:dim={dim}")
-        self.dim, self.max_chars = dim, self.inner.max_chars
-        self.spec, self.name = "counting", f"counting-test-dim{dim}"
-        self.calls, self.encoded = 0, []
-
-    def encode(self, texts, *, batch_size=64, show_progress=False):
-        self.calls += 1
-        self.encoded.extend(texts)
-        return self.inner.encode(texts)
+#: subprocess prelude (the subprocess runs with cwd=REPO, so ``tests`` is importable)
+IMPORT_COUNTING = "from tests._support.encoders import CountingEncoder\n"
 
 
 def _texts(n: int, prefix: str = "prompt") -> list[str]:

@@ -3,25 +3,19 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from routecast.errors import CheckpointError, ConfigError
 from routecast.router.encoders import encoder_from_state, get_encoder, parse_spec
-
-_REPO = Path(__file__).resolve().parents[2]
-_DATA = [_REPO.parent / "shared" / "data" / "llmrouter_9models" / "data.parquet",
-         Path("/work/shared/data/llmrouter_9models/data.parquet")]
+from tests._support.paths import shared_dataset
 
 
 def real_prompts(n: int, seed: int = 0) -> list[str]:
     import pandas as pd
 
-    path = next((p for p in _DATA if p.is_file()), None)
-    if path is None:
-        pytest.skip("shared/data/llmrouter_9models is not available")
+    path = shared_dataset("llmrouter_9models")
     frame = pd.read_parquet(path, columns=["prompt_id", "prompt"]).drop_duplicates("prompt_id")
     return frame.sample(n, random_state=seed)["prompt"].astype(str).tolist()
 
@@ -192,8 +186,8 @@ def test_static_distils_and_encodes(static_dir, prompts, minilm):
 
 @pytest.mark.minilm
 def test_static_small_and_large_batches_give_the_naive_sum(static_dir, prompts, monkeypatch):
-    """One prompt takes the gather path, a big batch the sparse-product path: both are the plain
-    normalised sum of the distilled vectors of the known tokens."""
+    """One prompt at a time, and a batch summed in blocks of one text each (the block bound at 0):
+    both are the plain normalised sum of the distilled vectors of the known tokens."""
     from routecast.router.encoders import static
 
     enc = get_encoder(f"static:{static_dir}")
@@ -206,7 +200,7 @@ def test_static_small_and_large_batches_give_the_naive_sum(static_dir, prompts, 
 
     reference = np.stack([naive(t) for t in texts])
     one_by_one = np.concatenate([enc.encode([t]) for t in texts])
-    monkeypatch.setattr(static, "_GATHER_MAX_TOKENS", 0)  # force the sparse path for the whole batch
+    monkeypatch.setattr(static, "_GATHER_MAX_TOKENS", 0)  # every block holds one text: the block bookkeeping
     batched = enc.encode(texts)
     np.testing.assert_allclose(one_by_one, reference, atol=1e-5)
     np.testing.assert_allclose(batched, reference, atol=1e-5)

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ import pytest
 import torch
 
 from routecast.data.outcome_log import OutcomeLog
+from routecast.data.preferences import PairwiseLog
 from routecast.router.encoders import get_encoder
 from routecast.router.registry import get_router_class, make_router
 
@@ -183,41 +183,14 @@ def test_mlp_beats_column_mean_on_held_out_prompts(full_log):
 
 
 # ------------------------------------------------------------ preferences
-def _pairwise_log_class():
-    try:
-        from routecast.data import PairwiseLog  # the data engineer's class, once it exists
-        return PairwiseLog
-    except ImportError:
-        @dataclass
-        class PairwiseLog:  # stand-in with the documented fields
-            prompt_ids: np.ndarray
-            prompts: np.ndarray
-            model_a: np.ndarray
-            model_b: np.ndarray
-            winner: np.ndarray
-
-            @property
-            def models(self):
-                return tuple(sorted(set(self.model_a) | set(self.model_b)))
-
-        return PairwiseLog
-
-
 def _pairs(rows):
-    cls = _pairwise_log_class()
+    """A routecast.data.PairwiseLog from (prompt, model_a, model_b, winner) rows."""
     prompts = [r[0] for r in rows]
     ids = [hashlib.sha1(p.encode()).hexdigest()[:12] for p in prompts]
-    cols = dict(prompt_ids=np.array(ids, dtype=object), prompts=np.array(prompts, dtype=object),
-                model_a=np.array([r[1] for r in rows], dtype=object),
-                model_b=np.array([r[2] for r in rows], dtype=object),
-                winner=np.array([r[3] for r in rows], dtype=object))
-    try:
-        return cls(**cols)
-    except TypeError:  # the real class may take more fields; pass what it knows
-        import inspect
-
-        known = inspect.signature(cls).parameters
-        return cls(**{k: v for k, v in cols.items() if k in known})
+    return PairwiseLog(prompt_ids=np.array(ids, dtype=object), prompts=np.array(prompts, dtype=object),
+                       model_a=np.array([r[1] for r in rows], dtype=object),
+                       model_b=np.array([r[2] for r in rows], dtype=object),
+                       winner=np.array([r[3] for r in rows], dtype=object))
 
 
 def _ordered_preferences(n_prompts=40):
@@ -340,7 +313,7 @@ def test_fit_with_callbacks_reaches_the_trainer(split300):
 def test_optuna_pruning_callback_prunes(split300):
     import optuna
 
-    from routecast.training.lightning_module import OptunaPruningCallback
+    from routecast.router.lightning_module import OptunaPruningCallback
 
     train, Xtr, _, _ = split300
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e-9))

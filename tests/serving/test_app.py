@@ -4,17 +4,14 @@ talked to with the official openai client), /v1/models, /health, /metrics."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_backend import FakeBackend  # noqa: E402
-from serving_helpers import backends_for, make_checkpoint, serving  # noqa: E402
+from fastapi.testclient import TestClient
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from routecast.serving.app import conversation_text, create_app  # noqa: E402
+from routecast.serving.app import conversation_text, create_app
+from tests._support.fake_backend import FakeBackend
+from tests._support.serving import backends_for, make_checkpoint, serving
 
 MATH = "Solve for x: 3x + 4 = 10"
 CHAT = "Say hello to Bo in a cheerful way"
@@ -51,15 +48,16 @@ def test_route_endpoint(ckpt):
         assert r.json()["decisions"][0]["model"] == "small"
         r = client.post("/v1/route", json={"prompt": MATH, "budget": 0.0001})
         assert r.status_code == 200 and r.json()["decisions"][0]["model"] == "small"
-        health = client.get("/health").json()
-        assert health["status"] == "ok" and health["models"] == ["small", "medium", "large"]
-        assert health["backends"] == {"small": None, "medium": None, "large": None}
+        assert client.get("/health").json() == {"status": "ok"}  # liveness only: no path, URL or model
+        info = client.get("/v1/router").json()
+        assert info["router_type"] == "knn" and info["models"] == ["small", "medium", "large"]
+        assert "checkpoint" not in info
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
         assert ids == ["router", "auto", "small", "medium", "large"]
         metrics = client.get("/metrics").text
         assert 'routecast_decisions_total{model="large"} 1.0' in metrics
         assert 'routecast_decisions_total{model="small"} 3.0' in metrics
-        assert 'routecast_requests_total{endpoint="/v1/route",status="200"} 3.0' in metrics
+        assert 'routecast_requests_total{endpoint="/v1/route",key_id="anonymous",status="200"} 3.0' in metrics
 
 
 def test_two_apps_do_not_share_metrics(ckpt):
@@ -131,7 +129,7 @@ def test_routecast_serve_cli_with_yaml_backends(ckpt, backends, tmp_path):
     import httpx
     from openai import OpenAI
 
-    from fake_backend import free_port
+    from tests._support.fake_backend import free_port
 
     cheap, strong = backends
     config = tmp_path / "backends.yaml"
@@ -171,3 +169,22 @@ def test_serve_cli_refuses_tampered_checkpoint_before_binding(ckpt, tmp_path):
     done = subprocess.run([sys.executable, "-m", "routecast.cli", "serve", str(bad), "--port", "1"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "x.pkl: file is not listed in manifest.json" in done.stderr
+
+
+def test_serve_cli_refuses_an_exposed_host_without_keys(ckpt, tmp_path):
+    """`routecast serve CKPT --host 0.0.0.0` without keys: one line, exit 2, nothing bound."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "ROUTECAST_API_KEYS"}
+    done = subprocess.run([sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--host", "0.0.0.0",
+                           "--port", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: refusing to serve on 0.0.0.0 without client API keys: give api_keys (a keys file) or set "
+        "$ROUTECAST_API_KEYS, or set insecure_no_auth to serve an open proxy anyway"]
+    config = tmp_path / "server.yaml"
+    config.write_text("host: 0.0.0.0\nrate_limit_rps: '20'\n")
+    done = subprocess.run([sys.executable, "-m", "routecast.cli", "serve", str(ckpt), "--config", str(config),
+                           "--insecure-no-auth"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "server setting rate_limit_rps must be a number, got '20'" in done.stderr

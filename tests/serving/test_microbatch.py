@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_helpers import make_checkpoint, prompts_of, serving  # noqa: E402
-
-from routecast.errors import RoutingError  # noqa: E402
-from routecast.serving.microbatch import MicroBatcher  # noqa: E402
+from routecast.errors import RoutingError
+from routecast.serving.microbatch import MicroBatcher
+from tests._support.serving import make_checkpoint, prompts_of, serving
 
 
 class RecordingRoute:
@@ -155,3 +151,44 @@ def test_server_answers_match_unbatched_routing_under_concurrency(tmp_path):
     total = float(re.search(r"^routecast_route_batch_prompts_sum (\S+)$", metrics, re.M).group(1))
     assert total == len(prompts)
     assert count < len(prompts)  # some requests were routed together
+
+
+def test_a_poison_prompt_fails_alone_in_a_merged_batch():
+    """A merged call that fails is retried request by request: only the poison request fails."""
+    route = RecordingRoute(delay=0.02, fail_on="poison")
+    requests = [([f"p{i}"], {}) for i in range(10)] + [(["poison"], {})] + [([f"q{i}"], {}) for i in range(10)]
+    answers = _run(route, requests, calibrated=False, max_wait_ms=30)
+    failures = [a for a in answers if isinstance(a, Exception)]
+    assert len(failures) == 1 and "poison" in str(failures[0])
+    assert [a[0]["text"] for a in answers if not isinstance(a, Exception)] == \
+        [f"p{i}" for i in range(10)] + [f"q{i}" for i in range(10)]
+    assert any(len(texts) > 1 and "poison" in texts for texts, _ in route.calls)  # it really was merged first
+
+
+def test_fair_share_a_heavy_key_cannot_crowd_out_a_light_one():
+    """A key with 8 requests of 256 long prompts and a key with one short prompt: the short one is
+    routed in the first or second router call, not after the 2,048 long prompts."""
+    route = RecordingRoute(delay=0.005)
+    long_prompt = "x" * 2000
+
+    async def main():
+        batcher = MicroBatcher(route, calibrated=False, max_batch=64, quantum_chars=8_000, max_chars=2000).start()
+        try:
+            heavy = [asyncio.ensure_future(batcher.submit([long_prompt] * 256, key="heavy")) for _ in range(8)]
+            await asyncio.sleep(0.02)  # the heavy key's work is queued and being routed
+            light = await batcher.submit(["short"], key="light")
+            heavy_answers = await asyncio.gather(*heavy)
+            return light, heavy_answers
+        finally:
+            await batcher.aclose()
+
+    light, heavy_answers = asyncio.run(main())
+    assert light == [{"text": "short", "knobs": {}}]
+    assert [len(a) for a in heavy_answers] == [256] * 8  # the heavy requests are whole and in order
+    call_of_short = next(i for i, (texts, _) in enumerate(route.calls) if "short" in texts)
+    heavy_before = sum(len(texts) for texts, _ in route.calls[:call_of_short])
+    assert heavy_before <= 6 * 4  # without a fair share: after all 2,048 prompts
+    sizes = [len(texts) for texts, _ in route.calls]
+    assert sum(sizes) == 8 * 256 + 1
+    # every call holds at most one quantum (4 prompts of 2,000 characters) of the heavy key's work
+    assert max(sizes) <= 4 + 1

@@ -15,7 +15,6 @@ cost 2, quality 1 (the oracle); for lam > .5 it picks weak everywhere: (1, .5).
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +22,10 @@ import pytest
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import RoutingError
 from routecast.router.base import Router
-from routecast.training.curves import RELATIVE, USD, Curve, realised_costs
-from routecast.training.evaluate import complete_rows, evaluate, single_model_curves, sweep_router
+from routecast.router.evaluation.curves import RELATIVE, USD, Curve, realised_costs
+from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+from tests._support.routers import LookupRouter
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SCORES = np.array([[1, 1], [0, 1], [1, 0], [0, 1]], dtype=float)
 COSTS = np.tile([1.0, 3.0], (4, 1))
 
@@ -36,22 +35,6 @@ def make_log(scores=SCORES, costs=COSTS, prompts=None):
     prompts = prompts or [f"prompt {i}" for i in range(n)]
     return OutcomeLog(prompt_ids=[f"p{i}" for i in range(n)], prompts=prompts, models=("weak", "strong"),
                       scores=scores, costs=costs, source="<test>")
-
-
-class LookupRouter(Router):
-    """Predicts the logged score of the very prompt (an oracle), from texts."""
-
-    name = "lookup"
-    uses_embeddings = False
-
-    def __init__(self):
-        pass
-
-    def _fit(self, log, X):
-        self.table_ = {p: np.nan_to_num(s) for p, s in zip(log.prompts, log.scores)}
-
-    def _predict_quality(self, X, texts):
-        return np.stack([self.table_[t] for t in texts])
 
 
 class ConstantRouter(Router):
@@ -74,7 +57,7 @@ class ConstantRouter(Router):
 def test_complete_rows():
     scores = SCORES.copy()
     scores[2, 1] = np.nan
-    assert complete_rows(make_log(scores)).tolist() == [True, True, False, True]
+    assert make_log(scores).complete_rows().tolist() == [True, True, False, True]
 
 
 def test_sweep_oracle_reaches_oracle_quality_at_lam_zero():
@@ -170,14 +153,44 @@ def test_from_points_cascade_and_single_models():
                                 family="cascade", strong_share=[0.0, 1.0])
     singles = single_model_curves(log)
     res = evaluate({"cascade": cascade, **singles}, log, n_boot=20)
-    assert res.cost_range == (1.0, 4.0)
-    # hull (1,.5)-(4,1): mean height .75
-    assert res.routers["cascade"].aiq == pytest.approx(0.75)
-    assert res.routers["strong"].aiq == pytest.approx((0.75 * 1.0) / 3.0)
+    # the range is the single models' [cheapest, dearest] mean cost, not the cascade's 4
+    assert res.cost_range == (1.0, 3.0)
+    # hull (1,.5)-(4,1) over [1, 3]: .5 at 1, .8333 at 3 -> mean height 2/3
+    assert res.routers["cascade"].aiq == pytest.approx(2.0 / 3.0)
+    assert res.routers["strong"].status == "point" and math.isnan(res.routers["strong"].aiq)
+    assert [r["label"] for r in res.leaderboard()] == ["cascade"]
     assert res.routers["strong"].cost_to_match_best == pytest.approx(3.0)
     assert res.routers["weak"].cost_to_match_best == math.inf
-    # zero router over [1, 4]: (.5+.75)/2*2 + .75*1 = 2.0 -> / 3
-    assert res.zero_router_aiq == pytest.approx(2.0 / 3.0)
+    # zero router over [1, 3]: hull (1,.5)-(3,.75) -> mean .625
+    assert res.zero_router_aiq == pytest.approx(0.625)
+
+
+def test_aiq_does_not_depend_on_the_policies_compared():
+    log = make_log()
+    alone = evaluate({"oracle": sweep_router(LookupRouter().fit(log), log, label="oracle")}, log, n_boot=20)
+    everyone = {"oracle": sweep_router(LookupRouter().fit(log), log, label="oracle"),
+                "call-all": Curve.from_points(np.full((1, 4), 4.0), SCORES.max(axis=1)[None], ["all"],
+                                              label="call-all", models=log.models, family="ensemble"),
+                **single_model_curves(log)}
+    together = evaluate(everyone, log, n_boot=20)
+    assert together.routers["oracle"].aiq == alone.routers["oracle"].aiq
+    assert together.routers["oracle"].aiq_ci == alone.routers["oracle"].aiq_ci
+    # a policy whose every point costs more than the range is reported, never scored 0
+    assert together.routers["call-all"].status == "outside the range"
+    assert math.isnan(together.routers["call-all"].aiq)
+    assert together.routers["call-all"].max_quality == pytest.approx(1.0)
+    assert any("outside the cost range" in note for note in together.notes)
+
+
+def test_pinned_cost_range_is_used_and_checked():
+    log = make_log()
+    curve = sweep_router(LookupRouter().fit(log), log, label="oracle")
+    wide = evaluate({"oracle": curve}, log, n_boot=5, cost_range=(0.0, 6.0))
+    assert wide.cost_range == (0.0, 6.0) and wide.cost_range_source == "given (cost_range)"
+    default = evaluate({"oracle": curve}, log, n_boot=5)
+    assert wide.routers["oracle"].aiq != pytest.approx(default.routers["oracle"].aiq)
+    with pytest.raises(RoutingError, match="cost_range"):
+        evaluate({"oracle": curve}, log, cost_range=(3.0, 1.0))
 
 
 def test_from_points_on_full_log_is_aligned_to_complete_rows():
@@ -203,33 +216,8 @@ def test_bootstrap_is_paired_and_seeded():
     assert a == b and a != c
 
 
-@pytest.fixture
-def real_split(request):
-    """small_split from conftest (built-in loader), or the same idea from the parquet directly."""
-    try:
-        return request.getfixturevalue("small_split")
-    except ImportError:  # the data loader is not there yet
-        import pandas as pd
-
-        path = SHARED / "llmrouter_9models" / "data.parquet"
-        if not path.exists():
-            pytest.skip("llmrouter_9models not available")
-        df = pd.read_parquet(path)
-        ids = np.sort(df["prompt_id"].unique())
-        ids = ids[np.random.default_rng(7).choice(len(ids), size=360, replace=False)]
-        df = df[df["prompt_id"].isin(set(ids))]
-        score = df.pivot(index="prompt_id", columns="model", values="score")
-        price = df.groupby("model")[["price_in_per_mtok", "price_out_per_mtok"]].first().sum(axis=1)
-        models = tuple(score.columns)
-        prompts = df.groupby("prompt_id")["prompt"].first().loc[score.index]
-        log = OutcomeLog(prompt_ids=score.index.to_numpy(), prompts=prompts.to_numpy(), models=models,
-                         scores=score.to_numpy(float),
-                         costs=np.tile(price.loc[list(models)].to_numpy(float) * 1e-3, (len(score), 1)))
-        return log.subset(np.arange(280)), log.subset(np.arange(280, 360))
-
-
-def test_real_slice_oracle_beats_best_single(real_split):
-    train, test = real_split
+def test_real_slice_oracle_beats_best_single(small_split):
+    train, test = small_split
     from routecast.router.registry import make_router
 
     oracle = make_router("oracle").fit(test)

@@ -8,26 +8,12 @@ import numpy as np
 import pytest
 
 from routecast.data.outcome_log import OutcomeLog
-from routecast.router.base import Router
-from routecast.training.evaluate import evaluate, single_model_curves, sweep_router
-from routecast.training.plots import plot_call_shares, plot_cost_quality, use_log_cost_axis
-from routecast.training.report import write_report
+from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+from routecast.router.evaluation.plots import plot_call_shares, plot_cost_quality, use_log_cost_axis
+from routecast.router.evaluation.report import write_report
+from tests._support.routers import LookupRouter
 
 SCORES = np.array([[1, 1], [0, 1], [1, 0], [0, 1]], dtype=float)
-
-
-class LookupRouter(Router):
-    name = "lookup"
-    uses_embeddings = False
-
-    def __init__(self):
-        pass
-
-    def _fit(self, log, X):
-        self.table_ = {p: s for p, s in zip(log.prompts, log.scores)}
-
-    def _predict_quality(self, X, texts):
-        return np.stack([self.table_[t] for t in texts])
 
 
 @pytest.fixture
@@ -51,8 +37,10 @@ def test_write_report_files_and_numbers(result, tmp_path):
     text = path.read_text()
     assert text.startswith("# Tiny evaluation\n")
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    # leaderboard: oracle (.875), weak (.5 flat over [1,3]), strong (.75 on [3,3] -> 0)
-    assert [r.split(" | ")[1] for r in rows] == ["oracle", "weak", "strong"]
+    # only the oracle is ranked; single models are points (listed by cost, never ranked)
+    assert [r.split(" | ")[1] for r in rows] == ["oracle"]
+    assert "| weak | single | point | 1 | 0.5000 |" in text and "| strong | single | point | 3 | 0.7500 |" in text
+    assert "AIQ cost range 1 – 3 (cheapest to most expensive single model's mean cost" in text
     oracle = rows[0].split(" | ")
     assert oracle[3].startswith("0.8750 [")
     assert oracle[4] == "+0.2500"
@@ -69,18 +57,21 @@ def test_write_report_files_and_numbers(result, tmp_path):
     assert top["meta"]["route_us_per_query"] == 42.0
     assert data["metadata"] == {"data": "tiny"}
     assert data["curves"]["oracle"]["hull"] == {"cost": [1.0, 2.0], "quality": [0.5, 1.0]}
-    assert data["leaderboard"][2]["cost_to_match_best"] == pytest.approx(3.0)
+    assert [r["label"] for r in data["leaderboard"]] == ["oracle"]
+    assert data["cost_range"] == [1.0, 3.0]
+    unranked = {r["label"]: r for r in data["unranked"]}
+    assert unranked["strong"]["cost_to_match_best"] == pytest.approx(3.0) and unranked["strong"]["aiq"] is None
     for name in ("cost_quality.png", "call_shares.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_never_matching_is_json_null_and_shown_as_never(result, tmp_path):
     path = write_report(result, tmp_path, title="t")
-    weak = next(r for r in json.loads((tmp_path / "metrics.json").read_text())["leaderboard"]
+    weak = next(r for r in json.loads((tmp_path / "metrics.json").read_text())["unranked"]
                 if r["label"] == "weak")
     assert weak["cost_to_match_best"] is None  # inf is not JSON
     assert math.isinf(result.routers["weak"].cost_to_match_best)
-    assert "| weak | single |" in path.read_text() and "never" in path.read_text()
+    assert weak["status"] == "point" and weak["max_quality"] == pytest.approx(0.5)
 
 
 def test_plots_are_atomic_and_log_scaled_when_costs_span_decades(result, tmp_path):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from routecast.errors import ConfigError
-from routecast.training.pipeline import Prepared
+from routecast.router.pipeline import Prepared
 from routecast.training.tune import (TestSplitAccessError, TuningView, load_router_config, measure,
-                                     save_router_config, single_model_range, tune)
+                                     save_router_config, tune)
+from routecast.router.evaluation.evaluate import single_model_cost_range
 
 HASHING = "hashing:dim=256"
 
@@ -94,16 +95,16 @@ def test_tune_never_reads_the_test_split_and_value_is_the_validation_aiq(prepare
     with pytest.raises(TestSplitAccessError):
         view.split("all")
     # the study's value is exactly the validation AIQ of the best configuration refitted
-    from routecast.training.pipeline import fit_router
+    from routecast.router.pipeline import fit_router
 
     router, _ = fit_router("knn", result.best_params, view)
-    value, details = measure(router, view, "aiq", cost_range=single_model_range(prepared.val))
+    value, details = measure(router, view, "aiq", cost_range=single_model_cost_range(prepared.val))
     assert value == pytest.approx(result.best_value, abs=1e-12)
     assert 0.0 < value <= details["max_quality"] <= 1.0
 
 
 def test_budget_and_target_objectives(prepared):
-    lo, hi = single_model_range(prepared.val)
+    lo, hi = single_model_cost_range(prepared.val)
     budget = lo + 0.3 * (hi - lo)
     res = tune(prepared, "knn", n_trials=2, objective="quality@budget", budget=budget)
     assert res.direction == "maximize"
@@ -162,10 +163,15 @@ def test_tune_cli_writes_best_config(tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     config = json.loads((out / "best_config.json").read_text())
     assert config["router"] == "knn" and set(config["params"]) == {"k", "weighting"}
-    assert (out / "optuna.db").exists()  # resumable by default
     assert "best aiq" in result.output
     summary = json.loads((out / "tune.json").read_text())
     assert summary["n_trials_total"] == 2 and len(summary["trials"]) == 2
+    # resumable by default: the sqlite study holds the same two trials and best value
+    import optuna
+
+    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
+    assert len(study.trials) == 2 and study.best_value == pytest.approx(summary["best_value"])
+    assert config["tuning"]["value"] == pytest.approx(summary["best_value"])
 
 
 @pytest.mark.slow

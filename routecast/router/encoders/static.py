@@ -40,7 +40,7 @@ DEFAULT_DIM = 256
 #: same cut as the transformer encoders, so static and MiniLM see the same text by default
 DEFAULT_MAX_CHARS = 2000
 _UNUSED = re.compile(r"^\[unused\d+\]$")
-#: up to this many tokens a batch is summed by gather + reduceat, above by a sparse product
+#: token vectors gathered at once when summing a batch (bounds the (tokens, dim) block to ~4 MB)
 _GATHER_MAX_TOKENS = 4096
 
 
@@ -140,10 +140,10 @@ class StaticEncoder(Encoder):
     def encode(self, texts: Sequence[str], *, batch_size: int = 1024, show_progress: bool = False) -> np.ndarray:
         """Sum of known token vectors per text, L2-normalised.
 
-        Two exact paths for the same sum: a few texts (a request being routed) gather their token
-        vectors and ``np.add.reduceat`` them (~0.1 ms; building a scipy matrix has ~0.5 ms of fixed
-        overhead); a large batch multiplies a CSR token-count matrix by the table, which never
-        materialises a (tokens, dim) block. Tokenisation dominates either way.
+        The texts' token vectors are gathered and summed with ``np.add.reduceat`` in blocks of whole
+        texts of at most ``_GATHER_MAX_TOKENS`` tokens (~0.1 ms for a request being routed; a large
+        batch never materialises more than one small block). numpy only: the serving runtime has no
+        scipy. Tokenisation dominates either way.
         """
         from itertools import chain
 
@@ -161,21 +161,29 @@ class StaticEncoder(Encoder):
             flat, rows = flat[keep], rows[keep]
             counts = np.bincount(rows, minlength=len(chunk))
             nonempty = counts > 0
-            if flat.size <= _GATHER_MAX_TOKENS:
-                sums = np.empty((len(chunk), self.dim), dtype=np.float32)
-                if flat.size:
-                    offsets = np.concatenate([[0], np.cumsum(counts[nonempty])[:-1]])
-                    sums[nonempty] = np.add.reduceat(self._vectors[flat], offsets, axis=0)
-            else:
-                from scipy.sparse import csr_matrix
-
-                indptr = np.concatenate([[0], np.cumsum(counts)])
-                matrix = csr_matrix((np.ones(flat.size, dtype=np.float32), flat, indptr),
-                                    shape=(len(chunk), n_vocab))
-                sums = np.asarray(matrix @ self._vectors, dtype=np.float32)
+            sums = _sum_by_text(self._vectors, flat, counts)
             sums[~nonempty] = self._empty
             out[start:start + len(chunk)] = l2_normalise(sums)
         return out
+
+
+def _sum_by_text(vectors: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row ``i``: the sum of ``vectors[flat[j]]`` over text ``i``'s ``counts[i]`` consecutive tokens
+    (rows without tokens are left unset). Blocks of whole texts of at most ``_GATHER_MAX_TOKENS``
+    tokens (one text at least) are gathered and reduced at a time."""
+    sums = np.empty((len(counts), vectors.shape[1]), dtype=np.float32)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    first = 0
+    while first < len(counts):
+        last = max(first + 1, int(np.searchsorted(ends, starts[first] + _GATHER_MAX_TOKENS, side="right")))
+        lo, hi = int(starts[first]), int(ends[last - 1])
+        if hi > lo:
+            block = counts[first:last] > 0
+            offsets = starts[first:last][block] - lo
+            sums[first:last][block] = np.add.reduceat(vectors[flat[lo:hi]], offsets, axis=0)
+        first = last
+    return sums
 
 
 # -- distillation -------------------------------------------------------------------------------------

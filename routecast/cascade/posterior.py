@@ -1,0 +1,172 @@
+"""Posterior quality of every model given the answers a cascade has obtained so far.
+
+Cascade routing (:mod:`routecast.cascade.cascade_router`) needs, at every step, an estimate of
+each model's quality on *this* prompt. Before any call it has only a router's ex-ante
+prediction. After each call it also has evidence from the answers:
+
+* the ex-post answer scorer's rating of each answer (prompt + response, a real encoder);
+* agreement between the final answers (:func:`routecast.cascade.answers.final_answer`) of the
+  models called so far, and their embedding agreement (:mod:`routecast.cascade.smoothie`);
+* answer format: whether a final answer can be extracted, the response's length.
+
+:func:`state_features` turns (ex-ante prediction, evidence of the called models) into one
+feature row per model, and :class:`PosteriorQuality` - one logistic regression per model,
+trained on soft labels (the logged score) over every reachable state of every training prompt -
+maps it to the posterior quality. The evidence of a model enters only once it has been called,
+so the same features are computed online (one answer at a time) and offline (logged answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_response", "called*has_answer",
+            "called*log_length", "called*has_others", "called*answer_agreement", "called*embedding_agreement",
+            "has_others", "others_mean_scorer", "others_agree")
+
+_EPS = 0.01
+
+
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class AnswerFacts:
+    """Evidence from the answers of ``k`` models on ``n`` prompts (NaN/False where not known).
+
+    ``scorer`` (n, k) logit of the answer scorer's rating; ``has_response``, ``has_answer`` (n, k)
+    bool; ``log_length`` (n, k); ``same_answer`` (n, k, k) bool, equal extractable final answers;
+    ``similarity`` (n, k, k) cosine similarity of the response embeddings.
+    """
+
+    scorer: np.ndarray
+    has_response: np.ndarray
+    has_answer: np.ndarray
+    log_length: np.ndarray
+    same_answer: np.ndarray
+    similarity: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, k: int) -> "AnswerFacts":
+        return cls(np.zeros((n, k)), np.zeros((n, k), bool), np.zeros((n, k), bool), np.zeros((n, k)),
+                   np.zeros((n, k, k), bool), np.zeros((n, k, k)))
+
+    def row(self, i: int) -> "AnswerFacts":
+        return AnswerFacts(self.scorer[i:i + 1], self.has_response[i:i + 1], self.has_answer[i:i + 1],
+                           self.log_length[i:i + 1], self.same_answer[i:i + 1], self.similarity[i:i + 1])
+
+
+def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequence[str], *, scorer=None,
+                  encoder=None, max_chars: int = 1000) -> AnswerFacts:
+    """Evidence from ``responses`` (n, k) object array (str or None) of ``models`` on ``prompts``.
+
+    ``scorer`` (a fitted AnswerScorer, or None: no ratings) and ``encoder`` (None: no embedding
+    agreement) are the ones the cascade router was trained with. Used for logged responses and,
+    with n = 1 and one column filled, for a live answer.
+    """
+    from routecast.cascade.answers import final_answer
+    from routecast.cascade.smoothie import embed_responses, similarity_matrix
+
+    responses = np.asarray(responses, dtype=object).reshape(len(prompts), len(models))
+    n, k = responses.shape
+    facts = AnswerFacts.empty(n, k)
+    present = np.vectorize(lambda r: isinstance(r, str), otypes=[bool])(responses) if responses.size else \
+        np.zeros((n, k), bool)
+    facts.has_response[:] = present
+    answers = np.full((n, k), None, dtype=object)
+    for (i, j), r in np.ndenumerate(responses):
+        if present[i, j]:
+            answers[i, j] = final_answer(r)
+            facts.log_length[i, j] = np.log1p(len(r)) / 10.0
+    facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
+    for a in range(k):
+        for b in range(k):
+            facts.same_answer[:, a, b] = [x is not None and x == y for x, y in zip(answers[:, a], answers[:, b])]
+    if scorer is not None:
+        facts.scorer[:] = rate(scorer, prompts, responses, models)
+    if encoder is not None and n:
+        emb = embed_responses(encoder, list(responses.reshape(-1)), max_chars=max_chars)
+        facts.similarity[:] = similarity_matrix(emb.reshape(n, k, -1))
+    return facts
+
+
+def rate(scorer, prompts: Sequence[str], responses: np.ndarray, models: Sequence[str]) -> np.ndarray:
+    """(n, k) logit of the answer scorer's rating of every present response (0 where none)."""
+    responses = np.asarray(responses, dtype=object).reshape(len(prompts), len(models))
+    out = np.zeros(responses.shape)
+    for j, name in enumerate(models):
+        rows = [i for i in range(len(prompts)) if isinstance(responses[i, j], str)]
+        if rows:
+            out[rows, j] = logit(scorer.predict([prompts[i] for i in rows], list(responses[rows, j]), name))
+    return out
+
+
+def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarray) -> np.ndarray:
+    """(k, len(FEATURES)) features of every model for one prompt and one called set.
+
+    ``prior_logit`` (k,); ``facts`` for this prompt (n = 1); ``called`` (k,) bool. Only the
+    evidence of called models is read.
+    """
+    c = np.asarray(called, dtype=bool)
+    cf = c.astype(np.float64)
+    k = c.size
+    not_self = ~np.eye(k, dtype=bool)
+    has_resp = facts.has_response[0] & c
+    others = c[None, :] & not_self  # others[j, l]: l is called and l != j
+    n_others = others.sum(axis=1).astype(np.float64)
+    has_others = (n_others > 0).astype(np.float64)
+    safe = np.maximum(n_others, 1.0)
+    agree = (facts.same_answer[0] & others).sum(axis=1) / safe
+    emb_agree = np.where(others, facts.similarity[0], 0.0).sum(axis=1) / safe
+    rated = others & has_resp[None, :]
+    mean_scorer = np.where(rated, facts.scorer[0][None, :], 0.0).sum(axis=1) / np.maximum(rated.sum(axis=1), 1)
+    # agreement among the other called models: share of their ordered pairs with equal final answers
+    pairs = facts.same_answer[0] & c[None, :] & c[:, None] & not_self
+    own = np.where(c, 2 * pairs.sum(axis=1), 0)
+    others_agree = np.where(n_others >= 2, (pairs.sum() - own) / np.maximum(n_others * (n_others - 1), 1), 0.0)
+    prior = np.asarray(prior_logit, dtype=np.float64)
+    return np.stack([
+        prior, cf, cf * prior, cf * np.where(has_resp, facts.scorer[0], 0.0), has_resp.astype(np.float64),
+        cf * facts.has_answer[0], cf * facts.log_length[0], cf * has_others, cf * agree, cf * emb_agree,
+        has_others, mean_scorer, others_agree,
+    ], axis=1)
+
+
+class PosteriorQuality:
+    """One logistic regression per model: state features -> P(good answer) (soft labels)."""
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+
+    def fit(self, features: np.ndarray, targets: np.ndarray) -> "PosteriorQuality":
+        """``features`` (rows, k, F) and ``targets`` (rows, k) in [0, 1] (the logged scores)."""
+        from sklearn.linear_model import LogisticRegression
+
+        rows, k, f = features.shape
+        self.coef_ = np.zeros((k, f))
+        self.intercept_ = np.zeros(k)
+        for j in range(k):
+            X, y = features[:, j, :], np.clip(targets[:, j], 0.0, 1.0)
+            mean = float(y.mean())
+            if mean <= 0.0 or mean >= 1.0:  # one class only: a constant
+                self.intercept_[j] = float(logit(mean))
+                continue
+            # a soft label y is a positive example of weight y and a negative one of weight 1 - y
+            Xd = np.concatenate([X, X])
+            yd = np.concatenate([np.ones(rows), np.zeros(rows)])
+            wd = np.concatenate([y, 1.0 - y])
+            keep = wd > 0
+            model = LogisticRegression(C=self.C, max_iter=1000).fit(Xd[keep], yd[keep], sample_weight=wd[keep])
+            self.coef_[j] = model.coef_[0]
+            self.intercept_[j] = float(model.intercept_[0])
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(..., k) posterior quality from (..., k, F) features."""
+        z = np.einsum("...jf,jf->...j", features, self.coef_) + self.intercept_
+        return 1.0 / (1.0 + np.exp(-z))

@@ -1,0 +1,58 @@
+"""Commands of the data area: ``routecast datasets`` and ``routecast data inspect``.
+
+Look at outcome logs before training on them. Each command parses, calls one library function and
+prints; only typer is imported at module level (pandas comes with the command bodies).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from routecast.cli_options import ColumnMap, PriceTableFile, print_table
+
+GROUPS = {"data": ("Look at query-outcome logs (one row per prompt x model with a score in [0, 1]). "
+                   "A log is a .parquet/.csv/.jsonl/.json file, a folder holding data.parquet, or a built-in "
+                   "name (see `routecast datasets`).")}
+
+
+def inspect(
+    source: Annotated[str, typer.Argument(metavar="PATH|NAME",
+                                          help="Log file, folder with data.parquet, or built-in dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
+    format: Annotated[Optional[str], typer.Option("--format", help="Force the table shape: long or wide "
+                                                  "(default: detect).")] = None,
+    column_map: ColumnMap = None,
+    price_table: PriceTableFile = None,
+) -> None:
+    """Summarise a log: prompts, models, mean score and cost per model, best single model,
+    oracle quality (the ceiling of any router), missing cells, benchmarks.
+
+    Example: routecast data inspect llmrouter_9models
+    """
+    import json
+
+    from routecast.data.inspect import summarize, summary_tables
+    from routecast.data.preferences import load_data
+
+    log = load_data(source, columns=column_map, prices=price_table, format=format)
+    summary = summarize(log, prices=price_table)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for table in summary_tables(summary):
+        print_table(**table)
+
+
+def datasets() -> None:
+    """List the datasets shipped with routecast (usable by name wherever a log path is accepted)."""
+    from routecast.data.builtin import builtin_table
+
+    print_table(**builtin_table())
+
+
+from routecast.data.collect_commands import collect, score  # noqa: E402 - typer-only module
+
+#: command name -> function ("data inspect": command inspect in the data group); registered by routecast/cli.py
+COMMANDS = {"datasets": datasets, "data inspect": inspect, "collect": collect, "score": score}

@@ -1,0 +1,103 @@
+"""``irt``: an item-response-theory router (IRT-Router / multidimensional IRT).
+
+Each candidate model m has an ability vector ``theta_m`` (and an ability intercept ``c_m``); each
+prompt x has a discrimination vector ``a(x) >= 0`` and a difficulty ``b(x)``, both predicted from
+its embedding by a small network, so unseen prompts get them too::
+
+    P(model m answers x well) = sigmoid(a(x) . theta_m + c_m - b(x))
+
+Why IRT rather than one free head per model (``mlp``): what makes a prompt hard is mostly shared
+by all models (one difficulty), and which models it separates is a low-dimensional direction
+``a(x)``; with few outcomes per model this structure is a strong, interpretable prior, and the
+abilities are readable (:meth:`IrtRouter.model_abilities`). Trained with the shared Lightning
+loop on the masked loss (unlogged cells ignored), early-stopped on a seeded validation share of
+the training prompts, exactly as ``mlp`` (it is an ``mlp`` with another network, and predicts
+``sigmoid(logit)`` the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from routecast.router.encoders.default import DEFAULT_ENCODER
+from routecast.router.mlp import MlpRouter
+from routecast.router.quality_net import QualityMLP
+from routecast.router.registry import register_router
+from routecast.router.search_space import Int
+from routecast.router.tags import RouterTags
+
+
+class IrtNet(nn.Module):
+    """Embedding -> (discrimination a(x) >= 0, difficulty b(x)); logits ``a . theta_m + c_m - b``.
+
+    The item side is a :class:`~routecast.router.quality_net.QualityMLP` with ``ability_dim + 1``
+    outputs: the first ``ability_dim`` are the discrimination (through softplus), the last the
+    difficulty.
+    """
+
+    def __init__(self, in_dim: int, n_models: int, hidden_dim: int = 256, n_layers: int = 1,
+                 dropout: float = 0.1, ability_dim: int = 8):
+        super().__init__()
+        self.items = QualityMLP(in_dim, ability_dim + 1, hidden_dim=hidden_dim, n_layers=n_layers, dropout=dropout)
+        self.ability = nn.Parameter(0.1 * torch.randn(n_models, ability_dim))
+        self.ability_intercept = nn.Parameter(torch.zeros(n_models))
+
+    def item_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a (b, d) >= 0, difficulty (b,)) of a batch of prompt embeddings."""
+        out = self.items(x)
+        return F.softplus(out[:, :-1]), out[:, -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.item_parameters(x)
+        return a @ self.ability.T + self.ability_intercept - b[:, None]
+
+
+@register_router("irt")
+class IrtRouter(MlpRouter):
+    """Multidimensional IRT: per-model abilities, per-prompt difficulty and discrimination."""
+
+    family = "a1"
+    uses_embeddings = True
+    tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
+    search_space = {**MlpRouter.search_space, "ability_dim": Int(1, 32, log=True), "n_layers": Int(0, 2)}
+
+    def __init__(self, *, ability_dim: int = 8, hidden_dim: int = 256, n_layers: int = 1,
+                 dropout: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-4, max_epochs: int = 100,
+                 batch_size: int = 256, patience: int = 5, val_fraction: float = 0.1, loss: str = "bce",
+                 encoder: str = DEFAULT_ENCODER, seed: int = 0):
+        super().__init__(hidden_dim=hidden_dim, n_layers=n_layers, dropout=dropout, lr=lr,
+                         weight_decay=weight_decay, max_epochs=max_epochs, batch_size=batch_size,
+                         patience=patience, val_fraction=val_fraction, loss=loss, encoder=encoder, seed=seed)
+        self.ability_dim = ability_dim
+
+    def _build_net(self, config: dict[str, Any]) -> IrtNet:
+        config = dict(config)
+        config.setdefault("ability_dim", int(self.ability_dim))
+        return IrtNet(**config)
+
+    def _fit(self, log, X: np.ndarray) -> None:
+        super()._fit(log, X)
+        # the architecture is rebuilt from net_config_ alone on load
+        self.net_config_ = {**self.net_config_, "ability_dim": int(self.ability_dim)}
+
+    @torch.no_grad()
+    def model_abilities(self, X: np.ndarray) -> np.ndarray:
+        """(m,) each model's mean ability logit ``a(x) . theta_m + c_m`` over prompts ``X``
+        (the difficulty, shared by every model, left out): the models' ability order there."""
+        self._check_fitted()
+        self.net_.eval()
+        a, _ = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+        return (a @ self.net_.ability.T + self.net_.ability_intercept).mean(dim=0).double().numpy()
+
+    @torch.no_grad()
+    def difficulty(self, X: np.ndarray) -> np.ndarray:
+        """(n,) predicted difficulty ``b(x)`` of each prompt embedding."""
+        self._check_fitted()
+        self.net_.eval()
+        _, b = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+        return b.double().numpy()

@@ -1,0 +1,88 @@
+"""Router tags: what a router class declares about itself, like scikit-learn's estimator tags.
+
+The contract test (``tests/router/test_contract.py``) runs the same checks on every registered
+router. A router that legitimately cannot pass one of them says so HERE, on its class, with a
+``tags`` class attribute - never in a list inside a test - so a new router is checked in full
+unless its author declares, next to the code, why not::
+
+    from routecast.router.tags import RouterTags
+
+    @register_router("my-router")
+    class MyRouter(Router):
+        tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 2})
+
+A subclass inherits its parent's tags; change one with ``dataclasses.replace(Parent.tags, ...)``.
+A class without a ``tags`` attribute has the defaults (every check applies).
+
+Two facts a router already declares are deliberately NOT tags, so each exists once:
+``Router.evaluation_only`` (never exported or served; the checkpoint writer reads it) and
+``Router.uses_embeddings`` (``_fit``/``_predict_quality`` get sentence embeddings, else texts).
+The contract test reads those class attributes directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class RouterTags:
+    """Declared properties of a router class. Every field defaults to "the ordinary case"."""
+
+    #: ``predict_quality`` needs the prompt TEXTS; it cannot route from precomputed embeddings
+    #: (the oracle looks prompts up, ``finetuned-encoder`` tokenises them). Routing from
+    #: embeddings alone must then raise ``RoutingError`` with a clear message; the contract test
+    #: checks that instead of "embeddings give the same predictions as texts".
+    requires_texts: bool = False
+
+    #: fit or predict imports torch. Routers without it must keep torch out of the process
+    #: (``routecast.load`` of their checkpoints stays light); the contract test checks this in a
+    #: fresh interpreter.
+    needs_torch: bool = False
+
+    #: fit takes more than a few seconds on a few hundred prompts even with ``quick_params``
+    #: (e.g. fine-tuning a transformer). The contract test fits it on fewer prompts and marks its
+    #: tests ``slow``; they still run in CI.
+    slow_fit: bool = False
+
+    #: learns only from pairwise preferences (``fit_preferences(pairs, costs=...)``), not from a
+    #: score matrix; the contract test fits it from ``routecast.data.pairs_from_log`` of its log.
+    needs_preferences: bool = False
+
+    #: two fits with the same hyperparameters and seed may predict differently (e.g. threaded
+    #: training without a fixed reduction order). Exempts the router from the determinism check;
+    #: say in the router's docstring why it cannot be made deterministic.
+    non_deterministic: bool = False
+
+    #: hyperparameters that make ``fit`` take about a second on a few hundred prompts (fewer
+    #: epochs, smaller layers), for contract tests and smoke runs. Behaviour, not quality: every
+    #: key must be a hyperparameter of the class (the contract test checks). ``encoder`` is set
+    #: by the test to the cheap ``hashing`` encoder and does not belong here.
+    quick_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # frozen means frozen: the shared default instance must not be mutable through a dict
+        object.__setattr__(self, "quick_params", MappingProxyType(dict(self.quick_params)))
+        for f in fields(self):
+            if f.name != "quick_params" and not isinstance(getattr(self, f.name), bool):
+                raise TypeError(f"RouterTags.{f.name} must be a bool, got {getattr(self, f.name)!r}")
+
+
+#: the tags of a router class that declares none
+DEFAULT_TAGS = RouterTags()
+
+
+def router_tags(router_or_class: Any) -> RouterTags:
+    """The tags of a router class or instance (``DEFAULT_TAGS`` when it declares none).
+
+    Refuses a ``tags`` attribute that is not a :class:`RouterTags` (a plain dict would silently
+    exempt nothing), so a mistyped declaration fails loudly instead of being ignored.
+    """
+    cls = router_or_class if isinstance(router_or_class, type) else type(router_or_class)
+    tags = getattr(cls, "tags", DEFAULT_TAGS)
+    if not isinstance(tags, RouterTags):
+        raise TypeError(f"{cls.__qualname__}.tags must be a routecast.router.tags.RouterTags, "
+                        f"got {type(tags).__name__}")
+    return tags

@@ -1,0 +1,148 @@
+"""Commands of the serving area: ``routecast route``, ``routecast export``, ``routecast serve``.
+
+Each command parses its options, calls one library function and prints. Only typer is imported at
+module level; the runtime, FastAPI and uvicorn load inside the commands so ``routecast --help``
+stays fast. ``routecast/cli.py`` registers :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from routecast.cli_options import Out
+
+Checkpoint = Annotated[Path, typer.Argument(help="Exported checkpoint folder.")]
+TrustedKey = Annotated[Optional[Path], typer.Option(
+    "--trusted-key", help="Ed25519 public key (PEM, from `routecast keygen`): the checkpoint's manifest.sig "
+    "must verify against it. Without it or --expect-sha256 a checkpoint is integrity-checked, not authenticated.")]
+ExpectSha256 = Annotated[Optional[str], typer.Option(
+    "--expect-sha256", metavar="HEX", help="Pinned sha256 of the checkpoint's manifest.json (printed by "
+    "`routecast export`); any other checkpoint is refused.")]
+
+
+def route(
+    checkpoint: Checkpoint,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Prompts file: JSONL lines of {\"prompt\": ...} "
+                                        "or {\"id\": ..., \"prompt\": ...}; with --format text, one prompt per line.")],
+    output: Annotated[Path, typer.Option("--output", "--out", "-o",
+                                         help="Decisions file (JSONL), written atomically.")],
+    lam: Annotated[Optional[float], typer.Option(help="Willingness to pay: quality points per USD.")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="Average USD per query.")] = None,
+    strong_share: Annotated[Optional[float], typer.Option(help="Share of calls to the strong model.")] = None,
+    target_quality: Annotated[Optional[float], typer.Option(help="Mean quality to reach at the lowest cost.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts routed per chunk (bounds memory).")] = 256,
+    format: Annotated[str, typer.Option("--format", help="Input format: jsonl or text.")] = "jsonl",
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
+                                                     help="Progress bar (default: big files).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial "
+                                         "(same input, checkpoint and settings; nothing is routed twice).")] = False,
+    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Accept an id used on several "
+                                                   "lines (refused by default).")] = False,
+    trusted_key: TrustedKey = None,
+    expect_sha256: ExpectSha256 = None,
+) -> None:
+    """Route every prompt of a file with an exported router, streaming in chunks."""
+    from routecast.serving.batch import route_file
+    from routecast.serving.runtime import load
+
+    runtime = load(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
+    summary = route_file(runtime, input, output, batch_size=batch_size, fmt=format, show_progress=progress,
+                         resume=resume, allow_duplicates=allow_duplicates,
+                         lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
+    shares = ", ".join(f"{m}: {c}" for m, c in summary["decisions"].items() if c)
+    extra = "".join(f", {summary[k]} {label}" for k, label in (("resumed", "resumed"), ("duplicates", "repeated ids"))
+                    if summary[k])
+    typer.echo(f"routed {summary['n_prompts']} prompts -> {output} ({shares or 'none'}{extra})")
+
+
+def export(
+    source: Annotated[Path, typer.Argument(help="A run folder written by `routecast train --out DIR` "
+                                           "(its router/ checkpoint is exported) or a checkpoint folder.")],
+    out: Out,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write head.onnx (torch-head routers: mlp, mf) for "
+                                       "serving outside Python; verified against torch with onnxruntime.")] = False,
+    sign: Annotated[Optional[Path], typer.Option("--sign", metavar="KEYFILE", help="Ed25519 private key (PEM, "
+                                                 "from `routecast keygen`): writes manifest.sig.")] = None,
+) -> None:
+    """Verify a trained router and copy it into a standalone checkpoint folder (files 0644, folders 0755)."""
+    from routecast.router.checkpoint import export_checkpoint, manifest_sha256
+
+    router = export_checkpoint(source, out, onnx=onnx, sign_key=sign)
+    typer.echo(f"exported {type(router).name} router ({len(router.models_)} models) -> {out}"
+               + (" with head.onnx" if onnx else "") + (", signed" if sign else ""))
+    typer.echo(f"manifest sha256: {manifest_sha256(out)}  (pin it: --expect-sha256)")
+
+
+def keygen(
+    private_key: Annotated[Path, typer.Argument(help="Private key file to create (PEM, mode 0600); never "
+                                                "overwritten.")],
+    public_key: Annotated[Optional[Path], typer.Option("--public", help="Public key file [PRIVATE_KEY.pub].")] = None,
+) -> None:
+    """Make an ed25519 key pair for signing checkpoints (export --sign / --trusted-key)."""
+    from routecast.router.signing import generate_keypair
+
+    public_key = public_key or private_key.with_name(private_key.name + ".pub")
+    key_id = generate_keypair(private_key, public_key)
+    typer.echo(f"key {key_id}: private {private_key} (keep it secret), public {public_key} (give it to servers)")
+
+
+def serve(
+    checkpoint: Checkpoint,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Server config file (YAML/JSON): any option "
+                                                   "below and every limit of ServerSettings; flags win.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port [default: 8000].")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind [default: 127.0.0.1]; a non-loopback "
+                                                "address needs --api-keys (or --insecure-no-auth).")] = None,
+    backends: Annotated[Optional[Path], typer.Option("--backends", help="YAML/JSON file: model -> base_url, "
+                                                     "api_key_env, timeout (needed for /v1/chat/completions).")] = None,
+    api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="Client keys file: one key or "
+                                                     "sha256:<hex> per line (also $ROUTECAST_API_KEYS).")] = None,
+    insecure_no_auth: Annotated[Optional[bool], typer.Option("--insecure-no-auth", help="Serve a non-loopback "
+                                                             "address without client keys.")] = None,
+    docs: Annotated[Optional[bool], typer.Option("--docs/--no-docs", help="Publish /docs and /openapi.json.")] = None,
+    public_metrics: Annotated[Optional[bool], typer.Option("--public-metrics", help="/metrics without a key.")] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option(help="Largest request body (413 above) [1000000].")] = None,
+    max_prompts: Annotated[Optional[int], typer.Option(help="Most prompts per /v1/route request [256].")] = None,
+    rate_limit_rps: Annotated[Optional[float], typer.Option(help="Requests/s per key (429 above).")] = None,
+    prompt_rate_limit: Annotated[Optional[float], typer.Option(help="Prompts/s per key (429 above).")] = None,
+    spend_budget_usd: Annotated[Optional[float], typer.Option(help="USD per key on proxied chats, from the "
+                                                              "router's cost model (429 when used up).")] = None,
+    max_concurrent_per_key: Annotated[Optional[int], typer.Option(help="Requests in progress per key [8].")] = None,
+    header_timeout_s: Annotated[Optional[float], typer.Option("--header-timeout", help="Seconds to send a "
+                                                              "request head [10].")] = None,
+    body_timeout_s: Annotated[Optional[float], typer.Option("--body-timeout", help="Seconds to send a body "
+                                                            "(408 after) [30].")] = None,
+    max_response_bytes: Annotated[Optional[int], typer.Option(help="Largest backend answer relayed "
+                                                              "[10000000].")] = None,
+    lam: Annotated[Optional[float], typer.Option(help="Default willingness to pay for requests that give none.")] = None,
+    micro_batch: Annotated[Optional[bool], typer.Option("--micro-batch/--no-micro-batch",
+                                                        help="Merge concurrent routing requests into one router "
+                                                        "call [on].")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="Most prompts in one merged router call [64].")] = None,
+    batch_wait_ms: Annotated[Optional[float], typer.Option(help="Wait this long for more requests before routing "
+                                                           "a batch (0: no added latency) [0].")] = None,
+    access_log: Annotated[Optional[bool], typer.Option("--access-log/--no-access-log", help="Log every request "
+                                                       "(costs ~10% throughput; /metrics counts them anyway).")] = None,
+    trusted_key: TrustedKey = None,
+    expect_sha256: ExpectSha256 = None,
+) -> None:
+    """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /metrics."""
+    from routecast.serving.serve import run_server
+
+    options = dict(port=port, host=host, backends=None if backends is None else str(backends),
+                   api_keys=None if api_keys is None else str(api_keys), insecure_no_auth=insecure_no_auth,
+                   docs=docs, public_metrics=public_metrics, max_body_bytes=max_body_bytes, max_prompts=max_prompts,
+                   rate_limit_rps=rate_limit_rps, prompt_rate_limit=prompt_rate_limit,
+                   spend_budget_usd=spend_budget_usd, max_concurrent_per_key=max_concurrent_per_key,
+                   header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                   max_response_bytes=max_response_bytes, default_lam=lam, micro_batch=micro_batch,
+                   max_batch=max_batch, batch_wait_ms=batch_wait_ms, access_log=access_log,
+                   trusted_key=None if trusted_key is None else str(trusted_key), expect_sha256=expect_sha256)
+    run_server(checkpoint, options, config)  # every check (keys, host, checkpoint) before binding the port
+
+
+#: command name -> function; registered by routecast/cli.py
+COMMANDS = {"route": route, "export": export, "serve": serve, "keygen": keygen}

@@ -1,0 +1,182 @@
+"""Every limit and default of one server, and the server config file that sets them.
+
+``routecast serve CKPT --config server.yaml`` reads a YAML (or JSON) mapping whose keys are the
+fields of :class:`ServerSettings` plus the ``serve`` options in :data:`SERVE_KEYS`; a flag given
+on the command line wins over the file. Dashes and underscores are the same (``max-body-bytes``
+or ``max_body_bytes``)::
+
+    host: 0.0.0.0
+    api_keys: /etc/routecast/keys.txt      # one key or sha256:<hex> per line
+    backends: /etc/routecast/backends.yaml
+    rate_limit_rps: 20                      # per key
+    prompt_rate_limit: 200                  # prompts/s per key
+    spend_budget_usd: 5.0                   # per key, from the router's cost model
+    max_concurrent_per_key: 4
+
+Values are type-checked strictly (``rate_limit_rps: "20"`` or ``true`` is refused, naming the
+key), so a typo fails before the port is bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from routecast.errors import ConfigError
+
+#: options of ``routecast serve`` that are not app settings (read by routecast.serving.serve)
+SERVE_KEYS = {"host": str, "port": int, "backends": str, "api_keys": str, "insecure_no_auth": bool,
+              "access_log": bool, "trusted_key": str, "expect_sha256": str}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits and defaults of one server. ``None`` switches a limit off."""
+
+    # ---- requests
+    #: requests with a larger body are refused with 413
+    max_body_bytes: int = 1_000_000
+    #: most prompts one /v1/route call may carry (413 above)
+    max_prompts: int = 256
+    #: deepest JSON nesting accepted in a body (400 deeper)
+    max_json_depth: int = 64
+    #: longest number literal accepted in a body, in characters (400 longer)
+    max_number_chars: int = 100
+    #: characters of conversation the router reads for a chat request
+    route_context_chars: int = 2000
+    #: willingness to pay used when a request gives no lam/budget/strong_share/target_quality
+    default_lam: float | None = None
+    # ---- micro-batching and fair share
+    #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
+    micro_batch: bool = True
+    #: most prompts in one merged router call
+    max_batch: int = 64
+    #: how long the batcher waits for more requests once one is queued (0: only what is already queued)
+    batch_wait_ms: float = 0.0
+    #: characters of prompt each API key may put into one router call while other keys wait (fair share)
+    fair_quantum_chars: int = 4_000
+    #: requests one API key may have in progress; more wait for a slot (fair share of the server)
+    max_concurrent_per_key: int | None = 8
+    #: how long a request waits for its key's slot before a 429
+    slot_wait_s: float = 30.0
+    #: Python's thread switch interval in a ``routecast serve`` process, ms (the default 5 ms adds up to
+    #: 5 ms per event-loop wake-up while the router thread works; None: leave it)
+    gil_switch_ms: float | None = 1.0
+    # ---- per-key limits (429)
+    #: requests per second per key (token bucket), and its burst
+    rate_limit_rps: float | None = None
+    rate_limit_burst: float | None = None
+    #: prompts per second per key (a chat counts one prompt), and its burst
+    prompt_rate_limit: float | None = None
+    prompt_rate_burst: float | None = None
+    #: USD each key may spend on proxied chats (the router's expected cost of the model that answered)
+    spend_budget_usd: float | None = None
+    #: seconds after which every key's spend starts again from 0 (None: for the server's lifetime)
+    budget_period_s: float | None = None
+    # ---- connections (uvicorn) and the body
+    #: seconds a client has to send a request's headers (from connecting or the previous response)
+    header_timeout_s: float = 10.0
+    #: seconds a client has to send a request's whole body once its headers arrived (408 after)
+    body_timeout_s: float = 30.0
+    #: seconds an idle keep-alive connection stays open
+    keep_alive_s: float = 5.0
+    #: largest request head (request line + headers), 431 above
+    max_header_bytes: int = 16_384
+    # ---- backends
+    #: largest backend answer relayed, in bytes (502 above)
+    max_response_bytes: int = 10_000_000
+    #: consecutive failures after which a backend is skipped for ``breaker_cooldown_s``
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+    # ---- exposure
+    #: serve /docs and /openapi.json (off: the API schema is not published)
+    docs: bool = False
+    #: /metrics without an API key (for a scraper on a private network)
+    public_metrics: bool = False
+
+    @classmethod
+    def from_any(cls, value: "ServerSettings | dict | None") -> "ServerSettings":
+        """Settings from a mapping (checked strictly: unknown keys and wrong types are refused)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"server settings must be a mapping, got {type(value).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown server setting(s) {unknown}; known: {sorted(known)}")
+        checked = {name: _check_setting(name, v, getattr(cls, name)) for name, v in value.items()}
+        return replace(cls(), **checked)
+
+
+_OPTIONAL = {"default_lam", "max_concurrent_per_key", "rate_limit_rps", "rate_limit_burst", "prompt_rate_limit",
+             "prompt_rate_burst", "spend_budget_usd", "budget_period_s", "gil_switch_ms"}
+#: settings that may be 0 (everything else numeric must be > 0)
+_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd"}
+
+
+def _check_setting(name: str, value: Any, default: Any) -> Any:
+    if value is None:
+        if name in _OPTIONAL:
+            return None
+        raise ConfigError(f"server setting {name} cannot be null")
+    kind = type(default) if default is not None else float
+    if name == "max_concurrent_per_key":
+        kind = int
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"server setting {name} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"server setting {name} must be {'an integer' if kind is int else 'a number'}, "
+                          f"got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and name not in _ZERO_OK):
+        raise ConfigError(f"server setting {name} must be a finite number "
+                          f"{'>= 0' if name in _ZERO_OK else '> 0'}, got {value!r}")
+    return kind(value)
+
+
+def read_server_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of a server config file, keys normalised (``-`` -> ``_``) and checked.
+
+    Settings keys are type-checked by :meth:`ServerSettings.from_any` when the app is built;
+    the ``serve`` keys are checked here.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"server config file {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"server config file {path}: cannot parse ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"server config file {path}: expected a mapping of setting -> value")
+    out: dict[str, Any] = {}
+    known = {f.name for f in fields(ServerSettings)} | set(SERVE_KEYS)
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"server config file {path}: unknown key {raw_key!r}; known: {sorted(known)}")
+        want = SERVE_KEYS.get(key)
+        if want is not None and value is not None and (type(value) is not want):
+            raise ConfigError(f"server config file {path}: {raw_key} must be {want.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None

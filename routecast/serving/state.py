@@ -1,0 +1,65 @@
+"""What the endpoints of one app share: settings, the loaded runtime, the micro-batcher, the chat
+proxy, metrics and per-key limits. One instance per app (``app.state.server``), built by
+:func:`routecast.serving.app.create_app`; the runtime, batcher and HTTP client are filled in by
+the app's lifespan (the model is loaded there, not at import or construction)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+
+from routecast.errors import RoutecastError
+from routecast.serving.api_error import ApiError
+from routecast.serving.backends import Backend
+from routecast.serving.guard.key_limits import KeyLimits
+from routecast.serving.metrics import ServerMetrics
+from routecast.serving.microbatch import BatcherClosed
+from routecast.serving.server_config import ServerSettings
+
+ROUTER_ALIASES = ("router", "auto")
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    backends: dict[str, Backend]
+    metrics: ServerMetrics
+    limits: KeyLimits
+    runtime: Any = None
+    batcher: Any = None
+    proxy: Any = None
+    extra_models: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.runtime is not None and (self.batcher is None or self.batcher.running)
+
+    def known_models(self) -> list[str]:
+        return list(self.runtime.models) + [m for m in self.backends if m not in self.runtime.models and m != "*"]
+
+    async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
+        """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
+        kwargs = knobs.model_dump()
+        if all(v is None for v in kwargs.values()) and self.settings.default_lam is not None:
+            kwargs["lam"] = self.settings.default_lam
+        start = time.perf_counter()
+        try:
+            if self.batcher is not None:
+                decisions = await self.batcher.submit(texts, key=key_id, **kwargs)
+            else:
+                decisions = await anyio.to_thread.run_sync(partial(self.runtime.route, texts, **kwargs))
+                self.metrics.batch_prompts.observe(len(texts))
+        except RoutecastError as exc:
+            raise ApiError(400, str(exc), code="routing_error") from None
+        except BatcherClosed:
+            raise ApiError(503, "the router is not running (the server is starting or stopping)",
+                           type="server_error", code="router_unavailable") from None
+        except (UnicodeError, ValueError, TypeError) as exc:  # a prompt the encoder cannot take
+            raise ApiError(400, f"a prompt could not be encoded ({type(exc).__name__})",
+                           code="unroutable_prompt") from None
+        self.metrics.route_latency.observe(time.perf_counter() - start)
+        return decisions

@@ -1,0 +1,221 @@
+"""Commands of the training area: ``evaluate``, ``train``, ``routers``, ``demo``, ``tune``, ``calibrate``.
+
+Each command parses its options, calls one function of :mod:`routecast.training.runs` (or the
+registry) and prints with :func:`routecast.cli_options.print_table`. Only typer is imported at
+module level; torch, optuna, mlflow and pandas load inside the commands so ``routecast --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from routecast.cli_options import (ColumnMap, Data, Encoder, Limit, Out, Params, PriceTableFile, Seed, Test, Track,
+                                   TrackingUri, UseLoggedSplit, Val, parse_params, print_table, split_names)
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
+CostRange = Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Pin AIQ's cost range (USD per query) "
+                                                  "across runs (default: cheapest..most expensive single model).")]
+Strong = Annotated[Optional[str], typer.Option(help="Strong model of APGR/CPT (default: best mean quality).")]
+Weak = Annotated[Optional[str], typer.Option(help="Weak model of APGR/CPT (default: cheapest).")]
+Reference = Annotated[Optional[str], typer.Option(help="Pairwise logs: report win rates against this model "
+                                                  "(default: the model with most wins).")]
+
+
+def _print_run(run, *, footer: str) -> None:
+    from routecast.training.tables import leaderboard_footer, leaderboard_table, per_benchmark_table, unranked_table
+
+    if run.pairwise is not None:  # a pairwise log: win rates against a reference model
+        from routecast.router.evaluation.pairwise import pairwise_table
+
+        print_table(**pairwise_table(run.pairwise))
+        typer.echo(footer)
+        return
+
+    print_table(**leaderboard_table(run.result))
+    if run.result.unranked():
+        print_table(**unranked_table(run.result))
+    if run.result.per_benchmark:
+        print_table(**per_benchmark_table(run.result))
+    typer.echo(leaderboard_footer(run.result))
+    typer.echo(footer)
+
+
+def evaluate(
+    data: Data,
+    routers: Annotated[str, typer.Option("--routers", "-r", help="Comma-separated router names "
+                                         "(see `routecast routers`).")] = "knn,linear,mlp,best-single,random,oracle",
+    encoder: Encoder = DEFAULT_ENCODER,
+    out: Out = Path("runs/evaluate"),
+    val: Val = 0.1,
+    test: Test = 0.2,
+    seed: Seed = 0,
+    use_logged_split: UseLoggedSplit = False,
+    limit: Limit = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 200,
+    cascades: Annotated[str, typer.Option(help="Also compare cascades with these deferral rules: "
+                                          "ex-ante,ex-post,agreement (the last two need responses).")] = "",
+    ensembles: Annotated[bool, typer.Option("--ensembles/--no-ensembles", help="Also compare post-hoc ensembles "
+                                            "(oracle, majority vote, best-of-n).")] = False,
+    cost_range: CostRange = None,
+    strong: Strong = None,
+    weak: Weak = None,
+    reference: Reference = None,
+    column_map: ColumnMap = None,
+    price_table: PriceTableFile = None,
+    track: Track = True,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Fit several routers (and cascades) on the train split and compare them on the test split.
+
+    Writes metrics.json, report.md (leaderboard) and PNG cost-quality plots into --out. On a
+    pairwise preference log: win rate against --reference per router and lam, with intervals.
+    """
+    from routecast.training.runs import evaluate_to_folder, parse_cost_range
+
+    run = evaluate_to_folder(data, routers, out=out, encoder=encoder, val=val, test=test, seed=seed,
+                             use_logged_split=use_logged_split, limit=limit, n_boot=n_boot,
+                             cascades=split_names(cascades) or (), ensembles=ensembles,
+                             cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
+                             track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
+                             reference=reference)
+    plot = "" if run.pairwise is not None else f"\nplot:   {run.out / 'cost_quality.png'}"
+    _print_run(run, footer=f"report: {run.report}{plot}")
+
+
+def train(
+    data: Data,
+    out: Out,
+    router: Annotated[Optional[str], typer.Option("--router", "-r", help="Router name, e.g. mlp, knn, linear.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="A JSON config {\"router\": ..., \"params\": {...}} "
+                                                   "(e.g. from `routecast tune`); --param values override it.")] = None,
+    param: Params = None,
+    encoder: Encoder = DEFAULT_ENCODER,
+    val: Val = 0.1,
+    test: Test = 0.2,
+    seed: Seed = 0,
+    use_logged_split: UseLoggedSplit = False,
+    limit: Limit = None,
+    cost_range: CostRange = None,
+    strong: Strong = None,
+    weak: Weak = None,
+    reference: Reference = None,
+    column_map: ColumnMap = None,
+    price_table: PriceTableFile = None,
+    track: Track = True,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train one router, calibrate it on validation, evaluate it on test, save a run folder.
+
+    The run folder holds the router/ checkpoint, run.json, metrics.json, report.md and plots;
+    `routecast export RUN_DIR` then makes a servable checkpoint of it.
+    """
+    from routecast.atomic import out_lock
+    from routecast.training.runs import parse_cost_range, train_to_folder
+
+    with out_lock(out):  # a second `train` into the same --out fails at once instead of racing
+        run = train_to_folder(data, out=out, router=router, config=config, params=parse_params(param),
+                              encoder=encoder, val=val, test=test, seed=seed, use_logged_split=use_logged_split,
+                              limit=limit, cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
+                              track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
+                              reference=reference)
+    _print_run(run, footer=f"run folder: {run.out}  (report: {run.report})")
+
+
+def routers() -> None:
+    """List the routers: a1 learn a quality model from outcomes, a2 are baselines."""
+    from routecast.training.tables import routers_table
+
+    print_table(**routers_table())
+
+
+def demo(
+    out: Out = Path("demo-out"),
+    encoder: Encoder = DEFAULT_ENCODER,
+    track: Track = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """The main job on the built-in data: inspect it, train several routers, print the leaderboard."""
+    from routecast.data import load_log
+    from routecast.data.inspect import summarize, summary_tables
+    from routecast.training.runs import DEMO_DATA, demo_to_folder
+
+    for table in summary_tables(summarize(load_log(DEMO_DATA))):
+        print_table(**table)
+    run = demo_to_folder(out, encoder=encoder, track=track, tracking_uri=tracking_uri)
+    _print_run(run, footer=f"report: {run.report}\nplot:   {run.out / 'cost_quality.png'}")
+
+
+def tune(
+    data: Data,
+    router: Annotated[str, typer.Option("--router", "-r", help="Router to tune (its declared search_space).")],
+    trials: Annotated[int, typer.Option(help="Total finished trials the study should hold "
+                                        "(a resumed study runs only the missing ones).")] = 20,
+    objective: Annotated[str, typer.Option(help="aiq | quality@budget | cost@quality "
+                                           "(measured on the validation split).")] = "aiq",
+    budget: Annotated[Optional[float], typer.Option(help="USD per query, for quality@budget.")] = None,
+    target: Annotated[Optional[float], typer.Option(help="Mean quality, for cost@quality.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage, e.g. sqlite:///tune.db "
+                                                   "(default: sqlite:///OUT/optuna.db, resumable).")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: routecast-ROUTER-OBJECTIVE).")] = None,
+    encoder: Encoder = DEFAULT_ENCODER,
+    seed: Seed = 0,
+    val: Val = 0.1,
+    test: Test = 0.2,
+    limit: Limit = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after S seconds.")] = None,
+    param: Params = None,
+    out: Out = None,
+    column_map: ColumnMap = None,
+    price_table: PriceTableFile = None,
+    track: Track = True,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Tune a router's hyperparameters with optuna on the validation split.
+
+    --param fixes some hyperparameters. Writes OUT/best_config.json (default OUT: runs/tune-ROUTER)
+    for `routecast train --config`, and OUT/tune.json.
+    """
+    from routecast.training.runs import tune_to_folder
+    from routecast.training.tables import tune_footer, tune_table
+
+    result, config_path = tune_to_folder(data, router, out=out, trials=trials, objective=objective, budget=budget,
+                                         target=target, storage=storage, study=study, encoder=encoder, seed=seed,
+                                         val=val, test=test, limit=limit, timeout=timeout,
+                                         params=parse_params(param), track=track, tracking_uri=tracking_uri,
+                                         columns=column_map, prices=price_table)
+    print_table(**tune_table(result))
+    typer.echo("\n".join(tune_footer(result, config_path)))
+
+
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="A `routecast train --out` folder (with run.json and router/).")],
+    budget: Annotated[Optional[float], typer.Option(help="USD per query on average.")] = None,
+    strong_share: Annotated[Optional[float], typer.Option(help="Share of calls to the strong "
+                                                          "(best-quality) model.")] = None,
+    target_quality: Annotated[Optional[float], typer.Option(help="Mean quality to reach at the lowest cost.")] = None,
+    match_model: Annotated[Optional[str], typer.Option(help="Reach this model's validation quality at the "
+                                                       "lowest cost.")] = None,
+    track: Track = True,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Calibrate a trained router's operating point on its validation split; check it on test.
+
+    --budget, --strong-share, --target-quality or --match-model maps to a measured lam, saved in the
+    checkpoint (and RUN_DIR/calibration.json).
+    """
+    from routecast.training.runs import calibrate_tracked
+    from routecast.training.tables import calibration_footer, calibration_table
+
+    result = calibrate_tracked(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
+                               match_model=match_model, track=track, tracking_uri=tracking_uri)
+    print_table(**calibration_table(result, run_dir))
+    typer.echo(calibration_footer(result, run_dir))
+
+
+#: command name -> function; registered by routecast/cli.py
+COMMANDS = {"evaluate": evaluate, "train": train, "routers": routers, "demo": demo, "tune": tune,
+            "calibrate": calibrate}

@@ -1,0 +1,327 @@
+"""What ``routecast evaluate / train / demo / tune / calibrate`` do, as library functions.
+
+Each command of :mod:`routecast.training.commands` parses its options and calls one function
+here; this module does the work in a fixed order: check inputs and the tracking server (cheap, so
+a typo or an unreachable server fails before an hour of training), load -> split -> embed
+(:func:`routecast.router.pipeline.prepare`), fit and evaluate, write the run folder, log it to
+MLflow. Errors name parameters (``router``, ``config``), never CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from routecast.errors import ConfigError
+from routecast.router.encoders.default import DEFAULT_ENCODER
+
+DEMO_DATA = "llmrouter_9models"
+DEMO_ROUTERS = ("knn", "linear", "mlp", "mf", "best-single", "cheapest", "random", "oracle")
+
+
+@dataclass
+class RunOutput:
+    """An experiment and where its files went (``report`` is OUT/report.md).
+
+    On a pairwise log ``experiment`` is None and ``pairwise`` holds the win-rate evaluation
+    (:class:`routecast.router.evaluation.pairwise.PairwiseEvaluation`).
+    """
+
+    experiment: Any  # routecast.training.experiment.Experiment
+    out: Path
+    report: Path
+    pairwise: Any = None
+
+    @property
+    def result(self):
+        return self.experiment.result
+
+
+def parse_cost_range(text: Optional[str]) -> Optional[tuple[float, float]]:
+    """``"0.0001,0.002"`` -> (0.0001, 0.002); None stays None (the split's single-model range)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"cost_range expects LOW,HIGH (two numbers), got {text!r}") from None
+    if not low < high:
+        raise ConfigError(f"cost_range needs LOW < HIGH, got {text!r}")
+    return low, high
+
+
+def _check_tracking(enabled: bool, tracking_uri: Optional[str]) -> None:
+    if enabled:
+        from routecast.training.tracking import check_tracking
+
+        check_tracking(tracking_uri)
+
+
+def _track(kind: str, *, enabled: bool, tracking_uri: Optional[str], params: Mapping[str, Any], out: Path) -> None:
+    from routecast.training.tracking import track_run
+
+    track_run(kind, params=dict(params), metrics_path=out / "metrics.json", artifacts_dir=out,
+              enabled=enabled, tracking_uri=tracking_uri)
+
+
+def _data_settings(columns, prices) -> dict[str, Any]:
+    """The column mapping and price table of a run as run.json stores them (a price-table path is
+    made absolute so ``calibrate`` finds it from any folder)."""
+    out: dict[str, Any] = {}
+    if columns is not None:
+        out["columns"] = columns
+    if prices is not None:
+        out["prices"] = str(Path(prices).resolve()) if isinstance(prices, (str, os.PathLike)) else prices
+    return out
+
+
+def _run_data(data: str) -> str:
+    """The data source as run.json stores it: a built-in name as is, a file as an absolute path
+    (``calibrate RUN_DIR`` rebuilds the splits from it, perhaps from another folder)."""
+    from routecast.data.builtin import is_builtin
+
+    return data if is_builtin(data) or not Path(data).exists() else str(Path(data).resolve())
+
+
+def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mapping[str, Any]],
+                  reference: Optional[str], n_boot: int, seed: int):
+    """Fit each router on the train pairs, calibrate it on the validation pairs when the price
+    table gives every model a cost, and measure win rates against ``reference`` on the test pairs.
+    Returns (PairwiseEvaluation, {name: (router, train seconds)})."""
+    from routecast.errors import RoutingError
+    from routecast.router.evaluation.pairwise import default_reference, evaluate_pairwise
+    from routecast.router.from_pairs import check_learns_from_pairs
+    from routecast.router.pipeline import fit_router, split_embeddings
+    from routecast.router.registry import get_router_class
+
+    for name in names:  # before any embedding or fitting
+        check_learns_from_pairs(get_router_class(name), prepared.log.source)
+    fitted = {}
+    for name in names:
+        router, seconds = fit_router(name, params.get(name), prepared)
+        try:
+            router.calibrate(prepared.val, embeddings=split_embeddings(router, prepared, "val"))
+        except RoutingError:
+            pass  # no price table: the router routes by lam only, as on outcome logs
+        fitted[name] = (router, seconds)
+    embeddings = None
+    if fitted:
+        first = next(iter(fitted.values()))[0]
+        embeddings = split_embeddings(first, prepared, "test")
+        if any(split_embeddings(r, prepared, "test") is not embeddings for r, _ in fitted.values()):
+            embeddings = None  # routers embedding differently embed by themselves
+    evaluation = evaluate_pairwise({n: r for n, (r, _) in fitted.items()}, prepared.test,
+                                   reference=reference or default_reference(prepared.log),
+                                   embeddings=embeddings, n_boot=n_boot, seed=seed,
+                                   metadata={"data": prepared.settings, "encoder": prepared.encoder,
+                                             "n_train_pairs": len(prepared.train), "n_val_pairs": len(prepared.val),
+                                             "train_seconds": {n: round(t, 3) for n, (_, t) in fitted.items()}})
+    return evaluation, fitted
+
+
+def _write_report(experiment, out: Path, *, title: str) -> Path:
+    from routecast.router.evaluation.report import write_report
+
+    return write_report(experiment.result, out, title=title)
+
+
+def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encoder: str = DEFAULT_ENCODER,
+                       val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
+                       limit: Optional[int] = None, n_boot: int = 200, cascades: Sequence[str] = (),
+                       ensembles: bool = False, cost_range: Optional[tuple[float, float]] = None,
+                       strong: Optional[str] = None, weak: Optional[str] = None,
+                       track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
+                       reference: Optional[str] = None) -> RunOutput:
+    """Fit several routers (comma-separated ``routers``; plus ``cascades`` and ``ensembles``) on
+    train and compare them on test; writes metrics.json, report.md and plots into ``out``.
+
+    ``columns`` (a column mapping) and ``prices`` (a price table) go to :func:`prepare`. On a
+    pairwise log the routers are compared by win rate against ``reference`` (default: the model
+    with most wins) with bootstrap intervals, per lam point (see
+    :mod:`routecast.router.evaluation.pairwise`); cascades and ensembles need outcomes."""
+    from routecast.router.pipeline import prepare
+    from routecast.training.experiment import cascade_curves, parse_router_list, run_experiment
+
+    names = parse_router_list(routers)
+    _check_tracking(track, tracking_uri)
+    out = Path(out)
+    prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
+                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
+    if prepared.pairwise:
+        from routecast.router.evaluation.pairwise import write_pairwise_report
+
+        if cascades or ensembles:
+            prepared.require_outcomes("comparing cascades or ensembles")
+        evaluation, _ = _pairwise_run(prepared, names, params={}, reference=reference, n_boot=n_boot, seed=seed)
+        report = write_pairwise_report(evaluation, out, title=f"routecast evaluate: {data} (pairwise)")
+        _track("evaluate", enabled=track, tracking_uri=tracking_uri,
+               params={"data": data, "routers": routers, "encoder": encoder, "seed": seed,
+                       "reference": evaluation.reference}, out=out)
+        return RunOutput(None, out, report, pairwise=evaluation)
+    kinds = list(cascades)
+    extra = cascade_curves(prepared, kinds, ensembles=ensembles) if (kinds or ensembles) else None
+    experiment = run_experiment(prepared, names, n_boot=n_boot, seed=seed, extra_curves=extra,
+                                cost_range=cost_range, strong=strong, weak=weak)
+    report = _write_report(experiment, out, title=f"routecast evaluate: {data}")
+    _track("evaluate", enabled=track, tracking_uri=tracking_uri,
+           params={"data": data, "routers": routers, "encoder": encoder, "seed": seed}, out=out)
+    return RunOutput(experiment, out, report)
+
+
+def resolve_router(router: Optional[str], config: Optional[str | os.PathLike],
+                   params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The router name and hyperparameters from ``router``, a ``config`` file and ``params``
+    (``params`` win over the config file), checked against the router before any work."""
+    from routecast.router.registry import check_router_params
+
+    merged: dict[str, Any] = {}
+    if config is not None:
+        from routecast.training.tune import load_router_config
+
+        name_from_config, merged = load_router_config(config)
+        if router is not None and router != name_from_config:
+            raise ConfigError(f"router {router!r} contradicts config file {config} (router {name_from_config!r})")
+        router = name_from_config
+    if router is None:
+        raise ConfigError("no router: give a router name or a config file")
+    merged.update(params)
+    check_router_params(router, merged)
+    return router, merged
+
+
+def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] = None,
+                    config: Optional[str | os.PathLike] = None, params: Optional[Mapping[str, Any]] = None,
+                    encoder: str = DEFAULT_ENCODER, val: float = 0.1, test: float = 0.2, seed: int = 0,
+                    use_logged_split: bool = False, limit: Optional[int] = None,
+                    cost_range: Optional[tuple[float, float]] = None, strong: Optional[str] = None,
+                    weak: Optional[str] = None, track: bool = True,
+                    tracking_uri: Optional[str] = None, columns=None, prices=None,
+                    reference: Optional[str] = None) -> RunOutput:
+    """Train one router, calibrate it on validation, evaluate it on test and write a run folder:
+    router/ checkpoint, run.json, metrics.json, report.md, plots (``routecast export`` reads it).
+
+    ``columns`` and ``prices`` go to :func:`prepare` and into run.json (``calibrate`` rebuilds the
+    splits from it). A pairwise log trains a router that learns from pairs and reports its win
+    rate against ``reference`` (see :func:`evaluate_to_folder`)."""
+    from routecast.atomic import write_json
+    from routecast.router.checkpoint import save_checkpoint
+    from routecast.router.pipeline import prepare, router_params
+    from routecast.training.experiment import run_experiment
+
+    router, params = resolve_router(router, config, params or {})
+    _check_tracking(track, tracking_uri)
+    out = Path(out)
+    prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
+                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
+    split = {k: prepared.settings[k] for k in ("val", "test", "seed", "use_logged_split", "limit", "models")}
+    split.update(_data_settings(columns, prices))
+    if prepared.pairwise:
+        from routecast.router.evaluation.pairwise import write_pairwise_report
+
+        evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
+                                           n_boot=200, seed=seed)
+        fitted_router, seconds = fitted[router]
+        out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(fitted_router, out / "router")
+        report = write_pairwise_report(evaluation, out, title=f"routecast train: {router} on {data} (pairwise)")
+        write_json(out / "run.json", {
+            "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
+            "encoder": encoder, "kind": "pairwise", "reference": evaluation.reference, "split": split,
+            "train_seconds": round(seconds, 3)})
+        _track("train", enabled=track, tracking_uri=tracking_uri,
+               params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
+        return RunOutput(None, out, report, pairwise=evaluation)
+    experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
+                                cost_range=cost_range, strong=strong, weak=weak)
+    run = experiment.runs[router]
+    out.mkdir(parents=True, exist_ok=True)
+    if not run.router.evaluation_only:
+        save_checkpoint(run.router, out / "router")
+    report = _write_report(experiment, out, title=f"routecast train: {router} on {data}")
+    write_json(out / "run.json", {
+        "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
+        "encoder": encoder, "split": split,
+        "train_seconds": round(run.train_seconds, 3),
+        "route_us_per_query": round(run.route_us_per_query, 2),
+    })
+    _track("train", enabled=track, tracking_uri=tracking_uri,
+           params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
+    return RunOutput(experiment, out, report)
+
+
+def demo_to_folder(out: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, track: bool = False,
+                   tracking_uri: Optional[str] = None) -> RunOutput:
+    """The main job on the built-in data: train :data:`DEMO_ROUTERS` on :data:`DEMO_DATA` and compare."""
+    from routecast.router.pipeline import prepare
+    from routecast.training.experiment import run_experiment
+
+    _check_tracking(track, tracking_uri)
+    out = Path(out)
+    prepared = prepare(DEMO_DATA, encoder=encoder)  # seeded split: the logged one shares 114 questions
+    experiment = run_experiment(prepared, list(DEMO_ROUTERS))
+    report = _write_report(experiment, out, title=f"routecast demo: {DEMO_DATA}")
+    _track("demo", enabled=track, tracking_uri=tracking_uri, params={"data": DEMO_DATA, "encoder": encoder}, out=out)
+    return RunOutput(experiment, out, report)
+
+
+def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] = None, trials: int = 20,
+                   objective: str = "aiq", budget: Optional[float] = None, target: Optional[float] = None,
+                   storage: Optional[str] = None, study: Optional[str] = None, encoder: str = DEFAULT_ENCODER,
+                   seed: int = 0, val: float = 0.1, test: float = 0.2, limit: Optional[int] = None,
+                   timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
+                   track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None):
+    """Tune ``router`` with optuna on the validation split; writes OUT/best_config.json (for
+    ``train``'s ``config``) and OUT/tune.json. Returns (TuneResult, path of best_config.json).
+
+    ``out`` defaults to runs/tune-ROUTER and ``storage`` to sqlite:///OUT/optuna.db (resumable);
+    ``params`` are fixed hyperparameters the search does not touch; ``columns`` and ``prices``
+    go to :func:`prepare`. Tuning needs an outcome log (its objectives are cost-quality curves).
+    """
+    from routecast.atomic import write_json
+    from routecast.jsonable import to_jsonable
+    from routecast.router.pipeline import prepare
+    from routecast.router.registry import check_router_params
+    from routecast.training.tracking import Tracker
+    from routecast.training.tune import objective_direction, save_router_config, tune
+
+    objective_direction(objective)  # fail on a typo before any work
+    fixed = dict(params or {})
+    check_router_params(router, fixed)
+    out = Path(out) if out is not None else Path("runs") / f"tune-{router}"
+    default_storage = storage is None
+    if default_storage:
+        storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
+    with Tracker(tracking_uri, run_name=f"tune-{router}", enabled=track,
+                 tags={"routecast.kind": "tune"}) as tracker:  # probes the URI before any work
+        if default_storage:
+            out.mkdir(parents=True, exist_ok=True)
+        prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed, limit=limit,
+                           columns=columns, prices=prices)
+        prepared.require_outcomes("tuning")
+        result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
+                      storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,
+                      timeout=timeout, fixed_params=fixed)
+        config_path = save_router_config(out / "best_config.json", result)
+        write_json(out / "tune.json", to_jsonable(result.to_dict()))
+        if tracker.enabled:
+            tracker.log_artifact(config_path)
+            tracker.log_artifact(out / "tune.json")
+    return result, config_path
+
+
+def calibrate_tracked(run_dir: str | os.PathLike, *, budget: Optional[float] = None,
+                      strong_share: Optional[float] = None, target_quality: Optional[float] = None,
+                      match_model: Optional[str] = None, track: bool = True,
+                      tracking_uri: Optional[str] = None) -> dict[str, Any]:
+    """:func:`routecast.training.calibrate.calibrate_run`, logged to MLflow as a ``calibrate`` run."""
+    from routecast.training.calibrate import calibrate_run
+    from routecast.training.tracking import Tracker
+
+    run_dir = Path(run_dir)
+    with Tracker(tracking_uri, run_name=f"calibrate-{run_dir.name}", enabled=track,
+                 tags={"routecast.kind": "calibrate"}) as tracker:
+        return calibrate_run(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
+                             match_model=match_model, tracker=tracker if tracker.enabled else None)
