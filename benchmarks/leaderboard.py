@@ -72,13 +72,11 @@ def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed:
     start = time.perf_counter()
     extra = None
     if cascades:
-        from routecast.training.experiment import cascade_curves
+        from routecast.cascade.suite import cascade_curves
 
-        has_responses = prepared.log.responses is not None and all(
-            isinstance(r, str) for r in prepared.test.responses.reshape(-1))
-        kinds = ["ex-ante", "ex-post"] if has_responses else ["ex-ante"]
-        extra = cascade_curves(prepared, kinds, ensembles=True)
-    experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False, extra_curves=extra)
+        extra, skipped = cascade_curves(prepared, ["ex-ante", "ex-post", "cascade-routing", "oracle-ensemble"])
+    experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False, extra_curves=extra,
+                                skip_failures=True, skipped=skipped if cascades else None)
     result = experiment.result.to_dict()
     result.pop("curves", None)
     return {"label": label, "note": note, "n_train": prepared.train.n_prompts, "n_test": prepared.test.n_prompts,

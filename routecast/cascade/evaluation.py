@@ -69,12 +69,6 @@ def _f(x, spec: str = ".4f") -> str:
     return "—" if x is None else format(x, spec)
 
 
-def complete(log: "OutcomeLog") -> "OutcomeLog":
-    """Kept for callers outside the cascade package (training/experiment.py); call
-    :meth:`OutcomeLog.complete` directly."""
-    return log.complete()
-
-
 def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades: Mapping[str, "Cascade"], *,
             ensembles: bool = True, scorer_encoder: str = DEFAULT_ENCODER, n_boot: int = 200,
             seed: int = 0, cost_unit: str | None = None) -> CascadeComparison:
@@ -226,6 +220,7 @@ def prepare_priced(data: str, *, prices=None, **prepare_kwargs):
     from routecast.router.pipeline import prepare
 
     prepared = prepare(data, **prepare_kwargs)
+    prepared.require_outcomes("a cascade")
     if prices is None:
         return prepared
     from routecast.data.costs import PriceTable, derive_costs
@@ -241,7 +236,8 @@ def prepare_priced(data: str, *, prices=None, **prepare_kwargs):
 
 
 def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", encoder: str = DEFAULT_ENCODER,
-                           router: str = "knn", models=None, max_len: int = 3, prices=None, val: float = 0.1,
+                           router: str = "knn", models=None, max_len: int = 3, prices=None, columns=None,
+                           val: float = 0.1,
                            test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
                            limit: int | None = None, n_boot: int = 200,
                            out: Path = Path("runs/cascade")) -> CascadeComparison:
@@ -249,7 +245,7 @@ def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", 
     command (:func:`routecast.router.pipeline.prepare`), then fit and compare one cascade."""
     from routecast.cascade.cascade import Cascade, search_chains
 
-    prepared = prepare_priced(data, prices=prices, encoder=encoder, val=val, test=test, seed=seed,
+    prepared = prepare_priced(data, prices=prices, columns=columns, encoder=encoder, val=val, test=test, seed=seed,
                               use_logged_split=use_logged_split, limit=limit, models=models)
     log, train, val_log, test_log = prepared.log, prepared.train, prepared.val, prepared.test
     params = {"deferral": deferral, "router": router, "encoder": encoder}

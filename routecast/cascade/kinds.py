@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: every kind, in report order: fixed cascades (c2), cascade routing, post-hoc selectors (c1)
 CASCADE_KINDS = ("ex-ante", "ex-post", "agreement", "cascade-routing", "smoothie", "majority-vote", "best-of-n",
                  "oracle-ensemble")
+#: the post-hoc (c1) kinds that ``--ensembles`` adds
+ENSEMBLE_KINDS = ("smoothie", "majority-vote", "best-of-n", "oracle-ensemble")
 #: kinds that read response texts of every model on every prompt
 NEEDS_RESPONSES = ("ex-post", "agreement", "smoothie", "majority-vote", "best-of-n")
 

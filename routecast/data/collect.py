@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from routecast.jsonable import to_jsonable
 from routecast.errors import DataError
 
 JOURNAL_SUFFIX = ".journal.jsonl"
@@ -103,17 +103,9 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
             raise DataError(f"prompt_id {pid!r} appears twice (first at row {seen[pid]})", path=label,
                             row=int(rows[i]), column="prompt_id")
         seen[pid] = int(rows[i])
-        meta = {c: _plain(frame[c].iloc[i]) for c in meta_cols}
+        meta = {c: to_jsonable(frame[c].iloc[i], fallback_repr=True) for c in meta_cols}
         out.append(PromptRow(str(pid), str(prompts[i]), messages[i], int(rows[i]), meta))
     return out, label
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def read_journal(path: Path) -> dict[tuple[str, str], dict]:
@@ -340,8 +332,7 @@ def write_records(out: Path, records: list[dict]) -> None:
     if kind in (".jsonl", ".ndjson"):
         with atomic_open(out, "w") as handle:
             for record in records:
-                clean = {k: _plain(v) for k, v in record.items()}
-                handle.write(json.dumps(clean, ensure_ascii=False, allow_nan=False, default=_plain) + "\n")
+                handle.write(json.dumps(to_jsonable(record), ensure_ascii=False, allow_nan=False) + "\n")
         return
     import pandas as pd
 

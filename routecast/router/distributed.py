@@ -78,3 +78,30 @@ def is_rank_zero() -> bool:
 
 class DistributedTrainingError(RoutecastError):
     """A DDP rank raised, died or stopped answering: training ended, nothing was written."""
+
+
+def distribution_params(router: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The distribution hyperparameters to add to ``router``'s parameters: only those that differ from
+    one CPU process, checked; a router that does not train with Lightning is refused by name."""
+    from routecast.router.registry import get_router_class
+
+    merged = {**TRAINER_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    unknown = sorted(set(merged) - set(TRAINER_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown distribution option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(TRAINER_DEFAULTS)}")
+    check_trainer_options(**merged)
+    changed = {k: v for k, v in merged.items() if v != TRAINER_DEFAULTS[k]}
+    if changed and not set(TRAINER_DEFAULTS) <= set(get_router_class(router).param_names()):
+        raise ConfigError(f"router {router!r} does not train with Lightning, so "
+                          f"{', '.join(sorted(changed))} cannot apply to it; routers that take them: "
+                          f"{', '.join(lightning_routers())}")
+    return changed
+
+
+def lightning_routers() -> list[str]:
+    """Registered routers whose hyperparameters include the distribution options."""
+    from routecast.router.registry import get_router_class, router_names
+
+    return [name for name in router_names()
+            if set(TRAINER_DEFAULTS) <= set(get_router_class(name).param_names())]

@@ -10,17 +10,20 @@ score on a seeded internal validation share of the training log) lets it fall ba
 
 The residual model is an ordinary registered router (``knn`` or ``linear``) trained on the
 residual mapped into [0, 1] (``(score - prior + 1) / 2``), so it needs no code of its own; both
-sub-routers' learned state is stored as prefixed arrays and JSON in the checkpoint.
+sub-routers' learned state is stored as prefixed arrays and JSON in the checkpoint. With the task
+prior, training uses each prompt's logged task, and :meth:`PriorResidualRouter.predict_quality_for_tasks`
+routes prompts whose task is known the same way (plain ``route`` classifies the task from the
+embedding).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from routecast.errors import CheckpointError, ConfigError
+from routecast.errors import CheckpointError, ConfigError, RoutingError
 from routecast.router.base import Router
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.group_prior import masked_brier
@@ -28,6 +31,7 @@ from routecast.router.inner_split import split_validation
 from routecast.router.registry import get_router_class, make_router, register_router
 from routecast.router.search_space import Categorical, Float, Int
 from routecast.router.tags import RouterTags
+from routecast.router.task_prior import TaskPriorRouter, task_labels
 
 PRIORS = ("cluster-prior", "task-prior")
 RESIDUALS = ("knn", "linear")
@@ -92,20 +96,28 @@ class PriorResidualRouter(Router):
         params = {"k": int(self.k)} if self.residual == "knn" else {"alpha": float(self.alpha)}
         return make_router(self.residual, encoder=self.encoder, **params)
 
+    @staticmethod
+    def _logged_base(prior: Router, log, X: np.ndarray) -> np.ndarray:
+        """The prior's prediction for prompts of a log: a task prior uses their logged task (the
+        residual is then what the prompt adds to its benchmark's mean), a cluster prior the
+        embedding."""
+        if isinstance(prior, TaskPriorRouter):
+            return prior.predict_quality_for_tasks(task_labels(log.meta[prior.column_]), embeddings=X)
+        return prior.predict_quality(embeddings=X)
+
     def _fit_parts(self, log, X) -> tuple[Router, Router]:
         prior = self._make("prior").fit(log, X)
-        base = prior.predict_quality(embeddings=X)
+        base = self._logged_base(prior, log, X)
         scores = log.scores
         target = np.where(np.isnan(scores), np.nan, to_unit(scores - base))
         residual = self._make("residual").fit(dataclasses.replace(log, scores=target), X)
         return prior, residual
 
-    @staticmethod
-    def _combine(prior: Router, residual: Router, X: np.ndarray, weight: float) -> np.ndarray:
-        base = prior.predict_quality(embeddings=X)
-        if weight == 0:
+    def _blend(self, base: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The prior's prediction ``base`` plus the blended residual of embeddings ``X``."""
+        if self.blend_ == 0:
             return base
-        return np.clip(base + weight * from_unit(residual.predict_quality(embeddings=X)), 0.0, 1.0)
+        return np.clip(base + self.blend_ * from_unit(self.residual_router_.predict_quality(embeddings=X)), 0.0, 1.0)
 
     def _fit(self, log, X):
         weights = self._check()
@@ -117,7 +129,7 @@ class PriorResidualRouter(Router):
                 raise ConfigError(f"prior-residual: {log.n_prompts} training prompts leave no internal "
                                   f"validation share (val_fraction={self.val_fraction}); give blend")
             prior, residual = self._fit_parts(log.subset(inner), X[inner])
-            base = prior.predict_quality(embeddings=X[held])
+            base = self._logged_base(prior, log.subset(held), X[held])
             delta = from_unit(residual.predict_quality(embeddings=X[held]))
             best = np.inf
             for w in weights:
@@ -130,7 +142,20 @@ class PriorResidualRouter(Router):
         self._record_parts()
 
     def _predict_quality(self, X, texts):
-        return self._combine(self.prior_router_, self.residual_router_, X, self.blend_)
+        return self._blend(self.prior_router_.predict_quality(embeddings=X), X)
+
+    def predict_quality_for_tasks(self, tasks: Sequence, texts: Sequence[str] | None = None, *,
+                                  embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Predicted quality when each prompt's task is known (``prior="task-prior"`` only): the
+        task's shrunk mean plus the blended residual, as in training; ``texts`` or
+        ``embeddings`` are needed for the residual."""
+        self._check_fitted()
+        if not isinstance(self.prior_router_, TaskPriorRouter):
+            raise RoutingError(f"prior-residual with prior={self.prior!r} takes no tasks; use predict_quality")
+        if texts is None and embeddings is None:
+            raise RoutingError("give texts or embeddings: the residual is predicted from the prompt")
+        X = self._embeddings_for(None if texts is None else list(texts), embeddings)
+        return self._blend(self.prior_router_.predict_quality_for_tasks(tasks, embeddings=X), X)
 
     # ------------------------------------------------------ serialisation
     def _record_parts(self) -> None:

@@ -21,6 +21,18 @@ CostRange = Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Pin 
                                                   "across runs (default: cheapest..most expensive single model).")]
 Strong = Annotated[Optional[str], typer.Option(help="Strong model of APGR/CPT (default: best mean quality).")]
 Weak = Annotated[Optional[str], typer.Option(help="Weak model of APGR/CPT (default: cheapest).")]
+# Lightning's distribution of the torch routers (mlp, finetuned-encoder); see routecast.router.distributed
+Devices = Annotated[int, typer.Option("--devices", help="Processes (or GPUs) per node for a Lightning router "
+                                      "(mlp, finetuned-encoder); >1 needs --strategy ddp or ddp_spawn.")]
+NumNodes = Annotated[int, typer.Option("--num-nodes", help="Machines taking part (Lightning; set NODE_RANK, "
+                                       "MASTER_ADDR, MASTER_PORT on each).")]
+Strategy = Annotated[str, typer.Option("--strategy", help="auto (one process), ddp (Lightning re-runs this "
+                                       "command per rank) or ddp_spawn (ranks are spawned).")]
+Accelerator = Annotated[str, typer.Option("--accelerator", help="cpu (gloo), gpu/cuda, mps or auto.")]
+
+
+def _distribution(devices: int, num_nodes: int, strategy: str, accelerator: str) -> dict:
+    return {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "accelerator": accelerator}
 Reference = Annotated[Optional[str], typer.Option(help="Pairwise logs: report win rates against this model "
                                                   "(default: the model with most wins).")]
 
@@ -56,10 +68,13 @@ def evaluate(
     use_logged_split: UseLoggedSplit = False,
     limit: Limit = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 200,
-    cascades: Annotated[str, typer.Option(help="Also compare cascades with these deferral rules: "
-                                          "ex-ante,ex-post,agreement (the last two need responses).")] = "",
+    skip: Annotated[Optional[str], typer.Option(help="With --routers all: routers to leave out "
+                                                "(comma-separated).")] = None,
+    cascades: Annotated[str, typer.Option(help="Also compare these cascade kinds, or 'all': ex-ante, ex-post, "
+                                          "agreement, cascade-routing, smoothie, majority-vote, best-of-n, "
+                                          "oracle-ensemble; kinds the data cannot run are listed with the reason.")] = "",
     ensembles: Annotated[bool, typer.Option("--ensembles/--no-ensembles", help="Also compare post-hoc ensembles "
-                                            "(oracle, majority vote, best-of-n).")] = False,
+                                            "(smoothie, majority vote, best-of-n, oracle).")] = False,
     cost_range: CostRange = None,
     strong: Strong = None,
     weak: Weak = None,
@@ -81,8 +96,11 @@ def evaluate(
                              cascades=split_names(cascades) or (), ensembles=ensembles,
                              cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
                              track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
-                             reference=reference)
+                             reference=reference, skip=skip)
     plot = "" if run.pairwise is not None else f"\nplot:   {run.out / 'cost_quality.png'}"
+    if run.experiment is not None:
+        for name, reason in run.experiment.skipped.items():
+            typer.echo(f"not run: {name}: {reason}")
     _print_run(run, footer=f"report: {run.report}{plot}")
 
 
@@ -107,22 +125,33 @@ def train(
     price_table: PriceTableFile = None,
     track: Track = True,
     tracking_uri: TrackingUri = None,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    strategy: Strategy = "auto",
+    accelerator: Accelerator = "cpu",
 ) -> None:
     """Train one router, calibrate it on validation, evaluate it on test, save a run folder.
 
     The run folder holds the router/ checkpoint, run.json, metrics.json, report.md and plots;
-    `routecast export RUN_DIR` then makes a servable checkpoint of it.
+    `routecast export RUN_DIR` then makes a servable checkpoint of it. With --strategy ddp only
+    rank 0 locks, writes and prints; the other ranks train their shard and exit quietly.
     """
+    from contextlib import nullcontext
+
     from routecast.atomic import out_lock
+    from routecast.router.distributed import is_rank_zero
     from routecast.training.runs import parse_cost_range, train_to_folder
 
-    with out_lock(out):  # a second `train` into the same --out fails at once instead of racing
+    writer = is_rank_zero()
+    with out_lock(out) if writer else nullcontext():  # a second `train` into the same --out fails at once
         run = train_to_folder(data, out=out, router=router, config=config, params=parse_params(param),
                               encoder=encoder, val=val, test=test, seed=seed, use_logged_split=use_logged_split,
                               limit=limit, cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
                               track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
-                              reference=reference)
-    _print_run(run, footer=f"run folder: {run.out}  (report: {run.report})")
+                              reference=reference,
+                              distribution=_distribution(devices, num_nodes, strategy, accelerator))
+    if writer:
+        _print_run(run, footer=f"run folder: {run.out}  (report: {run.report})")
 
 
 def routers() -> None:
@@ -173,6 +202,10 @@ def tune(
     price_table: PriceTableFile = None,
     track: Track = True,
     tracking_uri: TrackingUri = None,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    strategy: Strategy = "auto",
+    accelerator: Accelerator = "cpu",
 ) -> None:
     """Tune a router's hyperparameters with optuna on the validation split.
 
@@ -186,7 +219,8 @@ def tune(
                                          target=target, storage=storage, study=study, encoder=encoder, seed=seed,
                                          val=val, test=test, limit=limit, timeout=timeout,
                                          params=parse_params(param), track=track, tracking_uri=tracking_uri,
-                                         columns=column_map, prices=price_table)
+                                         columns=column_map, prices=price_table,
+                                         distribution=_distribution(devices, num_nodes, strategy, accelerator))
     print_table(**tune_table(result))
     typer.echo("\n".join(tune_footer(result, config_path)))
 

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
 
 from routecast.router.pipeline import Prepared, fit_router, split_embeddings
 
@@ -33,14 +32,25 @@ class Experiment:
     runs: dict[str, RouterRun] = field(default_factory=dict)
     result: Any = None
     embed_seconds: float = 0.0
+    #: policies that could not run on this data -> the reason (never silently dropped)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
-def parse_router_list(text: str) -> list[str]:
-    """``"knn,mlp, best-single"`` -> names, validated against the registry."""
+def parse_router_list(text: str, skip: str | None = None) -> list[str]:
+    """``"knn,mlp, best-single"`` -> names, validated against the registry. ``"all"`` is every
+    registered router except those in ``skip`` (comma-separated)."""
     from routecast.errors import ConfigError
     from routecast.router.registry import router_names
 
     names = [part.strip() for part in text.split(",") if part.strip()]
+    skipped = [part.strip() for part in (skip or "").split(",") if part.strip()]
+    unknown_skip = sorted(set(skipped) - set(router_names()))
+    if unknown_skip:
+        raise ConfigError(f"cannot skip unknown router(s) {', '.join(unknown_skip)}")
+    if names == ["all"]:
+        names = [n for n in router_names() if n not in skipped]
+    else:
+        names = [n for n in names if n not in skipped]
     if not names:
         raise ConfigError("no router given (routers, e.g. knn,mlp,best-single)")
     known = set(router_names())
@@ -55,16 +65,22 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                    seed: int = 0, extra_curves: Mapping[str, Any] | None = None,
                    progress: bool = True, calibrate: bool = True,
                    cost_range: tuple[float, float] | None = None, strong: str | None = None,
-                   weak: str | None = None) -> Experiment:
+                   weak: str | None = None, skip_failures: bool = False,
+                   skipped: Mapping[str, str] | None = None) -> Experiment:
     """Fit each router on the train split (calibrating on validation), sweep it on the test split
     and evaluate all curves together with the single models.
 
     ``cost_range``, ``strong`` and ``weak`` are passed to
-    :func:`routecast.router.evaluation.evaluate.evaluate` (AIQ range; APGR's pair)."""
+    :func:`routecast.router.evaluation.evaluate.evaluate` (AIQ range; APGR's pair). With
+    ``skip_failures`` a router that cannot run on this data (e.g. ``task-prior`` on a log without a
+    benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
+    run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run)."""
     from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
 
     params = dict(params or {})
-    experiment = Experiment(prepared)
+    from routecast.errors import RoutecastError
+
+    experiment = Experiment(prepared, skipped=dict(skipped or {}))
     needs_embeddings = any(_uses_prepared_encoder(name, params.get(name), prepared) for name in routers)
     if needs_embeddings:
         start = time.perf_counter()
@@ -76,7 +92,13 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     with _progress(progress, len(routers)) as step:
         for name in routers:
             step(f"fitting {name}")
-            router, seconds = fit_router(name, params.get(name), prepared)
+            try:
+                router, seconds = fit_router(name, params.get(name), prepared)
+            except RoutecastError as exc:
+                if not skip_failures:
+                    raise
+                experiment.skipped[name] = str(exc)
+                continue
             if calibrate and not router.evaluation_only and prepared.val.n_prompts:
                 _try_calibrate(router, prepared)
             test_X = split_embeddings(router, prepared, "test")
@@ -96,87 +118,9 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                            "embed_seconds": round(experiment.embed_seconds, 2),
                                            "n_train": prepared.train.n_prompts,
                                            "n_val": prepared.val.n_prompts,
-                                           "n_test": prepared.test.n_prompts})
+                                           "n_test": prepared.test.n_prompts,
+                                           **({"skipped": experiment.skipped} if experiment.skipped else {})})
     return experiment
-
-
-CASCADE_KINDS = ("ex-ante", "ex-post", "agreement")
-
-
-def cascade_curves(prepared: Prepared, kinds: list[str], *, router: str = "knn",
-                   ensembles: bool = True) -> dict[str, Any]:
-    """Cascades (c2) and post-hoc ensembles (c1) as curves on the same test prompts as the routers.
-
-    Each cascade is ordered by mean cost, learns its deferral scorer on train and its thresholds
-    on validation; ex-post and agreement deferral and majority vote / best-of-n need responses
-    and are skipped (with the reason recorded) on logs without them. Costs must be in the same
-    unit as the routers' (USD when the log has costs; otherwise the cascade is skipped).
-    """
-    from routecast.cascade.cascade import Cascade
-    from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.errors import ConfigError, RoutecastError
-    from routecast.router.evaluation.curves import realised_costs
-
-    unknown = [k for k in kinds if k not in CASCADE_KINDS]
-    if unknown:
-        raise ConfigError(f"unknown cascade deferral {unknown}; choose from {', '.join(CASCADE_KINDS)}")
-    train, val, test = (prepared.train.complete(), prepared.val.complete(), prepared.test.complete())
-    _, _, unit = realised_costs(test)
-    if np.isnan(prepared.log.costs).all():
-        # no USD anywhere: price every split on the relative scale the routers' curves use,
-        # derived once from the whole log so the three splits agree
-        scale = realised_costs(prepared.log.complete())[0][0]
-        train, val, test = (s.with_costs(np.broadcast_to(scale, s.costs.shape).copy()) for s in (train, val, test))
-    curves: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    has_responses = test.responses is not None and all(isinstance(r, str) for r in test.responses.reshape(-1))
-    pool = _efficient_models(train)
-    for kind in kinds:
-        label = f"cascade ({kind})"
-        try:
-            if len(pool) > 2:
-                from routecast.cascade.cascade import search_chains
-
-                cascade = search_chains(train, val, max_len=3, models=pool, deferral=kind, router=router,
-                                        encoder=prepared.encoder).best
-            else:
-                cascade = Cascade(chain=pool, deferral=kind, router=router, encoder=prepared.encoder)
-                cascade.fit(train, val)
-            curves[label] = cascade.curve(test).to_curve(label, test, cost_unit=unit)
-        except RoutecastError as exc:
-            skipped[label] = str(exc)
-    if ensembles:
-        curves["oracle-ensemble"] = oracle_ensemble(test).to_curve(test, cost_unit=unit)
-        if has_responses:
-            curves["majority-vote"] = majority_vote(test).to_curve(test, cost_unit=unit)
-            scorer = None
-            try:
-                from routecast.cascade.answer_scorer import AnswerScorer
-
-                scorer = AnswerScorer(encoder=prepared.encoder).fit(train)
-                curves["best-of-n"] = best_of_n(test, scorer).to_curve(test, cost_unit=unit)
-            except RoutecastError as exc:
-                skipped["best-of-n"] = str(exc)
-        else:
-            skipped["majority-vote / best-of-n"] = "the log has no response for every model"
-    for curve in curves.values():
-        curve.meta = {**(curve.meta or {}), "skipped": skipped} if skipped else curve.meta
-    return curves
-
-
-def _efficient_models(log, max_models: int = 6) -> list[str]:
-    """Models on the cost-quality frontier of the training split (no other model is both
-    cheaper and better): the only sensible cascade stages. At most ``max_models``, keeping the
-    best, so chain search stays bounded on logs with dozens of models."""
-    cost, quality = log.mean_costs(), log.mean_scores()
-    order = sorted(range(log.n_models), key=lambda j: (cost[j], -quality[j]))
-    frontier, best = [], -np.inf
-    for j in order:
-        if quality[j] > best:
-            frontier.append(j)
-            best = quality[j]
-    frontier = frontier[-max_models:]
-    return [log.models[j] for j in frontier]
 
 
 def _uses_prepared_encoder(name, params, prepared) -> bool:

@@ -134,18 +134,22 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
                        ensembles: bool = False, cost_range: Optional[tuple[float, float]] = None,
                        strong: Optional[str] = None, weak: Optional[str] = None,
                        track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
-                       reference: Optional[str] = None) -> RunOutput:
-    """Fit several routers (comma-separated ``routers``; plus ``cascades`` and ``ensembles``) on
-    train and compare them on test; writes metrics.json, report.md and plots into ``out``.
+                       reference: Optional[str] = None, skip: Optional[str] = None) -> RunOutput:
+    """Fit several routers (comma-separated ``routers``, or ``"all"`` minus ``skip``; plus
+    ``cascades`` - kinds or ``"all"`` - and ``ensembles``) on train and compare them on test;
+    writes metrics.json, report.md and plots into ``out``. Policies the data cannot run are listed
+    in ``experiment.skipped`` with the reason.
 
     ``columns`` (a column mapping) and ``prices`` (a price table) go to :func:`prepare`. On a
     pairwise log the routers are compared by win rate against ``reference`` (default: the model
     with most wins) with bootstrap intervals, per lam point (see
     :mod:`routecast.router.evaluation.pairwise`); cascades and ensembles need outcomes."""
     from routecast.router.pipeline import prepare
-    from routecast.training.experiment import cascade_curves, parse_router_list, run_experiment
+    from routecast.cascade.kinds import ENSEMBLE_KINDS, parse_kinds
+    from routecast.cascade.suite import cascade_curves
+    from routecast.training.experiment import parse_router_list, run_experiment
 
-    names = parse_router_list(routers)
+    names = parse_router_list(routers, skip)
     _check_tracking(track, tracking_uri)
     out = Path(out)
     prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
@@ -161,10 +165,13 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
                params={"data": data, "routers": routers, "encoder": encoder, "seed": seed,
                        "reference": evaluation.reference}, out=out)
         return RunOutput(None, out, report, pairwise=evaluation)
-    kinds = list(cascades)
-    extra = cascade_curves(prepared, kinds, ensembles=ensembles) if (kinds or ensembles) else None
+    kinds = parse_kinds(list(cascades))
+    if ensembles:
+        kinds += [k for k in ENSEMBLE_KINDS if k not in kinds]
+    extra, skipped = cascade_curves(prepared, kinds) if kinds else ({}, {})
     experiment = run_experiment(prepared, names, n_boot=n_boot, seed=seed, extra_curves=extra,
-                                cost_range=cost_range, strong=strong, weak=weak)
+                                cost_range=cost_range, strong=strong, weak=weak,
+                                skip_failures=routers.strip() == "all", skipped=skipped)
     report = _write_report(experiment, out, title=f"routecast evaluate: {data}")
     _track("evaluate", enabled=track, tracking_uri=tracking_uri,
            params={"data": data, "routers": routers, "encoder": encoder, "seed": seed}, out=out)
@@ -199,20 +206,29 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
                     cost_range: Optional[tuple[float, float]] = None, strong: Optional[str] = None,
                     weak: Optional[str] = None, track: bool = True,
                     tracking_uri: Optional[str] = None, columns=None, prices=None,
-                    reference: Optional[str] = None) -> RunOutput:
+                    reference: Optional[str] = None,
+                    distribution: Optional[Mapping[str, Any]] = None) -> RunOutput:
     """Train one router, calibrate it on validation, evaluate it on test and write a run folder:
     router/ checkpoint, run.json, metrics.json, report.md, plots (``routecast export`` reads it).
 
     ``columns`` and ``prices`` go to :func:`prepare` and into run.json (``calibrate`` rebuilds the
     splits from it). A pairwise log trains a router that learns from pairs and reports its win
-    rate against ``reference`` (see :func:`evaluate_to_folder`)."""
+    rate against ``reference`` (see :func:`evaluate_to_folder`).
+
+    ``distribution`` (accelerator, devices, num_nodes, strategy) trains a Lightning router with
+    DDP (:mod:`routecast.router.distributed`). Only global rank 0 writes the folder and the MLflow
+    run: a rank > 0 (Lightning's ``ddp`` re-runs this command once per extra rank, and on every
+    node) trains its shard and returns with ``report`` None, having written nothing."""
     from routecast.atomic import write_json
     from routecast.router.checkpoint import save_checkpoint
+    from routecast.router.distributed import distribution_params, is_rank_zero
     from routecast.router.pipeline import prepare, router_params
     from routecast.training.experiment import run_experiment
 
     router, params = resolve_router(router, config, params or {})
-    _check_tracking(track, tracking_uri)
+    params = {**params, **distribution_params(router, distribution)}
+    writer = is_rank_zero()
+    _check_tracking(track and writer, tracking_uri)
     out = Path(out)
     prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
@@ -224,6 +240,8 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
                                            n_boot=200, seed=seed)
         fitted_router, seconds = fitted[router]
+        if not writer:
+            return RunOutput(None, out, None, pairwise=evaluation)
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(fitted_router, out / "router")
         report = write_pairwise_report(evaluation, out, title=f"routecast train: {router} on {data} (pairwise)")
@@ -237,6 +255,8 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
                                 cost_range=cost_range, strong=strong, weak=weak)
     run = experiment.runs[router]
+    if not writer:
+        return RunOutput(experiment, out, None)
     out.mkdir(parents=True, exist_ok=True)
     if not run.router.evaluation_only:
         save_checkpoint(run.router, out / "router")
@@ -272,13 +292,18 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
                    storage: Optional[str] = None, study: Optional[str] = None, encoder: str = DEFAULT_ENCODER,
                    seed: int = 0, val: float = 0.1, test: float = 0.2, limit: Optional[int] = None,
                    timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
-                   track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None):
+                   track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
+                   distribution: Optional[Mapping[str, Any]] = None):
     """Tune ``router`` with optuna on the validation split; writes OUT/best_config.json (for
     ``train``'s ``config``) and OUT/tune.json. Returns (TuneResult, path of best_config.json).
 
     ``out`` defaults to runs/tune-ROUTER and ``storage`` to sqlite:///OUT/optuna.db (resumable);
     ``params`` are fixed hyperparameters the search does not touch; ``columns`` and ``prices``
     go to :func:`prepare`. Tuning needs an outcome log (its objectives are cost-quality curves).
+    ``distribution`` trains every trial with DDP; with several processes it must use strategy
+    ``ddp_spawn`` (each trial starts its own Trainer; ``ddp`` would re-run the whole command per
+    trial), and trials are then not pruned (the pruning callback holds the study, which cannot
+    travel to spawned ranks).
     """
     from routecast.atomic import write_json
     from routecast.jsonable import to_jsonable
@@ -287,8 +312,15 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
     from routecast.training.tracking import Tracker
     from routecast.training.tune import objective_direction, save_router_config, tune
 
+    from routecast.router.distributed import TRAINER_DEFAULTS, distribution_params, world_size
+
     objective_direction(objective)  # fail on a typo before any work
-    fixed = dict(params or {})
+    distributed = distribution_params(router, distribution)
+    options = {**TRAINER_DEFAULTS, **distributed}
+    if world_size(options) > 1 and options["strategy"] != "ddp_spawn":
+        raise ConfigError(f"tuning with devices={options['devices']}, num_nodes={options['num_nodes']} needs "
+                          f"strategy 'ddp_spawn' (each trial starts its own Trainer), got {options['strategy']!r}")
+    fixed = {**(params or {}), **distributed}
     check_router_params(router, fixed)
     out = Path(out) if out is not None else Path("runs") / f"tune-{router}"
     default_storage = storage is None
@@ -303,7 +335,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
         prepared.require_outcomes("tuning")
         result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
                       storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,
-                      timeout=timeout, fixed_params=fixed)
+                      timeout=timeout, fixed_params=fixed, prune=not distributed)
         config_path = save_router_config(out / "best_config.json", result)
         write_json(out / "tune.json", to_jsonable(result.to_dict()))
         if tracker.enabled:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests._support.fake_backend import free_port
+from tests._support.processes import server_process
 
 pytestmark = pytest.mark.slow
 
@@ -41,38 +39,13 @@ def test_mlflow_ui_lists_the_run_routecast_logged(tmp_path):
     mlflow_exe = Path(sys.executable).with_name("mlflow")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen([str(mlflow_exe), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    command = [str(mlflow_exe), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow ui exited with {server.returncode}: {server.stdout.read()[-2000:]!r}")
-            try:
-                if httpx.get(f"{base}/health", timeout=3).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow ui did not answer /health within {STARTUP_TIMEOUT} s")
-            time.sleep(1)
+    with server_process(command, base, startup_timeout=STARTUP_TIMEOUT, env=env, cwd=tmp_path):
         found = httpx.post(f"{base}/api/2.0/mlflow/runs/search",
                            json={"experiment_ids": [tracker.experiment_id], "max_results": 10}, timeout=60)
         page = httpx.get(f"{base}/", timeout=60)
-    finally:
-        # mlflow ui runs uvicorn and a job runner as children: stop the whole session it leads
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(server.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            server.wait(timeout=10)
-        server.stdout.close()
     assert found.status_code == 200, found.text
     runs = found.json()["runs"]
     assert [r["info"]["run_id"] for r in runs] == [tracker.run_id]

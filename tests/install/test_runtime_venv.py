@@ -1,8 +1,8 @@
 """The lean runtime install: ``pip install routecast`` (base dependencies only) serves a checkpoint.
 
 A fresh virtual environment gets routecast's base dependencies and nothing else (no ``[train]``).
-A checkpoint is made here, in the full environment (a static-encoder linear router on built-in
-data), then the runtime environment must
+A checkpoint is made here, in the full environment (a static-encoder linear router on a real
+slice of built-in data), then the runtime environment must
 
 * not be able to import torch, Lightning, optuna, mlflow, sentence-transformers, matplotlib,
   pandas, scikit-learn or scipy;
@@ -25,10 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests._support.fake_backend import free_port
 from tests._support.paths import REPO
+from tests._support.processes import server_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.minilm]
 
@@ -92,14 +94,28 @@ def runtime_venv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A static-encoder linear router on part of llmrouter_9models, saved with save_pretrained."""
-    from routecast.data import load_log, split_log
-    from routecast.router.registry import make_router
+    """A static-encoder linear router on a real slice of llmrouter_9models, saved with save_pretrained.
 
-    train, _val, test = split_log(load_log("llmrouter_9models"), seed=0)
-    router = make_router("linear", encoder="static").fit(train)
+    The static encoder is distilled from the bundled MiniLM for the tokens of these prompts only
+    (seconds, not the minutes of the full vocabulary); it ships inside the checkpoint either way.
+    """
+    from tokenizers import Tokenizer
+
+    from routecast.router.encoders.sentence_transformer import bundled_minilm_path
+    from routecast.router.encoders.static import distill_static
+    from routecast.router.registry import make_router
+    from tests._support.serving import real_small_log
+
+    log = real_small_log(160)
+    train, held_out = log.subset(np.arange(150)), log.subset(np.arange(150, 160))
+    prompts = [str(p) for p in held_out.prompts[:6]]
+    tokenizer = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    ids = sorted({i for e in tokenizer.encode_batch([str(p) for p in log.prompts], add_special_tokens=False)
+                  for i in e.ids})
+    folder = distill_static(None, tmp_path_factory.mktemp("static") / "enc", dim=64, token_ids=ids, progress=False)
+    router = make_router("linear", encoder=f"static:{folder}").fit(train)
     path = router.save_pretrained(tmp_path_factory.mktemp("ckpt") / "linear")
-    prompts = [str(p) for p in test.prompts[:6]]
     return {"path": path, "prompts": prompts, "router": router}
 
 
@@ -151,33 +167,12 @@ def test_runtime_venv_routes_and_serves_like_the_full_install(runtime_venv, chec
 
     # routecast serve in the runtime venv, one /v1/route request
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     env = _clean_env()
     env.update(cache)
-    server = subprocess.Popen([str(venv / "bin" / "routecast"), "serve", ckpt, "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"routecast serve exited with {server.returncode}: {server.stdout.read()[-2000:]!r}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("routecast serve did not answer /health within 90 s")
-            time.sleep(0.5)
-        reply = httpx.post(f"http://127.0.0.1:{port}/v1/route", json={"prompts": prompts, "lam": LAM}, timeout=30)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        server.stdout.close()
+    command = [str(venv / "bin" / "routecast"), "serve", ckpt, "--host", "127.0.0.1", "--port", str(port)]
+    with server_process(command, base, startup_timeout=90, env=env):
+        reply = httpx.post(f"{base}/v1/route", json={"prompts": prompts, "lam": LAM}, timeout=30)
     assert reply.status_code == 200, reply.text
     decisions = reply.json()["decisions"]
     assert [d["model"] for d in decisions] == [d["model"] for d in expected]

@@ -167,9 +167,12 @@ def test_sklearn_clone_gives_an_unfitted_copy(name, fitted):
 # --------------------------------------------------------------------------- fit, predict, route
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_predict_route(name, fitted, small_split):
-    train, test = small_split
+    _, test = small_split
     router = fitted(name)
-    assert router.models_ == tuple(test.models)
+    if router_tags(router).needs_preferences:  # pairs name their models in their own order
+        assert set(router.models_) == set(test.models)
+    else:
+        assert router.models_ == tuple(test.models)
     texts = list(test.prompts)
     quality = router.predict_quality(texts)
     assert quality.shape == (test.n_prompts, test.n_models)

@@ -157,6 +157,23 @@ def test_prior_residual_with_zero_blend_is_the_prior(small_split):
         _fit("prior-residual", train, residual="forest")
 
 
+def test_prior_residual_given_tasks_adds_the_residual_to_the_task_mean(small_split):
+    train, test = small_split
+    texts, tasks = list(test.prompts), list(test.meta["benchmark"].astype(str))
+    prior = _fit("task-prior", train)
+    zero = _fit("prior-residual", train, blend=0.0)
+    np.testing.assert_allclose(zero.predict_quality_for_tasks(tasks, texts),
+                               prior.predict_quality_for_tasks(tasks, texts), atol=1e-12)
+    # with blend 1 the prediction is the task mean plus the kNN residual (learned against each
+    # training prompt's logged task), which moves it off the task mean
+    full = _fit("prior-residual", train, blend=1.0)
+    given = full.predict_quality_for_tasks(tasks, texts)
+    assert given.shape == (test.n_prompts, test.n_models)
+    assert not np.allclose(given, prior.predict_quality_for_tasks(tasks, texts))
+    with pytest.raises(RoutingError, match="takes no tasks"):
+        _fit("prior-residual", train, prior="cluster-prior", blend=0.0).predict_quality_for_tasks(tasks, texts)
+
+
 # ------------------------------------------------------------------------- irt
 def _planted_irt_log(n=1500, dim=16, seed=0):
     """Synthetic outcomes from a 1-D IRT model: ability order 0 < 1 < 2 < 3, difficulty linear in X."""

@@ -35,6 +35,7 @@ from routecast.jsonable import finite_or_none as _num
 from routecast.jsonable import to_jsonable
 from routecast.router.evaluation import metrics
 from routecast.router.evaluation.curves import USD, Curve, realised_costs
+from routecast.router.evaluation.predictability import predictability
 from routecast.router.policy import pair_share_curve, strong_weak, sweep
 
 __all__ = ["Curve", "sweep_router", "single_model_curves", "evaluate", "single_model_cost_range",
@@ -91,6 +92,9 @@ def sweep_router(router, test_log, *, embeddings: np.ndarray | None = None,
     info = {"strong_index": strong, "n_dropped": int((~mask).sum()),
             # batch prediction time (embeddings excluded when given): not single-query latency
             "batch_predict_us_per_query": 1e6 * predict_seconds / max(log.n_prompts, 1)}
+    column = next((c for c in ("benchmark", "task") if c in log.meta.columns), None)
+    groups = None if column is None else log.meta[column].astype(str).to_numpy()
+    info["predictability"] = predictability(quality, log.scores, log.models, groups)
     info.update(meta or {})
     curve = Curve.from_choices(label or router.name or type(router).__name__, log.models, grid, choices,
                               unit_costs, log.scores.copy(), strong=strong,

@@ -111,6 +111,34 @@ def per_benchmark_markdown(result) -> str:
     return "\n".join(lines)
 
 
+def predictability_markdown(result) -> str:
+    """AUC / Brier of predicted success per benchmark and model: the best learned router next to
+    the prior it is compared with (an AUC near 0.5 within a benchmark = no per-prompt signal)."""
+    learned = [r for r in result.leaderboard() if r["family"] == "a1"]
+    if not learned:
+        return ""
+    best = learned[0]["label"]
+    prior = result.routers[best].prior
+    mine = result.routers[best].meta.get("predictability") or []
+    theirs = {(r["benchmark"], r["model"]): r for r in
+              (result.routers[prior].meta.get("predictability") or [] if prior else [])}
+    if not mine:
+        return ""
+    head = f"| benchmark | model | prompts | AUC {best} | Brier {best} |"
+    sep = "|---|---|---:|---:|---:|"
+    if prior:
+        head += f" AUC {prior} | Brier {prior} |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for row in mine:
+        cells = [row["benchmark"], row["model"], str(row["n_prompts"]), _f(row["auc"], 3), _f(row["brier"], 3)]
+        if prior:
+            other = theirs.get((row["benchmark"], row["model"]), {})
+            cells += [_f(other.get("auc"), 3), _f(other.get("brier"), 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _pct(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -158,6 +186,16 @@ def write_report(result, out_dir, *, title: str,
         parts.append(f"| {name} | {_cost(v['cost'])} | {_f(v['quality'])} |")
     parts += ["", "## Plots", "", "![cost vs quality](cost_quality.png)", "",
               "![call shares](call_shares.png)", ""]
+    predictable = predictability_markdown(result)
+    if predictable:
+        parts += ["## Predictability per benchmark and model", "",
+                  "AUC of the predicted quality against success (score >= 0.5) within each benchmark, and the "
+                  "Brier score; a lookup table per benchmark has AUC 0.5 inside it.", "", predictable, ""]
+    skipped = result.metadata.get("skipped") or {}
+    if skipped:
+        parts += ["## Not run", "", "| policy | reason |", "|---|---|"]
+        parts += [f"| {name} | {str(reason).replace('|', '/')} |" for name, reason in sorted(skipped.items())]
+        parts.append("")
     for heading, body in (extra_sections or {}).items():
         parts += [f"## {heading}", "", body.rstrip(), ""]
     path = out / "report.md"
