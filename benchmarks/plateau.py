@@ -264,7 +264,8 @@ def markdown(results: list[dict], encoder: str) -> str:
             pr, pp = r["predictability"][br], r["predictability"][bp]
             lines += [f"Per benchmark (test): AIQ on the dataset's cost range, and predictability: mean over models "
                       f"of the within-benchmark AUC of predicted quality vs success (0.5 = no per-prompt signal; a "
-                      f"task prior given the benchmark is 0.5 by construction) and mean Brier.", "",
+                      f"task prior given this same column is 0.5 by construction, one on a finer column such "
+                      f"as routellm's MMLU subjects is not) and mean Brier.", "",
                       f"| benchmark | n | AIQ {br} | AIQ {bp} | mean AUC {br} | mean AUC {bp} | Brier {br} | "
                       f"Brier {bp} | most predictable model ({br}, AUC) |", "|---|---|---|---|---|---|---|---|---|"]
             for row, a, b in zip(r["per_benchmark"], pr, pp):
@@ -290,13 +291,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one short config per router (smoke run)")
     parser.add_argument("--out", default=str(HERE / "results" / "plateau"))
-    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument("--merge", default="", help="comma-separated result .json files (e.g. one per dataset, "
+                        "run in parallel): write them as one --out")
     args = parser.parse_args()
     from routecast.atomic import write_json, write_text
 
-    if args.markdown_only:
-        saved = json.loads(Path(args.out + ".json").read_text())
-        write_text(args.out + ".md", markdown(saved["datasets"], saved["encoder"]))
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge.split(",") if p.strip()]
+        settings = {(p["encoder"], p["limit"], p["seed"], p["quick"]) for p in parts}
+        if len(settings) != 1:
+            parser.error(f"the files were run with different settings: {sorted(settings)}")
+        payload = {**{k: parts[0][k] for k in ("encoder", "limit", "seed", "quick")},
+                   "datasets": [d for p in parts for d in p["datasets"]]}
+        write_json(args.out + ".json", payload)
+        write_text(args.out + ".md", markdown(payload["datasets"], payload["encoder"]))
         return
     labels = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in labels if d not in DATASETS]

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "serving": [],
     "leaderboard": [],
     "cascades": [],
+    "pairwise": [],
     "tune_mlp": [],
 }
 

@@ -66,7 +66,9 @@ def test_evaluate_train_export_route(tmp_path):
          "--limit", 400, "--out", run_dir, "--no-track"], tmp_path)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["router"] == "knn" and info["params"]["k"] == 15
-    assert (run_dir / "router" / "manifest.json").exists()
+    manifest = json.loads((run_dir / "router" / "manifest.json").read_text())
+    assert "config.json" in manifest["files"]
+    assert all(len(entry["sha256"]) == 64 and entry["size"] > 0 for entry in manifest["files"].values())
 
     ckpt = tmp_path / "ckpt"
     run(["export", run_dir, "--out", ckpt], tmp_path)

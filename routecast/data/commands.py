@@ -52,7 +52,22 @@ def datasets() -> None:
     print_table(**builtin_table())
 
 
+def from_decisions(
+    decision_log: Annotated[str, typer.Argument(metavar="DECISION_LOG", help="The server's decision log "
+                                                "(serve --decision-log PATH --log-text).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Bandit outcome log to write (.jsonl/.csv/.parquet).")],
+) -> None:
+    """Turn a decision log into an outcome log in which only the chosen cells are observed
+    (bandit feedback), with each decision's propensity; train on it with `routecast train --data`."""
+    from routecast.data.decision_log import write_bandit_log
+
+    done = write_bandit_log(decision_log, out)
+    typer.echo(f"wrote {done['n_requests']} scored decisions ({len(done['models'])} models, mean propensity "
+               f"{done['mean_propensity']:.3f}) -> {out}")
+
+
 from routecast.data.collect_commands import collect, score  # noqa: E402 - typer-only module
 
 #: command name -> function ("data inspect": command inspect in the data group); registered by routecast/cli.py
-COMMANDS = {"datasets": datasets, "data inspect": inspect, "collect": collect, "score": score}
+COMMANDS = {"datasets": datasets, "data inspect": inspect, "data from-decisions": from_decisions, "collect": collect,
+            "score": score}

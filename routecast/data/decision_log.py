@@ -31,7 +31,7 @@ import numpy as np
 
 from routecast.errors import DataError
 
-__all__ = ["DecisionLog", "text_hash", "outcome_log_from_decisions", "FEEDBACK_SOURCES"]
+__all__ = ["DecisionLog", "text_hash", "outcome_log_from_decisions", "write_bandit_log", "FEEDBACK_SOURCES"]
 
 FEEDBACK_SOURCES = ("api", "import", "judge", "thumbs", "test")
 
@@ -325,3 +325,16 @@ def outcome_log_from_decisions(log: DecisionLog | str | os.PathLike, *, models: 
     return OutcomeLog(prompt_ids=np.asarray(meta["request_id"], dtype=object),
                       prompts=np.asarray([r["text"] for r in rows], dtype=object), models=tuple(names),
                       scores=scores, costs=costs, meta=frame, source=str(store.path))
+
+
+def write_bandit_log(log: DecisionLog | str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
+    """Write :func:`outcome_log_from_decisions` as a long-format log (``.jsonl`` / ``.csv`` /
+    ``.parquet``, atomically): one row per scored decision, its chosen cell only, with the
+    ``propensity`` column that propensity-weighted training and off-policy evaluation read."""
+    from routecast.data.collect import write_records
+
+    bandit = outcome_log_from_decisions(log)
+    frame = bandit.to_long()
+    write_records(Path(out), frame.to_dict("records"))
+    return {"n_requests": bandit.n_prompts, "models": list(bandit.models), "out": str(out),
+            "mean_propensity": float(np.mean(bandit.meta["propensity"].to_numpy(dtype=float)))}

@@ -35,6 +35,16 @@ from routecast.errors import ConfigError, DataError, MissingExtraError
 
 RAY_EXTRA_INSTALL = "pip install 'routecast[ray]'"
 INPUT_SUFFIXES = (".parquet", ".jsonl")
+#: reads and writes take no CPU slot: the actors hold every CPU (one each), and an I/O task waiting
+#: for a CPU an actor holds would deadlock the pipeline
+IO_TASK = {"num_cpus": 0}
+
+
+def actor_pool(ray, workers: int | None):
+    """``workers`` actors, or an autoscaling pool of 1 to the cluster's CPUs."""
+    if workers is not None:
+        return ray.data.ActorPoolStrategy(size=workers)
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("CPU", 1))))
 #: seconds a ``host:port`` Ray address gets to accept a TCP connection
 PROBE_SECONDS = 5.0
 
@@ -101,9 +111,10 @@ def read_prompts(ray, path: str | os.PathLike):
     files = input_files(path)
     names = [str(p) for p in files]
     if files[0].suffix == ".parquet":
-        dataset = ray.data.read_parquet(names, columns=["id", "prompt"] if _has_columns(files[0]) else None)
+        dataset = ray.data.read_parquet(names, columns=["id", "prompt"] if _has_columns(files[0]) else None,
+                                        num_cpus=0)
     else:
-        dataset = ray.data.read_json(names, lines=True)
+        dataset = ray.data.read_json(names, lines=True, num_cpus=0)
     columns = set(dataset.schema().names)
     missing = [c for c in ("id", "prompt") if c not in columns]
     if missing:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from routecast.errors import NotFittedError, RoutingError
+from routecast.router.tags import DEFAULT_TAGS, RouterTags
 from routecast.router.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
                                      decide, strong_weak, sweep)
 
@@ -99,6 +100,8 @@ class Router(ABC):
     search_space: ClassVar[dict[str, Any]] = {}
     #: evaluation-only routers (the oracle) are never exported or served
     evaluation_only: ClassVar[bool] = False
+    #: what the contract test may not check on this router, and why (routecast.router.tags)
+    tags: ClassVar[RouterTags] = DEFAULT_TAGS
 
     # ----------------------------------------------------------- parameters
     @classmethod

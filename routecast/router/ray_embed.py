@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from routecast.data.ray_engine import check_rows, complete_folder, concurrency, connect, read_prompts
+from routecast.data.ray_engine import (IO_TASK, actor_pool, check_rows, complete_folder, concurrency, connect,
+                                      read_prompts)
 
 
 class EmbedActor:
@@ -36,20 +37,22 @@ class EmbedActor:
 
 def embed_with_ray(input_path: str | os.PathLike, out: str | os.PathLike, *, encoder: str,
                    workers: int | None = None, ray_address: str | None = None, batch_size: int = 256,
-                   block_rows: int = 4096, actor: type = EmbedActor) -> dict[str, Any]:
+                   block_rows: int = 4096, actor: type = EmbedActor,
+                   actor_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Embed ``input_path`` into ``out`` on Ray; ``workers`` actors of 1 CPU each (default: an
     autoscaling pool of 1 to the cluster's CPUs). ``actor`` is the class run per block (a subclass
-    can add behaviour, e.g. a test's injected crash)."""
+    can add behaviour, e.g. a test's injected crash; ``actor_kwargs`` are its extra constructor arguments)."""
     concurrency(workers)
     ray = connect(ray_address)
     dataset = read_prompts(ray, input_path)
     expected = dataset.count()
-    pool = workers if workers is not None else (1, max(1, int(ray.cluster_resources().get("CPU", 1))))
-    embedded = dataset.map_batches(actor, fn_constructor_kwargs={"encoder": encoder, "batch_size": batch_size},
-                                   batch_format="pyarrow", batch_size=block_rows, concurrency=pool, num_cpus=1)
+    embedded = dataset.map_batches(actor, fn_constructor_kwargs={"encoder": encoder, "batch_size": batch_size,
+                                                          **(actor_kwargs or {})},
+                                   batch_format="pyarrow", batch_size=block_rows, compute=actor_pool(ray, workers),
+                                   num_cpus=1)
     out = Path(out)
     with complete_folder(out) as temp:
-        embedded.write_parquet(str(temp))
+        embedded.write_parquet(str(temp), ray_remote_args=IO_TASK)
         checked = check_rows(temp, expected)
         files = len(list(temp.glob("*.parquet")))
     return {"rows": checked["rows"], "files": files, "duplicates_dropped": checked["duplicates_dropped"],

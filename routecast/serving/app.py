@@ -32,8 +32,8 @@ from fastapi import FastAPI, Request
 
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, load_backends, redact
-from routecast.serving.endpoints import chat, info, route
-from routecast.serving.endpoints.chat import conversation_text
+from routecast.serving.conversations import ConversationMemory
+from routecast.serving.endpoints import chat, feedback, info, route
 from routecast.serving.guard.auth import ApiKeys
 from routecast.serving.guard.gate import Gate
 from routecast.serving.guard.key_limits import KeyLimits
@@ -45,8 +45,9 @@ from routecast.serving.proxy import ChatProxy
 from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
 from routecast.serving.state import ROUTER_ALIASES, ServerState
+from routecast.serving.store import LimitStore, open_store
 
-__all__ = ["create_app", "ServerSettings", "ApiError", "conversation_text", "UVICORN_OPTIONS", "uvicorn_options",
+__all__ = ["create_app", "ServerSettings", "ApiError", "UVICORN_OPTIONS", "uvicorn_options",
            "ROUTER_ALIASES", "RouteKnobs", "RouteRequest"]
 
 #: how uvicorn runs the app (``routecast serve`` and the tests' servers): the C HTTP parser (1.3x the
@@ -65,20 +66,34 @@ def uvicorn_options(settings: ServerSettings | dict | None = None) -> dict[str, 
 def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *,
                backends: str | os.PathLike | dict | None = None,
                backends_config: str | os.PathLike | dict | None = None,
-               api_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None) -> FastAPI:
+               api_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
+               decision_log: str | os.PathLike | None = None, log_text: bool = False,
+               price_table: "str | os.PathLike | dict | None" = None,
+               store: "LimitStore | str | None" = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime` or a checkpoint folder.
 
     A checkpoint is verified and loaded when the app starts (lifespan); the backends file, the
     settings and the keys are checked now, so a typo fails before the port is bound.
     ``backends_config`` is the older name of ``backends``. ``api_keys``: an :class:`ApiKeys`, a
     keys file, or an iterable of keys / ``sha256:<hex>`` entries; None serves without keys.
+    ``decision_log``: a SQLite file that gets one record per routed request
+    (routecast.data.decision_log; the routing text itself only with ``log_text``) and enables
+    ``POST /v1/feedback``. ``price_table``: ``{model: [usd_per_mtok_in, usd_per_mtok_out]}`` (or a
+    JSON/YAML file of it) that turns a backend's token usage into the realised cost.
+    ``store``: where per-key rate limits and budgets live (routecast.serving.store.open_store:
+    ``memory`` (default), ``sqlite:///PATH``, ``redis://HOST:PORT/DB``), shared by server processes.
     """
     settings = ServerSettings.from_any(settings)
     backend_map: dict[str, Backend] = load_backends(backends if backends is not None else backends_config)
     keys = _api_keys(api_keys)
     metrics = ServerMetrics()
     state = ServerState(settings=settings, backends=backend_map, metrics=metrics,
-                        limits=KeyLimits.from_settings(settings))
+                        limits=KeyLimits.from_settings(settings, open_store(store)),
+                        conversations=ConversationMemory(settings.sticky_conversations))
+    if price_table is not None:
+        from routecast.data.costs import PriceTable
+
+        state.prices = PriceTable.coerce(price_table)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,7 +102,15 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
             from routecast.serving.runtime import load
 
             runtime = await anyio.to_thread.run_sync(load, runtime_or_path)
+        if settings.default_operating_point is not None:
+            runtime.router.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.runtime = runtime
+        if decision_log is not None:
+            from routecast.data.decision_log import DecisionLog
+            from routecast.serving.decision_writer import DecisionWriter
+
+            log = await anyio.to_thread.run_sync(lambda: DecisionLog(decision_log, store_text=log_text))
+            state.writer = DecisionWriter(log)
         if settings.micro_batch:
             encoder = getattr(runtime, "encoder", None)
             state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
@@ -105,11 +128,13 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
             if state.batcher is not None:
                 await state.batcher.aclose()
             await client.aclose()
+            if state.writer is not None:
+                await anyio.to_thread.run_sync(state.writer.close)
 
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="routecast", lifespan=lifespan, **docs)
     app.state.server = state
-    for endpoints in (route, chat, info):
+    for endpoints in (route, chat, feedback, info):
         app.include_router(endpoints.router)
     app.add_exception_handler(ApiError, _answer_api_error)
     public = {"/health"} | ({"/metrics"} if settings.public_metrics else set())

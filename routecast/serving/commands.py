@@ -12,12 +12,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import Out
+from routecast.cli_options import Encoder, Out
+from routecast.router.encoders.default import DEFAULT_ENCODER
 
 Checkpoint = Annotated[Path, typer.Argument(help="Exported checkpoint folder.")]
 TrustedKey = Annotated[Optional[Path], typer.Option(
     "--trusted-key", help="Ed25519 public key (PEM, from `routecast keygen`): the checkpoint's manifest.sig "
     "must verify against it. Without it or --expect-sha256 a checkpoint is integrity-checked, not authenticated.")]
+Engine = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (Ray Data actors on the "
+                                      "cluster of --ray-address; needs routecast[ray]).")]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help="Ray cluster to use "
+                                                   "(host:port, ray://host:port or auto; default: $RAY_ADDRESS, "
+                                                   "else a new local cluster).")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (local) or actors "
+                                                "(ray) [local: 1; ray: up to the cluster's CPUs].")]
 ExpectSha256 = Annotated[Optional[str], typer.Option(
     "--expect-sha256", metavar="HEX", help="Pinned sha256 of the checkpoint's manifest.json (printed by "
     "`routecast export`); any other checkpoint is refused.")]
@@ -43,8 +51,28 @@ def route(
                                                    "lines (refused by default).")] = False,
     trusted_key: TrustedKey = None,
     expect_sha256: ExpectSha256 = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
-    """Route every prompt of a file with an exported router, streaming in chunks."""
+    """Route every prompt of a file with an exported router, streaming in chunks.
+
+    With --engine ray, --input is a .parquet/.jsonl file or folder of shards whose rows all have an
+    id, and --output a folder of Parquet decisions (id + decision fields), complete or absent.
+    """
+    if engine not in ("local", "ray"):
+        from routecast.errors import ConfigError
+
+        raise ConfigError(f"engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        from routecast.serving.ray_route import route_with_ray
+
+        summary = route_with_ray(checkpoint, input, output, workers=workers, ray_address=ray_address,
+                                 trusted_key=trusted_key, expect_sha256=expect_sha256, lam=lam, budget=budget,
+                                 strong_share=strong_share, target_quality=target_quality)
+        shares = ", ".join(f"{m}: {c}" for m, c in summary["decisions"].items() if c)
+        typer.echo(f"routed {summary['n_prompts']} prompts on ray -> {output} ({shares or 'none'})")
+        return
     from routecast.serving.batch import route_file
     from routecast.serving.runtime import load
 
@@ -56,6 +84,29 @@ def route(
     extra = "".join(f", {summary[k]} {label}" for k, label in (("resumed", "resumed"), ("duplicates", "repeated ids"))
                     if summary[k])
     typer.echo(f"routed {summary['n_prompts']} prompts -> {output} ({shares or 'none'}{extra})")
+
+
+def embed(
+    input: Annotated[Path, typer.Argument(help="Prompts: a .parquet/.jsonl file or a folder of them, with "
+                                          "an id and a prompt on every row.")],
+    out: Out,
+    encoder: Encoder = DEFAULT_ENCODER,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per encoder call.")] = 256,
+    fill_cache: Annotated[bool, typer.Option("--fill-cache/--no-fill-cache", help="Store the vectors in the "
+                                             "embedding cache, so training on these prompts encodes nothing.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar (local engine).")] = True,
+) -> None:
+    """Embed a prompts file into sharded Parquet (id, key, embedding) and fill the embedding cache."""
+    from routecast.router.embed_files import embed_file
+
+    summary = embed_file(input, out, encoder=encoder, engine=engine, workers=workers, ray_address=ray_address,
+                         batch_size=batch_size, fill_cache=fill_cache, progress=progress)
+    cached = f", {summary['cached']} vectors cached" if "cached" in summary else ""
+    typer.echo(f"embedded {summary['rows']} prompts with {encoder} on {engine} in {summary['embed_seconds']:.1f} s "
+               f"-> {out} ({summary['files']} files{cached})")
 
 
 def export(
@@ -126,10 +177,29 @@ def serve(
                                                            "a batch (0: no added latency) [0].")] = None,
     access_log: Annotated[Optional[bool], typer.Option("--access-log/--no-access-log", help="Log every request "
                                                        "(costs ~10% throughput; /metrics counts them anyway).")] = None,
+    decision_log: Annotated[Optional[Path], typer.Option("--decision-log", help="SQLite file: one record per "
+                                                         "routed request (enables POST /v1/feedback).")] = None,
+    log_text: Annotated[Optional[bool], typer.Option("--log-text", help="Keep the routing text in the decision "
+                                                     "log (default: only its SHA-256; needed to train on it).")] = None,
+    explore: Annotated[Optional[float], typer.Option("--explore", help="Epsilon-greedy exploration of chat "
+                                                     "routing: share of chats sent to a uniformly drawn model.")] = None,
+    explore_temperature: Annotated[Optional[float], typer.Option("--explore-temperature", help="Softmax "
+                                                                 "exploration over utility / T instead.")] = None,
+    operating_point: Annotated[Optional[str], typer.Option("--operating-point", help="Default operating point "
+                                                           "[the checkpoint's default].")] = None,
+    sticky_margin: Annotated[Optional[float], typer.Option("--sticky-margin", help="A conversation switches "
+                                                           "models only for a larger predicted gain [0.05].")] = None,
+    price_table: Annotated[Optional[Path], typer.Option("--price-table", help="JSON {model: [usd_per_mtok_in, "
+                                                        "usd_per_mtok_out]}: realised cost from token usage.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes on one port; they "
+                                                   "share limits, budgets, the decision log and /metrics [1].")] = None,
+    store: Annotated[Optional[str], typer.Option("--store", metavar="URL", help="Where per-key limits and budgets "
+                                                 "live: memory, sqlite:///PATH or redis://HOST:PORT/DB [memory; "
+                                                 "with --workers > 1 a SQLite file of this server].")] = None,
     trusted_key: TrustedKey = None,
     expect_sha256: ExpectSha256 = None,
 ) -> None:
-    """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /metrics."""
+    """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /v1/feedback, /metrics."""
     from routecast.serving.serve import run_server
 
     options = dict(port=port, host=host, backends=None if backends is None else str(backends),
@@ -140,9 +210,28 @@ def serve(
                    header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
                    max_response_bytes=max_response_bytes, default_lam=lam, micro_batch=micro_batch,
                    max_batch=max_batch, batch_wait_ms=batch_wait_ms, access_log=access_log,
-                   trusted_key=None if trusted_key is None else str(trusted_key), expect_sha256=expect_sha256)
+                   trusted_key=None if trusted_key is None else str(trusted_key), expect_sha256=expect_sha256,
+                   decision_log=None if decision_log is None else str(decision_log), log_text=log_text,
+                   explore=explore, explore_temperature=explore_temperature,
+                   default_operating_point=operating_point, sticky_margin=sticky_margin,
+                   price_table=None if price_table is None else str(price_table), workers=workers, store=store)
     run_server(checkpoint, options, config)  # every check (keys, host, checkpoint) before binding the port
 
 
+def feedback_import(
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV with request_id and score (in [0, 1]) columns.")],
+    decision_log: Annotated[Path, typer.Option("--decision-log", help="The server's decision log.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite scores already recorded.")] = False,
+) -> None:
+    """Join scores that arrived later (a judge, thumbs up/down, a test run) to logged decisions;
+    a bad row (named by file and row) leaves the log unchanged."""
+    from routecast.data.decision_log import DecisionLog
+
+    with DecisionLog(decision_log) as log:
+        n = log.import_feedback(file, replace=replace)
+    typer.echo(f"recorded {n} feedback scores -> {decision_log}")
+
+
+GROUPS = {"feedback": "Attach outcomes to the server's logged decisions."}
 #: command name -> function; registered by routecast/cli.py
-COMMANDS = {"route": route, "export": export, "serve": serve, "keygen": keygen}
+COMMANDS = {"route": route, "embed": embed, "export": export, "serve": serve, "keygen": keygen, "feedback import": feedback_import}

@@ -2,17 +2,29 @@
 
 Every app owns its own ``CollectorRegistry`` (no process-global state), so two apps in one
 process, or a test suite creating many, never share or collide on counters.
+
+Several workers (``routecast serve --workers N``): serve sets ``PROMETHEUS_MULTIPROC_DIR`` to a
+temporary folder before the workers start, prometheus_client then keeps every value in a
+per-process file there, and :meth:`ServerMetrics.render` answers the sum over every worker's
+files (prometheus_client's ``MultiProcessCollector``), whichever worker the scrape reaches.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+#: set by ``routecast serve --workers N`` for its workers (prometheus_client reads it at import)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class ServerMetrics:
     def __init__(self) -> None:
+        #: the folder of every worker's values, or None in a single-process server
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
         # every status (the gate's own 401/408/429/500 included); key_id is a short hash, never the key
         self.requests = Counter("routecast_requests_total", "HTTP requests by endpoint, status and API key id",
@@ -32,4 +44,10 @@ class ServerMetrics:
                                       ["model", "kind"], registry=self.registry)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, path=self.multiprocess_dir)
+        return generate_latest(every_worker)

@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 import anyio
 
 #: routing knobs in a fixed order: requests are merged only with equal knobs
-KNOBS = ("lam", "budget", "strong_share", "target_quality")
+KNOBS = ("lam", "budget", "strong_share", "target_quality", "operating_point")
 ANONYMOUS = "anonymous"
 
 

@@ -11,11 +11,22 @@ from routecast.serving.api_error import ApiError
 
 
 class RouteKnobs(BaseModel):
+    """The routing knobs a request may set (at most one; none: the server's default operating point)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
     lam: float | None = None
     budget: float | None = None
     strong_share: float | None = None
     target_quality: float | None = None
+    operating_point: str | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: a score in [0, 1] for a logged request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    request_id: str
+    score: float
 
 
 class RouteRequest(RouteKnobs):

@@ -13,11 +13,15 @@ import os
 from dataclasses import fields
 from typing import Any
 
+import uvicorn
+
 from routecast.errors import ConfigError
 from routecast.serving.server_config import SERVE_KEYS, ServerSettings, read_server_config
+from routecast.serving.store import check_store_spec
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8000, "backends": None, "api_keys": None,
-                  "insecure_no_auth": False, "access_log": False}
+                  "insecure_no_auth": False, "access_log": False, "decision_log": None, "log_text": False,
+                  "price_table": None, "workers": 1, "store": None}
 
 
 def merged_options(options: dict[str, Any], config: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -50,6 +54,9 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
     if unknown:
         raise ConfigError(f"unknown serve option(s) {unknown}")
     settings = ServerSettings.from_any({k: v for k, v in merged.items() if k in setting_names})
+    workers = merged["workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     keys = ApiKeys.load(merged["api_keys"])
     host = merged["host"]
     if keys is None and not is_loopback(host) and not merged["insecure_no_auth"]:
@@ -62,22 +69,97 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
         checkpoint = load(checkpoint, **trust)  # authenticated once, before binding; the app serves this runtime
     else:
         verify_checkpoint(checkpoint)
-    app = create_app(checkpoint, settings, backends=merged["backends"], api_keys=keys)
+    app = create_app(checkpoint, settings, backends=merged["backends"], api_keys=keys,
+                     decision_log=merged["decision_log"], log_text=merged["log_text"],
+                     price_table=merged["price_table"],
+                     store=check_store_spec(merged["store"] or "memory", workers))
     kwargs = {"host": host, "port": merged["port"], "access_log": merged["access_log"], "log_level": "info",
               **uvicorn_options(settings)}
     return app, kwargs
 
 
 def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None) -> None:
-    """Build and run the server in this process (which it then owns: see ``gil_switch_ms``)."""
+    """Build and run the server: in this process (which it then owns: see ``gil_switch_ms``), or
+    with ``workers`` > 1 in that many worker processes sharing one port (:func:`run_workers`)."""
+    workers = merged_options(options, config)["workers"]
+    if workers != 1:
+        return run_workers(checkpoint, options, config)
+    app, kwargs = build_server(checkpoint, options, config)
+    _own_gil_switch(app.state.server.settings)
+    uvicorn.run(app, **kwargs)
+
+
+def _own_gil_switch(settings: ServerSettings) -> None:
     import sys
 
-    import uvicorn
-
-    app, kwargs = build_server(checkpoint, options, config)
-    switch_ms = app.state.server.settings.gil_switch_ms
-    if switch_ms is not None:
+    if settings.gil_switch_ms is not None:
         # the router runs in a worker thread that holds the GIL while it tokenises; the event loop
         # waits up to one switch interval each time it wakes, several times per request
-        sys.setswitchinterval(switch_ms / 1000)
-    uvicorn.run(app, **kwargs)
+        sys.setswitchinterval(settings.gil_switch_ms / 1000)
+
+
+def run_workers(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None) -> None:
+    """Serve with ``workers`` processes on one port (uvicorn's supervisor restarts one that dies).
+
+    What the workers share: the per-key rate limits and budgets (``store``; by default a SQLite
+    file in a temporary folder of this server), the decision log (one SQLite file in WAL mode;
+    every worker appends to it) and ``/metrics`` (prometheus_client's multiprocess mode in the
+    same temporary folder, so a scrape answered by any worker is the sum over all of them). What
+    they do not share: circuit breakers, micro-batches and sticky conversations, which are per
+    process. The temporary folder is removed when the server stops.
+
+    Every check (options, keys, checkpoint, the store - Redis must answer) runs here, before the
+    port is bound; each worker then builds its own app from the same options.
+    """
+    import tempfile
+
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from routecast.serving.metrics import MULTIPROC_ENV
+
+    with tempfile.TemporaryDirectory(prefix="routecast-serve-") as run_dir:
+        options = dict(options)
+        if merged_options(options, config)["store"] is None:
+            options["store"] = f"sqlite:///{run_dir}/limits.sqlite"
+        app, kwargs = build_server(checkpoint, options, config)  # checks only; each worker builds its own
+        del app
+        metrics_dir = os.path.join(run_dir, "metrics")
+        os.mkdir(metrics_dir)
+        kwargs.pop("http")
+        worker_config = WorkerConfig((os.fspath(checkpoint), options, None if config is None else os.fspath(config)),
+                                     workers=merged_options(options, config)["workers"], lifespan="on", **kwargs)
+        sock = worker_config.bind_socket()
+        previous = os.environ.get(MULTIPROC_ENV)
+        os.environ[MULTIPROC_ENV] = metrics_dir  # the workers inherit it and import prometheus_client with it
+        try:
+            supervisor = Multiprocess(worker_config, sockets=[sock])
+            supervisor.run()
+        finally:
+            sock.close()
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise ConfigError("a server worker failed to start (its error is in the log above)")
+
+
+class WorkerConfig(uvicorn.Config):
+    """A uvicorn ``Config`` whose app is built inside each worker process.
+
+    uvicorn pickles its config into every worker; a built app, and the protocol class bound to
+    the header limits, cannot be pickled. This config carries only ``serve_spec`` = (checkpoint
+    folder, options, config file) and builds both in the worker, where :meth:`load` runs."""
+
+    def __init__(self, serve_spec: tuple, **kwargs):
+        super().__init__(app=f"{__name__}:WorkerConfig", http="httptools", **kwargs)
+        self.serve_spec = serve_spec
+
+    def load(self) -> None:
+        if not self.loaded:
+            checkpoint, options, config_file = self.serve_spec
+            app, kwargs = build_server(checkpoint, options, config_file)
+            _own_gil_switch(app.state.server.settings)
+            self.app, self.http = app, kwargs["http"]
+        super().load()

@@ -30,7 +30,8 @@ from routecast.errors import ConfigError
 
 #: options of ``routecast serve`` that are not app settings (read by routecast.serving.serve)
 SERVE_KEYS = {"host": str, "port": int, "backends": str, "api_keys": str, "insecure_no_auth": bool,
-              "access_log": bool, "trusted_key": str, "expect_sha256": str}
+              "access_log": bool, "trusted_key": str, "expect_sha256": str, "decision_log": str, "log_text": bool,
+              "price_table": str, "workers": int, "store": str}
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,26 @@ class ServerSettings:
     max_json_depth: int = 64
     #: longest number literal accepted in a body, in characters (400 longer)
     max_number_chars: int = 100
-    #: characters of conversation the router reads for a chat request
-    route_context_chars: int = 2000
+    #: characters of conversation the router reads for a chat request (routecast.data.chat_text)
+    route_context_chars: int = 4000
+    #: whether the routing text of a chat includes its system prompt (after the last user turn)
+    route_system_prompt: bool = True
+    #: user/assistant turns before the last user turn added to the routing text, newest first
+    route_earlier_turns: int = 0
     #: willingness to pay used when a request gives no lam/budget/strong_share/target_quality
     default_lam: float | None = None
+    #: the checkpoint's operating point used when a request names none (None: the checkpoint's default)
+    default_operating_point: str | None = None
+    # ---- conversations, exploration
+    #: a conversation (``user`` field or ``x-routecast-conversation``) stays on the model of its first
+    #: turn unless the new turn's predicted quality gain of switching exceeds this (None: no stickiness)
+    sticky_margin: float | None = 0.05
+    #: conversations remembered for stickiness (least recently used forgotten first)
+    sticky_conversations: int = 100_000
+    #: epsilon-greedy exploration of chat routing: share of requests sent to a uniformly drawn model
+    explore: float = 0.0
+    #: softmax exploration over utility / T instead of epsilon-greedy (None: off)
+    explore_temperature: float | None = None
     # ---- micro-batching and fair share
     #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
     micro_batch: bool = True
@@ -115,10 +132,12 @@ class ServerSettings:
         return replace(cls(), **checked)
 
 
-_OPTIONAL = {"default_lam", "max_concurrent_per_key", "rate_limit_rps", "rate_limit_burst", "prompt_rate_limit",
+_OPTIONAL = {"default_lam", "default_operating_point", "sticky_margin", "explore_temperature", "max_concurrent_per_key", "rate_limit_rps", "rate_limit_burst", "prompt_rate_limit",
              "prompt_rate_burst", "spend_budget_usd", "budget_period_s", "gil_switch_ms"}
 #: settings that may be 0 (everything else numeric must be > 0)
-_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd"}
+_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
+#: settings that are strings
+_STRINGS = {"default_operating_point"}
 
 
 def _check_setting(name: str, value: Any, default: Any) -> Any:
@@ -126,6 +145,13 @@ def _check_setting(name: str, value: Any, default: Any) -> Any:
         if name in _OPTIONAL:
             return None
         raise ConfigError(f"server setting {name} cannot be null")
+    if name in _STRINGS:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"server setting {name} must be a non-empty string, got {value!r}")
+        return value
+    if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and 0 <= value <= 1):
+        raise ConfigError(f"server setting explore must be a number in [0, 1], got {value!r}")
     kind = type(default) if default is not None else float
     if name == "max_concurrent_per_key":
         kind = int

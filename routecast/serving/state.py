@@ -33,6 +33,12 @@ class ServerState:
     batcher: Any = None
     proxy: Any = None
     extra_models: list[str] = field(default_factory=list)
+    #: the decision log's writer (routecast.serving.decision_writer), None without ``decision_log``
+    writer: Any = None
+    #: conversation id -> first model (routecast.serving.conversations)
+    conversations: Any = None
+    #: routecast.data.costs.PriceTable for realised costs from token usage (None: expected costs)
+    prices: Any = None
 
     @property
     def ready(self) -> bool:
@@ -44,8 +50,11 @@ class ServerState:
     async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
         """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
         kwargs = knobs.model_dump()
-        if all(v is None for v in kwargs.values()) and self.settings.default_lam is not None:
-            kwargs["lam"] = self.settings.default_lam
+        if all(v is None for v in kwargs.values()):
+            if self.settings.default_operating_point is not None:
+                kwargs["operating_point"] = self.settings.default_operating_point
+            elif self.settings.default_lam is not None:
+                kwargs["lam"] = self.settings.default_lam
         start = time.perf_counter()
         try:
             if self.batcher is not None:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import (ColumnMap, Data, Encoder, Limit, Out, Params, PriceTableFile, Seed, Test, Track,
+from routecast.cli_options import (DATA_HELP, ColumnMap, Data, Encoder, Limit, Out, Params, PriceTableFile, Seed, Test, Track,
                                    TrackingUri, UseLoggedSplit, Val, parse_params, print_table, split_names)
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
@@ -57,7 +57,8 @@ def _print_run(run, *, footer: str) -> None:
 
 
 def evaluate(
-    data: Data,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help=DATA_HELP + " Needed unless --off-policy "
+                                                "is given with checkpoint folders only.")] = None,
     routers: Annotated[str, typer.Option("--routers", "-r", help="Comma-separated router names "
                                          "(see `routecast routers`).")] = "knn,linear,mlp,best-single,random,oracle",
     encoder: Encoder = DEFAULT_ENCODER,
@@ -83,12 +84,27 @@ def evaluate(
     price_table: PriceTableFile = None,
     track: Track = True,
     tracking_uri: TrackingUri = None,
+    off_policy: Annotated[Optional[Path], typer.Option("--off-policy", metavar="DECISION_LOG", help="Instead: "
+                          "estimate each of --routers (checkpoint folders, or names fitted on --data) on the "
+                          "server's logged, feedback-scored traffic (IPS, SNIPS, DR with 95% intervals).")] = None,
+    lam: Annotated[Optional[float], typer.Option(help="With --off-policy: route the candidates at this lam "
+                                                 "(default: each one's default operating point).")] = None,
 ) -> None:
     """Fit several routers (and cascades) on the train split and compare them on the test split.
 
     Writes metrics.json, report.md (leaderboard) and PNG cost-quality plots into --out. On a
     pairwise preference log: win rate against --reference per router and lam, with intervals.
     """
+    if off_policy is not None:
+        from routecast.training.off_policy import evaluate_off_policy, off_policy_markdown
+
+        typer.echo(off_policy_markdown(evaluate_off_policy(off_policy, split_names(routers), data=data, lam=lam,
+                                                           n_boot=n_boot, seed=seed)))
+        return
+    if data is None:
+        from routecast.errors import ConfigError
+
+        raise ConfigError("give --data (or --off-policy DECISION_LOG)")
     from routecast.training.runs import evaluate_to_folder, parse_cost_range
 
     run = evaluate_to_folder(data, routers, out=out, encoder=encoder, val=val, test=test, seed=seed,

@@ -60,11 +60,21 @@ def _check_tracking(enabled: bool, tracking_uri: Optional[str]) -> None:
         check_tracking(tracking_uri)
 
 
+def run_name(kind: str, data: Any, router: Any) -> str:
+    """An MLflow run name that says the command, the data and the router: ``train llmrouter_9models mlp``
+    (a data path is named by its file or folder name)."""
+    data_name = str(data)
+    if any(sep in data_name for sep in ("/", "\\")) or Path(data_name).suffix:
+        data_name = Path(data_name).name or data_name
+    return " ".join(str(p) for p in (kind, data_name, router) if p not in (None, ""))
+
+
 def _track(kind: str, *, enabled: bool, tracking_uri: Optional[str], params: Mapping[str, Any], out: Path) -> None:
     from routecast.training.tracking import track_run
 
     track_run(kind, params=dict(params), metrics_path=out / "metrics.json", artifacts_dir=out,
-              enabled=enabled, tracking_uri=tracking_uri)
+              enabled=enabled, tracking_uri=tracking_uri,
+              run_name=run_name(kind, params.get("data"), params.get("router", params.get("routers"))))
 
 
 def _data_settings(columns, prices) -> dict[str, Any]:
@@ -326,8 +336,11 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
     default_storage = storage is None
     if default_storage:
         storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
-    with Tracker(tracking_uri, run_name=f"tune-{router}", enabled=track,
-                 tags={"routecast.kind": "tune"}) as tracker:  # probes the URI before any work
+    from routecast.training.tune import default_study_name
+
+    study_key = f"{study or default_study_name(router, objective, budget, target)}@{storage}"
+    with Tracker(tracking_uri, run_name=run_name("tune", data, router), enabled=track, resume_tag="routecast.study",
+                 tags={"routecast.kind": "tune", "routecast.study": study_key}) as tracker:  # probes the URI first
         if default_storage:
             out.mkdir(parents=True, exist_ok=True)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed, limit=limit,

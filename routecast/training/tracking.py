@@ -193,7 +193,12 @@ class Tracker:
 
     def __init__(self, tracking_uri: str | None = None, *, experiment: str = DEFAULT_EXPERIMENT,
                  run_name: str | None = None, enabled: bool = True, tags: Mapping[str, str] | None = None,
-                 probe_timeout: float = PROBE_TIMEOUT, _parent: "Tracker | None" = None):
+                 probe_timeout: float = PROBE_TIMEOUT, _parent: "Tracker | None" = None,
+                 resume_tag: str | None = None):
+        #: a tag key in ``tags``: when a top-level run with the same value exists, it is continued (a
+        #: resumed tuning study logs into its first parent run instead of opening another)
+        self.resume_tag = resume_tag
+        self.resumed = False
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
@@ -219,10 +224,25 @@ class Tracker:
             self._client, self.experiment_id = self._connect()
             tags = dict(self.tags)
         tags.setdefault("mlflow.source.name", "routecast")
+        previous = self._resumable_run(tags)
+        if previous is not None:
+            self.run_id, self.resumed = previous, True
+            self._call("continue the run", self._client.update_run, previous, status="RUNNING")
+            return self
         run = self._call("create a run", self._client.create_run, self.experiment_id,
                          run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         return self
+
+    def _resumable_run(self, tags: Mapping[str, str]) -> str | None:
+        """The newest top-level run whose ``resume_tag`` equals this one's (None: start a new run)."""
+        if self.resume_tag is None or self._parent is not None or self.resume_tag not in tags:
+            return None
+        value = str(tags[self.resume_tag]).replace("\\", "\\\\").replace("'", "\\'")
+        found = self._call("search runs", self._client.search_runs, [self.experiment_id],
+                           filter_string=f"tags.`{self.resume_tag}` = '{value}'", max_results=1,
+                           order_by=["attributes.start_time DESC"])
+        return found[0].info.run_id if found else None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.enabled or self.run_id is None:
@@ -281,6 +301,10 @@ class Tracker:
         flat = flatten(dict(params))
         items = [Param(metric_key(k), json.dumps(v) if isinstance(v, (list, dict)) else str(v))
                  for k, v in flat.items()]
+        if self.resumed:  # MLflow params are immutable: a continued run keeps the first values, new ones are tags
+            logged = self._call("read the run", self._client.get_run, self.run_id).data.params
+            self.set_tags({f"resumed.{p.key}": p.value for p in items if p.key in logged and logged[p.key] != p.value})
+            items = [p for p in items if p.key not in logged]
         for start in range(0, len(items), 100):  # MLflow's batch limit
             self._call("log params", self._client.log_batch, self.run_id, params=items[start:start + 100])
 

@@ -196,4 +196,4 @@ def test_preference_log_trains_a_preference_router_with_price_table_costs(tmp_pa
     assert costs["big"] > 50 * costs["small"]
     router = make_router("sw-ranking", encoder="hashing").fit_preferences(train, costs=costs)
     assert set(router.models_) == {"big", "small"}
-    assert router.route(list(test.prompts[:2]), lam=0.0).chosen is not None
+    assert set(router.route(list(test.prompts[:2]), lam=0.0).chosen) <= {"big", "small"}

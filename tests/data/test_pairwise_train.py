@@ -250,3 +250,32 @@ def test_prepare_keeps_pairs_between_the_given_models_and_limits_prompts():
     assert _select_pairs(pairs, models=None, limit=2, seed=0).n_prompts == 2
     with pytest.raises(DataError, match=r"model\(s\) z not in the pairwise log"):
         _select_pairs(pairs, models=["a", "z"], limit=None, seed=0)
+
+
+def test_cascade_on_a_pairwise_log_is_a_clear_error(prefs, monkeypatch):
+    folder, _ = prefs
+    monkeypatch.chdir(folder)
+    result = CliRunner().invoke(app, ["cascade", "--data", "prefs.csv", "--encoder", ENC, "--price-table",
+                                      "prices.yaml", "--out", "casc"])
+    assert result.exit_code == 2 and "a cascade needs an outcome log" in result.output
+
+
+def test_evaluate_an_outcome_spreadsheet_with_map_and_a_price_table(tmp_path, monkeypatch):
+    """--map and --price-table on an outcome log: a sheet with its own headers and no cost column."""
+    from routecast.data import load_log
+
+    log = load_log("llmrouter_9models").select_models(["qwen2.5-7b-instruct", "llama-3.1-8b-instruct"])
+    log = log.subset(np.arange(120))
+    rows = [{"Question": log.prompts[i], "LLM": m, "Accuracy": log.scores[i, j]}
+            for i in range(log.n_prompts) for j, m in enumerate(log.models)]
+    pd.DataFrame(rows).to_csv(tmp_path / "sheet.csv", index=False)
+    (tmp_path / "prices.json").write_text(json.dumps({"qwen2.5-7b-instruct": [0.3, 0.3],
+                                                      "llama-3.1-8b-instruct": [0.9, 0.9]}))
+    invoke(["evaluate", "--data", "sheet.csv", "--routers", "best-single,cheapest", "--map",
+            "prompt=Question,model=LLM,score=Accuracy", "--price-table", "prices.json", "--encoder", ENC,
+            "--out", "ev", "--no-track", "--n-boot", "20"], tmp_path, monkeypatch)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["metadata"]["data"]["columns"] == "prompt=Question,model=LLM,score=Accuracy"
+    single = metrics["single_models"]  # the sheet has no cost column: every cost is from the price table
+    ratio = single["llama-3.1-8b-instruct"]["cost"] / single["qwen2.5-7b-instruct"]["cost"]
+    assert ratio == pytest.approx(3.0) and single["qwen2.5-7b-instruct"]["cost"] > 0

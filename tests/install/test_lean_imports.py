@@ -88,3 +88,45 @@ def test_static_block_sum_equals_the_naive_sum(bound, monkeypatch):
         if n:
             np.testing.assert_allclose(sums[i], vectors[flat[start:start + n]].sum(axis=0), rtol=1e-5, atol=1e-5)
         start += n
+
+
+def _toy_static_encoder(texts):
+    """A real StaticEncoder over a word-level tokenizer of ``texts`` with random vectors: the
+    checkpoint path of the default encoder without distilling MiniLM."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from routecast.router.encoders.static import FORMAT, StaticEncoder
+
+    words = sorted({w for t in texts for w in t.replace(":", " ").replace("?", " ").split()})
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(len(vocab), 16)).astype(np.float16)
+    embeddings[0] = 0  # [UNK] has no vector
+    config = {"format": FORMAT, "dim": 16, "vocab_size": len(vocab)}
+    return StaticEncoder(config, embeddings, rng.normal(size=16).astype(np.float32), tokenizer.to_str())
+
+
+def test_static_encoder_checkpoint_routes_without_the_training_extra(tmp_path):
+    """Save in this (full) process, load and route where every train-extra module is blocked."""
+    from routecast.router.registry import make_router
+    from tests._support.serving import prompts_of, synthetic_log
+
+    log = synthetic_log()
+    encoder = _toy_static_encoder(list(log.prompts) + prompts_of("math", 4, seed=5) + prompts_of("chat", 4, seed=6))
+    router = make_router("knn", k=5)
+    router.encoder_ = encoder
+    router.fit(log, embeddings=encoder.encode(list(log.prompts)))
+    ckpt = router.save_pretrained(tmp_path / "knn-static")
+    prompts = prompts_of("math", 4, seed=5) + prompts_of("chat", 4, seed=6)
+    expected = router.route(prompts, lam=30.0).records()
+    assert [r["model"] for r in expected] == ["large"] * 4 + ["small"] * 4
+    done = _python("import json, routecast\n"
+                   "records = routecast.from_pretrained(sys.argv[1]).route(json.loads(sys.argv[2]), lam=30.0)\n"
+                   "print(json.dumps(records))\n", str(ckpt), json.dumps(prompts))
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(r["model"], r["rank"], r["ranking"]) for r in got] == [(r["model"], r["rank"], r["ranking"]) for r in expected]

@@ -159,7 +159,7 @@ def test_health_errors_and_logs_leak_no_url_key_or_path(ckpt, tmp_path, monkeypa
     ("/v1/route", {"prompts": ["x"] * 9}, 413, "9 prompts in one request; the limit is 8"),
     ("/v1/chat/completions", {**CHAT, "routecast": {"lam": "1"}}, 400, "routecast.lam: Input should be a valid number"),
     ("/v1/chat/completions", {**CHAT, "stream": "yes"}, 400, "'stream' must be true or false"),
-    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "  "}]}, 400, "no text to route on"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "  "}]}, 400, "no user turn and no system prompt to route on"),
 ])
 def test_strict_types_and_empty_prompts(ckpt, backend, path, body, status, message):
     with TestClient(create_app(ckpt, {"max_prompts": 8}, backends=_backends(backend))) as client:

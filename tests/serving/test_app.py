@@ -9,7 +9,8 @@ import pytest
 
 from fastapi.testclient import TestClient
 
-from routecast.serving.app import conversation_text, create_app
+from routecast.data.chat_text import routing_text
+from routecast.serving.app import create_app
 from tests._support.fake_backend import FakeBackend
 from tests._support.serving import backends_for, make_checkpoint, serving
 
@@ -84,12 +85,16 @@ def test_chat_routes_forwards_and_bypasses(ckpt, backends):
     assert dict(strong.counts) == {"large": 1} and dict(cheap.counts) == {"small": 1, "medium": 1}
 
 
-def test_conversation_text_puts_last_user_message_first():
+def test_routing_text_options_put_last_user_message_first():
+    """The server's routing text is the data layer's policy with its options (system, N earlier turns, cut)."""
     messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "first question"},
                 {"role": "assistant", "content": "an answer"},
                 {"role": "user", "content": [{"type": "text", "text": "follow-up"}]}]
-    assert conversation_text(messages, 2000) == "follow-up\n\nan answer\n\nfirst question"
-    assert conversation_text(messages, 12) == "follow-up\n\na"  # 12 characters in all
+    assert routing_text(messages) == "follow-up\n\nbe nice"  # the default policy: user turn, system prompt
+    assert routing_text(messages, system_prompt=False, earlier_turns=2) == "follow-up\n\nan answer\n\nfirst question"
+    assert routing_text(messages, earlier_turns=1) == "follow-up\n\nbe nice\n\nan answer"
+    assert routing_text(messages, max_chars=12, system_prompt=False, earlier_turns=2) == "follow-up\n\na"
+    assert routing_text([{"role": "system", "content": "only rules"}], system_prompt=False) == "only rules"
 
 
 def test_real_server_with_openai_client(ckpt, backends):

@@ -11,9 +11,9 @@ import pytest
 from routecast.errors import ConfigError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, redact, redact_url
+from routecast.serving.endpoints.common import parse_json_body
 from routecast.serving.guard.auth import ApiKeys, bearer_token, hash_key
 from routecast.serving.guard.breaker import CircuitBreaker
-from routecast.serving.guard.jsonbody import parse_json_body
 from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.guard.token_bucket import TokenBucket
 from routecast.serving.server_config import ServerSettings, read_server_config
@@ -40,7 +40,7 @@ class Clock:
     (b'{"lam": -Infinity}', "-Infinity is not JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
     (b"[" * 65 + b"]" * 65, "nested deeper than 64 levels"),
-    (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+    (b'{"a": 1, "a": 2}', "key 'a' appears twice in one JSON object"),
     (b"\xff\xfe", "not UTF-8"),
     (b"{not json", "Expecting property name"),
 ])
@@ -56,7 +56,11 @@ def test_strict_json_accepts_ordinary_bodies():
     assert parse_json_body(json.dumps(body).encode()) == body
     assert parse_json_body(json.dumps(body, ensure_ascii=False).encode()) == body
     assert parse_json_body("\ufeff{}".encode()) == {}  # a BOM is tolerated
-    assert parse_json_body(b"[" * 64 + b"]" * 64) is not None  # exactly at the limit
+    nested = parse_json_body(b"[" * 64 + b"]" * 64)  # exactly at the limit
+    for _ in range(63):
+        assert len(nested) == 1
+        nested = nested[0]
+    assert nested == []
 
 
 # ----------------------------------------------------------------------------- keys
@@ -68,7 +72,7 @@ def test_api_keys_from_file_env_and_hashes(tmp_path):
     assert len(keys) == 3
     assert keys.identify(KEY) == hashlib.sha256(KEY.encode()).hexdigest()[:10]
     assert keys.identify(other) == hashlib.sha256(other.encode()).hexdigest()[:10]
-    assert keys.identify("env-key-0123456789abcd") is not None
+    assert keys.identify("env-key-0123456789abcd") == hashlib.sha256(b"env-key-0123456789abcd").hexdigest()[:10]
     assert keys.identify(KEY + "x") is None and keys.identify("") is None and keys.identify(None) is None
     assert all(KEY.encode() not in d for d in keys.digests)  # held as digests only
     assert ApiKeys.load(None, environ={}) is None

@@ -114,7 +114,7 @@ def test_budget_and_target_objectives(prepared):
     assert lo - 1e-12 <= res.best_value <= hi + 1e-12  # 0.3 is reachable: a real cost, not the penalty
     with pytest.raises(ConfigError, match="below the cheapest"):
         tune(prepared, "knn", n_trials=1, objective="quality@budget", budget=lo / 10)
-    with pytest.raises(ConfigError, match="needs --target"):
+    with pytest.raises(ConfigError, match="needs target"):
         tune(prepared, "knn", n_trials=1, objective="cost@quality")
     with pytest.raises(ConfigError, match="unknown objective"):
         tune(prepared, "knn", n_trials=1, objective="accuracy")

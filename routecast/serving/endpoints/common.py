@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import Request
 
+from routecast.data.strict_json import parse_json
+from routecast.errors import DataError
 from routecast.serving.api_error import ApiError
-from routecast.serving.guard.jsonbody import parse_json_body
 from routecast.serving.state import ServerState
 
 
@@ -20,7 +21,7 @@ def key_id(request: Request) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    """The body, at most ``max_body_bytes`` (413), as strict JSON (400; routecast.serving.guard.jsonbody)."""
+    """The body, at most ``max_body_bytes`` (413), as strict JSON (400; :func:`parse_json_body`)."""
     settings = server(request).settings
     limit = settings.max_body_bytes
     length = request.headers.get("content-length")
@@ -36,3 +37,22 @@ async def read_json(request: Request) -> Any:
         chunks.append(chunk)
     return parse_json_body(b"".join(chunks), max_depth=settings.max_json_depth,
                            max_number_chars=settings.max_number_chars)
+
+
+def parse_json_body(raw: bytes, *, max_depth: int = 64, max_number_chars: int = 100) -> Any:
+    """``raw`` (UTF-8, a BOM tolerated) as JSON by the one strict parser (routecast.data.strict_json)
+    with the server's limits - nesting, number length, no NaN/Infinity, no lone surrogates, no
+    duplicate keys - or an :class:`ApiError` 400 on the connection it came on."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(f"not UTF-8 (byte {exc.start})") from None
+    try:
+        return parse_json(text.removeprefix("\ufeff"), "request body", None, max_depth=max_depth,
+                          max_number_chars=max_number_chars, finite_only=True, valid_unicode=True)
+    except DataError as exc:
+        raise _bad(exc.reason) from None
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, f"request body is not acceptable JSON: {message}", code="invalid_json")

@@ -1,5 +1,11 @@
 """``POST /v1/route``: ``{"prompt": str}`` or ``{"prompts": [str, ...]}`` plus at most one of
-``lam`` / ``budget`` / ``strong_share`` / ``target_quality``; returns ``{"decisions": [...]}``."""
+``lam`` / ``budget`` / ``strong_share`` / ``target_quality`` / ``operating_point`` (or the
+``x-routecast-operating-point`` / ``-budget`` / ``-lam`` headers; unknown ``x-routecast-*`` headers
+are a 400); returns ``{"request_id", "router_type", "decisions": [...]}``. Each decision has the
+result shape of RouteResult.records (model, rank, predicted_quality, expected_cost, lam,
+operating_point, ranking) plus its ``request_id`` (the request's id, ``-<i>`` per prompt when there
+are several) and ``fallback`` (always null: nothing is proxied). With a decision log each
+decision is logged (propensity 1: /v1/route does not explore)."""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from routecast.serving.api_error import ApiError
+from routecast.serving.decision_writer import decision_record
+from routecast.serving.endpoints.chat import new_request_id
 from routecast.serving.endpoints.common import key_id, read_json, server
-from routecast.serving.schemas import RouteKnobs, RouteRequest, check_prompts, validated
+from routecast.serving.knobs import header_knobs, merge_knobs
+from routecast.serving.schemas import RouteRequest, check_prompts, validated
 
 router = APIRouter()
 
@@ -27,10 +36,17 @@ async def route(request: Request):
                        code="too_many_prompts")
     caller = key_id(request)
     state.limits.admit_prompts(caller, len(texts))
-    knobs = RouteKnobs(lam=req.lam, budget=req.budget, strong_share=req.strong_share,
-                       target_quality=req.target_quality)
+    body_knobs = req.model_dump(exclude={"prompt", "prompts"})
+    knobs = merge_knobs(("headers", header_knobs(request.headers)), ("body", body_knobs))
+    request_id = new_request_id()
     decisions = await state.route_texts(texts, knobs, caller)
-    for d in decisions:
+    for i, (text, d) in enumerate(zip(texts, decisions)):
         state.metrics.decisions.labels(d["model"]).inc()
+        d["request_id"] = request_id if len(texts) == 1 else f"{request_id}-{i}"
+        d["fallback"] = None
+        if state.writer is not None:
+            state.writer.append(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
+                                                propensity=1.0, expected_cost=d["expected_cost"]))
     # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
-    return JSONResponse({"router_type": state.runtime.router_type, "decisions": decisions})
+    return JSONResponse({"request_id": request_id, "router_type": state.runtime.router_type, "decisions": decisions},
+                        headers={"x-routecast-request-id": request_id})

@@ -4,42 +4,59 @@ One instance per app (no process-global state). Keys are key ids (routecast.serv
 without authentication every client is the key id ``anonymous``, so the limits are global.
 Spend is the router's cost model: each proxied chat adds the expected USD cost of the model that
 answered (``Runtime.expected_costs``), checked before the next chat is forwarded.
+
+The state lives in a :class:`~routecast.serving.store.base.LimitStore`: this process's memory by
+default, or a SQLite file / Redis that several workers and hosts share, so a key limited to R
+requests/s gets R across all of them. Budget periods are windows aligned to the clock (multiples
+of ``budget_period_s`` since the epoch: 86400 is a UTC day), so every process agrees on when one
+starts. A store that does not answer gives a 503 (``store_unavailable``), never a free pass.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from routecast.serving.api_error import ApiError, rate_limited
-from routecast.serving.guard.token_bucket import TokenBucket
+from routecast.serving.guard.token_bucket import default_burst
+from routecast.serving.store.base import LimitStore, StoreUnavailable
+
+logger = logging.getLogger("routecast.serving")
 
 
 class KeyLimits:
     def __init__(self, *, rps: float | None = None, rps_burst: float | None = None,
                  prompts_per_s: float | None = None, prompts_burst: float | None = None,
-                 budget_usd: float | None = None, budget_period_s: float | None = None, clock=time.monotonic):
+                 budget_usd: float | None = None, budget_period_s: float | None = None, clock=time.time,
+                 store: LimitStore | None = None):
         self.rps, self.rps_burst = rps, rps_burst
         self.prompts_per_s, self.prompts_burst = prompts_per_s, prompts_burst
         self.budget_usd, self.budget_period_s = budget_usd, budget_period_s
         self.clock = clock
-        self._requests: dict[str, TokenBucket] = {}
-        self._prompts: dict[str, TokenBucket] = {}
-        self._spent: dict[str, float] = {}
-        self._period_start = clock()
+        if store is None:
+            from routecast.serving.store.memory import MemoryStore
+
+            store = MemoryStore(clock=clock)
+        self.store = store
 
     @classmethod
-    def from_settings(cls, settings) -> "KeyLimits":
+    def from_settings(cls, settings, store: LimitStore | None = None) -> "KeyLimits":
         return cls(rps=settings.rate_limit_rps, rps_burst=settings.rate_limit_burst,
                    prompts_per_s=settings.prompt_rate_limit, prompts_burst=settings.prompt_rate_burst,
-                   budget_usd=settings.spend_budget_usd, budget_period_s=settings.budget_period_s)
+                   budget_usd=settings.spend_budget_usd, budget_period_s=settings.budget_period_s, store=store)
+
+    def _ask(self, work):
+        try:
+            return work()
+        except StoreUnavailable:
+            raise ApiError(503, f"the shared limits store ({self.store.location}) is not answering; retry shortly",
+                           type="server_error", code="store_unavailable", headers={"retry-after": "1"}) from None
 
     def admit_request(self, key_id: str) -> None:
         if self.rps is None:
             return
-        bucket = self._requests.get(key_id)
-        if bucket is None:
-            bucket = self._requests[key_id] = TokenBucket(self.rps, self.rps_burst, clock=self.clock)
-        wait = bucket.take(1)
+        burst = default_burst(self.rps, self.rps_burst)
+        wait = self._ask(lambda: self.store.take(f"rps:{key_id}", self.rps, burst, 1.0))
         if wait:
             raise rate_limited(f"rate limit reached: {self.rps:g} requests/s per API key", wait,
                                "rate_limit_requests")
@@ -47,26 +64,27 @@ class KeyLimits:
     def admit_prompts(self, key_id: str, n: int) -> None:
         if self.prompts_per_s is None:
             return
-        bucket = self._prompts.get(key_id)
-        if bucket is None:
-            bucket = self._prompts[key_id] = TokenBucket(self.prompts_per_s, self.prompts_burst, clock=self.clock)
-        wait = bucket.take(n)
+        burst = default_burst(self.prompts_per_s, self.prompts_burst)
+        wait = self._ask(lambda: self.store.take(f"prompts:{key_id}", self.prompts_per_s, burst, float(n)))
         if wait:
             raise rate_limited(f"rate limit reached: {self.prompts_per_s:g} prompts/s per API key", wait,
                                "rate_limit_prompts")
 
-    def _roll_period(self) -> None:
-        if self.budget_period_s is not None and self.clock() - self._period_start >= self.budget_period_s:
-            self._spent.clear()
-            self._period_start = self.clock()
+    def _window(self) -> tuple[str, float | None, float | None]:
+        """(counter suffix, counter lifetime, seconds until the next window) of the current budget period."""
+        if self.budget_period_s is None:
+            return "all", None, None
+        now = self.clock()
+        index = int(now // self.budget_period_s)
+        return str(index), 2 * self.budget_period_s, (index + 1) * self.budget_period_s - now
 
     def check_budget(self, key_id: str) -> None:
         if self.budget_usd is None:
             return
-        self._roll_period()
-        spent = self._spent.get(key_id, 0.0)
+        window, _, remaining = self._window()
+        spent = self._ask(lambda: self.store.get(f"spend:{key_id}:{window}"))
         if spent >= self.budget_usd:
-            retry = (self._period_start + self.budget_period_s - self.clock()) if self.budget_period_s else 3600.0
+            retry = remaining if remaining is not None else 3600.0
             raise ApiError(429, f"spend budget of {self.budget_usd:g} USD for this API key is used up "
                                 f"({spent:.6g} USD spent)", type="insufficient_quota", code="budget_exceeded",
                            headers={"retry-after": str(max(1, int(retry)))})
@@ -74,8 +92,14 @@ class KeyLimits:
     def charge(self, key_id: str, usd: float | None) -> None:
         if self.budget_usd is None or usd is None:
             return
-        self._roll_period()
-        self._spent[key_id] = self._spent.get(key_id, 0.0) + float(usd)
+        window, ttl, _ = self._window()
+        try:
+            self.store.add(f"spend:{key_id}:{window}", float(usd), ttl)
+        except StoreUnavailable as exc:
+            # the backend has answered and the caller is owed its response: this spend goes
+            # uncounted (logged) rather than turning a paid answer into a 503
+            logger.warning("spend of %.6g USD for key %s not recorded: %s", float(usd), key_id, exc)
 
     def spent(self, key_id: str) -> float:
-        return self._spent.get(key_id, 0.0)
+        window, _, _ = self._window()
+        return self._ask(lambda: self.store.get(f"spend:{key_id}:{window}"))
