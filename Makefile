@@ -19,7 +19,7 @@ help:
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(INSTALL_ENV) $(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,ui,test]"
+	$(INSTALL_ENV) $(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,ui,test,ray]"
 	$(INSTALL_ENV) $(BIN)/python -m compileall -q -j 2 $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from routecast.cascade.posterior import FEATURES, AnswerFacts, PosteriorQuality, compute_facts, logit, rate, \
+from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, feature_names, logit, rate, \
     state_features
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
 FORMAT = "routecast-cascade-router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE, ROUTER_DIR = "config.json", "weights.safetensors", "manifest.json", "router"
 
 
@@ -118,14 +118,17 @@ class CascadeRouter:
     kappas: candidate uncertainty scales, chosen on validation.
     n_folds: folds of the cross-fitting on train.
     n_draws: fixed normal draws for the expected maximum.
-    n_lams: points of the lam grid (:func:`routecast.router.policy.lam_grid`).
+    n_lams: points of the base lam grid (:func:`routecast.router.policy.lam_grid`).
+    max_lams: most points after refining the grid where the validation curve jumps.
+    refine_step: a gap in validation mean cost larger than this share of the cost range is refined.
     C: inverse regularisation of the posterior model.
     seed: folds and draws.
     """
 
     def __init__(self, router: str = "linear", encoder: str = DEFAULT_ENCODER, max_calls: int = 3,
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
-                 n_draws: int = 32, n_lams: int = 41, C: float = 1.0, seed: int = 0):
+                 n_draws: int = 32, n_lams: int = 41, max_lams: int = 121, refine_step: float = 0.02,
+                 C: float = 1.0, seed: int = 0):
         self.router = router
         self.encoder = encoder
         self.max_calls = max_calls
@@ -134,13 +137,16 @@ class CascadeRouter:
         self.n_folds = n_folds
         self.n_draws = n_draws
         self.n_lams = n_lams
+        self.max_lams = max_lams
+        self.refine_step = refine_step
         self.C = C
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
         return {"router": self.router, "encoder": self.encoder, "max_calls": self.max_calls,
                 "max_models": self.max_models, "kappas": list(self.kappas), "n_folds": self.n_folds,
-                "n_draws": self.n_draws, "n_lams": self.n_lams, "C": self.C, "seed": self.seed}
+                "n_draws": self.n_draws, "n_lams": self.n_lams,
+                "max_lams": self.max_lams, "refine_step": self.refine_step, "C": self.C, "seed": self.seed}
 
     def __repr__(self) -> str:
         return f"CascadeRouter({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -227,6 +233,8 @@ class CascadeRouter:
             if best is None or value > best[0] + 1e-9:
                 best = (value, kappa, called, cost, quality)
         _, self.kappa_, called, cost, quality = best
+        self.lams_, called, cost, quality = self._refine_grid(planners, unit, vl.scores, self.lams_, called, cost,
+                                                             quality)
         strong_called = (called >> self.strong_) & 1
         self.curve_ = OperatingCurve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
                                      strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
@@ -235,11 +243,43 @@ class CascadeRouter:
         self.lam_ = float(self.curve_.lam_for(**({knob: request[knob]} if knob else {})))
         return self
 
+    def _refine_grid(self, planners, unit, scores, lams, called, cost, quality):
+        """Insert lams where the validation curve jumps, so an operating point exists near every cost.
+
+        The base grid spans seven decades of lam, but a cascade's decisions all change within about
+        one: between two neighbouring grid points the validation cost can jump from the cheapest
+        model to the dearest, and a budget then lands far below it. Geometric midpoints are added
+        wherever the mean cost moves by more than ``refine_step`` of the cost range, until no such
+        gap remains, the gap is a tie (neighbours within 0.1 %) or the grid holds ``max_lams`` points.
+        """
+        span = float(np.ptp(cost.mean(axis=1)))
+        while span > 0 and len(lams) < self.max_lams:
+            order = np.argsort(lams)
+            lams, called, cost, quality = lams[order], called[order], cost[order], quality[order]
+            mean_cost = cost.mean(axis=1)
+            gaps = np.flatnonzero(np.abs(np.diff(mean_cost)) > self.refine_step * span)
+            lo, hi = lams[gaps], lams[gaps + 1]
+            new = np.where(lo > 0, np.sqrt(np.maximum(lo, 1e-300) * hi), hi / 10.0)
+            fresh = (new > lo * 1.001) & (new < hi / 1.001)
+            new = new[fresh][: self.max_lams - len(lams)]
+            if new.size == 0:
+                break
+            c_new, i_new = self._walk_all(planners, new, reset=True)
+            cost_new, quality_new = _outcomes(c_new, i_new, unit, scores)
+            lams, called = np.concatenate([lams, new]), np.concatenate([called, c_new])
+            cost, quality = np.concatenate([cost, cost_new]), np.concatenate([quality, quality_new])
+        order = np.argsort(lams)
+        return lams[order], called[order], cost[order], quality[order]
+
     def _check_params(self) -> None:
         if int(self.max_calls) < 1:
             raise ConfigError(f"max_calls must be >= 1, got {self.max_calls!r}")
         if int(self.max_models) < 2:
             raise ConfigError(f"max_models must be >= 2, got {self.max_models!r}")
+        if not 0 < float(self.refine_step) <= 1:
+            raise ConfigError(f"refine_step must be in (0, 1], got {self.refine_step!r}")
+        if int(self.max_lams) < int(self.n_lams):
+            raise ConfigError(f"max_lams must be >= n_lams ({self.n_lams}), got {self.max_lams!r}")
         if int(self.n_folds) < 2:
             raise ConfigError(f"n_folds must be >= 2, got {self.n_folds!r}")
         if not self.kappas or any(not np.isfinite(k) or k < 0 for k in self.kappas):
@@ -427,7 +467,7 @@ class CascadeRouter:
             save_checkpoint(self.router_, tmp / ROUTER_DIR)
             config = {"format": FORMAT, "format_version": FORMAT_VERSION, "hyperparameters": self.get_params(),
                       "pool": list(self.pool_), "max_calls": self.max_calls_, "kappa": self.kappa_,
-                      "lam": self.lam_, "strong": int(self.strong_), "features": list(FEATURES),
+                      "lam": self.lam_, "strong": int(self.strong_), "features": feature_names(len(self.pool_)),
                       "scorer": scorer_meta, "has_answers": bool(self.has_answers_),
                       "operating_curve": self.curve_.to_dict(), "notes": list(self.notes_),
                       "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
@@ -480,9 +520,9 @@ class CascadeRouter:
         self.strong_ = int(config["strong"])
         self.has_answers_ = bool(config["has_answers"])
         self.notes_ = list(config.get("notes", []))
-        if list(config["features"]) != list(FEATURES):
+        if list(config["features"]) != feature_names(len(self.pool_)):
             raise CheckpointError(f"{root / CONFIG_FILE}: posterior features {config['features']} are not this "
-                                  f"routecast's {list(FEATURES)}")
+                                  f"routecast's {feature_names(len(self.pool_))}")
         self.posterior_ = PosteriorQuality(C=self.C)
         self.posterior_.coef_, self.posterior_.intercept_ = arrays["posterior.coef"], arrays["posterior.intercept"]
         self.tau_, self.draws_, self.costs_ = arrays["tau"], arrays["draws"], arrays["costs"]
@@ -557,10 +597,11 @@ class _Planner:
         o = self.owner
         p = len(o.pool_)
         after = mask | 1 << j
-        spread = o.kappa_ * o.tau_
-        drawn_j = np.clip(q[j] + spread[j] * o.draws_[:, j], 0.0, 1.0)  # (R,)
-        others = q[_members(mask, p)]
-        best_now = np.maximum(drawn_j, others.max()) if others.size else drawn_j  # (R,)
+        spread = o.kappa_ * np.diag(o.tau_)
+        # j's answer moves every called model's posterior too (agreement is evidence on both
+        # answers): each is drawn around its current estimate with the spread measured on train
+        moved = np.clip(q[None, :] + o.kappa_ * o.tau_[j][None, :] * o.draws_, 0.0, 1.0)  # (R, P)
+        best_now = np.where(_members(after, p)[None, :], moved, -np.inf).max(axis=1)  # (R,)
         follow = [0]
         if bin(after).count("1") < o.max_calls_:
             follow += [c & ~after for c in self._candidates if c & after == after and c != after]
@@ -603,13 +644,16 @@ def _masks(p: int, max_calls: int, *, with_empty: bool) -> list[int]:
 
 
 def _spread(post: np.ndarray, masks: list[int], p: int, max_calls: int) -> np.ndarray:
-    """(P,) std of the change in a model's posterior when it is called (over train states)."""
+    """(P, P) std, over train states, of the change in model ``l``'s posterior when ``j`` is
+    called (``[j, l]``; the diagonal: a model's own answer; off it: ``l`` already called)."""
     index = {m: s for s, m in enumerate(masks)}
-    tau = np.zeros(p)
+    tau = np.zeros((p, p))
     for j in range(p):
-        diffs = [post[:, index[m | 1 << j], j] - post[:, index[m], j]
-                 for m in masks if not (m >> j) & 1 and bin(m).count("1") < max_calls]
-        tau[j] = float(np.std(np.concatenate(diffs))) if diffs else 0.0
+        for l in range(p):
+            diffs = [post[:, index[m | 1 << j], l] - post[:, index[m], l]
+                     for m in masks if not (m >> j) & 1 and bin(m).count("1") < max_calls
+                     and (l == j or (m >> l) & 1)]
+            tau[j, l] = float(np.std(np.concatenate(diffs))) if diffs else 0.0
     return tau
 
 

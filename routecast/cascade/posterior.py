@@ -27,6 +27,17 @@ FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_resp
             "called*log_length", "called*has_others", "called*answer_agreement", "called*embedding_agreement",
             "has_others", "others_mean_scorer", "others_agree")
 
+#: per pair (this model, pool model l), read only once both are called: equal extractable final
+#: answers, different ones, or at least one answer missing. One weight per partner lets the
+#: posterior learn that agreeing with a strong partner means more than agreeing with a weak one -
+#: the evidence behind "accept a mid model's answer when a second mid model agrees".
+PAIR_KINDS = ("agree", "disagree", "one_missing")
+
+
+def feature_names(k: int) -> list[str]:
+    """Names of the state features for a pool of ``k`` models (the base ones, then per pair)."""
+    return list(FEATURES) + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)]
+
 _EPS = 0.01
 
 
@@ -107,7 +118,7 @@ def rate(scorer, prompts: Sequence[str], responses: np.ndarray, models: Sequence
 
 
 def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarray) -> np.ndarray:
-    """(k, len(FEATURES)) features of every model for one prompt and one called set.
+    """(k, len(feature_names(k))) features of every model for one prompt and one called set.
 
     ``prior_logit`` (k,); ``facts`` for this prompt (n = 1); ``called`` (k,) bool. Only the
     evidence of called models is read.
@@ -130,11 +141,17 @@ def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarr
     own = np.where(c, 2 * pairs.sum(axis=1), 0)
     others_agree = np.where(n_others >= 2, (pairs.sum() - own) / np.maximum(n_others * (n_others - 1), 1), 0.0)
     prior = np.asarray(prior_logit, dtype=np.float64)
-    return np.stack([
+    base = np.stack([
         prior, cf, cf * prior, cf * np.where(has_resp, facts.scorer[0], 0.0), has_resp.astype(np.float64),
         cf * facts.has_answer[0], cf * facts.log_length[0], cf * has_others, cf * agree, cf * emb_agree,
         has_others, mean_scorer, others_agree,
     ], axis=1)
+    both = c[:, None] & others  # both[j, l]: j and l are called, l != j
+    answered = facts.has_answer[0]
+    both_answered = both & answered[:, None] & answered[None, :]
+    same = both_answered & facts.same_answer[0]
+    pair = np.concatenate([same, both_answered & ~same, both & ~both_answered], axis=1)
+    return np.concatenate([base, pair.astype(np.float64)], axis=1)
 
 
 class PosteriorQuality:

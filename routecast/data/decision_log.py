@@ -10,8 +10,10 @@ Storage is SQLite in WAL mode: every append is its own committed transaction, so
 with SIGKILL loses nothing it committed (WAL with ``synchronous=NORMAL`` survives a process crash;
 only a power loss may drop the last transactions), readers never block the writer, and several
 server workers on one host can share the file (``busy_timeout``). When the current segment grows
-past ``max_bytes`` it is rotated to ``<stem>.<n>.sqlite`` and a new one is started; reads and
-feedback look through every segment. The routing text is kept only as a SHA-256 hash unless
+past ``max_bytes`` a new segment ``<stem>.<n>.sqlite`` is started (under an exclusive lock file,
+so several workers start only one) and every writer moves to the newest segment within a second;
+no file is ever renamed or deleted while another process may hold it open, so rotation is safe
+with many workers. Reads and feedback look through every segment. The routing text is kept only as a SHA-256 hash unless
 ``store_text`` is set (privacy by default).
 """
 
@@ -66,9 +68,11 @@ class DecisionLog:
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
         self._appends = 0
+        self._checked_at = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = self._connect(self.path)
+            self._current = self.segments()[-1]
+            self._conn = self._connect(self._current)
         except (OSError, sqlite3.Error) as exc:
             raise DataError(f"cannot open the decision log ({exc})", path=str(self.path)) from None
 
@@ -111,6 +115,7 @@ class DecisionLog:
             raise DataError(f"unknown decision field(s) {', '.join(unknown)}", path=str(self.path))
         values = [json.dumps(row.get(c), allow_nan=False) if c in _JSON_COLUMNS else row.get(c) for c in _COLUMNS]
         with self._lock:
+            self._follow_newest()
             try:
                 self._conn.execute(f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES "
                                    f"({', '.join('?' * len(_COLUMNS))})", values)
@@ -152,7 +157,7 @@ class DecisionLog:
             if segment is None:
                 raise DataError(f"unknown request id {request_id!r}: no decision logged with it", path=at,
                                 column="request_id")
-            conn = self._conn if segment == self.path else self._connect(segment)
+            conn = self._conn if segment == self._current else self._connect(segment)
             try:
                 verb = "INSERT OR REPLACE" if replace else "INSERT"
                 conn.execute(f"{verb} INTO feedback (request_id, score, time, source) VALUES (?, ?, ?, ?)",
@@ -202,15 +207,15 @@ class DecisionLog:
 
     # ----------------------------------------------------------------- read
     def segments(self) -> list[Path]:
-        """Every segment, oldest first, the current one last."""
-        rotated = sorted(self.path.parent.glob(f"{self.path.stem}.*{self.path.suffix}"),
-                         key=lambda p: _segment_number(p, self.path))
-        return [p for p in rotated if _segment_number(p, self.path) >= 0] + [self.path]
+        """Every segment, oldest first: ``PATH`` itself, then ``<stem>.1<suffix>``, ``<stem>.2<suffix>``..."""
+        later = [p for p in self.path.parent.glob(f"{self.path.stem}.*{self.path.suffix}")
+                 if _segment_number(p, self.path) > 0]
+        return [self.path] + sorted(later, key=lambda p: _segment_number(p, self.path))
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every decision with its feedback score (None until feedback arrives), oldest first."""
         for segment in self.segments():
-            conn = self._conn if segment == self.path else self._connect(segment)
+            conn = self._conn if segment == self._current else self._connect(segment)
             try:
                 cursor = conn.execute(
                     f"SELECT {', '.join('d.' + c for c in _COLUMNS)}, f.score, f.source FROM decisions d "
@@ -231,14 +236,22 @@ class DecisionLog:
     def conversation_model(self, conversation_id: str) -> tuple[str, dict[str, float]] | None:
         """The model and predicted qualities of a conversation's first logged turn (sticky routing)."""
         with self._lock:
-            row = self._conn.execute("SELECT chosen, predicted FROM decisions WHERE conversation_id = ? "
-                                     "ORDER BY time, rowid LIMIT 1", (conversation_id,)).fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+            for segment in self.segments():  # oldest first: the first turn is in the oldest segment
+                conn = self._conn if segment == self._current else self._connect(segment)
+                try:
+                    row = conn.execute("SELECT chosen, predicted FROM decisions WHERE conversation_id = ? "
+                                       "ORDER BY time, rowid LIMIT 1", (conversation_id,)).fetchone()
+                finally:
+                    if conn is not self._conn:
+                        conn.close()
+                if row is not None:
+                    return row[0], json.loads(row[1])
+        return None
 
     # ------------------------------------------------------------- helpers
     def _segment_with(self, request_id: str) -> Path | None:
         for segment in reversed(self.segments()):
-            conn = self._conn if segment == self.path else self._connect(segment)
+            conn = self._conn if segment == self._current else self._connect(segment)
             try:
                 if conn.execute("SELECT 1 FROM decisions WHERE request_id = ?", (request_id,)).fetchone():
                     return segment
@@ -248,7 +261,7 @@ class DecisionLog:
         return None
 
     def _has_feedback(self, segment: Path, request_id: str) -> bool:
-        conn = self._conn if segment == self.path else self._connect(segment)
+        conn = self._conn if segment == self._current else self._connect(segment)
         try:
             return conn.execute("SELECT 1 FROM feedback WHERE request_id = ?", (request_id,)).fetchone() is not None
         finally:
@@ -256,19 +269,35 @@ class DecisionLog:
                 conn.close()
 
     def _size(self) -> int:
-        return sum(os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return sum(os.path.getsize(p) for p in (self._current, Path(f"{self._current}-wal")) if p.exists())
+
+    def _follow_newest(self, *, force: bool = False) -> None:
+        """Move to the newest segment if another process started one (checked once a second)."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
+        newest = self.segments()[-1]
+        if newest != self._current:
+            self._conn.close()
+            self._current = newest
+            self._conn = self._connect(newest)
 
     def _maybe_rotate(self) -> None:
         if self._size() < self.max_bytes:
             return
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._conn.close()
-        numbers = [_segment_number(p, self.path) for p in self.segments()[:-1]]
-        target = self.path.with_name(f"{self.path.stem}.{max(numbers, default=0) + 1}{self.path.suffix}")
-        os.replace(self.path, target)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        self._conn = self._connect(self.path)
+        import fcntl
+
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._follow_newest(force=True)
+            if self._current != self.segments()[-1] or self._size() < self.max_bytes:
+                return  # another writer rotated meanwhile
+            number = _segment_number(self._current, self.path) if self._current != self.path else 0
+            target = self.path.with_name(f"{self.path.stem}.{number + 1}{self.path.suffix}")
+            self._conn.close()
+            self._current = target
+            self._conn = self._connect(target)
 
 
 def _segment_number(path: Path, current: Path) -> int:

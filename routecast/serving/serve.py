@@ -9,13 +9,16 @@ Binding one anyway takes an explicit ``insecure_no_auth``.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import sys
 from dataclasses import fields
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
-from routecast.errors import ConfigError
+from routecast.errors import ConfigError, RoutecastError
 from routecast.serving.server_config import SERVE_KEYS, ServerSettings, read_server_config
 from routecast.serving.store import check_store_spec
 
@@ -90,8 +93,6 @@ def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | 
 
 
 def _own_gil_switch(settings: ServerSettings) -> None:
-    import sys
-
     if settings.gil_switch_ms is not None:
         # the router runs in a worker thread that holds the GIL while it tokenises; the event loop
         # waits up to one switch interval each time it wakes, several times per request
@@ -113,14 +114,14 @@ def run_workers(checkpoint, options: dict[str, Any], config: str | os.PathLike |
     """
     import tempfile
 
-    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     from routecast.serving.metrics import MULTIPROC_ENV
 
     with tempfile.TemporaryDirectory(prefix="routecast-serve-") as run_dir:
         options = dict(options)
-        if merged_options(options, config)["store"] is None:
+        merged = merged_options(options, config)
+        if merged["store"] is None:
             options["store"] = f"sqlite:///{run_dir}/limits.sqlite"
         app, kwargs = build_server(checkpoint, options, config)  # checks only; each worker builds its own
         del app
@@ -128,7 +129,7 @@ def run_workers(checkpoint, options: dict[str, Any], config: str | os.PathLike |
         os.mkdir(metrics_dir)
         kwargs.pop("http")
         worker_config = WorkerConfig((os.fspath(checkpoint), options, None if config is None else os.fspath(config)),
-                                     workers=merged_options(options, config)["workers"], lifespan="on", **kwargs)
+                                     workers=merged["workers"], lifespan="on", **kwargs)
         sock = worker_config.bind_socket()
         previous = os.environ.get(MULTIPROC_ENV)
         os.environ[MULTIPROC_ENV] = metrics_dir  # the workers inherit it and import prometheus_client with it
@@ -159,7 +160,11 @@ class WorkerConfig(uvicorn.Config):
     def load(self) -> None:
         if not self.loaded:
             checkpoint, options, config_file = self.serve_spec
-            app, kwargs = build_server(checkpoint, options, config_file)
+            try:
+                app, kwargs = build_server(checkpoint, options, config_file)
+            except RoutecastError as exc:  # e.g. Redis went away since the parent's check: stop, not a restart loop
+                logging.getLogger("uvicorn.error").error("worker cannot start: %s", exc)
+                sys.exit(STARTUP_FAILURE)
             _own_gil_switch(app.state.server.settings)
             self.app, self.http = app, kwargs["http"]
         super().load()

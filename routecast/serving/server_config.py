@@ -90,7 +90,7 @@ class ServerSettings:
     #: prompts per second per key (a chat counts one prompt), and its burst
     prompt_rate_limit: float | None = None
     prompt_rate_burst: float | None = None
-    #: USD each key may spend on proxied chats (the router's expected cost of the model that answered)
+    #: USD each key may spend on proxied chats (realised cost: token usage x price table, else expected cost)
     spend_budget_usd: float | None = None
     #: seconds after which every key's spend starts again from 0 (None: for the server's lifetime)
     budget_period_s: float | None = None

@@ -106,11 +106,14 @@ def test_higher_lambda_means_lower_mean_cost_and_no_model_twice(hedged):
     router, test = hedged
     sim = router.simulate(test, router.lams_)
     mean_cost = sim["cost"].mean(axis=1)
-    assert np.all(np.diff(mean_cost) <= 1e-9), mean_cost
+    # the look-ahead policy is not monotone in lam on every single prompt; on the refined grid a
+    # prompt may flip back between neighbouring lams, so allow one prompt's worth (1 / 120 of a call)
+    slack = 1.5 / test.n_prompts
+    assert np.all(np.diff(mean_cost) <= slack), mean_cost
     assert mean_cost[0] > mean_cost[-1]
     assert mean_cost[-1] == pytest.approx(1.0)  # lam large: only the cheapest model
     # the validation curve stored for calibration is monotone too
-    assert np.all(np.diff(router.curve_.cost) <= 1e-9)
+    assert np.all(np.diff(router.curve_.cost) <= 1.5 / 120)
     for lam in router.lams_[::4]:
         for i in range(0, test.n_prompts, 7):
             calls: list = []
@@ -167,7 +170,7 @@ def test_a_log_without_responses_warns_and_routes_ex_ante_only():
     assert any("no responses logged" in m and "response column" in m for m in messages), messages
     assert router.scorer_ is None and router.notes_
     sim = router.simulate(test, router.lams_)
-    assert sim["quality"].shape == (9, test.n_prompts)  # every prompt kept
+    assert sim["quality"].shape == (len(router.lams_), test.n_prompts)  # every prompt kept
     assert not np.isnan(sim["quality"]).any()
 
 
@@ -179,4 +182,38 @@ def test_partial_responses_are_kept_and_named():
     train, val, test = parts(log)
     with pytest.warns(RoutecastWarning, match=r"model 'B' has no response on 24 of 120 prompts"):
         router = CascadeRouter(router="linear", encoder=ENC, kappas=(0.0,), n_lams=9).fit(train, val)
-    assert router.simulate(test, router.lams_)["cost"].shape == (9, test.n_prompts)
+    assert router.simulate(test, router.lams_)["cost"].shape == (len(router.lams_), test.n_prompts)
+
+
+def test_the_validation_grid_is_refined_where_the_curve_jumps(hedged):
+    router, _ = hedged
+    cost = router.curve_.cost
+    assert router.n_lams < len(router.lams_) <= router.max_lams
+    assert np.all(np.diff(router.lams_) > 0)
+    if len(router.lams_) < router.max_lams:  # refinement stopped on its own: no jump left but ties
+        lams = router.lams_
+        big = np.abs(np.diff(cost)) > router.refine_step * np.ptp(cost)
+        assert np.all(lams[1:][big] <= lams[:-1][big] * 1.001 ** 2 + 1e-12)
+    # a budget between the two ends gets a point within 5 % of the cost range below it
+    budget = float(cost.min() + 0.4 * np.ptp(cost))
+    point = int(np.flatnonzero(router.curve_.lams == router.lam_for(budget=budget))[0])
+    assert budget - 0.05 * np.ptp(cost) <= cost[point] <= budget
+
+
+def test_pair_features_tell_agreement_from_disagreement_and_missing_answers():
+    from routecast.cascade.posterior import compute_facts, feature_names, state_features
+
+    responses = np.array([["The answer is 12.", "The answer is 12.", "The answer is 13.", None]], dtype=object)
+    facts = compute_facts(["q"], responses, ["a", "b", "c", "d"])
+    names = feature_names(4)
+    col = {n: i for i, n in enumerate(names)}
+    x = state_features(np.zeros(4), facts, np.array([True, True, True, True]))
+    assert x.shape == (4, len(names))
+    assert x[0, col["pair_agree[1]"]] == 1 and x[0, col["pair_disagree[1]"]] == 0
+    assert x[0, col["pair_disagree[2]"]] == 1 and x[0, col["pair_agree[2]"]] == 0
+    assert x[0, col["pair_one_missing[3]"]] == 1  # d gave no answer
+    assert x[0, col["pair_agree[0]"]] == 0  # never with itself
+    # evidence enters only once both models are called
+    y = state_features(np.zeros(4), facts, np.array([True, False, True, False]))
+    assert y[0, col["pair_agree[1]"]] == 0 and y[1, col["pair_agree[0]"]] == 0
+    assert y[0, col["pair_disagree[2]"]] == 1 and y[3, col["pair_one_missing[0]"]] == 0

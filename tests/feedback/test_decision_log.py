@@ -132,3 +132,23 @@ def test_outcome_log_needs_stored_text(tmp_path):
         log.add_feedback("r0", 1.0)
         with pytest.raises(DataError, match="no stored text"):
             outcome_log_from_decisions(log)
+
+
+def test_two_writer_processes_rotating_lose_no_record(tmp_path):
+    """Rotation starts a new segment under a lock and never renames a file another writer holds."""
+    path = tmp_path / "d.sqlite"
+    script = textwrap.dedent(f"""
+        import sys
+        from routecast.data.decision_log import DecisionLog
+        log = DecisionLog({str(path)!r}, max_bytes=1)
+        for i in range(700):
+            log.append({{"request_id": f"{{sys.argv[1]}}-{{i}}", "text": "t", "models": ["a", "b"],
+                        "ranking": ["a", "b"], "predicted": {{"a": 0.1, "b": 0.2}}, "chosen": "a",
+                        "propensity": 1.0}})
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("w1", "w2")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with DecisionLog(path) as log:
+        ids = [r["request_id"] for r in log.records()]
+        assert len(log.segments()) >= 2
+    assert sorted(ids) == sorted(f"{w}-{i}" for w in ("w1", "w2") for i in range(700))

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import httpx
 
 from tests._support.fake_backend import free_port
 
+MATH = "Solve for x: 3x + 4 = 10"  # routed to 'large' (expected cost 0.01) at lam=0
+CHAT = {"model": "router", "messages": [{"role": "user", "content": MATH}]}
 ROUTECAST = str(Path(sys.executable).with_name("routecast"))
 REDIS_SERVER = shutil.which("redis-server")
 #: why the Redis tests cannot run here (None: they can); CI installs both (.ci/run, the test extra)
@@ -153,3 +156,28 @@ def metric_total(text: str, name: str, **labels) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def hammer_route(url: str, seconds: float, threads: int) -> tuple[list[int], float]:
+    """POST /v1/route from ``threads`` threads for ``seconds``, a new connection per request (so the
+    kernel spreads them over the workers); the statuses and the seconds from first to last.
+    Offered load must exceed twice what the limit admits, else per-worker limits would pass too."""
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def loop(thread: int):
+        i = 0
+        with httpx.Client(timeout=10, headers={"connection": "close"}) as client:
+            while time.monotonic() - start < seconds:
+                status = client.post(url + "/v1/route", json={"prompt": f"hello {thread} {i}"}).status_code
+                with lock:
+                    statuses.append(status)
+                i += 1
+
+    workers = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=seconds + 60)
+    return statuses, time.monotonic() - start

@@ -144,20 +144,34 @@ def test_redis_store_rule_outage_and_recovery(tmp_path):
         with pytest.raises(ApiError) as err:
             limits.admit_request("k")
         assert err.value.status == 503 and err.value.code == "store_unavailable"
-        redis_server.start()  # same port, empty (no persistence): the next call reconnects
-        limits.admit_request("k")
+        with pytest.raises(ApiError, match="not answering"):  # the breaker answers without waiting
+            limits.admit_request("k")
+        redis_server.start()  # same port, empty (no persistence)
+        assert _recovers(lambda: limits.admit_request("k"), within_s=10)  # a probe after the cooldown reconnects
         assert store.get("c") == 0.0
+
+
+def _recovers(call, within_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            call()
+            return True
+        except ApiError as exc:
+            if exc.status != 503 or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--store", "postgres://db/0"], "store must be 'memory', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"),
     (["--workers", "2", "--store", "memory"], "would give every worker its own rate limits"),
 ])
-def test_serve_usage_errors_about_the_store_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
+def test_serve_usage_errors_about_the_store_are_one_line_and_exit_2(ckpt, capsys, flags, message):
     from routecast.cli import main
-    from tests._support.serving import make_checkpoint
 
-    ckpt = make_checkpoint(tmp_path / "ck")
     with pytest.raises(SystemExit) as exit_:
         main(["serve", str(ckpt), "--port", "1", *flags])
     err = capsys.readouterr().err.strip()

@@ -6,8 +6,11 @@ little still share one rate; a spend counter is ``INCRBYFLOAT`` with an expiry s
 created. Bucket keys expire once they would be full again, so idle API keys cost no memory.
 
 Failure: every call has a short socket timeout and no retries; a call that fails raises
-:class:`~routecast.serving.store.base.StoreUnavailable` (the server answers 503) and the next
-call reconnects, so a worker recovers by itself when Redis is back. :func:`RedisStore.check`
+:class:`~routecast.serving.store.base.StoreUnavailable` (the server answers 503). The calls run
+on the worker's event loop (they take well under a millisecond on a LAN), so after a failure a
+circuit breaker (routecast.serving.guard.breaker) answers StoreUnavailable at once for
+``cooldown_s`` instead of letting every request wait out a timeout, then one call probes and
+reconnects: a worker recovers by itself within ``cooldown_s`` of Redis coming back. :func:`RedisStore.check`
 is the start-up probe (``routecast serve`` refuses to start when Redis does not answer).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from routecast.errors import ConfigError
 from routecast.serving.backends import redact_url
+from routecast.serving.guard.breaker import CircuitBreaker
 from routecast.serving.store.base import LimitStore, StoreUnavailable
 
 #: every key this store writes starts with this
@@ -50,7 +54,7 @@ return value
 
 
 class RedisStore(LimitStore):
-    def __init__(self, url: str, *, timeout_s: float = 0.5):
+    def __init__(self, url: str, *, timeout_s: float = 0.5, cooldown_s: float = 1.0):
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -64,14 +68,23 @@ class RedisStore(LimitStore):
                                                 retry=Retry(NoBackoff(), 0), decode_responses=True)
         except ValueError as exc:
             raise ConfigError(f"store {self.location}: not a Redis URL ({exc})") from None
+        self._breaker = CircuitBreaker(failures=1, cooldown_s=cooldown_s)
         self._take = self._client.register_script(_TAKE)
         self._add = self._client.register_script(_ADD)
 
     def _call(self, work):
+        if not self._breaker.allow():
+            raise StoreUnavailable(f"store {self.location} did not answer (cooling down after a failure)")
         try:
-            return work()
+            result = work()
         except self._errors as exc:
+            self._breaker.record_failure()
             raise StoreUnavailable(f"store {self.location} did not answer ({type(exc).__name__})") from None
+        except BaseException:
+            self._breaker.release_probe()
+            raise
+        self._breaker.record_success()
+        return result
 
     def check(self) -> "RedisStore":
         """Ping Redis once; a ConfigError naming the store when it does not answer."""
