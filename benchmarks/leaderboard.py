@@ -42,7 +42,7 @@ DATASETS = {
 
 
 def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed: int,
-                cascades: bool = True) -> dict:
+                cascades: bool = True, cascade_kinds: tuple[str, ...] = ("ex-ante", "oracle-ensemble")) -> dict:
     import numpy as np
 
     from routecast.training.experiment import run_experiment
@@ -74,7 +74,7 @@ def run_dataset(label: str, encoder: str, routers: list[str], n_boot: int, seed:
     if cascades:
         from routecast.cascade.suite import cascade_curves
 
-        extra, skipped = cascade_curves(prepared, ["ex-ante", "ex-post", "cascade-routing", "oracle-ensemble"])
+        extra, skipped = cascade_curves(prepared, cascade_kinds)
     experiment = run_experiment(prepared, usable, n_boot=n_boot, seed=seed, progress=False, extra_curves=extra,
                                 skip_failures=True, skipped=skipped if cascades else None)
     result = experiment.result.to_dict()
@@ -148,6 +148,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "leaderboard"))
     parser.add_argument("--no-cascades", action="store_true", help="routers only")
+    parser.add_argument("--cascade-kinds", default="ex-ante,oracle-ensemble",
+                        help="cascade kinds to add (see routecast.cascade.kinds), or 'all'")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
     if args.markdown_only:
@@ -163,7 +165,7 @@ def main() -> None:
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         print(f"== {label}", flush=True)
         res = run_dataset(label, args.encoder, args.routers.split(","), args.n_boot, args.seed,
-                          cascades=not args.no_cascades)
+                          cascades=not args.no_cascades, cascade_kinds=tuple(args.cascade_kinds.split(",")))
         results.append(res)
         for row in res["result"]["leaderboard"]:
             print(f"  {row['label']:<28} AIQ {row['aiq']:.4f}  max q {row['max_quality']:.4f}", flush=True)

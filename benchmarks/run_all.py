@@ -28,6 +28,7 @@ BENCHMARKS = {
     "cascades": [],
     "pairwise": [],
     "tune_mlp": [],
+    "scaling": [],
 }
 
 

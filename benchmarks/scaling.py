@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_SIZES = {"static": 200_000, "minilm": 20_000, "route": 1_000_000}
 
 
 def load() -> float:
@@ -168,6 +169,12 @@ def markdown(result: dict) -> str:
              "so every rate is a lower bound and 2-worker rows gain less than they would on an idle box. "
              f"Ray: a local cluster with num_cpus=2, started in {meta.get('ray_start_seconds', 'n/a')} s "
              "(not included in the rows).", "",
+             f"Sizes of this run: static {meta['sizes']['static']}, minilm {meta['sizes']['minilm']}, routing "
+             f"{meta['sizes']['route']} prompts" + ("." if meta["sizes"] == DEFAULT_SIZES else
+             " (smaller than the defaults, 200k / 20k / 1M, which did not fit the time left on a "
+             "machine at load 10-18; on this box idle, MiniLM does ~79 prompts/s and static ~8,000/s, i.e. "
+             "about 40 and 4,000 per core, so the per-core rates below are 3-6x under idle ones and the projection is pessimistic by as much)."),
+             "",
              "| stage | engine | workers | prompts | seconds | prompts/s | load before/after | AIQ (95% CI) |",
              "|---|---|---:|---:|---:|---:|---|---|"]
     for r in result["rows"]:
@@ -212,18 +219,23 @@ def conclusion(proj: list[dict], embed_encoder: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--static", type=int, default=200_000, help="prompts embedded with static")
-    parser.add_argument("--minilm", type=int, default=20_000, help="prompts embedded with minilm")
-    parser.add_argument("--route", type=int, default=1_000_000, help="prompts routed")
+    parser.add_argument("--static", type=int, default=DEFAULT_SIZES["static"], help="prompts embedded with static")
+    parser.add_argument("--minilm", type=int, default=DEFAULT_SIZES["minilm"], help="prompts embedded with minilm")
+    parser.add_argument("--route", type=int, default=DEFAULT_SIZES["route"], help="prompts routed")
     parser.add_argument("--epochs", type=int, default=10, help="mlp epochs (fixed, no early stop)")
     parser.add_argument("--nodes", type=int, default=16)
     parser.add_argument("--cores-per-node", type=int, default=8)
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
 
     from routecast.atomic import write_json, write_text
+
+    if args.markdown_only:
+        write_text(args.out + ".md", markdown(json.loads(Path(args.out + ".json").read_text())))
+        return
     from routecast.data import load_log
 
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_start": load(),

@@ -20,12 +20,20 @@ Quality estimates. Before any call: a router's ex-ante prediction. After each an
 rating, final-answer agreement, embedding agreement, answer format and length) to each model's
 posterior quality. For a model not called yet, the expected maximum accounts for what its answer
 could reveal: its posterior after the call is taken as normal around the current estimate with
-the spread ``kappa * tau_j`` measured on training prompts (``kappa = 0``: point estimates).
+the spread ``kappa * tau[j, j]`` measured on training prompts (``kappa = 0``: point estimates).
+Its answer also moves the posteriors of the models already called - a second answer that agrees
+with the first is evidence on both - so those are drawn with the spread ``kappa * tau[j, l]``
+measured the same way. That is what makes "call a second cheap model and accept on agreement,
+escalate otherwise" worth its cost in the look-ahead. The posterior reads agreement per pair
+of models (agree / disagree / one answer missing, one weight per partner), so agreeing with a
+good partner can count for more than agreeing with a weak one.
 
 Training (honest by construction): ex-ante predictions and answer ratings for the posterior
 model are cross-fitted on train (each fold predicted by models that never saw it); ``kappa`` is
 chosen on validation by AIQ; lam is the operating point, set on validation from a budget, a
-strong-call share or a quality target through :class:`routecast.router.policy.OperatingCurve`.
+strong-call share or a quality target through :class:`routecast.router.policy.OperatingCurve`,
+on a grid refined on validation wherever the curve jumps (the base grid is far too coarse for a
+cascade, whose decisions all change within about one decade of lam).
 The choice among the actions (stop, call ``j``) is the kernel's decision rule
 (:func:`routecast.router.policy.decide`, actions in place of models, each at its own cost).
 

@@ -70,7 +70,9 @@ def test_http_route_returns_the_same_shape(ckpt, prompts):
         reply = httpx.post(f"{server.url}/v1/route", json={"prompts": prompts, "lam": LAM}, timeout=30)
     assert reply.status_code == 200, reply.text
     decisions = reply.json()["decisions"]
-    assert [tuple(d) for d in decisions] == [RESULT_FIELDS] * len(prompts)
+    # the same fields, plus what only a served request has: its id and the fallback (issue 15)
+    assert [tuple(d) for d in decisions] == [(*RESULT_FIELDS, "request_id", "fallback")] * len(prompts)
+    assert len({d["request_id"] for d in decisions}) == len(prompts) and {d["fallback"] for d in decisions} == {None}
     assert [(d["model"], d["rank"], d["ranking"]) for d in decisions] == \
         [(d["model"], d["rank"], d["ranking"]) for d in expected]
 

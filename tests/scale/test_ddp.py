@@ -136,3 +136,30 @@ def test_a_dying_rank_gives_one_clear_error(prepared):
     message = str(info.value)
     assert message == "DDP training failed: rank 1 raised RuntimeError: injected failure on rank 1"
     assert not hasattr(router, "net_")
+
+
+@pytest.mark.slow
+def test_cli_ddp_runs_the_command_per_rank_and_only_rank_zero_writes(tmp_path):
+    """``--strategy ddp``: Lightning re-runs ``routecast train`` as rank 1; that rank trains its shard and
+    neither locks, writes nor prints, so the folder and the leaderboard appear exactly once."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    routecast = Path(sys.executable).with_name("routecast")
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LOCAL_RANK", "NODE_RANK", "RANK", "WORLD_SIZE", "MASTER_PORT")}  # Lightning picks a port
+    env["MASTER_ADDR"] = "127.0.0.1"
+    result = subprocess.run([str(routecast), "train", "-d", "llmrouter_9models", "-r", "mlp", "-o", str(out),
+                             "--encoder", "hashing:dim=64", "--limit", "600", "-p", "max_epochs=2",
+                             "-p", "hidden_dim=16", "--devices", "2", "--strategy", "ddp", "--no-track"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("run folder:") == 1, result.stdout
+    params = json.loads((out / "run.json").read_text())["params"]
+    assert params["devices"] == 2 and params["strategy"] == "ddp"
+    assert (out / "router").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock or temp file left, no mlflow.db
