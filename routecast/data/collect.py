@@ -230,7 +230,8 @@ def collect(prompts, endpoints, out: str | Path, *, prices=None, columns=None, m
                            resumed_cells=resumed, sent_cells=len(todo) - len(failures),
                            failed=[str(f) for f in failures], seconds=time.perf_counter() - start)
     if failures:
-        first = failures[0]
+        # the first failing cell in input order (completion order depends on timing)
+        first = min(failures, key=lambda f: (f.row if f.row is not None else 0, str(f)))
         more = f" ({len(failures) - 1} more cells failed; rerun to retry them)" if len(failures) > 1 else \
             " (rerun to retry it)"
         raise DataError(first.reason + more, path=first.path, row=first.row, column=first.column)
