@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests._support.fake_backend import FakeBackend
+from tests._support.runs import make_run
 from tests._support.serving import serving
 
 HASHING = "hashing:dim=256"
@@ -19,18 +20,11 @@ SETTINGS = {"val": 0.2, "test": 0.2, "seed": 3, "use_logged_split": False, "limi
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    from routecast.atomic import write_json
-    from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.pipeline import fit_router, prepare, router_params
     from routecast.training.calibrate import calibrate_run
 
-    prepared = prepare("llmrouter_9models", encoder=HASHING, **SETTINGS)
-    router, seconds = fit_router("knn", {"k": 30}, prepared)
     run = tmp_path_factory.mktemp("run")
-    save_checkpoint(router, run / "router")
-    write_json(run / "run.json", {"data": "llmrouter_9models", "router": "knn",
-                                  "params": router_params("knn", {"k": 30}, prepared), "encoder": HASHING,
-                                  "split": SETTINGS, "train_seconds": seconds})
+    _, prepared = make_run(run, data="llmrouter_9models", router="knn", params={"k": 30}, encoder=HASHING,
+                           settings=SETTINGS)
     costs = np.nanmean(prepared.val.costs, axis=0)
     budget = float(costs.min() + 0.3 * (costs.max() - costs.min()))
     result = calibrate_run(run, budget=budget)

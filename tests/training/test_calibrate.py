@@ -10,6 +10,7 @@ import pytest
 
 from routecast.errors import ConfigError, RoutingError
 from routecast.training.calibrate import calibrate_run, prepare_kwargs, read_run
+from tests._support.runs import make_run
 
 HASHING = "hashing:dim=256"
 SETTINGS = {"val": 0.2, "test": 0.2, "seed": 3, "use_logged_split": False, "limit": 500, "models": None}
@@ -18,17 +19,9 @@ SETTINGS = {"val": 0.2, "test": 0.2, "seed": 3, "use_logged_split": False, "limi
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A run folder as ``routecast train --out`` writes it: knn on 500 real prompts."""
-    from routecast.atomic import write_json
-    from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.pipeline import fit_router, prepare, router_params
-
-    prepared = prepare("llmrouter_9models", encoder=HASHING, **SETTINGS)
-    router, seconds = fit_router("knn", {"k": 30}, prepared)
     out = tmp_path_factory.mktemp("run")
-    save_checkpoint(router, out / "router")
-    write_json(out / "run.json", {"data": "llmrouter_9models", "router": "knn",
-                                  "params": router_params("knn", {"k": 30}, prepared), "encoder": HASHING,
-                                  "split": SETTINGS, "train_seconds": seconds})
+    _, prepared = make_run(out, data="llmrouter_9models", router="knn", params={"k": 30}, encoder=HASHING,
+                           settings=SETTINGS)
     return out, prepared
 
 
@@ -131,17 +124,9 @@ def test_strong_share_lands_on_the_request_with_the_best_quality_model_as_strong
     """llmrouter_9models has three models tied on the top cost; the weakest of them used to be
     'strong'. Strong is now the best-quality model and a 0.3 share lands within 0.02 on
     validation and 0.05 on test (logged-size split, default fractions)."""
-    from routecast.atomic import write_json
-    from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.pipeline import fit_router, prepare, router_params
-
     settings = {"val": 0.1, "test": 0.2, "seed": 0, "use_logged_split": False, "limit": None, "models": None}
-    prepared = prepare("llmrouter_9models", encoder=HASHING, **settings)
-    router, _ = fit_router("linear", None, prepared)
-    save_checkpoint(router, tmp_path / "router")
-    write_json(tmp_path / "run.json", {"data": "llmrouter_9models", "router": "linear",
-                                       "params": router_params("linear", None, prepared), "encoder": HASHING,
-                                       "split": settings})
+    _, prepared = make_run(tmp_path, data="llmrouter_9models", router="linear", params=None, encoder=HASHING,
+                           settings=settings)
     result = calibrate_run(tmp_path, strong_share=0.3)
     means = prepared.val.complete().scores.mean(axis=0)
     assert result["strong_model"] == prepared.val.models[int(np.argmax(means))]
