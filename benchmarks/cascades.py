@@ -11,7 +11,14 @@ val 0.1 / test 0.2, the static encoder - the same path and defaults as every com
   (Smoothie: embedding agreement, no labels; majority vote; the oracle ensemble, an upper bound),
   and cascade routing (``routecast.cascade.cascade_router``: linear ex-ante router + answer
   scorer + agreement + Smoothie + format features; posterior model cross-fitted on train, its
-  uncertainty scale chosen on validation);
+  uncertainty scale chosen on validation). The answer scorer (of cascade routing and of the
+  ex-post cascade alike) uses its default encoder, MiniLM, unless ``--scorer-encoder`` says
+  otherwise; its embeddings are cached on disk, so a rerun does not re-embed;
+* the agreement-escalation rule (``routecast.cascade.agreement_escalation``: call two cheaper
+  models, accept when their final answers agree, else call the strongest; pair chosen on train,
+  thresholds on validation), in the fixed-cascade family, on logs with at least three models;
+* the posterior's calibration (Brier, expected calibration error) on validation and test, per
+  group (ex-ante, answer in hand, model not called yet);
 * an ablation: cascade routing fitted and run with the responses hidden (ex-ante evidence only),
   which says how much the answer evidence itself adds;
 * AIQ over the declared cost range [cheapest, dearest single model's mean test cost], with a
@@ -81,6 +88,8 @@ DATASETS = {
                             "logged USD costs; 809 prompts; gemini is cheaper and better on average"),
 }
 ROUTERS = ("knn", "linear")
+#: the logs with responses that issue 13's cascade targets name (routellm_strong_weak by its GSM8K part)
+TARGET_LOGS = ("routellm_gsm8k", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge", "routerarena_2models")
 HALF = 0.5
 
 
@@ -118,8 +127,13 @@ def best_index_within(val_cost: np.ndarray, val_quality: np.ndarray, budget: flo
     return int(ok[np.lexsort((val_cost[ok], -val_quality[ok]))[0]])
 
 
-def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None) -> dict:
+def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None,
+                scorer_encoder: str | None = None) -> dict:
+    from routecast.cascade.agreement_escalation import fit_agreement_escalation
+    from routecast.cascade.answer_scorer import SCORER_ENCODER
     from routecast.cascade.cascade import Cascade, search_chains
+    from routecast.cascade.deferral import ExPostDeferral
+    from routecast.cascade.posterior_calibration import posterior_calibration
     from routecast.cascade.cascade_router import CascadeRouter, frontier_models
     from routecast.cascade.ensembles import majority_vote, oracle_ensemble
     from routecast.cascade.kinds import cascade_support
@@ -159,12 +173,16 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
         policies.append(Policy(name, "router", pc, pq, chosen=chosen, seconds=time.perf_counter() - t0))
 
     pool = frontier_models(train.complete(), 5) if train.n_models > 5 else list(train.models)
-    fixed = [k for k in ("ex-ante", "ex-post", "agreement") if k in support.runnable]
+    scorer_encoder = scorer_encoder or SCORER_ENCODER
+    fixed = [k for k in ("ex-ante", "ex-post", "agreement", "agreement-escalation") if k in support.runnable]
     for kind in fixed:
         t0 = time.perf_counter()
         try:
-            params = {"deferral": kind, "router": "knn", "encoder": prepared.encoder}
-            if len(pool) > 2:
+            deferral = ExPostDeferral(encoder=scorer_encoder) if kind == "ex-post" else kind
+            params = {"deferral": deferral, "router": "knn", "encoder": prepared.encoder}
+            if kind == "agreement-escalation":
+                cascade = fit_agreement_escalation(train, val, models=pool, router="knn", encoder=prepared.encoder)
+            elif len(pool) > 2:
                 cascade = search_chains(train, val, max_len=3, models=pool, **params).best
             else:
                 cascade = Cascade(chain=sorted(pool, key=lambda m: train.mean_costs()[train.model_index(m)]),
@@ -185,8 +203,9 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cr = CascadeRouter(router="linear", encoder=prepared.encoder).fit(train, val)
+        cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder).fit(train, val)
     notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
+    calib = {"val": posterior_calibration(cr, val_c), "test": posterior_calibration(cr, test)}
     sim = cr.simulate(test, cr.lams_)
     lam = cr.lam_for(budget=budget) if budget >= cr.curve_.cost.min() else None
     chosen = None
@@ -197,6 +216,7 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     policies.append(Policy("cascade-routing", "cascade routing", sim["cost"], sim["quality"], chosen=chosen,
                            seconds=time.perf_counter() - t0,
                            extra={"pool": list(cr.pool_), "kappa": cr.kappa_, "val_aiq_by_kappa": cr.val_aiq_,
+                                  "calibration": calib, "lookahead": cr.lookahead_,
                                   "mean_calls_range": [float(calls.mean(axis=1).min()),
                                                        float(calls.mean(axis=1).max())]}))
 
@@ -275,6 +295,11 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
         diff = boots[cr_pol.name] - boots[other.name]
         comparisons[f"vs best {family}"] = {"against": other.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(other),
                                             "ci": ci(diff), "wins": bool(aiq_of(cr_pol) > aiq_of(other))}
+    rule = next((p for p in policies if p.name == "cascade agreement-escalation"), None)
+    if rule is not None:
+        comparisons["vs agreement-escalation"] = {
+            "against": rule.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(rule),
+            "ci": ci(boots[cr_pol.name] - boots[rule.name]), "wins": bool(aiq_of(cr_pol) > aiq_of(rule))}
     blind_pol = next(p for p in policies if p.family == "ablation")
     comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
                                       "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
@@ -286,6 +311,7 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                         "test_complete": n},
             "best_single": test.models[best], "best_single_quality": q_best, "best_single_cost": c_best,
             "cost_range": [lo, hi], "val_budget_half": budget, "rows": rows, "comparisons": comparisons,
+            "scorer_encoder": scorer_encoder,
             "cascade_routing_reaches_best_at_half_cost_val_chosen": reaches,
             "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
 
@@ -293,15 +319,17 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
 def markdown(results: list[dict]) -> str:
     out = ["# Cascade routing vs routers, fixed cascades and post-hoc selectors", "",
            "`benchmarks/cascades.py`. One seeded split per log (prepare(): grouped by prompt, val 0.1, test 0.2), "
-           "static encoder. AIQ over the declared range [cheapest, dearest single model's mean test cost]; "
+           "static encoder for routers and response embeddings; answer scorer (cascade routing and the ex-post "
+           f"cascade) on the `{results[0]['scorer_encoder'] if results else '?'}` encoder. AIQ over the declared range [cheapest, dearest single model's mean test cost]; "
            "95 % bootstrap intervals over test prompts, the same draws for every policy (differences are paired). "
            "`q @ 50% (val)`: the operating point chosen on validation for a budget of 50 % of the best single "
            "model's validation cost, applied to test (cost as a multiple of the best model's test cost). "
            "`hull q @ 50%`: the test hull's quality at 50 % of the best model's test cost (optimistic). "
            "Best router / best fixed cascade = the best of the family on test (favours them).", ""]
     summary = ["| dataset | cascade routing AIQ | best router | Δ [95% CI] | best fixed cascade | Δ [95% CI] | "
-               "Δ vs ex-ante only [95% CI] | best single (q) | cascade routing q @ 50% (val-chosen) |",
-               "|---|---:|---|---:|---|---:|---:|---|---:|"]
+               "agreement-escalation AIQ | Δ [95% CI] | Δ vs ex-ante only [95% CI] | best single (q) | "
+               "cascade routing q @ 50% (val-chosen) |",
+               "|---|---:|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for res in results:
         crow = next(r for r in res["rows"] if r["policy"] == "cascade-routing")
         cells = []
@@ -313,6 +341,13 @@ def markdown(results: list[dict]) -> str:
             other = next(r for r in res["rows"] if r["policy"] == comp["against"])
             cells += [f"{comp['against']} {other['aiq']:.4f}",
                       f"{comp['aiq_difference']:+.4f} [{_f(comp['ci'][0], '+.4f')}, {_f(comp['ci'][1], '+.4f')}]"]
+        rule = res["comparisons"].get("vs agreement-escalation")
+        if rule is None:
+            cells += ["—", "—"]
+        else:
+            other = next(r for r in res["rows"] if r["policy"] == rule["against"])
+            cells += [_aiq_cell(other).split(" [")[0],
+                      f"{rule['aiq_difference']:+.4f} [{_f(rule['ci'][0], '+.4f')}, {_f(rule['ci'][1], '+.4f')}]"]
         ablation = res["comparisons"]["vs ex-ante only"]
         cells.append(f"{ablation['aiq_difference']:+.4f} [{_f(ablation['ci'][0], '+.4f')}, {_f(ablation['ci'][1], '+.4f')}]")
         ch = crow["val_chosen_half_budget"]
@@ -320,6 +355,20 @@ def markdown(results: list[dict]) -> str:
                        f"{' | '.join(cells)} | {res['best_single']} ({res['best_single_quality']:.4f}) | "
                        f"{_point(ch)} |")
     out += ["## Summary", ""] + summary + [""]
+    targets = [r for r in results if r["dataset"] in TARGET_LOGS]
+    if targets:
+        both = [r["dataset"] for r in targets
+                if all(r["comparisons"].get(k, {"wins": True})["wins"] for k in ("vs best router", "vs best fixed cascade"))]
+        sure = [r["dataset"] for r in targets
+                if all((r["comparisons"].get(k) or {"ci": [1.0]})["ci"][0] > 0
+                       for k in ("vs best router", "vs best fixed cascade"))]
+        half = [r["dataset"] for r in targets if r["cascade_routing_reaches_best_at_half_cost_val_chosen"]]
+        out += ["Issue 13 targets, on the logs with responses measured here "
+                f"({', '.join(r['dataset'] for r in targets)}): cascade routing beats both the best router and the "
+                f"best fixed cascade on AIQ on **{len(both)} of {len(targets)}** ({', '.join(both) or 'none'}; "
+                f"both paired intervals above 0 on {', '.join(sure) or 'none'}); it reaches the best single model's "
+                f"quality at <= 50 % of its cost with the validation-chosen point on **{len(half)}** "
+                f"({', '.join(half) or 'none'}).", ""]
     for res in results:
         out += [f"## {res['dataset']}", "", res["note"] + ".", "",
                 f"Prompts train/val/test: {res['prompts']['train']}/{res['prompts']['val']}/{res['prompts']['test']} "
@@ -339,9 +388,14 @@ def markdown(results: list[dict]) -> str:
                        f"{_f(r['hull_quality_at_half_cost_ci'][1])}] | {_f(None if ch is None else ch['quality'])} | "
                        f"{_x(None if ch is None else ch['cost_ratio_to_best'])} | {_f(r['seconds'], '.1f')} |")
         crow = next(r for r in res["rows"] if r["policy"] == "cascade-routing")
-        out += ["", f"Cascade routing: pool {', '.join(crow['pool'])}; kappa {crow['kappa']} (validation AIQ by kappa: "
+        out += ["", f"Cascade routing: pool {', '.join(crow['pool'])}; look-ahead {crow.get('lookahead', 'normal')}, "
+                f"kappa {crow['kappa']} (validation AIQ by look-ahead:kappa: "
                 f"{', '.join(f'{k}: {v:.4f}' for k, v in crow['val_aiq_by_kappa'].items())}); mean calls per prompt "
-                f"{crow['mean_calls_range'][0]:.2f}–{crow['mean_calls_range'][1]:.2f} over the lam grid.", ""]
+                f"{crow['mean_calls_range'][0]:.2f}–{crow['mean_calls_range'][1]:.2f} over the lam grid.", "",
+                "Posterior calibration (Brier / ECE; lower is better): "
+                + "; ".join(f"{split} " + ", ".join(f"{g} {c['brier']:.3f} / {c['ece']:.3f} (n {c['n']})"
+                                                    for g, c in crow["calibration"][split].items())
+                            for split in ("val", "test")) + ".", ""]
         for kind, reason in res["skipped"].items():
             out.append(f"- skipped {kind}: {reason}")
         for note in res["warnings"]:
@@ -373,6 +427,8 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--encoder", default=None, help="encoder spec (default: the library default, static)")
+    parser.add_argument("--scorer-encoder", default=None,
+                        help="answer scorer encoder spec (default: the scorer's default, minilm)")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
     args = parser.parse_args()
 
@@ -380,14 +436,16 @@ def main() -> None:
 
     results = []
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        res = run_dataset(label, args.n_boot, encoder=args.encoder)
+        res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder)
         results.append(res)
         comp = {k: f"{v['aiq_difference']:+.4f} {v['ci']}" for k, v in res["comparisons"].items()}
         print(f"{label}: {comp} reaches@50%: {res['cascade_routing_reaches_best_at_half_cost_val_chosen']} "
               f"({res['seconds']:.0f}s)", flush=True)
         # written after every dataset, so a long run keeps what it finished
         write_json(args.out + ".json", {"split": "prepare(): grouped seeded, val 0.1 / test 0.2, seed 0",
-                                        "encoder": args.encoder or "static", "prices_usd_per_mtok": PRICES, "datasets": results})
+                                        "encoder": args.encoder or "static",
+                                        "scorer_encoder": results[0]["scorer_encoder"],
+                                        "prices_usd_per_mtok": PRICES, "datasets": results})
         write_text(args.out + ".md", markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")
 

@@ -68,21 +68,13 @@ GIVEN_TASK = {"prior-residual (task given)": "prior-residual"}
 PRIOR_LABELS = ("cluster-prior", "task-prior", "task-prior (classifier)")
 
 
-class KnownTaskQuality:
-    """A fitted task prior seen through the router interface ``sweep_router`` uses, predicting
-    from each prompt's logged task (what routing with metadata does) instead of its embedding."""
+def known_task(router, log):
+    """A fitted task prior (or prior-residual) predicting from each prompt's logged task (what
+    routing with metadata does) instead of its embedding: the library's wrapper, which
+    ``routecast evaluate`` uses for its ``task-prior (logged task)`` row."""
+    from routecast.router.evaluation.priors import LoggedTaskQuality
 
-    def __init__(self, router, log):
-        self.router, self.log = router, log
-        self.models_, self.costs_, self.family, self.name = router.models_, router.costs_, router.family, router.name
-        task_router = getattr(router, "prior_router_", router)  # prior-residual: its task prior
-        self.column = task_router.column_
-
-    def predict_quality(self, texts, *, embeddings=None):
-        if len(texts) != self.log.n_prompts:  # sweep_router drops incomplete rows; these logs have none
-            raise RuntimeError("KnownTaskQuality needs a log whose every score is logged")
-        tasks = list(self.log.meta[self.column].astype(str))
-        return self.router.predict_quality_for_tasks(tasks, texts, embeddings=embeddings)
+    return LoggedTaskQuality(router, log, label=router.name)
 
 
 def successes(log):
@@ -121,6 +113,7 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
     import numpy as np
 
     from routecast.router.evaluation.evaluate import aiq_difference, evaluate, sweep_router
+    from routecast.router.evaluation.priors import choose_prior, validation_aiq
     from routecast.router.pipeline import fit_router, prepare
 
     source, kwargs, note = DATASETS[label]
@@ -133,8 +126,7 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
     embed_seconds = time.perf_counter() - start
 
     def val_aiq(router, wrapper=None):
-        curve = sweep_router(wrapper or router, prepared.val, embeddings=emb["val"])
-        return evaluate({"x": curve}, prepared.val, n_boot=0).routers["x"].aiq
+        return validation_aiq(wrapper or router, prepared.val, embeddings=emb["val"])
 
     chosen: dict[str, tuple] = {}  # label -> (router, params, val AIQ, grid results, test wrapper or None)
     grid = QUICK if quick else LEARNED
@@ -144,7 +136,7 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
         for params in configs:
             t0 = time.perf_counter()
             router, fit_s = fit_router(GIVEN_TASK.get(name, name), dict(params), prepared)
-            score = val_aiq(router, KnownTaskQuality(router, prepared.val) if mode else None)
+            score = val_aiq(router, known_task(router, prepared.val) if mode else None)
             tried.append({"params": params, "val_aiq": score, "fit_seconds": round(fit_s, 1)})
             print(f"  {label} {name} {params}: val AIQ {score:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
             if name not in chosen or score > chosen[name][2]:
@@ -158,7 +150,7 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
     best_task = None
     for column in columns:
         task, _ = fit_router("task-prior", {"column": column}, prepared)
-        score = val_aiq(task, KnownTaskQuality(task, prepared.val))
+        score = val_aiq(task, known_task(task, prepared.val))
         print(f"  {label} task-prior column={column}: val AIQ {score:.4f}", flush=True)
         if best_task is None or score > best_task[2]:
             best_task = (task, {"column": column}, score, [], "known")
@@ -170,12 +162,12 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
     learned = [n for n in grid]
     priors = [p for p in PRIOR_LABELS if p in chosen]
     best_router = max(learned, key=lambda n: chosen[n][2])
-    best_prior = max(priors, key=lambda n: chosen[n][2])
+    best_prior = choose_prior({p: chosen[p][2] for p in priors})  # the library's rule: validation AIQ
 
     # test: every chosen policy, single models and the oracle on the same prompts and cost range
     curves, test_quality = {}, {}
     for lbl, (router, params, _, _, mode) in chosen.items():
-        wrapper = KnownTaskQuality(router, prepared.test) if mode == "known" else None
+        wrapper = known_task(router, prepared.test) if mode == "known" else None
         curves[lbl] = sweep_router(wrapper or router, prepared.test, embeddings=emb["test"], label=lbl)
         test_quality[lbl] = (wrapper or router).predict_quality(list(prepared.test.prompts), embeddings=emb["test"])
     oracle, _ = fit_router("oracle", {}, prepared)

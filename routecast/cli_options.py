@@ -28,7 +28,9 @@ from routecast.errors import ConfigError, RoutecastError
 DATA_HELP = ("Outcome log: a built-in dataset name (see `routecast datasets`), a .parquet/.csv/.jsonl/.json "
              "file or a folder holding data.parquet.")
 ENCODER_HELP = ("Prompt encoder: static (distilled from MiniLM, fast), minilm (bundled all-MiniLM-L6-v2), "
-                "onnx[:quantize=int8], hashing[:dim=N] (no weights), or st:/path/to/sentence-transformers-folder.")
+                "onnx[:quantize=int8], hashing[:dim=N] (no weights), st:/path/to/sentence-transformers-folder, "
+                "static:/folder, or trained-static[:head=mlp,dim=N] (static table fine-tuned on this "
+                "command's train split).")
 TRACKING_URI_HELP = ("MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
                      "working directory).")
 

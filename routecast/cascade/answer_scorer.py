@@ -2,21 +2,30 @@
 
 FrugalGPT's key observation is that judging an *answer* is easier than predicting, from the
 question alone, whether a model will answer well: a hedging, truncated or number-less answer to
-a maths question is visibly weak. The scorer reads ``prompt [SEP] response`` through a sentence
-encoder (hashing for tests, MiniLM in production) plus three cheap features (log response
-length, whether a final answer can be extracted, whether the response is empty) and fits a
-scikit-learn head on the logged scores:
+a maths question is visibly weak. The scorer reads ``response [SEP] prompt`` through a sentence
+encoder plus cheap format features (log response length, and how the final answer is stated:
+:func:`routecast.cascade.agreement.answer_format` - boxed, a ``####`` marker, a choice letter, only a
+number, only text, or nothing usable) and fits a scikit-learn head on the logged scores:
 
 * ``head="logistic"``: probability that the score is >= ``good_threshold`` (binary metrics);
 * ``head="ridge"``: the score itself, clipped to [0, 1] (graded metrics such as judge scores).
+
+The default encoder is the bundled MiniLM (:data:`SCORER_ENCODER`), not the router's cheap
+static table: a scorer runs once per *answer*, after a model call that costs far more than an
+embedding, and what it must read (hedging, a missing final answer, an answer that does not fit
+the question) is what the static table cannot see. Embeddings go through
+:func:`routecast.router.embedding_cache.embed`, so repeated fits (cross-fitting, chain search,
+benchmarks) encode each (prompt, response) text once. Tests pass ``encoder="hashing:..."``.
 
 ``shared=True`` fits one head over all models with a one-hot of the model name appended (more
 data per head); ``shared=False`` fits one head per model. A model whose training labels are all
 one class gets a constant predictor equal to that class, so tiny logs never crash the fit.
 
-Prompts and responses are cut before encoding: the first ``max_chars // 2`` characters of the
-prompt and the *last* ``max_chars // 2`` of the response, because a response's final answer
-sits at its end.
+Texts are cut before encoding to the *last* ``max_chars * (1 - prompt_share)`` characters of the
+response, then ``[SEP]``, then the first ``max_chars * prompt_share`` characters of the prompt.
+The response comes first because MiniLM reads only 256 tokens (~1,000 characters) and cuts the
+rest: with the prompt first, a long question pushed the response's final answer - the part that
+matters most - out of the window.
 """
 
 from __future__ import annotations
@@ -25,15 +34,15 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from routecast.router.encoders.default import DEFAULT_ENCODER
-
-from routecast.cascade.answers import final_answer
+from routecast.cascade.agreement import format_onehot
 from routecast.errors import ConfigError, DataError, NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
 SEP = " [SEP] "
+#: the scorer's default encoder: a real sentence encoder (see the module docstring for why)
+SCORER_ENCODER = "minilm"
 
 
 def require_responses(log: "OutcomeLog", models: Sequence[str], *, why: str) -> None:
@@ -55,8 +64,9 @@ def require_responses(log: "OutcomeLog", models: Sequence[str], *, why: str) -> 
 class AnswerScorer:
     """Predicts the quality of a (prompt, response) pair produced by a named model."""
 
-    def __init__(self, encoder: str = DEFAULT_ENCODER, head: str = "logistic", shared: bool = True,
-                 good_threshold: float = 0.5, C: float = 1.0, alpha: float = 1.0, max_chars: int = 2000):
+    def __init__(self, encoder: str = SCORER_ENCODER, head: str = "logistic", shared: bool = True,
+                 good_threshold: float = 0.5, C: float = 1.0, alpha: float = 1.0, max_chars: int = 1000,
+                 prompt_share: float = 0.25):
         self.encoder = encoder
         self.head = head
         self.shared = shared
@@ -64,6 +74,13 @@ class AnswerScorer:
         self.C = C
         self.alpha = alpha
         self.max_chars = max_chars
+        self.prompt_share = prompt_share
+
+    def get_params(self) -> dict:
+        """Hyperparameters (what a checkpoint stores to rebuild the scorer before ``set_state``)."""
+        return {"encoder": self.encoder, "head": self.head, "shared": self.shared,
+                "good_threshold": self.good_threshold, "C": self.C, "alpha": self.alpha,
+                "max_chars": self.max_chars, "prompt_share": self.prompt_share}
 
     def __repr__(self) -> str:
         return (f"AnswerScorer(encoder={self.encoder!r}, head={self.head!r}, shared={self.shared}, "
@@ -74,9 +91,12 @@ class AnswerScorer:
         """Learn from every logged (prompt, response, score) of ``models`` (default: all)."""
         if self.head not in ("logistic", "ridge"):
             raise ConfigError(f"AnswerScorer head must be 'logistic' or 'ridge', got {self.head!r}")
+        if not 0.0 <= float(self.prompt_share) < 1.0:
+            raise ConfigError(f"AnswerScorer prompt_share must be in [0, 1), got {self.prompt_share!r}")
         models = list(log.models if models is None else models)
         require_responses(log, models, why="the ex-post answer scorer")
         self.models_ = tuple(models)
+        self.encoder_ = self._build_encoder()
         prompts, responses, names, targets = [], [], [], []
         for name in models:
             j = log.model_index(name)
@@ -125,8 +145,12 @@ class AnswerScorer:
             arrays[f"head{i}.intercept"] = np.asarray([self.heads_[key].intercept], dtype=np.float64)
         return meta, arrays
 
-    def set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> "AnswerScorer":
+    def set_state(self, meta: dict, arrays: dict[str, np.ndarray], *, encoder=None) -> "AnswerScorer":
+        """Restore ``get_state``; ``encoder``: the encoder shipped in the checkpoint (the cascade
+        router passes it, so loading never rebuilds a model from outside the folder); None builds
+        it from the spec."""
         self.models_ = tuple(meta["models"])
+        self.encoder_ = self._build_encoder() if encoder is None else encoder
         self.heads_ = {key: LinearHead(arrays[f"head{i}.coef"], float(arrays[f"head{i}.intercept"][0]),
                                        logistic=bool(meta["logistic"][i]))
                        for i, key in enumerate(meta["heads"])}
@@ -168,21 +192,26 @@ class AnswerScorer:
         return head.predict(X)
 
     # ------------------------------------------------------------ features
-    def _features(self, prompts: list, responses: list, models: list) -> np.ndarray:
-        from routecast.router.embedding_cache import embed
+    def _build_encoder(self):
+        """The one place the encoder is built (fit and set_state): predict never builds one."""
         from routecast.router.encoders import get_encoder
 
-        if not hasattr(self, "encoder_"):
-            self.encoder_ = get_encoder(self.encoder)
-        half = max(1, self.max_chars // 2)
-        texts = [str(p)[:half] + SEP + str(r)[-half:] for p, r in zip(prompts, responses)]
+        return get_encoder(self.encoder)
+
+    def texts(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+        """What the encoder reads: the response's tail, [SEP], the prompt's head (module docstring)."""
+        n_prompt = int(round(self.max_chars * float(self.prompt_share)))
+        n_response = max(1, int(self.max_chars) - n_prompt)
+        return [str(r)[-n_response:] + SEP + (str(p)[:n_prompt] if n_prompt else "")
+                for p, r in zip(prompts, responses)]
+
+    def _features(self, prompts: list, responses: list, models: list) -> np.ndarray:
+        from routecast.router.embedding_cache import embed
+
+        texts = self.texts(prompts, responses)
         emb = embed(self.encoder_, texts) if texts else np.zeros((0, self.encoder_.dim), dtype=np.float32)
         lengths = np.array([len(r) for r in responses], dtype=np.float64)
-        extra = np.stack([
-            np.log1p(lengths) / 10.0,
-            np.array([final_answer(r) is not None for r in responses], dtype=np.float64),
-            (lengths == 0).astype(np.float64),
-        ], axis=1) if len(responses) else np.zeros((0, 3))
+        extra = np.concatenate([(np.log1p(lengths) / 10.0)[:, None], format_onehot(responses)], axis=1)
         parts = [np.asarray(emb, dtype=np.float64), extra]
         if self.shared:
             onehot = np.zeros((len(models), len(self.models_)))

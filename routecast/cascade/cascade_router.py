@@ -40,7 +40,9 @@ The choice among the actions (stop, call ``j``) is the kernel's decision rule
 Offline, :meth:`CascadeRouter.simulate` replays the policy from logged responses; online,
 :meth:`CascadeRouter.run` does the same with a live ``call(model, prompt) -> answer``. Both walk
 the same :class:`_Planner`, so on a logged prompt they call the same models and return the same
-answer.
+answer. ``run`` is a loop over the step-wise interface (:meth:`CascadeRouter.start`,
+:meth:`~CascadeRouter.next_model`, :meth:`~CascadeRouter.observe`, :meth:`~CascadeRouter.outcome`)
+that the server (:mod:`routecast.serving.cascade_chat`) drives itself, one backend call at a time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
+from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
 from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, feature_names, logit, rate, \
     state_features
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
@@ -68,8 +72,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
 FORMAT = "routecast-cascade-router"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the answer scorer's encoder ships in scorer_encoder/; manifest.sig
 CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE, ROUTER_DIR = "config.json", "weights.safetensors", "manifest.json", "router"
+#: the answer scorer's encoder, shipped like a router checkpoint's (config.json with its entry + files)
+SCORER_ENCODER_DIR = "scorer_encoder"
 
 
 @dataclass
@@ -81,6 +87,20 @@ class CascadeRoutingOutcome:
     model: str
     models_called: list[str]
     posterior: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CascadeState:
+    """One live prompt in progress (:meth:`CascadeRouter.start`): its lam, ex-ante predictions
+    (pool model -> quality), the answers so far and the models called, in order."""
+
+    prompt: str
+    lam: float
+    prior: dict[str, float]
+    planner: "_Planner"
+    responses: np.ndarray
+    mask: int = 0
+    order: list[str] = field(default_factory=list)
 
 
 def frontier_models(log: "OutcomeLog", max_models: int = 5) -> list[str]:
@@ -119,7 +139,10 @@ class CascadeRouter:
     Parameters
     ----------
     router: registry name of the ex-ante router (``linear``, ``knn``, ...).
-    encoder: encoder of the router, the answer scorer and the response embeddings.
+    encoder: encoder of the ex-ante router and of the response embeddings (Smoothie agreement).
+    scorer_encoder: encoder of the answer scorer; None: the scorer's default, MiniLM
+        (:data:`routecast.cascade.answer_scorer.SCORER_ENCODER`; it reads each answer once, after
+        a model call, so a real encoder is affordable where the router's is not).
     max_calls: most models called per prompt.
     max_models: logs with at most this many models cascade over all of them; larger logs over the
         training split's cost-quality frontier (at most this many models).
@@ -131,14 +154,22 @@ class CascadeRouter:
     refine_step: a gap in validation mean cost larger than this share of the cost range is refined.
     C: inverse regularisation of the posterior model.
     seed: folds and draws.
+    lookaheads: candidate look-ahead modes, chosen on validation with kappa: ``normal`` (normal
+        draws, one spread per model pair; the default) and ``empirical`` (joint, state-specific
+        posterior shifts measured on training prompts, :mod:`routecast.cascade.lookahead`; opt-in:
+        on a log where only agreement is informative it does not find "call two cheap models,
+        escalate on disagreement", which the normal draws do, see the module docstring).
     """
 
     def __init__(self, router: str = "linear", encoder: str = DEFAULT_ENCODER, max_calls: int = 3,
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
                  n_draws: int = 32, n_lams: int = 41, max_lams: int = 121, refine_step: float = 0.02,
-                 C: float = 1.0, seed: int = 0):
+                 C: float = 1.0, seed: int = 0, scorer_encoder: str | None = None,
+                 lookaheads: Sequence[str] = ("normal",)):
         self.router = router
         self.encoder = encoder
+        self.scorer_encoder = scorer_encoder
+        self.lookaheads = tuple(lookaheads)
         self.max_calls = max_calls
         self.max_models = max_models
         self.kappas = tuple(float(k) for k in kappas)
@@ -151,7 +182,9 @@ class CascadeRouter:
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
-        return {"router": self.router, "encoder": self.encoder, "max_calls": self.max_calls,
+        return {"router": self.router, "encoder": self.encoder, "scorer_encoder": self.scorer_encoder,
+                "lookaheads": list(self.lookaheads),
+                "max_calls": self.max_calls,
                 "max_models": self.max_models, "kappas": list(self.kappas), "n_folds": self.n_folds,
                 "n_draws": self.n_draws, "n_lams": self.n_lams,
                 "max_lams": self.max_lams, "refine_step": self.refine_step, "C": self.C, "seed": self.seed}
@@ -206,8 +239,6 @@ class CascadeRouter:
             if scorer is not None:
                 facts.scorer[inside] = rate(scorer, list(tr.prompts[inside]), self._responses(tr)[inside], pool)
         self.scorer_ = self._fit_scorer(tr)
-        if self.scorer_ is not None:
-            self.scorer_.encoder_ = encoder
 
         masks = _masks(len(pool), self.max_calls_, with_empty=True)
         feats = np.stack([[state_features(logit(prior[i]), facts.row(i), _members(mask, len(pool)))
@@ -217,6 +248,8 @@ class CascadeRouter:
         self.posterior_ = PosteriorQuality(C=self.C).fit(feats.reshape(n * s, p, nf), targets.reshape(n * s, p))
         post = self.posterior_.predict(feats)  # (n, S, P)
         self.tau_ = _spread(post, masks, len(pool), self.max_calls_)
+        self.mask_index_ = {m: i for i, m in enumerate(masks)}
+        self.shifts_ = empirical_shifts(post, masks, len(pool), self.max_calls_, self.n_draws, self.seed)
         self.draws_ = np.random.default_rng(self.seed).standard_normal((self.n_draws, len(pool)))
 
         # kappa and the operating curve on validation
@@ -232,15 +265,18 @@ class CascadeRouter:
 
         best = None
         self.val_aiq_ = {}
-        for kappa in self.kappas:
-            self.kappa_ = kappa
+        # kappa 0 means point estimates, the same under every look-ahead: tried once
+        candidates = [(mode, kappa) for mode in self.lookaheads for kappa in self.kappas
+                      if kappa > 0 or mode == self.lookaheads[0]]
+        for mode, kappa in candidates:
+            self.lookahead_, self.kappa_ = mode, kappa
             called, chosen_idx = self._walk_all(planners, self.lams_, reset=True)
             cost, quality = _outcomes(called, chosen_idx, unit, vl.scores)
             value = float(aiq(cost.mean(axis=1), quality.mean(axis=1), lo, hi))
-            self.val_aiq_[kappa] = value
+            self.val_aiq_[kappa if mode == "normal" else f"{mode}:{kappa}"] = value
             if best is None or value > best[0] + 1e-9:
-                best = (value, kappa, called, cost, quality)
-        _, self.kappa_, called, cost, quality = best
+                best = (value, (mode, kappa), called, cost, quality)
+        _, (self.lookahead_, self.kappa_), called, cost, quality = best
         self.lams_, called, cost, quality = self._refine_grid(planners, unit, vl.scores, self.lams_, called, cost,
                                                              quality)
         strong_called = (called >> self.strong_) & 1
@@ -292,6 +328,8 @@ class CascadeRouter:
             raise ConfigError(f"n_folds must be >= 2, got {self.n_folds!r}")
         if not self.kappas or any(not np.isfinite(k) or k < 0 for k in self.kappas):
             raise ConfigError(f"kappas must be finite numbers >= 0, got {self.kappas!r}")
+        if not self.lookaheads or any(m not in LOOKAHEADS for m in self.lookaheads):
+            raise ConfigError(f"lookaheads must be some of {', '.join(LOOKAHEADS)}, got {self.lookaheads!r}")
 
     def _make_router(self):
         from routecast.router.registry import get_router_class, make_router
@@ -304,8 +342,8 @@ class CascadeRouter:
         return self._encoder()
 
     def _encoder(self):
-        """The one encoder of router, scorer and response embeddings (the router's, shipped in its
-        checkpoint)."""
+        """The one encoder of the router and the response embeddings (the router's, shipped in its
+        checkpoint); the answer scorer builds its own (``scorer_encoder``)."""
         if getattr(self.router_, "uses_embeddings", False):
             return self.router_.get_encoder()
         from routecast.router.encoders import get_encoder
@@ -321,7 +359,8 @@ class CascadeRouter:
         rows = np.array([all(isinstance(r, str) for r in row) for row in log.responses])
         if rows.sum() < 2:
             return None
-        return AnswerScorer(encoder=self.encoder, head=self.scorer_head_).fit(log.subset(rows))
+        params = {} if self.scorer_encoder is None else {"encoder": self.scorer_encoder}
+        return AnswerScorer(head=self.scorer_head_, **params).fit(log.subset(rows))
 
     @staticmethod
     def _responses(log: "OutcomeLog") -> np.ndarray:
@@ -394,66 +433,149 @@ class CascadeRouter:
                                  meta={"pool": list(self.pool_), "kappa": self.kappa_, "max_calls": self.max_calls_})
 
     def lam_for(self, **request) -> float:
-        """lam meeting a ``budget``, ``strong_share`` or ``target_quality`` on validation."""
+        """lam meeting a ``budget``, ``strong_share`` or ``target_quality`` on validation, or the
+        lam of a named ``operating_point``; no knob: the default point's lam, else the fitted one."""
         self._check_fitted()
+        point = request.pop("operating_point", None)
         knob = check_one_knob(**request)
-        return self.lam_ if knob is None else float(self.curve_.lam_for(**request))
+        if point is not None:
+            if knob is not None:
+                raise RoutingError(f"give an operating point or {knob}, not both")
+            return float(self.operating_point(point)["lam"])
+        if knob is None:
+            default = self.default_operating_point()
+            return self.lam_ if default is None else float(self.operating_point(default)["lam"])
+        if knob == "lam":
+            return float(request["lam"])
+        return float(self.curve_.lam_for(**{knob: request[knob]}))
+
+    # ---------------------------------------------------- operating points
+    def operating_points(self) -> dict[str, dict[str, Any]]:
+        """Named operating points (name -> {lam, request}), saved in the checkpoint: what a server
+        request names with ``"model": "router:NAME"``."""
+        return dict(getattr(self, "operating_points_", None) or {})
+
+    def default_operating_point(self) -> str | None:
+        name = getattr(self, "default_operating_point_", None)
+        return name if name in self.operating_points() else None
+
+    def operating_point(self, name: str) -> dict[str, Any]:
+        points = self.operating_points()
+        if name not in points:
+            known = ", ".join(sorted(points)) or "none (add_operating_point first)"
+            raise RoutingError(f"unknown operating point {name!r}; this cascade has: {known}")
+        return points[name]
+
+    def add_operating_point(self, name: str, *, make_default: bool = False, **request) -> "CascadeRouter":
+        """Store the lam of one knob (``lam``, ``budget``, ``strong_share`` or ``target_quality``,
+        resolved now on the validation curve) under ``name``."""
+        self._check_fitted()
+        if not isinstance(name, str) or not name or not name.isprintable() or ":" in name or len(name) > 64:
+            raise RoutingError(f"operating point name must be 1-64 printable characters without ':', got {name!r}")
+        if check_one_knob(**request) is None:
+            raise RoutingError("give one of lam, budget, strong_share, target_quality for the operating point")
+        points = self.operating_points()
+        points[name] = {"lam": self.lam_for(**request), "request": dict(request)}
+        self.operating_points_ = points
+        if make_default:
+            self.default_operating_point_ = name
+        return self
 
     # -------------------------------------------------------------- online
-    def run(self, prompt: str, call: Callable[[str, str], str], *, lam: float | None = None,
-            budget: float | None = None, strong_share: float | None = None,
-            target_quality: float | None = None) -> CascadeRoutingOutcome:
-        """Answer one live prompt: decide, call, score, maybe call again, return the chosen answer.
+    def start(self, prompt: str, *, lam: float | None = None, budget: float | None = None,
+              strong_share: float | None = None, target_quality: float | None = None,
+              operating_point: str | None = None) -> "CascadeState":
+        """Begin one live prompt: its ex-ante predictions and its lam (see :meth:`lam_for`).
 
-        ``call(model, prompt) -> response text``. The operating point is the fitted one unless one
-        of ``lam``, ``budget``, ``strong_share``, ``target_quality`` is given.
+        The step-wise interface - ``start``, then :meth:`next_model` / :meth:`observe` until
+        ``next_model`` says stop, then :meth:`outcome` - lets a caller that cannot block (the
+        server's event loop) make the calls itself; :meth:`run` is the same loop with a callback.
         """
         self._check_fitted()
         if not isinstance(prompt, str):
             raise RoutingError(f"prompt must be a string, got {type(prompt).__name__}")
-        knob = check_one_knob(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
-        value = self.lam_ if knob is None else float(lam) if knob == "lam" else \
-            float(self.curve_.lam_for(**{knob: {"budget": budget, "strong_share": strong_share,
-                                                "target_quality": target_quality}[knob]}))
-        lams = np.array([value])
+        value = self.lam_for(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality,
+                             operating_point=operating_point)
         p = len(self.pool_)
         prior = self.router_.predict_quality([prompt])[0, [self.router_.models_.index(m) for m in self.pool_]]
-        responses = np.full((1, p), None, dtype=object)
         planner = _Planner(self, logit(prior), AnswerFacts.empty(1, p))
-        mask, order = 0, []
-        while True:
-            nxt = planner.next_model(mask, lams, 0)
-            if nxt is None:
-                break
-            model = self.pool_[nxt]
-            response = call(model, prompt)
-            if not isinstance(response, str):
-                raise RoutingError(f"call returned {type(response).__name__} for model {model!r}; "
-                                   "expected the response text")
-            responses[0, nxt] = response
-            order.append(model)
-            mask |= 1 << nxt
-            planner.facts = compute_facts([prompt], responses, self.pool_, scorer=self.scorer_,
-                                          encoder=self._encoder() if self.has_answers_ else None)
-            planner.tables.clear()
-            planner.posteriors.clear()
-        best = planner.answer(mask)
-        post = planner.posterior(mask)
-        return CascadeRoutingOutcome(answer=responses[0, best], model=self.pool_[best], models_called=order,
-                                     posterior={self.pool_[j]: float(post[j]) for j in range(p) if mask >> j & 1})
+        return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
+                            planner=planner, responses=np.full((1, p), None, dtype=object))
+
+    def next_model(self, state: "CascadeState") -> str | None:
+        """The model to call next on ``state``'s prompt, or None: stop and take :meth:`outcome`."""
+        nxt = state.planner.next_model(state.mask, np.array([state.lam]), 0)
+        return None if nxt is None else self.pool_[nxt]
+
+    def is_last_call(self, state: "CascadeState", model: str) -> bool:
+        """Whether calling ``model`` now certainly ends the cascade, whatever it answers: it brings
+        the calls to ``max_calls`` (or exhausts the pool). Only this is known before the answer;
+        whether the planner will stop depends on what the answer says."""
+        return bin(state.mask).count("1") + (0 if model in state.order else 1) >= self.max_calls_
+
+    def observe(self, state: "CascadeState", model: str, answer: str) -> None:
+        """Record ``model``'s answer on ``state``'s prompt and update the evidence (answer scorer,
+        agreement, format) every later decision and the outcome read. Any pool model not yet
+        called may be observed (e.g. the one a server fell back to when the planned one failed)."""
+        if model not in self.pool_:
+            raise RoutingError(f"model {model!r} is not in the cascade's pool ({', '.join(self.pool_)})")
+        j = self.pool_.index(model)
+        if state.mask >> j & 1:
+            raise RoutingError(f"model {model!r} was already called on this prompt")
+        if not isinstance(answer, str):
+            raise RoutingError(f"call returned {type(answer).__name__} for model {model!r}; "
+                               "expected the response text")
+        state.responses[0, j] = answer
+        state.order.append(model)
+        state.mask |= 1 << j
+        planner = state.planner
+        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=self.scorer_,
+                                      encoder=self._encoder() if self.has_answers_ else None)
+        planner.tables.clear()
+        planner.posteriors.clear()
+
+    def outcome(self, state: "CascadeState") -> CascadeRoutingOutcome:
+        """The returned answer: the called model's answer with the highest posterior quality."""
+        if not state.mask:
+            raise RoutingError("no model has answered this prompt yet: nothing to return")
+        p = len(self.pool_)
+        best = state.planner.answer(state.mask)
+        post = state.planner.posterior(state.mask)
+        return CascadeRoutingOutcome(answer=state.responses[0, best], model=self.pool_[best],
+                                     models_called=list(state.order),
+                                     posterior={self.pool_[j]: float(post[j]) for j in range(p) if state.mask >> j & 1})
+
+    def run(self, prompt: str, call: Callable[[str, str], str], *, lam: float | None = None,
+            budget: float | None = None, strong_share: float | None = None,
+            target_quality: float | None = None, operating_point: str | None = None) -> CascadeRoutingOutcome:
+        """Answer one live prompt: decide, call, score, maybe call again, return the chosen answer.
+
+        ``call(model, prompt) -> response text``. The operating point is the fitted one (or the
+        default named point) unless one of ``lam``, ``budget``, ``strong_share``,
+        ``target_quality``, ``operating_point`` is given.
+        """
+        state = self.start(prompt, lam=lam, budget=budget, strong_share=strong_share,
+                           target_quality=target_quality, operating_point=operating_point)
+        while (model := self.next_model(state)) is not None:
+            self.observe(state, model, call(model, prompt))
+        return self.outcome(state)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "lam_"):
             raise NotFittedError("the cascade router is not fitted; call fit(train_log, val_log) first")
 
     # ---------------------------------------------------------- checkpoint
-    def save(self, out_dir: str | os.PathLike) -> Path:
+    def save(self, out_dir: str | os.PathLike, *, sign_key: str | os.PathLike | None = None) -> Path:
         """Write a checkpoint folder: config.json + weights.safetensors + the ex-ante router's own
-        checkpoint (with its encoder) in ``router/`` + manifest.json (sha256 of every file).
-        Built next to ``out_dir`` and renamed into place; no pickle."""
+        checkpoint (with its encoder) in ``router/`` + the answer scorer's encoder in
+        ``scorer_encoder/`` (weights or model folder, as a router ships its encoder: the checkpoint
+        never reads a model from outside itself) + manifest.json (sha256 of every file).
+        ``sign_key`` (an ed25519 private key file) adds ``manifest.sig``, as ``routecast export
+        --sign`` does for routers. Built next to ``out_dir`` and renamed into place; no pickle."""
         from routecast.jsonable import to_jsonable
-        from routecast.router.checkpoint import _replace_dir, _save_arrays, save_checkpoint, sha256_file
-        from routecast.atomic import write_text
+        from routecast.router.checkpoint import _replace_dir, _save_arrays, save_checkpoint, sha256_file, ship_encoder
+        from routecast.router.signing import SIGNATURE_FILE, sign_manifest
+        from routecast.atomic import write_bytes, write_text
 
         self._check_fitted()
         out_dir = Path(out_dir)
@@ -462,26 +584,34 @@ class CascadeRouter:
         os.chmod(tmp, 0o755)
         try:
             arrays = {"posterior.coef": self.posterior_.coef_, "posterior.intercept": self.posterior_.intercept_,
-                      "tau": self.tau_, "draws": self.draws_, "costs": self.costs_, "mean_quality": self.mean_quality_}
+                      "tau": self.tau_, "draws": self.draws_, "costs": self.costs_, "mean_quality": self.mean_quality_,
+                      "shifts": self.shifts_}
             scorer_meta = None
             if self.scorer_ is not None:
                 scorer_meta, scorer_arrays = self.scorer_.get_state()
-                scorer_meta["hyperparameters"] = {"encoder": self.scorer_.encoder, "head": self.scorer_.head,
-                                                  "shared": self.scorer_.shared, "max_chars": self.scorer_.max_chars,
-                                                  "good_threshold": self.scorer_.good_threshold}
+                scorer_meta["hyperparameters"] = self.scorer_.get_params()
                 arrays.update({f"scorer.{k}": v for k, v in scorer_arrays.items()})
+                (tmp / SCORER_ENCODER_DIR).mkdir()
+                entry = ship_encoder(_servable_encoder(self.scorer_.encoder_), tmp / SCORER_ENCODER_DIR)
+                write_text(tmp / SCORER_ENCODER_DIR / CONFIG_FILE,
+                           json.dumps(to_jsonable({"encoder": entry}), indent=2, sort_keys=True))
             arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
             _save_arrays(tmp / WEIGHTS_FILE, arrays, what="cascade router")
             save_checkpoint(self.router_, tmp / ROUTER_DIR)
             config = {"format": FORMAT, "format_version": FORMAT_VERSION, "hyperparameters": self.get_params(),
                       "pool": list(self.pool_), "max_calls": self.max_calls_, "kappa": self.kappa_,
-                      "lam": self.lam_, "strong": int(self.strong_), "features": feature_names(len(self.pool_)),
+                      "lookahead": self.lookahead_, "lam": self.lam_, "strong": int(self.strong_), "features": feature_names(len(self.pool_)),
                       "scorer": scorer_meta, "has_answers": bool(self.has_answers_),
                       "operating_curve": self.curve_.to_dict(), "notes": list(self.notes_),
+                      "operating_points": self.operating_points(),
+                      "default_operating_point": self.default_operating_point(),
                       "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
             write_text(tmp / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2, sort_keys=True))
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            write_text(tmp / MANIFEST_FILE, json.dumps({"format": FORMAT, "files": files}, indent=2, sort_keys=True))
+            manifest_text = json.dumps({"format": FORMAT, "files": files}, indent=2, sort_keys=True)
+            write_text(tmp / MANIFEST_FILE, manifest_text)
+            if sign_key is not None:
+                write_bytes(tmp / SIGNATURE_FILE, sign_manifest(manifest_text.encode("utf-8"), sign_key))
             _replace_dir(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -489,58 +619,121 @@ class CascadeRouter:
         return out_dir
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CascadeRouter":
-        """Verify every file's sha256 and load strictly (unknown format or version: refused)."""
-        from routecast.cascade.answer_scorer import AnswerScorer
-        from safetensors.numpy import load_file
+    def load(cls, path: str | os.PathLike, *, trusted_key: str | os.PathLike | None = None,
+             expect_sha256: str | None = None) -> "CascadeRouter":
+        """Verify every file's sha256 and load strictly (unknown format or version: refused).
 
-        from routecast.router.checkpoint import load_checkpoint, sha256_file
+        Trust options as for router checkpoints (:func:`routecast.router.checkpoint.open_checkpoint`):
+        ``expect_sha256`` pins the sha256 of ``manifest.json``; ``trusted_key`` (an ed25519 public
+        key file) requires a ``manifest.sig`` that verifies. The manifest lists every file, the
+        ``router/`` checkpoint and the shipped scorer encoder included, so one signature covers all.
+        Each file is read once; its hash is checked on the bytes that are then parsed (the router
+        sub-checkpoint is re-read and re-verified by its own loader)."""
+        import hashlib
+        import hmac
+
+        from routecast.cascade.answer_scorer import AnswerScorer
+        from safetensors.numpy import load as load_arrays
+
+        from routecast.router.checkpoint import MAX_MANIFEST_BYTES, MAX_OTHER_FILE_BYTES, MAX_SIGNATURE_BYTES, \
+            _normalise_sha256, _read_capped, load_checkpoint, load_shipped_encoder
+        from routecast.router.signing import SIGNATURE_FILE, verify_manifest_signature
 
         root = Path(path)
+        if not root.is_dir():
+            raise CheckpointError(f"{root}: cascade checkpoint folder not found")
+        manifest_bytes = _read_capped(root / MANIFEST_FILE, cap=MAX_MANIFEST_BYTES, expected_size=None,
+                                      what="manifest")
+        digest = hashlib.sha256(manifest_bytes).hexdigest()
+        if expect_sha256 is not None:
+            pinned = _normalise_sha256(expect_sha256)
+            if not hmac.compare_digest(digest, pinned):
+                raise CheckpointError(f"{root / MANIFEST_FILE}: sha256 {digest} is not the pinned {pinned} "
+                                      "(expect_sha256); the checkpoint is not the one you pinned")
+        signature_path = root / SIGNATURE_FILE
+        signed_by = None
+        if trusted_key is not None:
+            signature = None
+            if signature_path.exists() or signature_path.is_symlink():
+                signature = _read_capped(signature_path, cap=MAX_SIGNATURE_BYTES, expected_size=None,
+                                         what="signature")
+            signed_by = verify_manifest_signature(manifest_bytes, signature, trusted_key, source=signature_path)
         try:
-            manifest = json.loads((root / MANIFEST_FILE).read_text())
-            config = json.loads((root / CONFIG_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{root}: not a cascade router checkpoint ({exc})") from None
-        if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{root / CONFIG_FILE}: format {config.get('format')!r} version "
-                                  f"{config.get('format_version')!r}; this routecast reads {FORMAT!r} "
-                                  f"version {FORMAT_VERSION}")
-        listed = manifest.get("files", {})
-        present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST_FILE}
+            manifest = json.loads(manifest_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{root / MANIFEST_FILE}: not a cascade router manifest ({exc})") from None
+        listed = manifest.get("files", {}) if isinstance(manifest, dict) else None
+        if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+            raise CheckpointError(f"{root / MANIFEST_FILE}: field 'files' must map file names to sha256 strings")
+        present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+        present -= {MANIFEST_FILE, SIGNATURE_FILE}
         if set(listed) != present:
             raise CheckpointError(f"{root}: files {sorted(present ^ set(listed))} disagree with {MANIFEST_FILE}")
-        for rel, digest in listed.items():
-            if sha256_file(root / rel) != digest:
-                raise CheckpointError(f"{root / rel}: sha256 does not match {MANIFEST_FILE}")
+        blobs = {}
+        for rel, expected in sorted(listed.items()):
+            data = _read_capped(root / rel, cap=MAX_OTHER_FILE_BYTES, expected_size=None, what="listed file")
+            if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), expected.lower()):
+                raise CheckpointError(f"{root / rel}: sha256 does not match {MANIFEST_FILE}; the file was modified")
+            blobs[rel] = data
+        if CONFIG_FILE not in blobs or WEIGHTS_FILE not in blobs:
+            raise CheckpointError(f"{root}: not a cascade router checkpoint ({CONFIG_FILE} or {WEIGHTS_FILE} "
+                                  f"not listed in {MANIFEST_FILE})")
         try:
-            arrays = load_file(str(root / WEIGHTS_FILE))
+            config = json.loads(blobs[CONFIG_FILE].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{root / CONFIG_FILE}: not a cascade router checkpoint ({exc})") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT \
+                or config.get("format_version") != FORMAT_VERSION:
+            config = config if isinstance(config, dict) else {}
+            raise CheckpointError(f"{root / CONFIG_FILE}: format {config.get('format')!r} version "
+                                  f"{config.get('format_version')!r}; this routecast reads {FORMAT!r} "
+                                  f"version {FORMAT_VERSION} (re-save older cascade checkpoints with it)")
+        try:
+            arrays = load_arrays(blobs[WEIGHTS_FILE])
         except Exception as exc:  # safetensors raises its own error types for a damaged file
             raise CheckpointError(f"{root / WEIGHTS_FILE}: unreadable ({exc})") from None
         if set(arrays) != set(config["arrays"]):
             raise CheckpointError(f"{root / WEIGHTS_FILE}: arrays {sorted(arrays)} disagree with {CONFIG_FILE}")
         self = cls(**config["hyperparameters"])
         self.router_ = load_checkpoint(root / ROUTER_DIR)
+        self.manifest_sha256_, self.signed_by_ = digest, signed_by
         self.pool_ = tuple(config["pool"])
         self.max_calls_ = int(config["max_calls"])
         self.kappa_ = float(config["kappa"])
+        self.lookahead_ = str(config.get("lookahead", "normal"))
         self.lam_ = float(config["lam"])
         self.strong_ = int(config["strong"])
         self.has_answers_ = bool(config["has_answers"])
         self.notes_ = list(config.get("notes", []))
+        self.operating_points_ = dict(config.get("operating_points") or {})
+        self.default_operating_point_ = config.get("default_operating_point")
         if list(config["features"]) != feature_names(len(self.pool_)):
             raise CheckpointError(f"{root / CONFIG_FILE}: posterior features {config['features']} are not this "
                                   f"routecast's {feature_names(len(self.pool_))}")
         self.posterior_ = PosteriorQuality(C=self.C)
         self.posterior_.coef_, self.posterior_.intercept_ = arrays["posterior.coef"], arrays["posterior.intercept"]
         self.tau_, self.draws_, self.costs_ = arrays["tau"], arrays["draws"], arrays["costs"]
+        self.shifts_ = arrays.get("shifts")
+        self.mask_index_ = {m: i for i, m in enumerate(_masks(len(self.pool_), self.max_calls_, with_empty=True))}
+        if self.lookahead_ not in LOOKAHEADS or (self.lookahead_ == "empirical" and self.shifts_ is None):
+            raise CheckpointError(f"{root / CONFIG_FILE}: look-ahead {self.lookahead_!r} is not one of "
+                                  f"{', '.join(LOOKAHEADS)} or its shifts are missing")
         self.mean_quality_ = arrays["mean_quality"]
         self.scorer_ = None
         if config["scorer"] is not None:
             meta = config["scorer"]
+            prefix = SCORER_ENCODER_DIR + "/"
+            shipped = {k[len(prefix):]: v for k, v in blobs.items() if k.startswith(prefix)}
+            if CONFIG_FILE not in shipped:
+                raise CheckpointError(f"{root / SCORER_ENCODER_DIR / CONFIG_FILE}: missing; the answer scorer's "
+                                      "encoder must ship inside the checkpoint")
+            try:
+                entry = json.loads(shipped[CONFIG_FILE].decode("utf-8")).get("encoder")
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+                raise CheckpointError(f"{root / SCORER_ENCODER_DIR / CONFIG_FILE}: unreadable ({exc})") from None
+            encoder = load_shipped_encoder(root / SCORER_ENCODER_DIR, entry, shipped)
             self.scorer_ = AnswerScorer(**meta["hyperparameters"]).set_state(
-                meta, {k[len("scorer."):]: v for k, v in arrays.items() if k.startswith("scorer.")})
-            self.scorer_.encoder_ = self._encoder()
+                meta, {k[len("scorer."):]: v for k, v in arrays.items() if k.startswith("scorer.")}, encoder=encoder)
         self.curve_ = OperatingCurve.from_dict(config["operating_curve"])
         self.lams_ = self.curve_.lams.copy()
         return self
@@ -603,6 +796,8 @@ class _Planner:
         models), maximising E[max quality] - lam * cost of ``M``'s new models, per draw.
         """
         o = self.owner
+        if o.lookahead_ == "empirical":
+            return empirical_value_of_calling(self, mask, j, q, lams)
         p = len(o.pool_)
         after = mask | 1 << j
         spread = o.kappa_ * np.diag(o.tau_)
@@ -673,6 +868,35 @@ def _outcomes(called: np.ndarray, chosen_idx: np.ndarray, unit_costs: np.ndarray
     cost = (bits * unit_costs[None, :, :]).sum(axis=2)
     rows = np.arange(called.shape[1])
     return cost, scores[rows[None, :], chosen_idx]
+
+
+#: texts on which a sentence-transformers scorer encoder and its ONNX export must agree before shipping
+_ONNX_PROBE = ("The answer is 42.", "I am not sure, it might perhaps be 17. [SEP] What is 6 times 7?",
+               "\\boxed{3} [SEP] Solve x + 1 = 4.", "long " * 400)
+_ONNX_MIN_COSINE = 0.9999
+
+
+def _servable_encoder(encoder):
+    """What the checkpoint ships for the answer scorer's encoder. A sentence-transformers encoder
+    (``minilm``, ``st:``) ships as its ONNX export (:class:`OnnxEncoder`, the same folder and
+    ``max_chars``) so the lean runtime serves the cascade without torch; saving checks that both give
+    the same embeddings (cosine >= ``_ONNX_MIN_COSINE`` on probe texts) and refuses otherwise. The
+    loaded scorer then runs the ONNX graph (its encoder name is the ONNX one; the heads are unchanged).
+    Every other encoder ships as it is (weights or folder, like a router's)."""
+    from routecast.router.encoders.sentence_transformer import SentenceTransformerEncoder
+
+    if not isinstance(encoder, SentenceTransformerEncoder):
+        return encoder
+    from routecast.router.encoders.onnx_encoder import OnnxEncoder
+
+    onnx = OnnxEncoder(encoder.folder, max_chars=encoder.max_chars)
+    a = np.asarray(encoder.encode(list(_ONNX_PROBE)), dtype=np.float64)
+    b = np.asarray(onnx.encode(list(_ONNX_PROBE)), dtype=np.float64)
+    cosine = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    if float(cosine.min()) < _ONNX_MIN_COSINE:
+        raise CheckpointError(f"answer scorer encoder {encoder.spec!r}: its ONNX export differs (min cosine "
+                              f"{float(cosine.min()):.6f} < {_ONNX_MIN_COSINE}); cannot ship it for the lean runtime")
+    return onnx
 
 
 def _mean_unit_costs(log: "OutcomeLog") -> np.ndarray:

@@ -22,12 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
 #: every kind, in report order: fixed cascades (c2), cascade routing, post-hoc selectors (c1)
-CASCADE_KINDS = ("ex-ante", "ex-post", "agreement", "cascade-routing", "smoothie", "majority-vote", "best-of-n",
-                 "oracle-ensemble")
+CASCADE_KINDS = ("ex-ante", "ex-post", "agreement", "agreement-escalation", "cascade-routing", "smoothie",
+                 "majority-vote", "best-of-n", "oracle-ensemble")
 #: the post-hoc (c1) kinds that ``--ensembles`` adds
 ENSEMBLE_KINDS = ("smoothie", "majority-vote", "best-of-n", "oracle-ensemble")
 #: kinds that read response texts of every model on every prompt
-NEEDS_RESPONSES = ("ex-post", "agreement", "smoothie", "majority-vote", "best-of-n")
+NEEDS_RESPONSES = ("ex-post", "agreement", "agreement-escalation", "smoothie", "majority-vote", "best-of-n")
 
 
 @dataclass
@@ -63,10 +63,13 @@ def cascade_support(log: "OutcomeLog", kinds: str | Sequence[str] = "all", *, wa
     if log.n_models < 2:
         reason = f"{log.source} has {log.n_models} model(s); cascades and ensembles need at least two"
         return CascadeSupport([], {k: reason for k in wanted})
+    if log.n_models < 3 and "agreement-escalation" in wanted:
+        skipped["agreement-escalation"] = (f"{log.source} has {log.n_models} models; agreement escalation needs "
+                                           "three (two to agree, a stronger one to escalate to)")
     if log.responses is None:
         reason = ("no responses logged: ex-post and agreement cascades, Smoothie, majority vote and best-of-n "
                   "need a response column")
-        skipped.update({k: reason for k in wanted if k in NEEDS_RESPONSES})
+        skipped.update({k: reason for k in wanted if k in NEEDS_RESPONSES and k not in skipped})
     else:
         missing = {m: int(sum(not isinstance(r, str) for r in log.responses[:, j])) for j, m in enumerate(log.models)}
         missing = {m: c for m, c in missing.items() if c}
@@ -74,7 +77,7 @@ def cascade_support(log: "OutcomeLog", kinds: str | Sequence[str] = "all", *, wa
             first = ", ".join(f"{m} ({c} of {log.n_prompts})" for m, c in missing.items())
             reason = (f"responses missing for {first}: this kind needs a response of every model on every prompt "
                       "(cascade routing runs, treating the missing answers as unknown)")
-            skipped.update({k: reason for k in wanted if k in NEEDS_RESPONSES})
+            skipped.update({k: reason for k in wanted if k in NEEDS_RESPONSES and k not in skipped})
     if "cascade-routing" in wanted:
         notes.extend(response_notes(log, log.models))
     if np.isnan(log.costs).all():

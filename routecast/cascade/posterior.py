@@ -7,7 +7,9 @@ prediction. After each call it also has evidence from the answers:
 * the ex-post answer scorer's rating of each answer (prompt + response, a real encoder);
 * agreement between the final answers (:func:`routecast.cascade.answers.final_answer`) of the
   models called so far, and their embedding agreement (:mod:`routecast.cascade.smoothie`);
-* answer format: whether a final answer can be extracted, the response's length.
+* answer format: whether a final answer can be extracted and how it is stated
+  (:data:`routecast.cascade.agreement.ANSWER_FORMATS`: boxed, ``####`` marker, choice letter, only
+  a number, only text), the response's length.
 
 :func:`state_features` turns (ex-ante prediction, evidence of the called models) into one
 feature row per model, and :class:`PosteriorQuality` - one logistic regression per model,
@@ -34,9 +36,16 @@ FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_resp
 PAIR_KINDS = ("agree", "disagree", "one_missing")
 
 
+#: per model, read once it is called: how its final answer is stated (one-hot; "none" is the
+#: absence of ``has_answer`` already)
+FORMAT_KINDS = ("boxed", "marker", "choice", "number", "text")
+
+
 def feature_names(k: int) -> list[str]:
-    """Names of the state features for a pool of ``k`` models (the base ones, then per pair)."""
-    return list(FEATURES) + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)]
+    """Names of the state features for a pool of ``k`` models (the base ones, the answer format,
+    then per pair)."""
+    return (list(FEATURES) + [f"called*format={f}" for f in FORMAT_KINDS]
+            + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)])
 
 _EPS = 0.01
 
@@ -52,7 +61,8 @@ class AnswerFacts:
 
     ``scorer`` (n, k) logit of the answer scorer's rating; ``has_response``, ``has_answer`` (n, k)
     bool; ``log_length`` (n, k); ``same_answer`` (n, k, k) bool, equal extractable final answers;
-    ``similarity`` (n, k, k) cosine similarity of the response embeddings.
+    ``similarity`` (n, k, k) cosine similarity of the response embeddings; ``answer_format``
+    (n, k, len(FORMAT_KINDS)) one-hot of how each final answer is stated (all 0: none).
     """
 
     scorer: np.ndarray
@@ -61,15 +71,21 @@ class AnswerFacts:
     log_length: np.ndarray
     same_answer: np.ndarray
     similarity: np.ndarray
+    answer_format: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_format is None:
+            self.answer_format = np.zeros(self.scorer.shape + (len(FORMAT_KINDS),))
 
     @classmethod
     def empty(cls, n: int, k: int) -> "AnswerFacts":
         return cls(np.zeros((n, k)), np.zeros((n, k), bool), np.zeros((n, k), bool), np.zeros((n, k)),
-                   np.zeros((n, k, k), bool), np.zeros((n, k, k)))
+                   np.zeros((n, k, k), bool), np.zeros((n, k, k)), np.zeros((n, k, len(FORMAT_KINDS))))
 
     def row(self, i: int) -> "AnswerFacts":
         return AnswerFacts(self.scorer[i:i + 1], self.has_response[i:i + 1], self.has_answer[i:i + 1],
-                           self.log_length[i:i + 1], self.same_answer[i:i + 1], self.similarity[i:i + 1])
+                           self.log_length[i:i + 1], self.same_answer[i:i + 1], self.similarity[i:i + 1],
+                           self.answer_format[i:i + 1])
 
 
 def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequence[str], *, scorer=None,
@@ -80,6 +96,7 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
     agreement) are the ones the cascade router was trained with. Used for logged responses and,
     with n = 1 and one column filled, for a live answer.
     """
+    from routecast.cascade.agreement import answer_format
     from routecast.cascade.answers import final_answer
     from routecast.cascade.smoothie import embed_responses, similarity_matrix
 
@@ -94,6 +111,9 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
         if present[i, j]:
             answers[i, j] = final_answer(r)
             facts.log_length[i, j] = np.log1p(len(r)) / 10.0
+            kind = answer_format(r)
+            if kind in FORMAT_KINDS:
+                facts.answer_format[i, j, FORMAT_KINDS.index(kind)] = 1.0
     facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
     for a in range(k):
         for b in range(k):
@@ -151,7 +171,8 @@ def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarr
     both_answered = both & answered[:, None] & answered[None, :]
     same = both_answered & facts.same_answer[0]
     pair = np.concatenate([same, both_answered & ~same, both & ~both_answered], axis=1)
-    return np.concatenate([base, pair.astype(np.float64)], axis=1)
+    formats = cf[:, None] * facts.answer_format[0]
+    return np.concatenate([base, formats, pair.astype(np.float64)], axis=1)
 
 
 class PosteriorQuality:
@@ -187,3 +208,32 @@ class PosteriorQuality:
         """(..., k) posterior quality from (..., k, F) features."""
         z = np.einsum("...jf,jf->...j", features, self.coef_) + self.intercept_
         return 1.0 / (1.0 + np.exp(-z))
+
+
+def calibration(predicted: np.ndarray, target: np.ndarray, n_bins: int = 10) -> dict:
+    """How well predicted success probabilities match the logged scores (soft labels in [0, 1]).
+
+    The planner's value of calling a model is an expected maximum of these probabilities, so a
+    posterior that is sharp but wrong buys calls it should not (or stops too early). Returns the
+    Brier score, the expected calibration error over ``n_bins`` equal-width bins (weighted by
+    count), the mean prediction and mean target, and per bin ``(mean predicted, mean target,
+    count)`` - a reliability table.
+    """
+    p = np.clip(np.asarray(predicted, dtype=np.float64).reshape(-1), 0.0, 1.0)
+    y = np.clip(np.asarray(target, dtype=np.float64).reshape(-1), 0.0, 1.0)
+    keep = np.isfinite(p) & np.isfinite(y)
+    p, y = p[keep], y[keep]
+    if p.size == 0:
+        return {"n": 0, "brier": float("nan"), "ece": float("nan"), "mean_predicted": float("nan"),
+                "mean_target": float("nan"), "bins": []}
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        inside = which == b
+        if inside.any():
+            mp, my = float(p[inside].mean()), float(y[inside].mean())
+            bins.append((mp, my, int(inside.sum())))
+            ece += inside.mean() * abs(mp - my)
+    return {"n": int(p.size), "brier": float(np.mean((p - y) ** 2)), "ece": float(ece),
+            "mean_predicted": float(p.mean()), "mean_target": float(y.mean()), "bins": bins}

@@ -18,14 +18,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def cascade_curves(prepared: "Prepared", kinds: str | Sequence[str] = "all", *, router: str = "knn",
-                   max_models: int = 5) -> tuple[dict[str, Any], dict[str, str]]:
+                   max_models: int = 5, scorer_encoder: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """``(curves label -> Curve, skipped label -> reason)`` on ``prepared.test``'s complete rows.
 
     Fixed cascades search chains over the training split's cost-quality frontier (at most
     ``max_models``), thresholds on validation. Cascade routing and the post-hoc selectors use the
     same pool. On a log without any USD cost every split is priced on the relative scale of the
-    whole log, so cascades and routers share one cost axis.
+    whole log, so cascades and routers share one cost axis. Answer scorers (ex-post deferral,
+    cascade routing, best-of-n) use ``scorer_encoder``, by default the scorer's own (MiniLM).
     """
+    from routecast.cascade.answer_scorer import SCORER_ENCODER
+    from routecast.cascade.deferral import ExPostDeferral
+
     from routecast.cascade.cascade import Cascade, search_chains
     from routecast.cascade.cascade_router import CascadeRouter, frontier_models
     from routecast.cascade.ensembles import majority_vote, oracle_ensemble
@@ -48,12 +52,19 @@ def cascade_curves(prepared: "Prepared", kinds: str | Sequence[str] = "all", *, 
         label = kind if kind in ("smoothie", "majority-vote", "best-of-n", "oracle-ensemble") else f"cascade ({kind})"
         try:
             if kind in ("ex-ante", "ex-post", "agreement"):
-                params = {"deferral": kind, "router": router, "encoder": prepared.encoder}
+                deferral = ExPostDeferral(encoder=scorer_encoder or SCORER_ENCODER) if kind == "ex-post" else kind
+                params = {"deferral": deferral, "router": router, "encoder": prepared.encoder}
                 cascade = (search_chains(train, val, max_len=3, models=pool, **params).best if len(pool) > 2
                            else Cascade(chain=by_cost, **params).fit(train, val))
                 curves[label] = cascade.curve(test).to_curve(label, test, cost_unit=unit)
+            elif kind == "agreement-escalation":
+                from routecast.cascade.agreement_escalation import fit_agreement_escalation
+
+                cascade = fit_agreement_escalation(train, val, models=pool, router=router, encoder=prepared.encoder)
+                curves[label] = cascade.curve(test).to_curve(label, test, cost_unit=unit)
             elif kind == "cascade-routing":
-                routing = CascadeRouter(encoder=prepared.encoder, max_models=max_models).fit(train, val)
+                routing = CascadeRouter(encoder=prepared.encoder, max_models=max_models,
+                                        scorer_encoder=scorer_encoder).fit(train, val)
                 curves[label] = routing.curve(test, label=label)
                 curves[label].cost_unit = unit
             elif kind == "smoothie":
@@ -63,7 +74,7 @@ def cascade_curves(prepared: "Prepared", kinds: str | Sequence[str] = "all", *, 
             elif kind == "best-of-n":
                 from routecast.cascade.answer_scorer import AnswerScorer
 
-                scorer = AnswerScorer(encoder=prepared.encoder).fit(train, pool)
+                scorer = AnswerScorer(encoder=scorer_encoder or SCORER_ENCODER).fit(train, pool)
                 from routecast.cascade.ensembles import best_of_n
 
                 curves[label] = best_of_n(test, scorer, models=pool).to_curve(test, cost_unit=unit)

@@ -39,6 +39,7 @@ from routecast.jsonable import to_jsonable
 from routecast.errors import DataError
 
 JOURNAL_SUFFIX = ".journal.jsonl"
+SHARD_JOURNALS_SUFFIX = ".journals"
 DEFAULT_CONCURRENCY = 32
 CALL_FIELDS = ("response", "tokens_in", "tokens_out", "latency_s", "cost", "finish_reason", "attempts")
 
@@ -54,6 +55,7 @@ class CollectResult:
     sent_cells: int
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    shards: int = 0  # Ray tasks that sent cells (``collect --engine ray``); 0 for the local engine
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,24 @@ class PromptRow:
 def journal_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + JOURNAL_SUFFIX)
+
+
+def shard_journal_folder(out: str | Path) -> Path:
+    """Where ``collect --engine ray`` journals: one file per shard attempt (:mod:`routecast.data.ray_collect`)."""
+    out = Path(out)
+    return out.with_name(out.name + SHARD_JOURNALS_SUFFIX)
+
+
+def read_all_journals(out: str | Path) -> dict[tuple[str, str], dict]:
+    """Every completed cell of ``out``: its journal and any shard journals of a Ray run, so a run
+    started on one engine resumes on the other (the first record of a cell wins)."""
+    done = read_journal(journal_path(out))
+    folder = shard_journal_folder(out)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.jsonl")):
+            for key, record in read_journal(path).items():
+                done.setdefault(key, record)
+    return done
 
 
 def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
@@ -108,14 +128,15 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
     return out, label
 
 
-def read_journal(path: Path) -> dict[tuple[str, str], dict]:
-    """Completed cells in the journal; a torn last line (a kill mid-write) is cut off the file."""
+def read_journal(path: Path, *, repair: bool = True) -> dict[tuple[str, str], dict]:
+    """Completed cells in the journal; a torn last line (a kill mid-write) is cut off the file
+    (``repair=False``: only skipped, for a journal another process may still be appending to)."""
     done: dict[tuple[str, str], dict] = {}
     if not path.exists():
         return done
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end < len(data):  # the last line never got its newline: it was being written at the kill
+    if end < len(data) and repair:  # the last line never got its newline: it was being written at the kill
         with open(path, "r+b") as handle:
             handle.truncate(end)
             os.fsync(handle.fileno())
@@ -191,6 +212,31 @@ def collect(prompts, endpoints, out: str | Path, *, prices=None, columns=None, m
     """
     import time
 
+    out, table, chosen, rows, label = plan_collect(prompts, endpoints, out, prices=prices, columns=columns,
+                                                   models=models, concurrency=concurrency, retries=retries,
+                                                   backoff=backoff)
+    journal = journal_path(out)
+    done = read_all_journals(out)
+    names = tuple(chosen)
+    start = time.perf_counter()
+    todo = [(p, m) for p in rows for m in names if (p.prompt_id, m) not in done]
+    resumed = sum((p.prompt_id, m) in done for p in rows for m in names)
+    failures: list[DataError] = []
+    if todo:
+        asyncio.run(send_cells(todo, rows, names, chosen, done, journal, table, label, concurrency, retries,
+                               backoff, progress, failures))
+    write_log(out, rows, names, done)
+    result = CollectResult(out=out, journal=journal, prompts=len(rows), models=names,
+                           cells=sum((p.prompt_id, m) in done for p in rows for m in names),
+                           resumed_cells=resumed, sent_cells=len(todo) - len(failures),
+                           failed=[str(f) for f in failures], seconds=time.perf_counter() - start)
+    raise_first_failure(failures)
+    return result
+
+
+def plan_collect(prompts, endpoints, out, *, prices, columns, models, concurrency, retries, backoff):
+    """The checked arguments of a collect run, shared by both engines: ``(out, price table,
+    {model: Endpoint}, prompt rows, prompt file label)``."""
     from routecast.data.costs import PriceTable
     from routecast.data.endpoints import load_endpoints
     from routecast.data.formats import EXTENSIONS
@@ -214,32 +260,25 @@ def collect(prompts, endpoints, out: str | Path, *, prices=None, columns=None, m
             raise ConfigError(f"models {missing} are not in the endpoints file; it has {sorted(chosen)}")
         chosen = {model_name(m): chosen[model_name(m)] for m in models}
     rows, label = read_prompts(prompts, columns=columns)
-    journal = journal_path(out)
-    done = read_journal(journal)
-    names = tuple(chosen)
-    start = time.perf_counter()
-    todo = [(p, m) for p in rows for m in names if (p.prompt_id, m) not in done]
-    resumed = sum((p.prompt_id, m) in done for p in rows for m in names)
-    failures: list[DataError] = []
-    if todo:
-        asyncio.run(_send_all(todo, rows, names, chosen, done, journal, table, label, concurrency, retries,
-                              backoff, progress, failures))
-    write_log(out, rows, names, done)
-    result = CollectResult(out=out, journal=journal, prompts=len(rows), models=names,
-                           cells=sum((p.prompt_id, m) in done for p in rows for m in names),
-                           resumed_cells=resumed, sent_cells=len(todo) - len(failures),
-                           failed=[str(f) for f in failures], seconds=time.perf_counter() - start)
-    if failures:
-        # the first failing cell in input order (completion order depends on timing)
-        first = min(failures, key=lambda f: (f.row if f.row is not None else 0, str(f)))
-        more = f" ({len(failures) - 1} more cells failed; rerun to retry them)" if len(failures) > 1 else \
-            " (rerun to retry it)"
-        raise DataError(first.reason + more, path=first.path, row=first.row, column=first.column)
-    return result
+    return out, table, chosen, rows, label
 
 
-async def _send_all(todo, rows, names, endpoints, done, journal_file, table, label, concurrency, retries,
-                    backoff, progress, failures) -> None:
+def raise_first_failure(failures: list[DataError]) -> None:
+    """One error for the cells that failed: the first in input order (completion order depends on
+    timing), with how many more there are."""
+    if not failures:
+        return
+    first = min(failures, key=lambda f: (f.row if f.row is not None else 0, str(f)))
+    more = f" ({len(failures) - 1} more cells failed; rerun to retry them)" if len(failures) > 1 else \
+        " (rerun to retry it)"
+    raise DataError(first.reason + more, path=first.path, row=first.row, column=first.column)
+
+
+async def send_cells(todo, rows, names, endpoints, done, journal_file, table, label, concurrency, retries,
+                     backoff, progress, failures) -> None:
+    """Send the ``todo`` cells, journal each answer in ``journal_file`` and record it in ``done``;
+    cells that fail after their retries go to ``failures``. The one sender of both engines (a
+    ``--engine ray`` shard runs it on its cells with its share of the limits)."""
     from tqdm import tqdm
 
     from routecast.data.chat_calls import CallFailed, EndpointSlot, chat

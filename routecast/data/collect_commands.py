@@ -30,6 +30,15 @@ def collect(
     retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per cell on 429/5xx/connection errors.")] = 5,
     backoff: Annotated[float, typer.Option("--backoff", min=0.0, help="First retry delay in seconds (doubles).")] = 0.5,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar in prompts.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help=(
+        "local (this process) or ray (Ray tasks, one per shard of prompts, on the cluster of --ray-address; "
+        "needs routecast[ray] and an output folder every node shares)."))] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help=(
+        "Ray cluster to use (host:port, ray://host:port or auto; default: $RAY_ADDRESS, else a new local "
+        "cluster)."))] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help=(
+        "Shards sent at once with --engine ray; each gets 1/N of every concurrency and rate limit "
+        "[default: the cluster's CPUs, capped by the limits]."))] = None,
 ) -> None:
     """Send every prompt to every endpoint and write the outcome log (score empty until `routecast score`).
 
@@ -37,12 +46,26 @@ def collect(
 
     Example: routecast collect prompts.jsonl -e endpoints.yaml --price-table prices.json -o collected.jsonl
     """
-    from routecast.data.collect import collect as run
+    from routecast.errors import ConfigError
 
-    result = run(prompts, endpoints, out, prices=price_table, columns=column_map, models=split_names(models),
-                 concurrency=concurrency, retries=retries, backoff=backoff, progress=progress)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine must be local or ray, got {engine!r}")
+    if engine == "local" and (workers is not None or ray_address is not None):
+        raise ConfigError("--workers and --ray-address need --engine ray")
+    common = dict(prices=price_table, columns=column_map, models=split_names(models), concurrency=concurrency,
+                  retries=retries, backoff=backoff, progress=progress)
+    if engine == "ray":
+        from routecast.data.ray_collect import collect_with_ray
+
+        result = collect_with_ray(prompts, endpoints, out, workers=workers, ray_address=ray_address, **common)
+    else:
+        from routecast.data.collect import collect as run
+
+        result = run(prompts, endpoints, out, **common)
+    where = f" on ray in {result.shards} shards" if engine == "ray" and result.shards else ""
     typer.echo(f"{result.out}: {result.cells:,} cells ({result.prompts:,} prompts x {len(result.models)} models; "
-               f"{result.sent_cells:,} sent, {result.resumed_cells:,} from the journal) in {result.seconds:.1f} s")
+               f"{result.sent_cells:,} sent{where}, {result.resumed_cells:,} from the journal) in "
+               f"{result.seconds:.1f} s")
 
 
 def score(

@@ -8,7 +8,10 @@ Layout (``format_version`` 1)::
                            encoder spec, routecast version
       model.safetensors    the router's learned arrays (``Router.get_state()[1]``)
       encoder.safetensors  only when the encoder carries weights (``Encoder.state_arrays()``)
-      encoder_model/       only for ``st:``/``onnx:`` encoders read from a folder: a copy of it
+      encoder_model/       ``st:`` encoders read from a folder: a copy of it; ``onnx`` encoders: the ONNX
+                           graph they run (float or int8) + tokenizer.json + routecast_onnx.json
+      head.onnx            routers with a torch network (mlp, mf, irt): the network traced to ONNX,
+                           checked against torch; the lean runtime (no torch) routes with it
       manifest.json        sha256 + size of every other file
       manifest.sig         optional: ed25519 signature of manifest.json (``routecast export --sign``)
 
@@ -26,7 +29,9 @@ Each file is read once into memory, with its size checked before reading (a 600 
 refused without reading it); the hash is computed over those bytes and the same bytes are parsed,
 so a file swapped between check and use cannot be loaded. (Encoders shipped as an
 ``encoder_model/`` folder are verified the same way, but the sentence-transformers loader then
-reads that folder by name once more.) Every refusal is one :class:`CheckpointError` naming the
+reads that folder by name once more; the ONNX encoder re-reads its graph once and checks those
+bytes against the sha256 in its ``routecast_onnx.json``. ``head.onnx`` is handed to onnxruntime
+as the verified bytes.) Every refusal is one :class:`CheckpointError` naming the
 file and the field.
 """
 
@@ -160,11 +165,12 @@ def save_checkpoint(router: "Router", out_dir: str | os.PathLike, *, extra: dict
                     onnx: bool = False, sign_key: str | os.PathLike | None = None) -> Path:
     """Write ``router`` as a checkpoint folder at ``out_dir`` and return its path.
 
-    ``onnx=True`` also writes ``head.onnx`` for routers whose head is a torch network (``net_``,
-    e.g. mlp, mf): embeddings (batch, dim) float32 -> raw scores (batch, n_models), checked against
-    torch with onnxruntime before it is written; for serving outside Python. The Python runtime
-    keeps using the safetensors weights. ``sign_key`` (an ed25519 private key file) adds
-    ``manifest.sig``.
+    Routers whose head is a torch network on embeddings (``net_``: mlp, mf, irt) always get
+    ``head.onnx``: embeddings (batch, dim) float32 -> raw scores (batch, n_models), checked against
+    torch with onnxruntime before it is written. With torch installed the Python runtime keeps
+    using the safetensors weights; the lean runtime (no torch) runs ``head.onnx``; it also serves
+    outside Python. ``onnx=True`` demands it (an error for other routers). ``sign_key`` (an
+    ed25519 private key file) adds ``manifest.sig``.
 
     The folder is built next to ``out_dir`` and renamed into place, so a reader never sees half a
     checkpoint; an existing checkpoint at ``out_dir`` is replaced. ``extra`` (JSON) is stored in
@@ -190,28 +196,15 @@ def save_checkpoint(router: "Router", out_dir: str | os.PathLike, *, extra: dict
     if costs.ndim != 1 or len(costs) != len(models):
         costs = np.full(len(models), np.nan)
     encoder_entry = None
-    encoder = None
-    if getattr(router, "uses_embeddings", True):
-        encoder = router.get_encoder()
-        encoder_entry = {"spec": encoder.spec, "name": encoder.name, "dim": int(encoder.dim),
-                         "max_chars": encoder.max_chars, "weights": None}
+    encoder = router.get_encoder() if getattr(router, "uses_embeddings", True) else None
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         _save_arrays(tmp / WEIGHTS_FILE, arrays, what="router")
         if encoder is not None:
-            enc_arrays = encoder.state_arrays() or {}
-            if enc_arrays:
-                _save_arrays(tmp / ENCODER_WEIGHTS_FILE, enc_arrays, what="encoder")
-                encoder_entry["weights"] = ENCODER_WEIGHTS_FILE
-                encoder_entry["arrays"] = _array_index(enc_arrays)
-            else:
-                encoder_entry["spec"] = _ship_encoder_folder(encoder.spec, tmp)
-            state_config = getattr(encoder, "state_config", None)
-            if callable(state_config):
-                encoder_entry["config"] = state_config()
-        onnx_entry = export_onnx_head(router, tmp / ONNX_HEAD_FILE) if onnx else None
+            encoder_entry = ship_encoder(encoder, tmp)
+        onnx_entry = _write_onnx_head(router, tmp / ONNX_HEAD_FILE, required=onnx)
         config = {
             "format_version": FORMAT_VERSION,
             "routecast_version": __version__,
@@ -248,13 +241,63 @@ def save_checkpoint(router: "Router", out_dir: str | os.PathLike, *, extra: dict
     return out_dir
 
 
-def _ship_encoder_folder(spec: str, tmp: Path) -> str:
-    """An ``st:/folder`` or ``onnx:/folder`` encoder is copied into the checkpoint (``encoder_model/``)
-    and its spec rewritten to that relative folder: a checkpoint never reads a model from outside."""
+def _write_onnx_head(router: "Router", path: Path, *, required: bool) -> dict[str, Any] | None:
+    """``head.onnx`` for a torch-head router (see :func:`save_checkpoint`), else None (or the refusal)."""
+    from routecast.router.net_state import has_torch_net
+
+    shipped = router.onnx_head_bytes() if has_torch_net(router) else None
+    if shipped is not None:  # loaded without torch: write back the graph it routes with
+        write_bytes(path, shipped[0])
+        return shipped[1]
+    if required or (has_torch_net(router) and getattr(router, "net_", None) is not None):
+        return export_onnx_head(router, path)
+    return None
+
+
+def ship_encoder(encoder: "Encoder", folder: Path) -> dict[str, Any]:
+    """Write ``encoder`` into ``folder`` (weights in ``encoder.safetensors``, or a model folder in
+    ``encoder_model/``) and return its ``"encoder"`` config entry; :func:`load_shipped_encoder`
+    rebuilds it. Shared by router checkpoints and anything else that ships an encoder (the cascade
+    router's answer scorer), so every checkpoint is self-contained the same way."""
+    entry: dict[str, Any] = {"spec": encoder.spec, "name": encoder.name, "dim": int(encoder.dim),
+                             "max_chars": encoder.max_chars, "weights": None}
+    enc_arrays = encoder.state_arrays() or {}
+    if enc_arrays:
+        _save_arrays(folder / ENCODER_WEIGHTS_FILE, enc_arrays, what="encoder")
+        entry["weights"] = ENCODER_WEIGHTS_FILE
+        entry["arrays"] = _array_index(enc_arrays)
+    else:
+        entry["spec"] = _ship_encoder_folder(encoder, folder)
+    state_config = getattr(encoder, "state_config", None)
+    if callable(state_config):
+        entry["config"] = state_config()
+    return entry
+
+
+def load_shipped_encoder(root: Path, entry: Any, blobs: dict[str, bytes]) -> "Encoder":
+    """The encoder of an entry written by :func:`ship_encoder` into ``root``; ``blobs`` are the
+    already verified bytes of ``root``'s files (paths relative to ``root``). Same checks as a
+    router checkpoint's encoder: its spec may only name files inside ``root``; its dim and name
+    must match the entry."""
+    config = {"encoder": entry}
+    return _load_encoder(_Verified(root=Path(root), manifest_bytes=b"", manifest_sha256="", config=config,
+                                   blobs=dict(blobs)))
+
+
+def _ship_encoder_folder(encoder: "Encoder", tmp: Path) -> str:
+    """An ``st:/folder`` encoder is copied into the checkpoint (``encoder_model/``), an ``onnx``
+    encoder writes the graph it runs there (:meth:`OnnxEncoder.export_folder`: no torch needed to
+    load it), and the spec is rewritten to that relative folder: a checkpoint never reads a model
+    from outside itself (the ONNX export cache included)."""
     from routecast.router.encoders import parse_spec
 
+    spec = encoder.spec
     kind, path, opts = parse_spec(spec)
-    if path is None or kind not in ("st", "onnx"):
+    options = "".join(f",{k}={v}" for k, v in sorted(opts.items()))
+    if kind == "onnx":
+        encoder.export_folder(tmp / ENCODER_MODEL_DIR)
+        return f"{kind}:{ENCODER_MODEL_DIR}{options}"
+    if path is None or kind != "st":
         return spec
     source = Path(path)
     if not source.is_dir():
@@ -266,7 +309,6 @@ def _ship_encoder_folder(spec: str, tmp: Path) -> str:
         target = tmp / ENCODER_MODEL_DIR / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target)
-    options = "".join(f",{k}={v}" for k, v in sorted(opts.items()))
     return f"{kind}:{ENCODER_MODEL_DIR}{options}"
 
 
@@ -749,10 +791,17 @@ def _build_router(verified: _Verified) -> "Router":
             f"meta now {sorted(meta_now)}, saved {sorted(config['state'])})")
 
     onnx_entry = config.get("onnx_head")
-    if onnx_entry is not None:  # not loaded by the Python runtime, but must stay inside the folder
+    if onnx_entry is not None:  # must stay inside the folder; routed with only where torch is absent
         if not isinstance(onnx_entry, dict):
             raise CheckpointError(f"{cfg_path}: field 'onnx_head' must be an object")
-        _referenced(verified, onnx_entry.get("file"), what="ONNX head file")
+        head_rel, head_path = _referenced(verified, onnx_entry.get("file"), what="ONNX head file")
+        if getattr(router, "needs_onnx_head", False):
+            router.attach_onnx_head(verified.blobs[head_rel], onnx_entry, source=str(head_path))
+    if getattr(router, "needs_onnx_head", False):
+        raise CheckpointError(f"{cfg_path}: router {router_type!r} has a torch network, torch is not installed "
+                              "here and the checkpoint has no head.onnx (field 'onnx_head' is null); re-save it "
+                              "where torch is installed (routecast export --onnx), or install the training "
+                              "extra: pip install 'routecast[train]'")
     dim = None
     if getattr(router, "uses_embeddings", True):
         router.encoder_ = _load_encoder(verified)
@@ -874,4 +923,4 @@ def read_config(path: str | os.PathLike, **trust: Any) -> dict[str, Any]:
 
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "export_onnx_head", "load_checkpoint", "open_checkpoint",
            "LoadedCheckpoint", "verify_checkpoint", "copy_checkpoint", "export_checkpoint", "read_config",
-           "is_checkpoint_dir", "sha256_file", "manifest_sha256"]
+           "is_checkpoint_dir", "sha256_file", "manifest_sha256", "ship_encoder", "load_shipped_encoder"]

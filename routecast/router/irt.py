@@ -20,41 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.mlp import MlpRouter
-from routecast.router.quality_net import QualityMLP
+from routecast.router.net_state import require_torch
 from routecast.router.registry import register_router
 from routecast.router.search_space import Int
 from routecast.router.tags import RouterTags
-
-
-class IrtNet(nn.Module):
-    """Embedding -> (discrimination a(x) >= 0, difficulty b(x)); logits ``a . theta_m + c_m - b``.
-
-    The item side is a :class:`~routecast.router.quality_net.QualityMLP` with ``ability_dim + 1``
-    outputs: the first ``ability_dim`` are the discrimination (through softplus), the last the
-    difficulty.
-    """
-
-    def __init__(self, in_dim: int, n_models: int, hidden_dim: int = 256, n_layers: int = 1,
-                 dropout: float = 0.1, ability_dim: int = 8):
-        super().__init__()
-        self.items = QualityMLP(in_dim, ability_dim + 1, hidden_dim=hidden_dim, n_layers=n_layers, dropout=dropout)
-        self.ability = nn.Parameter(0.1 * torch.randn(n_models, ability_dim))
-        self.ability_intercept = nn.Parameter(torch.zeros(n_models))
-
-    def item_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a (b, d) >= 0, difficulty (b,)) of a batch of prompt embeddings."""
-        out = self.items(x)
-        return F.softplus(out[:, :-1]), out[:, -1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.item_parameters(x)
-        return a @ self.ability.T + self.ability_intercept - b[:, None]
 
 
 @register_router("irt")
@@ -75,7 +47,10 @@ class IrtRouter(MlpRouter):
                          patience=patience, val_fraction=val_fraction, loss=loss, encoder=encoder, seed=seed)
         self.ability_dim = ability_dim
 
-    def _build_net(self, config: dict[str, Any]) -> IrtNet:
+    def _build_net(self, config: dict[str, Any]):
+        # the network lives with the other torch networks: this module imports no torch (lean runtime)
+        from routecast.router.quality_net import IrtNet
+
         config = dict(config)
         config.setdefault("ability_dim", int(self.ability_dim))
         return IrtNet(**config)
@@ -85,19 +60,21 @@ class IrtRouter(MlpRouter):
         # the architecture is rebuilt from net_config_ alone on load
         self.net_config_ = {**self.net_config_, "ability_dim": int(self.ability_dim)}
 
-    @torch.no_grad()
     def model_abilities(self, X: np.ndarray) -> np.ndarray:
         """(m,) each model's mean ability logit ``a(x) . theta_m + c_m`` over prompts ``X``
         (the difficulty, shared by every model, left out): the models' ability order there."""
         self._check_fitted()
+        torch = require_torch("irt.model_abilities")
         self.net_.eval()
-        a, _ = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
-        return (a @ self.net_.ability.T + self.net_.ability_intercept).mean(dim=0).double().numpy()
+        with torch.no_grad():
+            a, _ = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+            return (a @ self.net_.ability.T + self.net_.ability_intercept).mean(dim=0).double().numpy()
 
-    @torch.no_grad()
     def difficulty(self, X: np.ndarray) -> np.ndarray:
         """(n,) predicted difficulty ``b(x)`` of each prompt embedding."""
         self._check_fitted()
+        torch = require_torch("irt.difficulty")
         self.net_.eval()
-        _, b = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
-        return b.double().numpy()
+        with torch.no_grad():
+            _, b = self.net_.item_parameters(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+            return b.double().numpy()

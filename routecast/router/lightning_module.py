@@ -45,7 +45,8 @@ class QualityNetModule(pl.LightningModule):
     A batch is ``(*inputs, target)``; ``target`` is (b, n_models) with NaN for unlogged cells,
     which the loss ignores (see :func:`masked_quality_loss`). ``lr_overrides`` maps a submodule
     name of ``net`` (e.g. ``"head"``) to its own learning rate: a freshly initialised head next
-    to a pre-trained encoder needs a much larger step than the encoder.
+    to a pre-trained encoder needs a much larger step than the encoder. ``loss`` is a masked loss
+    kind, or a callable ``(net, batch) -> loss`` for an objective of the router's own.
     """
 
     def __init__(self, net: nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -61,6 +62,8 @@ class QualityNetModule(pl.LightningModule):
         return self.net(*inputs)
 
     def _loss(self, batch) -> torch.Tensor:
+        if callable(self.loss_kind):  # a router's own objective, (net, batch) -> loss (e.g. RouterDC's)
+            return self.loss_kind(self.net, batch)
         *inputs, target = batch
         return masked_quality_loss(self.net(*inputs), target, self.loss_kind)
 
@@ -121,6 +124,19 @@ class _EpochsRun(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         trainer.callback_metrics["epochs_run"] = torch.tensor(float(trainer.current_epoch))
+
+
+class LossHistory(pl.Callback):
+    """The epoch-mean training loss of every epoch, in order (``history``). Filled in the process
+    that trains: with ``ddp_spawn`` the parent's copy stays empty."""
+
+    def __init__(self):
+        self.history: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get("train_loss")
+        if value is not None:
+            self.history.append(float(value))
 
 
 class PromptDataModule(pl.LightningDataModule):

@@ -14,28 +14,66 @@ learned embedding of each model. It learns from either kind of supervision:
   It orders models per prompt and is comparable across prompts, but it is a win rate, not an
   expected benchmark score; calibrate (``Router.calibrate``) before routing on budgets.
 
-A plain torch loop trains it (the network is tiny; Lightning's start-up would dominate).
+Two training paths, one objective. In one CPU process (the defaults: ``accelerator="cpu"``,
+``devices=1``, ``num_nodes=1``, ``strategy="auto"``) a plain torch loop trains it: the network is
+tiny, and Lightning's start-up and per-row data loader cost more than the training itself (see
+:data:`LIGHTNING_STARTUP_NOTE`). Any other setting (``ddp``/``ddp_spawn``, several devices or
+nodes, a GPU) trains with Lightning (:func:`routecast.router.lightning_module.train_module`), as
+mlp does: prompts (or pairs) sharded over the ranks, ``batch_size`` the global batch, only rank 0
+(or the parent of ``ddp_spawn``) keeps the weights and writes. Both paths start from the same
+seeded network and minimise the same batch loss (:func:`score_batch_loss` /
+:func:`preference_batch_loss`) with the same AdamW settings for ``epochs`` epochs of
+``batch_size`` rows; they differ only in the shuffle order and in float summation order, so the
+models are equivalent, not bit-identical (tests/scale/test_ddp.py bounds the held-out AIQ gap).
+
+Torch is imported inside the training methods only: the lean runtime (no torch) routes a checkpoint
+through its ``head.onnx`` (routecast.router.net_state), and sw-ranking imports the preference helpers here.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from routecast.errors import DataError, RoutingError
 from routecast.router.base import Router
+from routecast.router.distributed import trainer_options, world_size
 from routecast.router.mlp import check_loss
-from routecast.router.quality_net import (MatrixFactorizationNet, TorchNetState, masked_quality_loss,
-                                          predict_logits)
+from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
 from routecast.router.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+#: why one process keeps the plain loop (measured on this 2-core machine, see the module docstring)
+LIGHTNING_STARTUP_NOTE = ("benchmarks/results/mf_paths.md: default mf on llmrouter_9models (4,186 train prompts, "
+                          "static embeddings) fits in 62.6 s on the plain loop and 135.1 s on Lightning in "
+                          "one process, held-out AIQ 0.613 vs 0.611 (2 ddp_spawn ranks: 76.9 s, 0.611); "
+                          "measured on 2 shared cores at load 17-22")
+
+
+def score_batch_loss(net, batch, kind: str = "bce"):
+    """Masked loss of a batch ``(embeddings, scores)`` (NaN = unlogged cell): the objective of
+    ``fit`` on both training paths (module-level so ``ddp_spawn`` can pickle it)."""
+    from routecast.router.quality_net import masked_quality_loss
+
+    x, target = batch
+    return masked_quality_loss(net(x), target, kind)
+
+
+def preference_batch_loss(net, batch):
+    """Bradley–Terry loss of a batch ``(embeddings, index of model_a, index of model_b, P(a beats b))``:
+    the objective of ``fit_preferences`` on both training paths."""
+    import torch
+    from torch.nn import functional as F
+
+    x, a, b, target = batch
+    scores = net(x)
+    rows = torch.arange(len(target), device=scores.device)
+    return F.binary_cross_entropy_with_logits(scores[rows, a] - scores[rows, b], target)
 
 
 def preference_arrays(pairs, models: tuple[str, ...] | None = None) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
@@ -106,7 +144,10 @@ class MatrixFactorizationRouter(TorchNetState, Router):
 
     def __init__(self, *, dim: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
                  epochs: int = 20, batch_size: int = 256, loss: str = "bce",
-                 encoder: str = DEFAULT_ENCODER, seed: int = 0):
+                 encoder: str = DEFAULT_ENCODER, seed: int = 0,
+                 accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
+        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed);
+        # anything but one CPU process trains with Lightning (see the module docstring)
         self.dim = dim
         self.lr = lr
         self.weight_decay = weight_decay
@@ -115,21 +156,23 @@ class MatrixFactorizationRouter(TorchNetState, Router):
         self.loss = loss
         self.encoder = encoder
         self.seed = seed
+        self.accelerator = accelerator
+        self.devices = devices
+        self.num_nodes = num_nodes
+        self.strategy = strategy
 
-    def _build_net(self, config: dict[str, Any]) -> MatrixFactorizationNet:
+    def _build_net(self, config: dict[str, Any]):
+        from routecast.router.quality_net import MatrixFactorizationNet
+
         return MatrixFactorizationNet(**config)
 
     # ------------------------------------------------------ from outcomes
     def _fit(self, log, X: np.ndarray) -> None:
         check_loss(self.loss)
-        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        target = torch.from_numpy(log.scores.astype(np.float32))
-        loss_kind = self.loss
-
-        def batch_loss(net, idx):
-            return masked_quality_loss(net(Xt[idx]), target[idx], loss_kind)
-
-        self._train(int(X.shape[1]), len(log.models), log.n_prompts, batch_loss)
+        torch = require_torch("training router 'mf'")
+        rows = (torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)),
+                torch.from_numpy(log.scores.astype(np.float32)))
+        self._train(int(X.shape[1]), len(log.models), rows, functools.partial(score_batch_loss, kind=self.loss))
         self.trained_on_ = "scores"
 
     # --------------------------------------------------- from preferences
@@ -141,46 +184,67 @@ class MatrixFactorizationRouter(TorchNetState, Router):
         ``costs``: USD per call per model name, for cost-aware routing."""
         if len(pairs.model_a) == 0:
             raise RoutingError("cannot fit router 'mf' on an empty preference log")
+        torch = require_torch("training router 'mf'")
+        trainer_options(self)  # a bad distribution setting fails before the prompts are embedded
         models, a, b, y = preference_arrays(pairs)
         X = pair_embeddings(self, pairs, embeddings)
         self.models_ = models
         self.costs_ = cost_vector(models, costs)
         self.calibration_ = None
-        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        at, bt, yt = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(y)
-
-        def batch_loss(net, idx):
-            s = net(Xt[idx])
-            rows = torch.arange(len(idx))
-            diff = s[rows, at[idx]] - s[rows, bt[idx]]
-            return F.binary_cross_entropy_with_logits(diff, yt[idx])
-
-        self._train(int(X.shape[1]), len(models), len(y), batch_loss)
+        rows = (torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), torch.from_numpy(a),
+                torch.from_numpy(b), torch.from_numpy(y))
+        self._train(int(X.shape[1]), len(models), rows, preference_batch_loss)
         self.trained_on_ = "preferences"
         return self
 
     # ------------------------------------------------------------ shared
-    def _train(self, in_dim: int, n_models: int, n_rows: int, batch_loss) -> None:
+    def uses_lightning(self) -> bool:
+        """Whether ``fit`` trains with Lightning: any setting but one CPU process (see the module docstring)."""
+        options = trainer_options(self)
+        return world_size(options) > 1 or options["strategy"] != "auto" or options["accelerator"] != "cpu"
+
+    def _train(self, in_dim: int, n_models: int, rows: tuple, batch_loss) -> None:
+        """Train a fresh seeded network on ``rows`` (tensors, one row per prompt or pair) to minimise
+        ``batch_loss(net, batch)``: the plain loop in one CPU process, else Lightning."""
+        import torch
+
+        lightning = self.uses_lightning()
         self.net_config_ = {"in_dim": in_dim, "n_models": n_models, "dim": int(self.dim)}
+        batch = max(int(self.batch_size), 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = self._build_net(self.net_config_)
-            optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            generator = torch.Generator().manual_seed(self.seed)
-            batch = max(int(self.batch_size), 1)
-            net.train()
-            for _ in range(int(self.epochs)):
-                order = torch.randperm(n_rows, generator=generator)
-                for start in range(0, n_rows, batch):
-                    loss = batch_loss(net, order[start:start + batch])
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimiser.step()
+            if lightning:
+                self._train_lightning(net, rows, batch_loss, batch)
+            else:
+                optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+                generator = torch.Generator().manual_seed(self.seed)
+                n_rows = len(rows[0])
+                net.train()
+                for _ in range(int(self.epochs)):
+                    order = torch.randperm(n_rows, generator=generator)
+                    for start in range(0, n_rows, batch):
+                        idx = order[start:start + batch]
+                        loss = batch_loss(net, tuple(t[idx] for t in rows))
+                        optimiser.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimiser.step()
         self.net_ = net.eval()
+
+    def _train_lightning(self, net, rows: tuple, batch_loss, batch: int) -> None:
+        """The same objective through Lightning's Trainer, distributed as the four options say."""
+        from torch.utils.data import TensorDataset
+
+        from routecast.router.lightning_module import QualityNetModule, train_module
+
+        module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=batch_loss)
+        # no validation split: mf trains for ``epochs`` epochs on both paths (no early stopping)
+        train_module(module, TensorDataset(*rows), None, batch_size=batch, seed=int(self.seed),
+                     max_epochs=int(self.epochs), trainer_options=trainer_options(self))
 
     # ----------------------------------------------------------- predict
     def _predict_quality(self, X: np.ndarray, texts) -> np.ndarray:
-        scores = predict_logits(self.net_, X)
+        scores = self._net_logits(X)
         if getattr(self, "trained_on_", "scores") == "preferences":
             scores = scores - scores.mean(axis=1, keepdims=True)
         return 1.0 / (1.0 + np.exp(-scores))

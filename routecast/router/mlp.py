@@ -5,7 +5,9 @@ trained with PyTorch Lightning on the logged outcomes; cells that were not logge
 masked out of the loss. A seeded share of the training prompts is held out inside ``fit`` for
 early stopping, and the weights of the best validation epoch are kept.
 
-Prediction needs only torch: Lightning is imported inside ``fit`` and nowhere else.
+Prediction needs only torch: Lightning is imported inside ``fit`` and nowhere else. Torch itself
+is imported inside ``fit``/``_build_net`` only, so the lean runtime (no torch) loads a checkpoint
+and routes through its ``head.onnx`` (routecast.router.net_state).
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from routecast.errors import ConfigError
 from routecast.router.base import Router
 from routecast.router.distributed import trainer_options
-from routecast.router.quality_net import QualityMLP, TorchNetState, predict_logits
+from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.inner_split import split_validation  # noqa: F401 - re-exported
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
@@ -83,12 +84,15 @@ class MlpRouter(TorchNetState, Router):
         finally:
             del self._trainer_callbacks
 
-    def _build_net(self, config: dict[str, Any]) -> QualityMLP:
+    def _build_net(self, config: dict[str, Any]):
+        from routecast.router.quality_net import QualityMLP
+
         return QualityMLP(**config)
 
     def _fit(self, log, X: np.ndarray) -> None:
         check_loss(self.loss)
         options = trainer_options(self)
+        torch = require_torch(f"training router {self.name!r}")
         from torch.utils.data import TensorDataset
 
         from routecast.router.lightning_module import QualityNetModule, train_module
@@ -120,4 +124,4 @@ class MlpRouter(TorchNetState, Router):
 
     # ------------------------------------------------------------- predict
     def _predict_quality(self, X: np.ndarray, texts) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-predict_logits(self.net_, X)))
+        return 1.0 / (1.0 + np.exp(-self._net_logits(X)))

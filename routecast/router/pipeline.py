@@ -105,8 +105,16 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
             rng = np.random.default_rng(seed)
             log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
     splits = split_log(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
+    requested = encoder
+    if not isinstance(log, PairwiseLog) and encoder.partition(":")[0].strip().lower() == "trained-static":
+        # trained on this train split only (never val/test), then an ordinary static:/folder spec
+        from routecast.router.encoders.trained_static import resolve_trained_static
+
+        encoder = resolve_trained_static(encoder, splits.train, seed=seed)
     settings = {"data": data, "encoder": encoder, "val": val, "test": test, "seed": seed,
                 "use_logged_split": use_logged_split, "limit": limit, "models": models}
+    if requested != encoder:
+        settings["encoder_requested"] = requested
     settings.update({k: v if isinstance(v, (str, dict)) else str(v)
                      for k, v in (("columns", columns), ("prices", prices)) if v is not None})
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,

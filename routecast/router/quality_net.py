@@ -5,10 +5,11 @@ Every network here maps a batch of prompts to one logit per candidate model, sha
 ``nn.Module`` s so the runtime can predict with torch alone: Lightning only *trains* them
 (routecast.router.lightning_module), it is never needed to load or run them.
 
-:class:`TorchNetState` is the mixin a router holding one of these networks uses so that
-``Router.get_state()/set_state()`` store the weights as plain numpy arrays (safetensors, no
-pickle) and rebuild the exact architecture from a small JSON config on load, with strict
-key/shape checking.
+:class:`TorchNetState` (routecast.router.net_state, re-exported here) is the mixin a router holding
+one of these networks uses so that ``Router.get_state()/set_state()`` store the weights as plain
+numpy arrays (safetensors, no pickle) and rebuild the exact architecture from a small JSON config
+on load, with strict key/shape checking. This module imports torch; router modules import it only
+inside fit/build code, so the lean runtime (no torch) routes their checkpoints through ``head.onnx``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from routecast.errors import CheckpointError
 
 
 # --------------------------------------------------------------------------- losses
@@ -90,72 +89,76 @@ class MatrixFactorizationNet(nn.Module):
         return projected @ models.T + self.model_bias
 
 
+class IrtNet(nn.Module):
+    """``irt``'s network (routecast.router.irt): embedding -> (discrimination a(x) >= 0, difficulty b(x));
+    logits ``a . theta_m + c_m - b``.
+
+    The item side is a :class:`QualityMLP` with ``ability_dim + 1`` outputs: the first
+    ``ability_dim`` are the discrimination (through softplus), the last the difficulty.
+    """
+
+    def __init__(self, in_dim: int, n_models: int, hidden_dim: int = 256, n_layers: int = 1,
+                 dropout: float = 0.1, ability_dim: int = 8):
+        super().__init__()
+        self.items = QualityMLP(in_dim, ability_dim + 1, hidden_dim=hidden_dim, n_layers=n_layers, dropout=dropout)
+        self.ability = nn.Parameter(0.1 * torch.randn(n_models, ability_dim))
+        self.ability_intercept = nn.Parameter(torch.zeros(n_models))
+
+    def item_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a (b, d) >= 0, difficulty (b,)) of a batch of prompt embeddings."""
+        out = self.items(x)
+        return F.softplus(out[:, :-1]), out[:, -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.item_parameters(x)
+        return a @ self.ability.T + self.ability_intercept - b[:, None]
+
+
 class TransformerQualityNet(nn.Module):
     """A BERT-family encoder, mean pooling over real tokens, one logit per model.
 
     The analogue of RouteLLM's BERT router for many models: the whole encoder is fine-tuned, so
     the representation itself learns what makes a prompt hard for which model.
+
+    ``model_keys`` adds RouterDC's learnable model embeddings (``model_keys``, (n_models, hidden);
+    routecast.router.dual_contrastive). Without ``quality_head`` (RouterDC's loss alone) the
+    logit of model ``j`` is ``key_scale_j * cos(pooled, k_j) + key_bias_j``, a per-model
+    logistic calibration of the similarity fitted after training.
     """
 
-    def __init__(self, bert_config: dict[str, Any], n_models: int):
+    def __init__(self, bert_config: dict[str, Any], n_models: int, model_keys: bool = False,
+                 quality_head: bool = True):
         super().__init__()
         from transformers import BertConfig, BertModel
 
         config = BertConfig.from_dict(dict(bert_config))
         self.encoder = BertModel(config, add_pooling_layer=False)
-        self.head = nn.Linear(config.hidden_size, n_models)
+        if quality_head:
+            self.head = nn.Linear(config.hidden_size, n_models)
+        if model_keys or not quality_head:
+            self.model_keys = nn.Parameter(torch.randn(n_models, config.hidden_size) * 0.78)  # RouterDC's init
+        if not quality_head:
+            self.key_scale = nn.Parameter(torch.ones(n_models))
+            self.key_bias = nn.Parameter(torch.zeros(n_models))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the last hidden states over real tokens: (b, hidden)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-        return self.head(pooled)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(input_ids, attention_mask)
+        if hasattr(self, "head"):
+            return self.head(pooled)
+        cos = F.normalize(pooled, p=2, dim=1) @ F.normalize(self.model_keys, p=2, dim=1).T
+        return self.key_scale * cos + self.key_bias
 
 
 # ------------------------------------------------------------------ serialisation
-class TorchNetState:
-    """Router mixin: keep a torch network in ``net_`` and serialise it as named arrays.
-
-    The router sets ``net_config_`` (JSON: the keyword arguments that rebuild the network) next
-    to ``net_``; weights travel as ``net.<state_dict key>`` arrays. On load the network is
-    rebuilt from ``net_config_`` and filled with ``load_state_dict(strict=True)``, so a
-    checkpoint whose arrays do not match the architecture is refused, never half-loaded.
-    """
-
-    _net_prefix = "net."
-
-    def _build_net(self, config: dict[str, Any]) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _state_skip(self) -> set[str]:
-        return {"net_"}
-
-    def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return {self._net_prefix + key: value.detach().cpu().numpy().copy()
-                for key, value in self.net_.state_dict().items()}
-
-    def _extra_array_names(self) -> set[str]:
-        config = getattr(self, "net_config_", None)
-        if config is None:
-            return set()
-        with torch.device("meta"):  # names only: no memory, no initialisation cost
-            skeleton = self._build_net(config)
-        return {self._net_prefix + key for key in skeleton.state_dict()}
-
-    def _load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        config = getattr(self, "net_config_", None)
-        if config is None:
-            raise CheckpointError(f"{type(self).__name__}: checkpoint has no net_config_")
-        net = self._build_net(config)
-        state = {key[len(self._net_prefix):]: torch.from_numpy(np.array(value, copy=True))
-                 for key, value in arrays.items()}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{type(self).__name__}: stored weights do not match the "
-                                  f"architecture in net_config_: {exc}") from None
-        net.eval()
-        self.net_ = net
+# TorchNetState lives in routecast.router.net_state (no torch import: the lean runtime loads mlp/mf/irt
+# checkpoints without torch); re-exported here for existing imports
+from routecast.router.net_state import TorchNetState  # noqa: E402,F401
 
 
 @torch.no_grad()

@@ -81,9 +81,8 @@ class SimilarityWeightedRankingRouter(Router):
 
     family = "a1"
     uses_embeddings = True
-    # needs_torch: it imports its preference helpers from routecast.router.mf, which imports torch;
-    # drop the tag once those helpers live in a torch-free module
-    tags = RouterTags(needs_torch=True, quick_params={"newton_steps": 5, "max_prompts": 200})
+    # numpy only (routecast.router.mf, whose preference helpers it uses, imports torch only to train)
+    tags = RouterTags(quick_params={"newton_steps": 5, "max_prompts": 200})
     search_space = {
         "gamma": Float(1.5, 1e4, log=True),
         "l2": Float(1e-3, 10.0, log=True),

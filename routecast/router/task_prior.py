@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from routecast.errors import ConfigError, RoutingError
 from routecast.router.base import Router
@@ -47,9 +46,9 @@ def task_column(log, column: str = "auto") -> str:
 
 
 def task_labels(values) -> list[str]:
-    """Task values as strings; a missing value is its own task."""
-    series = pd.Series(list(values), dtype=object)
-    return [_MISSING if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in series]
+    """Task values as strings; a missing value is its own task. (Plain iteration, no pandas: the lean
+    runtime install loads task-prior and prior-residual checkpoints.)"""
+    return [_MISSING if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in list(values)]
 
 
 @register_router("task-prior")

@@ -70,7 +70,10 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                decision_log: str | os.PathLike | None = None, log_text: bool = False,
                price_table: "str | os.PathLike | dict | None" = None,
                store: "LimitStore | str | None" = None) -> FastAPI:
-    """Build the server for a :class:`~routecast.serving.runtime.Runtime` or a checkpoint folder.
+    """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
+    :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
+    (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
+    routecast.serving.cascade_chat).
 
     A checkpoint is verified and loaded when the app starts (lifespan); the backends file, the
     settings and the keys are checked now, so a typo fails before the port is bound.
@@ -99,9 +102,11 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     async def lifespan(app: FastAPI):
         runtime = runtime_or_path
         if isinstance(runtime_or_path, (str, os.PathLike)):
+            from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
             from routecast.serving.runtime import load
 
-            runtime = await anyio.to_thread.run_sync(load, runtime_or_path)
+            loader = load_cascade if is_cascade_checkpoint(runtime_or_path) else load
+            runtime = await anyio.to_thread.run_sync(loader, runtime_or_path)
         if settings.default_operating_point is not None:
             runtime.router.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.runtime = runtime

@@ -113,14 +113,25 @@ def export(
     source: Annotated[Path, typer.Argument(help="A run folder written by `routecast train --out DIR` "
                                            "(its router/ checkpoint is exported) or a checkpoint folder.")],
     out: Out,
-    onnx: Annotated[bool, typer.Option("--onnx", help="Also write head.onnx (torch-head routers: mlp, mf) for "
-                                       "serving outside Python; verified against torch with onnxruntime.")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Re-save with head.onnx (torch-head routers: mlp, mf, irt), "
+                                       "verified against torch with onnxruntime: new checkpoints carry it already; "
+                                       "older ones need it for the lean install and serving outside Python.")] = False,
     sign: Annotated[Optional[Path], typer.Option("--sign", metavar="KEYFILE", help="Ed25519 private key (PEM, "
                                                  "from `routecast keygen`): writes manifest.sig.")] = None,
 ) -> None:
     """Verify a trained router and copy it into a standalone checkpoint folder (files 0644, folders 0755)."""
     from routecast.router.checkpoint import export_checkpoint, manifest_sha256
+    from routecast.serving.cascade_runtime import is_cascade_checkpoint
 
+    if is_cascade_checkpoint(source):  # verified, loaded and re-saved whole (router/ and scorer encoder inside)
+        from routecast.cascade.cascade_router import CascadeRouter
+
+        cascade = CascadeRouter.load(source)
+        cascade.save(out, sign_key=sign)
+        typer.echo(f"exported cascade router ({len(cascade.pool_)} models) -> {out}"
+                   + (", signed" if sign else ""))
+        typer.echo(f"manifest sha256: {manifest_sha256(out)}  (pin it: --expect-sha256)")
+        return
     router = export_checkpoint(source, out, onnx=onnx, sign_key=sign)
     typer.echo(f"exported {type(router).name} router ({len(router.models_)} models) -> {out}"
                + (" with head.onnx" if onnx else "") + (", signed" if sign else ""))
@@ -199,7 +210,11 @@ def serve(
     trusted_key: TrustedKey = None,
     expect_sha256: ExpectSha256 = None,
 ) -> None:
-    """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /v1/feedback, /metrics."""
+    """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /v1/feedback, /metrics.
+
+    A cascade router checkpoint (CascadeRouter.save) is recognised from its config.json: routed
+    chats then call, score and maybe call again, returning the best answer (see the README).
+    """
     from routecast.serving.serve import run_server
 
     options = dict(port=port, host=host, backends=None if backends is None else str(backends),

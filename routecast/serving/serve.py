@@ -66,7 +66,11 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
         raise ConfigError(f"refusing to serve on {host} without client API keys: give api_keys (a keys file) "
                           f"or set ${ENV_VAR}, or set insecure_no_auth to serve an open proxy anyway")
     trust = {k: merged.get(k) for k in ("trusted_key", "expect_sha256")}
-    if any(v is not None for v in trust.values()):
+    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
+
+    if is_cascade_checkpoint(checkpoint):
+        checkpoint = load_cascade(checkpoint, **trust)  # verified (and pinned) once, before binding
+    elif any(v is not None for v in trust.values()):
         from routecast.serving.runtime import load
 
         checkpoint = load(checkpoint, **trust)  # authenticated once, before binding; the app serves this runtime

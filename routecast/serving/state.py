@@ -47,14 +47,29 @@ class ServerState:
     def known_models(self) -> list[str]:
         return list(self.runtime.models) + [m for m in self.backends if m not in self.runtime.models and m != "*"]
 
-    async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
-        """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
+    def knob_kwargs(self, knobs) -> dict[str, Any]:
+        """A request's knobs as keyword arguments; none given: the server's default point or lam."""
         kwargs = knobs.model_dump()
         if all(v is None for v in kwargs.values()):
             if self.settings.default_operating_point is not None:
                 kwargs["operating_point"] = self.settings.default_operating_point
             elif self.settings.default_lam is not None:
                 kwargs["lam"] = self.settings.default_lam
+        return kwargs
+
+    def call_cost(self, model: str, usage: Any) -> float | None:
+        """USD of one answered call: its token ``usage`` priced by the price table when both are
+        there, else the runtime's expected cost of ``model``."""
+        cost = self.runtime.expected_costs.get(model)
+        if isinstance(usage, dict) and self.prices is not None and model in self.prices:
+            tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if all(isinstance(t, int) and not isinstance(t, bool) for t in (tokens_in, tokens_out)):
+                cost = float(self.prices.call_cost(model, tokens_in, tokens_out))
+        return cost
+
+    async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
+        """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
+        kwargs = self.knob_kwargs(knobs)
         start = time.perf_counter()
         try:
             if self.batcher is not None:

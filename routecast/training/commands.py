@@ -72,7 +72,8 @@ def evaluate(
     skip: Annotated[Optional[str], typer.Option(help="With --routers all: routers to leave out "
                                                 "(comma-separated).")] = None,
     cascades: Annotated[str, typer.Option(help="Also compare these cascade kinds, or 'all': ex-ante, ex-post, "
-                                          "agreement, cascade-routing, smoothie, majority-vote, best-of-n, "
+                                          "agreement, agreement-escalation, cascade-routing, smoothie, majority-vote, "
+                                          "best-of-n, "
                                           "oracle-ensemble; kinds the data cannot run are listed with the reason.")] = "",
     ensembles: Annotated[bool, typer.Option("--ensembles/--no-ensembles", help="Also compare post-hoc ensembles "
                                             "(smoothie, majority vote, best-of-n, oracle).")] = False,
@@ -266,6 +267,52 @@ def calibrate(
     typer.echo(calibration_footer(result, run_dir))
 
 
+def encoder_train(
+    data: Data,
+    out: Out,
+    encoder: Annotated[str, typer.Option("--encoder", help="Static encoder to start from: static, static:dim=N "
+                                         "or static:/folder.")] = "static",
+    dim: Annotated[Optional[int], typer.Option(help="Output dimension (default: the base encoder's).")] = None,
+    head: Annotated[str, typer.Option(help="Quality head trained with the table: linear or mlp (dropped after "
+                                      "training).")] = "linear",
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on a share of the train split).")] = 30,
+    param: Params = None,
+    val: Val = 0.1,
+    test: Test = 0.2,
+    seed: Seed = 0,
+    use_logged_split: UseLoggedSplit = False,
+    limit: Limit = None,
+    column_map: ColumnMap = None,
+    price_table: PriceTableFile = None,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    strategy: Strategy = "auto",
+    accelerator: Accelerator = "cpu",
+) -> None:
+    """Fine-tune a static encoder's token table on the train split's outcomes (masked quality loss).
+
+    The split is the one `routecast train` makes with the same --val/--test/--seed/--use-logged-split/
+    --limit; only its train prompts are read. OUT is an ordinary static encoder folder: train routers
+    on it with `routecast train --encoder static:OUT` (their checkpoints ship the table). -p sets
+    lr, table_lr, batch_size, patience, hidden_dim, dropout, weight_decay, val_fraction, loss.
+    """
+    from routecast.router.encoders.trained_static import train_static_to_folder
+
+    params = {**parse_params(param), "base": encoder, "dim": dim, "head": head, "max_epochs": epochs}
+    trainer, prepared, folder = train_static_to_folder(
+        data, out, params=params, val=val, test=test, seed=seed, use_logged_split=use_logged_split, limit=limit,
+        columns=column_map, prices=price_table, distribution=_distribution(devices, num_nodes, strategy, accelerator))
+    if folder is None:  # a DDP rank above 0: trained its shard, writes and prints nothing
+        return
+    typer.echo(f"trained static encoder on the {trainer.n_train_} + {trainer.n_val_} (early stopping) train-split "
+               f"prompts of {data}: {trainer.epochs_} epochs, masked {trainer.loss} loss on the held-out share "
+               f"{trainer.initial_val_loss_:.4f} -> {trainer.best_val_loss_:.4f} (best epoch {trainer.best_epoch_})")
+    typer.echo(f"encoder folder: {folder}")
+    typer.echo(f"use it: routecast train --data {data} --encoder static:{folder} --router knn  "
+               "(with the same --val/--test/--seed/--use-logged-split/--limit)")
+
+
 #: command name -> function; registered by routecast/cli.py
 COMMANDS = {"evaluate": evaluate, "train": train, "routers": routers, "demo": demo, "tune": tune,
-            "calibrate": calibrate}
+            "calibrate": calibrate, "encoder train": encoder_train}
+GROUPS = {"encoder": "Encoders trained from outcome logs (the routing-trained static encoder)."}

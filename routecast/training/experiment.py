@@ -74,8 +74,14 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     :func:`routecast.router.evaluation.evaluate.evaluate` (AIQ range; APGR's pair). With
     ``skip_failures`` a router that cannot run on this data (e.g. ``task-prior`` on a log without a
     benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
-    run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run)."""
+    run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run).
+
+    The priors (``cluster-prior``, ``task-prior``) are also scored on the validation split, and
+    ``task-prior`` adds its logged-task form (``task-prior (logged task)``, the dataset oracle):
+    the better prior, which every learned router's ``gain_over_prior`` is measured against, is
+    the one with the best validation AIQ (:mod:`routecast.router.evaluation.priors`)."""
     from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+    from routecast.router.evaluation.priors import PRIOR_ROUTERS, score_prior
 
     params = dict(params or {})
     from routecast.errors import RoutecastError
@@ -89,6 +95,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
         experiment.embed_seconds = time.perf_counter() - start
 
     curves: dict[str, Any] = {}
+    prior_val_aiq: dict[str, float] = {}
     with _progress(progress, len(routers)) as step:
         for name in routers:
             step(f"fitting {name}")
@@ -110,10 +117,16 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                        "route_us_per_query": round(route_us, 2)})
             curves[name] = curve
             experiment.runs[name] = RouterRun(name, router, seconds, route_us, curve)
+            if name in PRIOR_ROUTERS:  # two cheap lookup tables: their validation AIQ picks the better one
+                extra, val_aiq = score_prior(name, router, prepared.val, prepared.test, test_embeddings=test_X,
+                                             val_embeddings=split_embeddings(router, prepared, "val")
+                                             if prepared.val.n_prompts else None)
+                curves.update(extra)
+                prior_val_aiq.update(val_aiq)
     curves.update(extra_curves or {})
     curves.update(single_model_curves(prepared.test))
     experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
-                                 strong=strong, weak=weak,
+                                 strong=strong, weak=weak, prior_val_aiq=prior_val_aiq,
                                  metadata={"data": prepared.settings, "encoder": prepared.encoder,
                                            "embed_seconds": round(experiment.embed_seconds, 2),
                                            "n_train": prepared.train.n_prompts,

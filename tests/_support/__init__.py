@@ -8,6 +8,8 @@
   best model depends on the prompt, checkpoints, and a real uvicorn server thread on loopback.
 - :mod:`tests._support.fake_backend`: a fake OpenAI-compatible backend on 127.0.0.1.
 - :mod:`tests._support.fake_openai`: a fake chat endpoint for collect/score (slow, flaky, garbage modes).
+- :mod:`tests._support.fake_chat`: a fake chat backend with test-chosen answers, JSON or SSE, that
+  records which models were called and whether each call streamed (the cascade server tests).
 - :mod:`tests._support.data_files`: tiny long-format frames written as csv/jsonl/json/parquet.
 - :mod:`tests._support.encoders`: an encoder that counts what it is asked to embed.
 

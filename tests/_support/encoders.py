@@ -20,3 +20,25 @@ class CountingEncoder(Encoder):
         self.calls += 1
         self.encoded.extend(texts)
         return self.inner.encode(texts)
+
+
+def toy_static_encoder(texts, dim: int = 16, seed: int = 0):
+    """A real StaticEncoder over a word-level tokenizer of ``texts`` with random vectors: the
+    checkpoint path of the default (static) encoder without distilling MiniLM, and with no
+    train-extra module at run time (the hashing encoder needs scikit-learn)."""
+    import numpy as np
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from routecast.router.encoders.static import FORMAT, StaticEncoder
+
+    words = sorted({w for t in texts for w in t.replace(":", " ").replace("?", " ").split()})
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(len(vocab), dim)).astype(np.float16)
+    embeddings[0] = 0  # [UNK] has no vector
+    config = {"format": FORMAT, "dim": dim, "vocab_size": len(vocab)}
+    return StaticEncoder(config, embeddings, rng.normal(size=dim).astype(np.float32), tokenizer.to_str())

@@ -55,13 +55,15 @@ def parts(log: OutcomeLog):
 @pytest.fixture(scope="module")
 def hedged():
     train, val, test = parts(synthetic(480, hedge=True, seed=1))
-    return CascadeRouter(router="linear", encoder=ENC, kappas=(0.0, 1.0), n_lams=25).fit(train, val), test
+    return CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0, 1.0),
+                         n_lams=25).fit(train, val), test
 
 
 @pytest.fixture(scope="module")
 def plain():
     train, val, test = parts(synthetic(480, hedge=False, seed=2))
-    return CascadeRouter(router="linear", encoder=ENC, kappas=(1.0,), n_lams=25).fit(train, val), test
+    return CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(1.0,),
+                         n_lams=25).fit(train, val), test
 
 
 def logged_caller(log: OutcomeLog, i: int, calls: list):
@@ -107,13 +109,14 @@ def test_higher_lambda_means_lower_mean_cost_and_no_model_twice(hedged):
     sim = router.simulate(test, router.lams_)
     mean_cost = sim["cost"].mean(axis=1)
     # the look-ahead policy is not monotone in lam on every single prompt; on the refined grid a
-    # prompt may flip back between neighbouring lams, so allow one prompt's worth (1 / 120 of a call)
-    slack = 1.5 / test.n_prompts
+    # prompt may flip back between neighbouring lams (a higher lam starts with the cheap A, sees a
+    # hedge and still calls B and C: one call of A more), so allow two such prompts per step
+    slack = 2.5 / test.n_prompts
     assert np.all(np.diff(mean_cost) <= slack), mean_cost
     assert mean_cost[0] > mean_cost[-1]
     assert mean_cost[-1] == pytest.approx(1.0)  # lam large: only the cheapest model
     # the validation curve stored for calibration is monotone too
-    assert np.all(np.diff(router.curve_.cost) <= 1.5 / 120)
+    assert np.all(np.diff(router.curve_.cost) <= 2.5 / 120)
     for lam in router.lams_[::4]:
         for i in range(0, test.n_prompts, 7):
             calls: list = []
@@ -165,7 +168,8 @@ def test_a_log_without_responses_warns_and_routes_ex_ante_only():
     train, val, test = parts(synthetic(240, hedge=True, seed=3, responses=False))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        router = CascadeRouter(router="linear", encoder=ENC, kappas=(0.0,), n_lams=9).fit(train, val)
+        router = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0,),
+                               n_lams=9).fit(train, val)
     messages = [str(w.message) for w in caught if issubclass(w.category, RoutecastWarning)]
     assert any("no responses logged" in m and "response column" in m for m in messages), messages
     assert router.scorer_ is None and router.notes_
@@ -181,7 +185,8 @@ def test_partial_responses_are_kept_and_named():
     log = OutcomeLog(log.prompt_ids, log.prompts, log.models, log.scores, log.costs, responses, source="<partial>")
     train, val, test = parts(log)
     with pytest.warns(RoutecastWarning, match=r"model 'B' has no response on 24 of 120 prompts"):
-        router = CascadeRouter(router="linear", encoder=ENC, kappas=(0.0,), n_lams=9).fit(train, val)
+        router = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0,),
+                               n_lams=9).fit(train, val)
     assert router.simulate(test, router.lams_)["cost"].shape == (len(router.lams_), test.n_prompts)
 
 

@@ -30,7 +30,8 @@ def test_a_log_without_responses_lists_what_cannot_run_and_warns():
     with pytest.warns(RoutecastWarning, match="no responses logged in tiny.parquet: cascade routing uses ex-ante"):
         support = cascade_support(tiny(None), "all")
     assert support.runnable == ["ex-ante", "cascade-routing", "oracle-ensemble"]
-    assert set(support.skipped) == {"ex-post", "agreement", "smoothie", "majority-vote", "best-of-n"}
+    assert set(support.skipped) == {"ex-post", "agreement", "agreement-escalation", "smoothie", "majority-vote",
+                                    "best-of-n"}
     assert support.skipped["ex-post"].startswith("no responses logged: ex-post and agreement cascades")
     assert "response column" in support.skipped["agreement"]
 
@@ -82,9 +83,10 @@ def test_cascades_all_runs_what_the_log_supports_and_lists_the_rest():
 
     prepared = prepare("routellm_strong_weak", encoder="hashing:dim=64", limit=300)
     with pytest.warns(RoutecastWarning, match="has no response on"):
-        curves, skipped = cascade_curves(prepared, "all")
+        curves, skipped = cascade_curves(prepared, "all", scorer_encoder="hashing:dim=64")
     assert set(curves) == {"cascade (ex-ante)", "cascade (cascade-routing)", "oracle-ensemble"}
-    assert set(skipped) == {"ex-post", "agreement", "smoothie", "majority-vote", "best-of-n"}
+    assert set(skipped) == {"ex-post", "agreement", "agreement-escalation", "smoothie", "majority-vote", "best-of-n"}
+    assert skipped.pop("agreement-escalation").endswith("needs three (two to agree, a stronger one to escalate to)")
     assert all("responses missing for" in reason for reason in skipped.values())
     n_test = prepared.test.complete().n_prompts
     assert all(c.n_prompts == n_test for c in curves.values())  # no prompt dropped by any kind

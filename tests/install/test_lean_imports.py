@@ -20,7 +20,8 @@ from tests._support.paths import REPO
 BLOCK = "import sys\nfor _m in {mods!r}:\n    sys.modules[_m] = None\n".format(mods=sorted(TRAIN_EXTRA_MODULES))
 SERVING_MODULES = ["routecast.cli", "routecast.serving.app", "routecast.serving.runtime", "routecast.serving.batch",
                    "routecast.router.checkpoint", "routecast.router.encoders.static", "routecast.router.knn",
-                   "routecast.router.linear", "routecast.router.encoders.onnx_encoder"]
+                   "routecast.router.linear", "routecast.router.encoders.onnx_encoder", "routecast.router.mlp",
+                   "routecast.router.mf", "routecast.router.irt", "routecast.router.sw_ranking"]
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess:
@@ -50,14 +51,16 @@ def test_training_command_without_the_extra_is_one_line_exit_2(tmp_path):
 
 
 def test_torch_router_without_the_extra_names_the_router_and_the_extra():
+    """finetuned-encoder (a transformer) is train-only; mlp/mf/irt load and route through head.onnx
+    (tests/install/test_lean_checkpoints.py)."""
     done = _python("from routecast.errors import MissingExtraError\n"
                    "from routecast.router.registry import make_router\n"
                    "try:\n"
-                   "    make_router('mlp')\n"
+                   "    make_router('finetuned-encoder')\n"
                    "except MissingExtraError as exc:\n"
                    "    print(exc)\n")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == ("router 'mlp' needs the training extra (torch is not installed): "
+    assert done.stdout.strip() == ("router 'finetuned-encoder' needs the training extra (torch is not installed): "
                                    "pip install 'routecast[train]'")
 
 

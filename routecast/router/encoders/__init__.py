@@ -10,7 +10,11 @@ Specs (options are ``key=value`` separated by commas; ``max_chars=none`` disable
                                     the cache dir (``$ROUTECAST_CACHE_DIR`` or ``~/.cache/routecast``)
 ``static:/path/to/dir[,max_chars=N]`` a static encoder folder written by ``distill_static``
 ``onnx[:quantize=int8,max_chars=N]`` bundled MiniLM exported to ONNX once (cache dir), run with onnxruntime
-``onnx:/path/to/folder[,...]``      the same for another local sentence-transformers folder
+``onnx:/path/to/folder[,...]``      the same for another local sentence-transformers folder, or a folder
+                                    written by ``OnnxEncoder.export_folder`` (what checkpoints ship: no torch)
+``trained-static[:dim=N,head=..]``  the static table fine-tuned on the train split's outcomes
+                                    (routecast.router.encoders.trained_static); resolved by
+                                    ``pipeline.prepare`` into ``static:/folder``, never by ``get_encoder``
 ==================================  ==========================================================================
 
 Transformer and static encoders cut prompts to 2,000 characters by default (MiniLM reads at most
@@ -45,9 +49,10 @@ _OPTIONS = {
     "st": {"max_chars"},
     "static": {"dim", "max_chars"},
     "onnx": {"quantize", "max_chars"},
+    "trained-static": {"dim", "head", "table", "epochs"},
 }
 KNOWN_SPECS = ("hashing[:dim=N]", "minilm[:max_chars=N]", "st:/path[,max_chars=N]", "static[:dim=N]",
-               "static:/path", "onnx[:quantize=int8,max_chars=N]")
+               "static:/path", "onnx[:quantize=int8,max_chars=N]", "trained-static[:dim=N,head=linear|mlp,epochs=N]")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
@@ -121,6 +126,10 @@ def get_encoder(spec: str) -> Encoder:
         if quantize is not None and quantize.lower() in ("none", "fp32", "float"):
             quantize = None
         return OnnxEncoder(path, quantize=quantize, max_chars=_int_opt(spec, opts, "max_chars", DEFAULT_MAX_CHARS))
+    if kind == "trained-static":
+        raise ConfigError(f"encoder {spec!r} is trained on a train split, so it cannot be built from its spec alone: "
+                          "pass it to prepare() / `routecast train --encoder trained-static` (trained on that "
+                          "command's train split), or train one with `routecast encoder train` and give static:/folder")
     raise ConfigError(f"unknown encoder {spec!r}; known: {', '.join(KNOWN_SPECS)}")
 
 

@@ -7,19 +7,31 @@ sentence-transformers[onnx] would downgrade pinned packages) into the routecast 
 pooling and L2 normalisation are part of the graph, so the runtime only tokenises (HF
 ``tokenizers``) and calls the session. ``quantize="int8"`` additionally applies onnxruntime's
 dynamic per-channel int8 weight quantisation (4x smaller, cosine ~0.99 to the float model).
+
+Exported folder. :meth:`OnnxEncoder.export_folder` writes what the encoder runs (the one graph,
+float or int8, ``tokenizer.json`` and ``routecast_onnx.json``: format, graph file and its sha256,
+quantisation, dim, max_seq_length and the fingerprint of the source model); a checkpoint ships
+that folder (``encoder_model/``), so loading it needs neither torch, nor the source model, nor the
+export cache. ``onnx:/that/folder`` builds an encoder with the same ``name`` as the one that
+wrote it (the embedding cache and the checkpoint's name check agree), which reads the graph
+once, checks its sha256 and hands those bytes to onnxruntime.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from routecast.atomic import atomic_path
+from routecast.atomic import atomic_path, write_text
 from routecast.errors import ConfigError
 from routecast.router.encoders.base import Encoder, l2_normalise
 from routecast.router.encoders.sentence_transformer import (
@@ -29,6 +41,49 @@ QUANTIZE_CHOICES = (None, "int8")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 #: onnxruntime threads: the target machines have 2 cores, more threads only add contention
 INTRA_OP_THREADS = 2
+#: the description of an exported folder (see the module docstring)
+EXPORT_META = "routecast_onnx.json"
+EXPORT_FORMAT = "routecast-onnx-encoder/1"
+TOKENIZER_FILE = "tokenizer.json"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def model_file_name(quantize: str | None) -> str:
+    return "model.int8pc.onnx" if quantize else "model.onnx"
+
+
+def is_exported_folder(folder: str | os.PathLike | None) -> bool:
+    """Whether ``folder`` was written by :meth:`OnnxEncoder.export_folder` (it runs without torch)."""
+    return folder is not None and (Path(folder).expanduser() / EXPORT_META).is_file()
+
+
+def read_export_meta(folder: Path) -> dict:
+    """``routecast_onnx.json`` of an exported folder, every field checked (one ConfigError naming it)."""
+    path = folder / EXPORT_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"file {path}: not readable JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        raise ConfigError(f"file {path}: field 'format' must be {EXPORT_FORMAT!r}, got "
+                          f"{meta.get('format') if isinstance(meta, dict) else meta!r}")
+    checks = {
+        "model_file": lambda v: isinstance(v, str) and bool(_PLAIN_NAME.fullmatch(v)) and v.endswith(".onnx"),
+        "model_sha256": lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
+        "source_fingerprint": lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
+        "tokenizer_file": lambda v: v == TOKENIZER_FILE,
+        "quantize": lambda v: v in QUANTIZE_CHOICES,
+        "dim": lambda v: type(v) is int and 1 <= v <= 1 << 16,  # noqa: E721 - a bool is no dim
+        "max_seq_length": lambda v: type(v) is int and 1 <= v <= 1 << 20,  # noqa: E721
+    }
+    for key, ok in checks.items():
+        if not ok(meta.get(key)):
+            raise ConfigError(f"file {path}: field {key!r} is missing or invalid ({meta.get(key)!r})")
+    for key in ("model_file", "tokenizer_file"):
+        if not (folder / meta[key]).is_file():
+            raise ConfigError(f"file {path}: field {key!r} names {meta[key]!r}, which is not in {folder}")
+    return meta
 
 
 def onnx_dir(folder: Path, fingerprint: str) -> Path:
@@ -89,39 +144,69 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike) ->
 
 
 class OnnxEncoder(Encoder):
-    """Sentence embeddings from an exported ONNX graph; exports (and quantises) on first use."""
+    """Sentence embeddings from an ONNX graph: a sentence-transformers folder (bundled MiniLM by
+    default) exported (and quantised) on first use into the cache dir, or an exported folder."""
 
     def __init__(self, folder: str | os.PathLike | None = None, *, quantize: str | None = None,
                  max_chars: int | None = DEFAULT_MAX_CHARS, cache_dir: str | os.PathLike | None = None):
         if quantize not in QUANTIZE_CHOICES:
             raise ConfigError(f"onnx encoder: quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
-        bundled = folder is None
-        self.folder = check_model_folder(bundled_minilm_path() if bundled else folder)
         self.quantize = quantize
         self.max_chars = max_chars
+        self._session = None
+        self._tokenizer = None
+        self.exported = is_exported_folder(folder)
+        if self.exported:
+            self._init_exported(Path(folder).expanduser().resolve())
+            return
+        bundled = folder is None
+        self.folder = check_model_folder(bundled_minilm_path() if bundled else folder)
         self.max_seq_length = max_seq_length_of(self.folder) or 512
         self.fingerprint = folder_fingerprint(self.folder)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else onnx_dir(self.folder, self.fingerprint)
         opts = ([] if bundled else [str(self.folder)]) + ([f"quantize={quantize}"] if quantize else []) + (
             [] if max_chars == DEFAULT_MAX_CHARS else [f"max_chars={max_chars}"])
         self.spec = "onnx" + (":" + ",".join(opts) if opts else "")
-        self.name = f"onnx{'-int8pc' if quantize else ''}-{self.fingerprint[:16]}-seq{self.max_seq_length}-max{max_chars}"
+        self.name = self._name()
         self.dim = self._read_dim()
-        self._session = None
-        self._tokenizer = None
+
+    def _init_exported(self, folder: Path) -> None:
+        meta = read_export_meta(folder)
+        if meta["quantize"] != self.quantize:
+            raise ConfigError(f"onnx encoder {str(folder)!r}: the folder holds the "
+                              f"{meta['quantize'] or 'float'} graph ({meta['model_file']}), the spec asks for "
+                              f"quantize={self.quantize}")
+        self.folder = self.cache_dir = folder
+        self.max_seq_length = meta["max_seq_length"]
+        self.fingerprint = meta["source_fingerprint"]
+        self.dim = meta["dim"]
+        self._meta = meta
+        opts = [str(folder)] + ([f"quantize={self.quantize}"] if self.quantize else []) + (
+            [] if self.max_chars == DEFAULT_MAX_CHARS else [f"max_chars={self.max_chars}"])
+        self.spec = "onnx:" + ",".join(opts)
+        self.name = self._name()
+
+    def _name(self) -> str:
+        return (f"onnx{'-int8pc' if self.quantize else ''}-{self.fingerprint[:16]}-seq{self.max_seq_length}"
+                f"-max{self.max_chars}")
 
     def _read_dim(self) -> int:
-        import json
-
         config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         return int(config["hidden_size"])
 
     @property
     def model_path(self) -> Path:
-        return self.cache_dir / ("model.int8pc.onnx" if self.quantize else "model.onnx")
+        return self.cache_dir / (self._meta["model_file"] if self.exported else model_file_name(self.quantize))
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.folder / TOKENIZER_FILE
 
     def ensure_exported(self) -> Path:
         from routecast.router.encoders.build_lock import build_lock
+
+        if self.exported:
+            return self.model_path
 
         float_path = self.cache_dir / "model.onnx"
         if self.model_path.is_file() and float_path.is_file():
@@ -133,22 +218,61 @@ class OnnxEncoder(Encoder):
                 quantize_int8(float_path, self.model_path)
         return self.model_path
 
+    def export_folder(self, dest: str | os.PathLike) -> Path:
+        """Write the graph this encoder runs, ``tokenizer.json`` and ``routecast_onnx.json`` into ``dest``.
+
+        What a checkpoint ships (``encoder_model/``): an encoder built on ``dest`` has this one's
+        ``name`` and embeddings, and needs no torch. Exporting the graph first needs torch (the
+        train extra) unless it is already in the cache or this encoder is itself an exported folder.
+        """
+        model = self.ensure_exported()
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if not self.tokenizer_path.is_file():
+            raise ConfigError(f"onnx encoder {self.spec!r}: {self.tokenizer_path} not found (the runtime tokenises with it)")
+        digest = hashlib.sha256()
+        with open(model, "rb") as source, open(dest / model.name, "wb") as target:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+                target.write(block)
+        shutil.copyfile(self.tokenizer_path, dest / TOKENIZER_FILE)
+        meta = {"format": EXPORT_FORMAT, "model_file": model.name, "model_sha256": digest.hexdigest(),
+                "tokenizer_file": TOKENIZER_FILE, "quantize": self.quantize, "dim": int(self.dim),
+                "max_seq_length": int(self.max_seq_length), "source_fingerprint": self.fingerprint}
+        write_text(dest / EXPORT_META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return dest
+
+    def _model_source(self):
+        """What onnxruntime opens: the cached export's path, or an exported folder's graph bytes
+        after their sha256 matched ``routecast_onnx.json`` (read once: checked bytes are used bytes)."""
+        path = self.ensure_exported()
+        if not self.exported:
+            return path
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self._meta["model_sha256"]:
+            raise ConfigError(f"file {path}: sha256 differs from field 'model_sha256' of "
+                              f"{self.folder / EXPORT_META}; the graph is modified or truncated")
+        return data
+
     def _load(self):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = self.ensure_exported()
+        source = self._model_source()
+        path = self.model_path
         options = ort.SessionOptions()
         options.intra_op_num_threads = INTRA_OP_THREADS
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(source if isinstance(source, bytes) else str(source),
+                                                 sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - a corrupt cached export: say where it is
-            raise ConfigError(f"cannot load ONNX model {path} ({exc}); delete it to re-export") from exc
+            hint = "re-export it" if self.exported else "delete it to re-export"
+            raise ConfigError(f"cannot load ONNX model {path} ({exc}); {hint}") from exc
         self._inputs = {i.name for i in self._session.get_inputs()}
-        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
         tokenizer.enable_truncation(max_length=self.max_seq_length)
         padding = tokenizer.padding or {}
         tokenizer.enable_padding(pad_id=int(padding.get("pad_id", 0)), pad_token=str(padding.get("pad_token", "[PAD]")),

@@ -36,13 +36,11 @@ from routecast.jsonable import to_jsonable
 from routecast.router.evaluation import metrics
 from routecast.router.evaluation.curves import USD, Curve, realised_costs
 from routecast.router.evaluation.predictability import predictability
+from routecast.router.evaluation.priors import PRIOR_LABELS, PRIOR_ROUTERS, prior_choice
 from routecast.router.policy import pair_share_curve, strong_weak, sweep
 
 __all__ = ["Curve", "sweep_router", "single_model_curves", "evaluate", "single_model_cost_range",
            "EvaluationResult", "RouterScore", "aiq_difference", "PRIOR_ROUTERS"]
-
-#: the a2 priors every learned policy must beat (issue: routing that beats a lookup table)
-PRIOR_ROUTERS = ("cluster-prior", "task-prior")
 
 
 def _complete(log):
@@ -133,7 +131,8 @@ class RouterScore:
 
     ``status`` is ``"curve"`` (ranked by AIQ), ``"point"`` (one operating point: reported by cost
     and quality, no AIQ) or ``"outside the range"`` (every point costs more than the range's upper
-    end: no AIQ). ``gain_over_prior`` is AIQ minus the better prior's AIQ with a paired interval.
+    end: no AIQ). ``gain_over_prior`` is AIQ minus the AIQ of ``prior``, the prior with the best
+    validation AIQ (routecast.router.evaluation.priors), with a paired interval.
     """
 
     label: str
@@ -202,6 +201,8 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
     per_benchmark: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: which prior the gains are over and why: {"prior", "by": "validation AIQ", "validation_aiq"}
+    prior_choice: dict[str, Any] = field(default_factory=dict)
 
     def leaderboard(self) -> list[dict[str, Any]]:
         """Policies ranked by AIQ (status "curve"), best first."""
@@ -230,6 +231,7 @@ class EvaluationResult:
             "unranked": self.unranked(),
             "notes": list(self.notes),
             "per_benchmark": to_jsonable(self.per_benchmark),
+            "prior_choice": to_jsonable(self.prior_choice),
             "curves": {label: {"family": c.family, "points": c.points(),
                                "hull": _hull_dict(c)} for label, c in self.curves.items()},
             "metadata": to_jsonable(self.metadata, fallback_repr=True),
@@ -317,7 +319,8 @@ def aiq_difference(result: "EvaluationResult", label: str, reference: str) -> tu
 def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: int = 0,
              costs: np.ndarray | None = None, cost_range: tuple[float, float] | None = None,
              strong: str | None = None, weak: str | None = None,
-             metadata: Mapping[str, Any] | None = None) -> EvaluationResult:
+             metadata: Mapping[str, Any] | None = None,
+             prior_val_aiq: Mapping[str, float] | None = None) -> EvaluationResult:
     """Compare curves on ``test_log``'s complete prompts.
 
     Definitions (all means per query over the same prompts):
@@ -332,8 +335,12 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
       model's cost; ``quality_at_best_cost``: hull quality at that model's cost.
     * strong/weak models: :func:`routecast.router.policy.strong_weak` (``strong``/``weak`` name
       them); on two-model logs APGR, CPT(50%) and CPT(80%) against the strong-call share.
-    * priors (:data:`PRIOR_ROUTERS`): every learned (a1) policy gets ``gain_over_prior`` = its
-      AIQ - the better prior's AIQ, with a paired interval (:func:`aiq_difference`).
+    * priors (:data:`~routecast.router.evaluation.priors.PRIOR_LABELS`): every learned (a1)
+      policy gets ``gain_over_prior`` = its AIQ - the AIQ of the better prior, with a paired
+      interval (:func:`aiq_difference`). The better prior is the one with the best AIQ on the
+      validation split, ``prior_val_aiq`` (label -> validation AIQ, measured by the caller, e.g.
+      :func:`routecast.training.experiment.run_experiment`); never the best on test. Without
+      ``prior_val_aiq`` no gain is computed (a note says so).
     * ``per_benchmark``: AIQ and quality at the best single model's cost per value of the log's
       ``benchmark`` (or ``task``) column, on the same cost range.
     * ``call_shares``: at the lam = 0 point of a router (else the best-quality point).
@@ -421,7 +428,7 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
         notes=notes,
         metadata={**{k: v for k, v in (metadata or {}).items() if k != "routers"},
                   **({"cost_unit_mismatch": mismatched} if mismatched else {})})
-    _add_gain_over_prior(result)
+    _add_gain_over_prior(result, prior_val_aiq)
     result.per_benchmark = _per_benchmark(result, log, c_best)
     return result
 
@@ -438,13 +445,19 @@ def _share_axis(curve: Curve, strong: int) -> tuple[np.ndarray, np.ndarray]:
     return curve.strong_share, curve.quality
 
 
-def _add_gain_over_prior(result: EvaluationResult) -> None:
-    priors = [p for p in PRIOR_ROUTERS if p in result.routers and result.routers[p].status == CURVE]
+def _add_gain_over_prior(result: EvaluationResult, prior_val_aiq: Mapping[str, float] | None) -> None:
+    priors = [p for p in PRIOR_LABELS if p in result.routers and result.routers[p].status == CURVE]
     if not priors:
         return
-    best_prior = max(priors, key=lambda p: result.routers[p].aiq)
+    choice = prior_choice({p: (prior_val_aiq or {}).get(p) for p in priors})
+    best_prior = choice["prior"]
+    if best_prior is None:
+        result.notes.append(f"no gain over prior: the better of {', '.join(priors)} is chosen by validation AIQ, "
+                            "and none was measured on a validation split")
+        return
+    result.prior_choice = choice
     for label, score in result.routers.items():
-        if score.family == "a1" and score.status == CURVE and label not in PRIOR_ROUTERS:
+        if score.family == "a1" and score.status == CURVE and label not in PRIOR_LABELS:
             score.prior = best_prior
             score.gain_over_prior, score.gain_over_prior_ci = aiq_difference(result, label, best_prior)
 

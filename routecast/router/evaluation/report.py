@@ -20,8 +20,10 @@ METRIC_NOTES = """\
   its cheapest one. 95% interval: percentile bootstrap over test prompts (same draws for every
   policy). Single models and one-point policies are points, and policies whose every point costs
   more than the range are "outside the range": both are listed by cost and quality, not ranked.
-- **vs prior**: AIQ minus the better of the cluster and task priors' AIQ (the lookup tables a learned
-  router has to beat), with a paired bootstrap 95% interval.
+- **vs prior**: AIQ minus the AIQ of the better prior (the lookup tables a learned router has to
+  beat: `cluster-prior`, `task-prior` finding the task from the embedding, and `task-prior (logged
+  task)` given each prompt's logged benchmark, the dataset oracle), with a paired bootstrap 95%
+  interval. The better prior is the one with the best **validation** AIQ, never chosen on test.
 - **zero router**: the same hull over single models only (random mixing); "vs zero" = AIQ - its AIQ.
 - **cost to match best**: lowest mean cost at which the router's hull reaches the best single model's
   quality (× = as a fraction of that model's cost; inf = never).
@@ -175,6 +177,11 @@ def write_report(result, out_dir, *, title: str,
         parts.append(f"**Warning**: {', '.join(mismatch)} use a different cost unit; their AIQ is not comparable.")
     for note in result.notes:
         parts.append(f"**Note**: {note}.")
+    choice = getattr(result, "prior_choice", None) or {}
+    if choice.get("prior"):
+        scores = ", ".join(f"{label} {_f(value)}" for label, value in choice["validation_aiq"].items())
+        parts.append(f"Better prior: **{choice['prior']}**, chosen by {choice['by']} ({scores}); "
+                     "\"vs prior\" is measured against it on test.")
     parts += ["", "## Leaderboard", "", leaderboard_markdown(result), "", METRIC_NOTES]
     if result.unranked():
         parts += ["## Points and policies outside the cost range", "", unranked_markdown(result), ""]

@@ -20,6 +20,9 @@ was kept), ``-fallback`` (when another model answered) and ``-cost-usd``; a JSON
 ``usage`` gains ``routecast_cost_usd`` (from the backend's token usage and the price table when
 one is configured, else the router's expected cost) and ``routecast_request_id``. Streams carry
 the headers; their realised cost is the expected cost.
+
+A server running a cascade checkpoint answers routed chats in :mod:`routecast.serving.cascade_chat`
+(several backend calls per request; what streams is documented there).
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ async def chat(request: Request):
     state.limits.admit_prompts(caller, 1)
     request_id = new_request_id()
     started = time.perf_counter()
+    if routes and getattr(state.runtime, "is_cascade", False):  # a cascade checkpoint: call, score, maybe again
+        from routecast.serving.cascade_chat import cascade_chat
+
+        return await cascade_chat(state, body, knobs, caller, request_id, started, stream=stream,
+                                  text=chat_routing_text(state.settings, messages))
     if routes:
         plan = await _route_chat(state, body, messages, knobs, caller, request_id, request.headers)
     else:
@@ -116,14 +124,19 @@ class _Plan:
         return {k: v for k, v in out.items() if v != ""}
 
 
-async def _route_chat(state, body, messages, knobs, caller, request_id, headers) -> _Plan:
-    """Route the conversation: decision, stickiness, exploration, decision-log record."""
-    settings = state.settings
+def chat_routing_text(settings, messages) -> str:
+    """What the router (or cascade) reads of a chat, with the server's settings (400 if nothing)."""
     try:
-        text = routing_text(messages, max_chars=settings.route_context_chars,
+        return routing_text(messages, max_chars=settings.route_context_chars,
                             system_prompt=settings.route_system_prompt, earlier_turns=settings.route_earlier_turns)
     except NoRoutingText as exc:
         raise ApiError(400, str(exc), code="invalid_request") from None
+
+
+async def _route_chat(state, body, messages, knobs, caller, request_id, headers) -> _Plan:
+    """Route the conversation: decision, stickiness, exploration, decision-log record."""
+    settings = state.settings
+    text = chat_routing_text(settings, messages)
     decision = dict((await state.route_texts([text], knobs, caller))[0])
     decision["expected_costs"] = state.runtime.expected_costs
     conversation = conversation_header(headers) or (body.get("user") if isinstance(body.get("user"), str)
@@ -186,11 +199,7 @@ def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool)
     except ValueError:  # the proxy checked it is JSON; be safe anyway
         return response, expected
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-    cost = expected
-    if usage is not None and state.prices is not None and model in state.prices:
-        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in (tokens_in, tokens_out)):
-            cost = float(state.prices.call_cost(model, tokens_in, tokens_out))
+    cost = state.call_cost(model, usage)
     data["usage"] = {**(usage or {}), "routecast_cost_usd": cost, "routecast_request_id": plan.request_id}
     headers = {k: v for k, v in response.headers.items() if k != "content-length"}
     if cost is not None:

@@ -1,0 +1,257 @@
+"""``POST /v1/chat/completions`` when the server runs a cascade router checkpoint.
+
+``"model": "router"`` (or ``auto``, or ``router:POINT`` for a named operating point of the cascade)
+runs cascade routing (:class:`routecast.cascade.cascade_router.CascadeRouter`): the cascade picks
+the first model from its ex-ante predictions, the server calls it, the answer is scored (answer
+scorer, agreement with earlier answers, format), the posterior is updated and the cascade either
+stops or names the next model - until it stops or ``max_calls`` models have answered. The answer
+returned is the one with the highest posterior quality, which may be an earlier one than the last.
+Knobs (``lam``, ``budget``, ``strong_share``, ``target_quality``, ``operating_point``) come from the
+same places as for a router (routecast.serving.knobs) and map to a lam through the cascade's
+validation curve. A named model (``"model": "gpt-4o"``) bypasses the cascade as it bypasses a router.
+
+What streams (``"stream": true``)
+---------------------------------
+* Calls the cascade may follow with another call are made with ``stream: false`` (their answer
+  must be read whole to be scored) and are never relayed as they arrive.
+* A call known before it is made to be the last - it brings the calls to ``max_calls`` (or uses up
+  the pool) - is made with ``stream: true`` and its backend stream is relayed as it arrives
+  (``x-routecast-cascade-stream: backend``). Its answer is then the one returned, even if the
+  posterior would have preferred an earlier answer: a stream cannot be taken back. (Whether the
+  planner stops after a call depends on the answer, so no other call is known to be the last.)
+* Otherwise the chosen answer, once chosen, is sent as server-sent events: one chunk with the
+  whole content, one with the finish reason, a usage chunk when ``stream_options.include_usage``
+  asks for one, then ``[DONE]`` (``x-routecast-cascade-stream: replay``).
+
+Costs and accounting
+--------------------
+Every call is paid for, not only the one returned: each call costs its token usage priced by the
+price table when one is configured, else the cascade's expected cost of that model (a streamed
+call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
+per-key spend budget and the decision log's ``realised_cost`` all get the sum over the calls.
+
+Transparency (the router path's header names, plus the cascade's own)
+--------------------------------------------------------------------
+``x-routecast-request-id``; ``-model`` (whose answer is returned); ``-rank``,
+``-predicted-quality``, ``-expected-cost`` of that model ex ante; ``-lam``, ``-operating-point``,
+``-propensity`` (1: a cascade does not explore); ``-cost-usd`` (all calls); ``-fallback`` (the
+proxy's chain when the first call went to another model). Cascade headers: ``-cascade-calls``
+(models called, in order), ``-cascade-call-costs`` and ``-cascade-call-latency-ms`` (one value per
+call, same order), ``-cascade-posterior`` (posterior quality of the returned answer; absent when
+the last call streamed), ``-cascade-stream`` and ``-cascade-fallback``. A JSON answer is the chosen
+call's completion with ``usage`` extended by ``routecast_cost_usd``, ``routecast_request_id`` and
+``routecast_cascade`` (calls with model, cost, latency and status; chosen model; posterior; lam).
+
+Failures
+--------
+The first call, before any answer exists, falls back exactly as the router path does: the proxy
+tries the pool's other models in ex-ante order when the failure certainly produced no answer
+(routecast.serving.proxy), and the cascade goes on from whichever model answered. A later call
+that fails (any status, timeout, open breaker, a backend refusing the request) ends the cascade
+with the best answer so far, said in ``x-routecast-cascade-fallback: best-so-far; MODEL failed:
+CODE``; its cost is not charged (it produced nothing). Streams, auth, rate and body limits apply
+unchanged (they run before this module).
+
+Decision log: one row per request. ``chosen`` is the returned answer's model, ``predicted`` the
+ex-ante predictions, ``realised_cost`` the cost of all calls, and ``extra.cascade`` the calls in
+order (model, cost, latency, status), the posterior and any failure - so feedback joins to the
+returned answer and off-policy work can read every call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from typing import Any
+
+import anyio
+from fastapi.responses import Response, StreamingResponse
+
+from routecast.data.chat_text import message_text
+from routecast.errors import RoutecastError
+from routecast.serving.api_error import ApiError
+from routecast.serving.decision_writer import decision_record, rank_of
+
+
+async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, started: float, *,
+                       stream: bool, text: str) -> Response:
+    """Answer one routed chat with the cascade (``text``: its routing text; see the module doc)."""
+    runtime, proxy = state.runtime, state.proxy
+    n = body.get("n", 1)
+    if n != 1:
+        raise ApiError(400, f"'n' must be 1 with a cascade (it scores one answer per call), got {n!r}",
+                       code="invalid_request")
+    kwargs = state.knob_kwargs(knobs)
+    point = kwargs.get("operating_point") or (runtime.cascade.default_operating_point()
+                                              if all(v is None for v in kwargs.values()) else None)
+    cs = await _step(runtime.start, text, **kwargs)
+    ranking = runtime.ranking(cs)
+    model = await _step(runtime.next_model, cs) or ranking[0]
+    calls: list[dict[str, Any]] = []
+    completions: dict[str, dict] = {}
+    fallback_chain = failure = None
+    streamed: Response | None = None
+    while model is not None:
+        last = stream and runtime.is_last_call(cs, model)
+        first = not cs.order
+        candidates = [model] + ([m for m in ranking if m != model] if first else [])
+        candidates = [m for m in candidates if proxy.backend_for(m) is not None]
+        if not candidates:
+            if first:
+                raise ApiError(503, f"no backend is configured for any of the cascade's models "
+                                    f"({', '.join(runtime.models)}); the server needs a backends config",
+                               type="server_error", code="no_backend", headers={"x-routecast-request-id": request_id})
+            failure = f"{model} failed: no_backend"
+            break
+        payload = {**body, "stream": last}
+        if not last:
+            payload.pop("stream_options", None)  # OpenAI refuses stream_options without stream
+        t0 = time.perf_counter()
+        try:
+            response, answered = await proxy.complete(payload, candidates, stream=last, metrics=state.metrics)
+        except ApiError as exc:
+            calls.append(_call(model, exc.status, None, t0, error=exc.code))
+            if first:  # nothing to fall back on: the router path's error, with the cascade's headers
+                exc.headers = {**exc.headers, **_headers(state, cs, request_id, None, calls, None, point=point)}
+                _log(state, cs, text, caller, request_id, model, calls, started, status=exc.status, failure=None,
+                     fallback=exc.headers.get("x-routecast-fallback"), point=point)
+                raise
+            failure = f"{model} failed: {exc.code}"
+            break
+        if first and answered != model:
+            fallback_chain = response.headers.get("x-routecast-fallback")
+        if response.status_code >= 400:  # the backend refused the request (routecast's own message)
+            calls.append(_call(answered, response.status_code, None, t0, error="backend_rejected"))
+            if first:
+                for name, value in _headers(state, cs, request_id, None, calls, None, point=point).items():
+                    response.headers[name] = value
+                _log(state, cs, text, caller, request_id, answered, calls, started, status=response.status_code,
+                     failure=None, fallback=fallback_chain, point=point)
+                return response
+            failure = f"{answered} failed: HTTP {response.status_code}"
+            break
+        if last:
+            calls.append(_call(answered, response.status_code, runtime.expected_costs.get(answered), t0))
+            streamed = response
+            break
+        data = json.loads(response.body)
+        cost = state.call_cost(answered, data.get("usage"))
+        calls.append(_call(answered, response.status_code, cost, t0))
+        completions[answered] = data
+        choices = data.get("choices") or [{}]
+        answer = message_text(choices[0].get("message") if isinstance(choices[0], dict) else None)
+        model = await _step(runtime.observe_and_next, cs, answered, answer)
+
+    total = _total(calls)
+    state.limits.charge(caller, total)
+    if streamed is not None:
+        chosen, posterior = calls[-1]["model"], None
+        headers = _headers(state, cs, request_id, chosen, calls, None, point=point, stream_kind="backend",
+                           failure=failure, fallback=fallback_chain)
+        response = streamed
+        for name, value in headers.items():
+            response.headers[name] = value
+    else:
+        out = await _step(runtime.outcome, cs)
+        chosen, posterior = out.model, out.posterior
+        data = completions[chosen]
+        headers = _headers(state, cs, request_id, chosen, calls, posterior.get(chosen), point=point,
+                           stream_kind="replay" if stream else None, failure=failure, fallback=fallback_chain)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = {**usage, "routecast_cost_usd": total, "routecast_request_id": request_id,
+                 "routecast_cascade": {"calls": calls, "chosen": chosen, "posterior": posterior, "lam": cs.lam,
+                                       "fallback": failure}}
+        if stream:
+            response = StreamingResponse(iter(_sse_chunks(data, usage, body)), media_type="text/event-stream",
+                                         headers=headers)
+        else:
+            response = Response(json.dumps({**data, "usage": usage}).encode(), media_type="application/json",
+                                headers=headers)
+    state.metrics.decisions.labels(chosen).inc()
+    _log(state, cs, text, caller, request_id, chosen, calls, started, status=response.status_code, failure=failure,
+         fallback=fallback_chain, posterior=posterior, point=point)
+    return response
+
+
+async def _step(fn, *args, **kwargs):
+    """One cascade step (CPU-bound: router head, answer scorer, embeddings) off the event loop."""
+    try:
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+    except RoutecastError as exc:
+        raise ApiError(400, str(exc), code="routing_error") from None
+    except (UnicodeError, ValueError, TypeError) as exc:  # a prompt or answer the encoder cannot take
+        raise ApiError(400, f"a prompt or answer could not be encoded ({type(exc).__name__})",
+                       code="unroutable_prompt") from None
+
+
+def _call(model: str, status: int, cost: float | None, t0: float, *, error: str | None = None) -> dict[str, Any]:
+    return {"model": model, "status": status, "cost_usd": cost, "latency_ms": (time.perf_counter() - t0) * 1000.0,
+            "error": error}
+
+
+def _total(calls: list[dict]) -> float | None:
+    costs = [c["cost_usd"] for c in calls if c["cost_usd"] is not None]
+    return float(sum(costs)) if costs else None
+
+
+def _headers(state, cs, request_id: str, chosen: str | None, calls: list[dict], posterior: float | None, *,
+             point: str | None = None, stream_kind: str | None = None, failure: str | None = None,
+             fallback: str | None = None) -> dict[str, str]:
+    out = {"x-routecast-request-id": request_id, "x-routecast-lam": f"{cs.lam:.6g}",
+           "x-routecast-propensity": "1", "x-routecast-cascade-calls": ",".join(c["model"] for c in calls),
+           "x-routecast-cascade-call-costs": ",".join("" if c["cost_usd"] is None else f"{c['cost_usd']:.6g}"
+                                                      for c in calls),
+           "x-routecast-cascade-call-latency-ms": ",".join(f"{c['latency_ms']:.1f}" for c in calls)}
+    if point is not None:
+        out["x-routecast-operating-point"] = point
+    if chosen is not None:
+        out.update({"x-routecast-model": chosen, "x-routecast-rank": str(rank_of(cs.prior, chosen)),
+                    "x-routecast-predicted-quality": f"{cs.prior[chosen]:.6g}"})
+        expected = state.runtime.expected_costs.get(chosen)
+        if expected is not None:
+            out["x-routecast-expected-cost"] = f"{expected:.6g}"
+    total = _total(calls)
+    if total is not None and chosen is not None:
+        out["x-routecast-cost-usd"] = f"{total:.6g}"
+    if posterior is not None:
+        out["x-routecast-cascade-posterior"] = f"{posterior:.6g}"
+    if stream_kind is not None:
+        out["x-routecast-cascade-stream"] = stream_kind
+    if failure is not None:
+        out["x-routecast-cascade-fallback"] = f"best-so-far; {failure}"
+    if fallback:
+        out["x-routecast-fallback"] = fallback
+    return out
+
+
+def _sse_chunks(data: dict, usage: dict, body: dict) -> list[bytes]:
+    """The chosen completion as OpenAI chat.completion.chunk events (content in one chunk)."""
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    base = {"id": data.get("id", ""), "object": "chat.completion.chunk", "created": data.get("created", 0),
+            "model": data.get("model", "")}
+    delta = {"role": message.get("role", "assistant"), "content": message_text(message)}
+    events = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]}]
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append({**base, "choices": [], "usage": usage})
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+def _log(state, cs, text: str, caller: str, request_id: str, chosen: str, calls: list[dict], started: float, *,
+         status: int, failure: str | None, fallback: str | None, posterior: dict | None = None,
+         point: str | None = None) -> None:
+    """One decision-log row for the request (see the module docstring)."""
+    if state.writer is None:
+        return
+    ranking = state.runtime.ranking(cs)
+    decision = {"predicted_quality": dict(cs.prior), "ranking": [chosen] + [m for m in ranking if m != chosen],
+                "lam": cs.lam, "operating_point": point}
+    record = decision_record(request_id, decision, text=text, key_id=caller, chosen=chosen, propensity=1.0,
+                             expected_cost=state.runtime.expected_costs.get(chosen),
+                             extra={"cascade": {"calls": calls, "posterior": posterior, "failure": failure}})
+    record.update(realised_cost=_total(calls), latency_ms=(time.perf_counter() - started) * 1000.0, status=status,
+                  fallback=fallback)
+    state.writer.append(record)
