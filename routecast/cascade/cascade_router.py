@@ -65,6 +65,7 @@ from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_f
     state_features
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
+from routecast.router.operating_points import OperatingPoints
 from routecast.router.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
     strong_weak
 
@@ -133,7 +134,7 @@ def response_notes(log: "OutcomeLog", models: Sequence[str]) -> list[str]:
     return notes
 
 
-class CascadeRouter:
+class CascadeRouter(OperatingPoints):
     """Cascade routing over the frontier models of a log (see the module docstring).
 
     Parameters
@@ -160,6 +161,9 @@ class CascadeRouter:
         on a log where only agreement is informative it does not find "call two cheap models,
         escalate on disagreement", which the normal draws do, see the module docstring).
     """
+
+    _POINTS_HINT = "add_operating_point first"
+    _POINTS_OWNER = "cascade"
 
     def __init__(self, router: str = "linear", encoder: str = DEFAULT_ENCODER, max_calls: int = 3,
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
@@ -450,22 +454,7 @@ class CascadeRouter:
         return float(self.curve_.lam_for(**{knob: request[knob]}))
 
     # ---------------------------------------------------- operating points
-    def operating_points(self) -> dict[str, dict[str, Any]]:
-        """Named operating points (name -> {lam, request}), saved in the checkpoint: what a server
-        request names with ``"model": "router:NAME"``."""
-        return dict(getattr(self, "operating_points_", None) or {})
-
-    def default_operating_point(self) -> str | None:
-        name = getattr(self, "default_operating_point_", None)
-        return name if name in self.operating_points() else None
-
-    def operating_point(self, name: str) -> dict[str, Any]:
-        points = self.operating_points()
-        if name not in points:
-            known = ", ".join(sorted(points)) or "none (add_operating_point first)"
-            raise RoutingError(f"unknown operating point {name!r}; this cascade has: {known}")
-        return points[name]
-
+    # operating_points / default_operating_point / operating_point: routecast.router.operating_points
     def add_operating_point(self, name: str, *, make_default: bool = False, **request) -> "CascadeRouter":
         """Store the lam of one knob (``lam``, ``budget``, ``strong_share`` or ``target_quality``,
         resolved now on the validation curve) under ``name``."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from routecast.errors import NotFittedError, RoutingError
+from routecast.router.operating_points import OperatingPoints
 from routecast.router.tags import DEFAULT_TAGS, RouterTags
 from routecast.router.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
                                      decide, strong_weak, sweep)
@@ -87,7 +88,7 @@ class RouteResult:
         ]
 
 
-class Router(ABC):
+class Router(OperatingPoints, ABC):
     """Base class of every router: a1 (learned) and a2 (baseline)."""
 
     #: registry name, set by :func:`routecast.router.registry.register_router`
@@ -231,22 +232,7 @@ class Router(ABC):
         return RouteResult(self.models_, choice, quality, expected, float(lam), point_name, costs=cost)
 
     # ----------------------------------------------------- operating points
-    def operating_points(self) -> dict[str, dict[str, Any]]:
-        """Named operating points stored by calibration: name -> {lam, request, val, test}."""
-        return dict(getattr(self, "operating_points_", None) or {})
-
-    def default_operating_point(self) -> str | None:
-        """The point used when a request names no knob (None: lam = 0, best quality)."""
-        name = getattr(self, "default_operating_point_", None)
-        return name if name in self.operating_points() else None
-
-    def operating_point(self, name: str) -> dict[str, Any]:
-        points = self.operating_points()
-        if name not in points:
-            known = ", ".join(sorted(points)) or "none (run calibrate first)"
-            raise RoutingError(f"unknown operating point {name!r}; this router has: {known}")
-        return points[name]
-
+    # operating_points / default_operating_point / operating_point: routecast.router.operating_points
     def add_operating_point(self, name: str, point: dict[str, Any], *, make_default: bool = True) -> "Router":
         """Store a named point (``lam`` required, finite and >= 0); optionally make it the default."""
         self._check_fitted()

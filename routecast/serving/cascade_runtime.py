@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from routecast.errors import RoutingError
+from routecast.serving.runtime import prompt_list
 
 CASCADE_FORMAT = "routecast-cascade-router"
 #: config.json of a checkpoint is read to tell a cascade from a router; larger is not a config
@@ -105,12 +105,7 @@ class CascadeRuntime:
               operating_point: str | None = None) -> list[dict[str, Any]]:
         """The first call of the cascade for each prompt, in the router result shape (``model`` is
         the model called first; what follows depends on its answer)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise RoutingError(f"prompt #{bad[0] + 1} is {type(texts[bad[0]]).__name__}, expected a string")
+        texts = prompt_list(texts)
         knobs = {"lam": lam, "budget": budget, "strong_share": strong_share, "target_quality": target_quality,
                  "operating_point": operating_point}
         out = []

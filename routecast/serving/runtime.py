@@ -31,6 +31,18 @@ from routecast.errors import RoutingError
 SMALL_BATCH = 64
 
 
+def prompt_list(texts: Sequence[str] | str) -> list[str]:
+    """One prompt or a sequence of prompts as a list, every item checked to be a string (the error
+    names the first bad one: a JSON body with a number in ``input`` must not reach the encoder)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise RoutingError(f"prompt #{bad[0] + 1} is {type(texts[bad[0]]).__name__}, expected a string")
+    return texts
+
+
 @dataclass
 class Timing:
     """Seconds spent in the last ``route`` call: embedding the prompts, then the router head."""
@@ -81,12 +93,7 @@ class Runtime:
               strong_share: float | None = None, target_quality: float | None = None,
               operating_point: str | None = None) -> list[dict[str, Any]]:
         """Choose a model for each prompt (see :meth:`routecast.router.base.Router.route`)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise RoutingError(f"prompt #{bad[0] + 1} is {type(texts[bad[0]]).__name__}, expected a string")
+        texts = prompt_list(texts)
         if not texts:
             return []
         small = self._blas is not None and len(texts) <= SMALL_BATCH

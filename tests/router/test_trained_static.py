@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from routecast.errors import ConfigError, DataError
 from routecast.router.encoders import get_encoder
 
-QUICK = {"max_epochs": 6, "batch_size": 64, "patience": 3}
+QUICK = {"table": "full", "max_epochs": 6, "batch_size": 64, "patience": 3}  # full: the table rows move too
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +231,6 @@ def test_two_process_ddp_matches_one_process(base_dir, logs):
 def test_weights_only_table_learns_token_weights_and_nothing_else(base_dir, logs):
     from routecast.router.encoders.trained_static import StaticEncoderTrainer
 
-    trainer = StaticEncoderTrainer(base=f"static:{base_dir}", table="weights", **{**QUICK, "max_epochs": 3}).fit(logs[0])
+    trainer = StaticEncoderTrainer(base=f"static:{base_dir}", **{**QUICK, "table": "weights", "max_epochs": 3}).fit(logs[0])
     assert not trainer.net_.delta.detach().abs().sum() and trainer.net_.log_weight.detach().abs().max() > 1e-3
     assert trainer.best_val_loss_ < trainer.initial_val_loss_

@@ -137,7 +137,7 @@ class StaticEncoderTrainer:
     """
 
     def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear",
-                 table: str = "full", hidden_dim: int = 256, dropout: float = 0.1, lr: float = 3e-3,
+                 table: str = "weights", hidden_dim: int = 256, dropout: float = 0.1, lr: float = 3e-3,
                  table_lr: float = 1e-2, weight_decay: float = 0.0, max_epochs: int = 30, batch_size: int = 128,
                  patience: int = 3,
                  val_fraction: float = 0.1, loss: str = "bce", seed: int = 0, accelerator: str = "cpu",
