@@ -90,7 +90,7 @@ def markdown(results: list[dict], encoder: str) -> str:
              "model's mean cost on the test split (stated per dataset), so a router's AIQ does not depend on "
              "what else is compared. Single models are points; ensembles that call every model lie outside "
              "the range: both are listed by cost and quality, never ranked. \"vs prior\" is AIQ minus the "
-             "better of the cluster and task priors, with a paired bootstrap interval.", ""]
+             "better of the cluster and task priors (chosen by validation AIQ), with a paired bootstrap interval.", ""]
     for res in results:
         r = res["result"]
         two = r["strong_model"] is not None

@@ -28,6 +28,12 @@ BENCHMARKS = {
     "cascades": [],
     "pairwise": [],
     "tune_mlp": [],
+    "plateau": [],
+    "trained_static": [],
+    "routerdc": [],
+    "collect": [],
+    "feedback_loop": [],
+    "mf_paths": [],
     "scaling": [],
 }
 
