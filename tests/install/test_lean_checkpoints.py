@@ -140,15 +140,6 @@ def test_onnx_head_whose_shape_does_not_fit_is_refused(tmp_path):
         lean.attach_onnx_head(b"junk", {}, source="head.onnx")
 
 
-def test_finetuned_encoder_is_train_only_in_one_line():
-    done = _lean(BLOCK + "from routecast.router.registry import make_router\n"
-                 "from routecast.errors import MissingExtraError\n"
-                 "try:\n    make_router('finetuned-encoder')\nexcept MissingExtraError as exc:\n    print(exc)\n")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == ("router 'finetuned-encoder' needs the training extra (torch is not installed): "
-                                   "pip install 'routecast[train]'")
-
-
 def test_training_a_torch_router_without_torch_names_the_extra():
     done = _lean(BLOCK + "import numpy as np\nfrom routecast.router.registry import make_router\n"
                  "from routecast.errors import MissingExtraError\n"

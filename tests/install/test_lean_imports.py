@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from routecast.errors import TRAIN_EXTRA_MODULES, MissingExtraError, missing_extra
+from tests._support.encoders import toy_static_encoder
 from tests._support.paths import REPO
 
 BLOCK = "import sys\nfor _m in {mods!r}:\n    sys.modules[_m] = None\n".format(mods=sorted(TRAIN_EXTRA_MODULES))
@@ -93,33 +94,13 @@ def test_static_block_sum_equals_the_naive_sum(bound, monkeypatch):
         start += n
 
 
-def _toy_static_encoder(texts):
-    """A real StaticEncoder over a word-level tokenizer of ``texts`` with random vectors: the
-    checkpoint path of the default encoder without distilling MiniLM."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-
-    from routecast.router.encoders.static import FORMAT, StaticEncoder
-
-    words = sorted({w for t in texts for w in t.replace(":", " ").replace("?", " ").split()})
-    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = Whitespace()
-    rng = np.random.default_rng(0)
-    embeddings = rng.normal(size=(len(vocab), 16)).astype(np.float16)
-    embeddings[0] = 0  # [UNK] has no vector
-    config = {"format": FORMAT, "dim": 16, "vocab_size": len(vocab)}
-    return StaticEncoder(config, embeddings, rng.normal(size=16).astype(np.float32), tokenizer.to_str())
-
-
 def test_static_encoder_checkpoint_routes_without_the_training_extra(tmp_path):
     """Save in this (full) process, load and route where every train-extra module is blocked."""
     from routecast.router.registry import make_router
     from tests._support.serving import prompts_of, synthetic_log
 
     log = synthetic_log()
-    encoder = _toy_static_encoder(list(log.prompts) + prompts_of("math", 4, seed=5) + prompts_of("chat", 4, seed=6))
+    encoder = toy_static_encoder(list(log.prompts) + prompts_of("math", 4, seed=5) + prompts_of("chat", 4, seed=6))
     router = make_router("knn", k=5)
     router.encoder_ = encoder
     router.fit(log, embeddings=encoder.encode(list(log.prompts)))
