@@ -255,7 +255,8 @@ def test_a_failed_shard_writes_nothing_and_a_rerun_resumes(ray_cluster, tmp_path
     assert (result.resumed_cells, result.sent_cells, result.cells) == (before, 2 * n - before, 2 * n)
     cells = Counter((r["prompt_id"], r["model"]) for r in _records(out))
     assert len(cells) == 2 * n and set(cells.values()) == {1}
-    # the other shard was cancelled when shard 1 failed: only its requests in flight (its caps, 2 + 2)
-    # can have been answered twice over both runs
+    # only requests in flight when the run stopped can have been answered twice over both runs: the
+    # cancelled shard's (its caps, 2 + 2) and the failing shard's own, answered after its sender
+    # raised and never journaled (2 + 2); seen in CI: 6
     twice = sum(c - 1 for b in (slow, flaky) for c in b.answered.values() if c > 1)
-    assert twice <= 4 and sum(len(b.answered) for b in (slow, flaky)) == 2 * n
+    assert twice <= 8 and sum(len(b.answered) for b in (slow, flaky)) == 2 * n
