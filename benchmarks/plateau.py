@@ -1,13 +1,13 @@
 """Does learned routing beat a lookup table? The best learned ex-ante router against the better of
 the two priors (``cluster-prior``, ``task-prior``), with a paired bootstrap 95% interval.
 
-    .venv/bin/python benchmarks/plateau.py [--datasets a,b] [--limit 8000] [--n-boot 1000] [--quick]
+    .venv/bin/python benchmarks/plateau.py [--datasets a,b] [--limit N] [--n-boot 1000] [--quick]
 
 Protocol (issue 13), identical on every dataset:
 
 * llmrouter_9models and routerdc_7models use their logged splits (a validation share is carved
   out of the logged train split; routerdc's ``ood`` benchmarks go to test), routellm_strong_weak
-  a seeded 70/10/20 split; at most ``--limit`` prompts (seeded subset); the ``static`` encoder.
+  a seeded 70/10/20 split; every prompt of the log (``--limit N``: a seeded subset); the ``static`` encoder.
 * Every router family is tuned on a small grid on the **validation** split (AIQ); the best
   learned router is the family with the best validation AIQ, the better prior the prior with the
   best validation AIQ. Nothing is chosen on test.
@@ -51,14 +51,19 @@ DATASETS = {
 LEARNED = {
     "knn": [{"k": 10}, {"k": 30}, {"k": 100}],
     "linear": [{"alpha": 1.0}, {"alpha": 10.0}, {"alpha": 100.0}],
-    "mlp": [{}],
-    "irt": [{}],
+    "mlp": [{"max_epochs": 30}],
+    "irt": [{"max_epochs": 30}],
     "prior-residual": [{"prior": "cluster-prior", "residual": "knn"}, {"prior": "task-prior", "residual": "knn"},
-                       {"prior": "task-prior", "residual": "linear"}],
+                       {"prior": "task-prior", "residual": "linear"},
+                       {"prior": "task-prior", "residual": "linear", "scope": "group", "alpha": 10.0, "blend": 0.5},
+                       {"prior": "cluster-prior", "residual": "linear", "scope": "group", "alpha": 10.0,
+                        "blend": 0.5}],
     # the same information as the task prior it is compared with (each prompt's logged benchmark)
     # plus a residual learned from the embedding: the gain it shows is per-prompt signal only
     "prior-residual (task given)": [{"prior": "task-prior", "residual": "knn"},
-                                    {"prior": "task-prior", "residual": "linear"}],
+                                    {"prior": "task-prior", "residual": "linear"}] + [
+        {"prior": "task-prior", "residual": "linear", "scope": "group", "alpha": alpha, "blend": blend}
+        for alpha in (10.0, 100.0) for blend in (0.5, 1.0)],
 }
 QUICK = {"knn": [{"k": 30}], "linear": [{"alpha": 10.0}], "mlp": [{"max_epochs": 5}],
          "irt": [{"max_epochs": 5}], "prior-residual": [{"prior": "task-prior", "residual": "knn"}],
@@ -130,9 +135,24 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
 
     chosen: dict[str, tuple] = {}  # label -> (router, params, val AIQ, grid results, test wrapper or None)
     grid = QUICK if quick else LEARNED
+    # the task column (benchmark, or routellm's finer MMLU-subject `task`) is chosen on validation
+    # once, by the task prior below; prior-residual's task prior uses the same column
+    columns = [c for c in ("benchmark", "task") if c in prepared.log.meta.columns]
+    best_task = None
+    for column in columns:
+        task, _ = fit_router("task-prior", {"column": column}, prepared)
+        score = val_aiq(task, known_task(task, prepared.val))
+        print(f"  {label} task-prior column={column}: val AIQ {score:.4f}", flush=True)
+        if best_task is None or score > best_task[2]:
+            best_task = (task, {"column": column}, score, [], "known")
     for name, configs in grid.items():
         tried = []
         mode = "known" if name in GIVEN_TASK else None
+        if best_task is None:  # no task column: the task-prior variants cannot run
+            configs = [c for c in configs if c.get("prior") != "task-prior"]
+        else:
+            configs = [{**c, "column": best_task[1]["column"]} if c.get("prior") == "task-prior" else c
+                       for c in configs]
         for params in configs:
             t0 = time.perf_counter()
             router, fit_s = fit_router(GIVEN_TASK.get(name, name), dict(params), prepared)
@@ -146,14 +166,6 @@ def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int,
     # priors
     cluster, _ = fit_router("cluster-prior", {"seed": seed}, prepared)
     chosen["cluster-prior"] = (cluster, {"k": cluster.k_, "shrinkage": cluster.shrinkage_}, val_aiq(cluster), [], None)
-    columns = [c for c in ("benchmark", "task") if c in prepared.log.meta.columns]
-    best_task = None
-    for column in columns:
-        task, _ = fit_router("task-prior", {"column": column}, prepared)
-        score = val_aiq(task, known_task(task, prepared.val))
-        print(f"  {label} task-prior column={column}: val AIQ {score:.4f}", flush=True)
-        if best_task is None or score > best_task[2]:
-            best_task = (task, {"column": column}, score, [], "known")
     if best_task is not None:
         chosen["task-prior"] = best_task
         task = best_task[0]
@@ -278,7 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", default="static")
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--limit", type=int, default=8000, help="seeded subset of at most this many prompts")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="seeded subset of at most this many prompts (0: every prompt of the log)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one short config per router (smoke run)")
@@ -305,7 +318,7 @@ def main() -> None:
     results = []
     for label in labels:
         print(f"{label} ...", flush=True)
-        results.append(run_dataset(label, encoder=args.encoder, limit=args.limit, n_boot=args.n_boot,
+        results.append(run_dataset(label, encoder=args.encoder, limit=args.limit or None, n_boot=args.n_boot,
                                    seed=args.seed, quick=args.quick))
         r = results[-1]
         print(f"{label}: {r['best_router']} vs {r['best_prior']}: gain {r['gain']:+.4f} "

@@ -84,7 +84,17 @@ class TaskPriorRouter(Router):
         """Predicted quality (n, m) when each prompt's task is known: ``tasks`` holds one entry
         per prompt. A None entry, or a task the training split never saw, is classified from
         the prompt's embedding (then ``texts`` or ``embeddings`` of all n prompts are needed)."""
+        return np.clip(self.table_[self.task_index(tasks, texts, embeddings=embeddings)], 0.0, 1.0)
+
+    def task_index(self, tasks: Sequence, texts: Sequence[str] | None = None, *,
+                   embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Index into ``tasks_`` of each prompt's task: its logged ``tasks`` entry where the
+        training split knew it, else the nearest task centroid of its embedding (see
+        :meth:`predict_quality_for_tasks`). ``tasks=None`` classifies every prompt."""
         self._check_fitted()
+        if tasks is None:
+            return nearest_group(self._embeddings_for(None if texts is None else list(texts), embeddings),
+                                 self.centroids_)
         known = {t: i for i, t in enumerate(self.tasks_)}
         index = np.array([-1 if t is None else known.get(str(t), -1) for t in tasks], dtype=np.int64)
         unknown = np.flatnonzero(index < 0)
@@ -98,4 +108,4 @@ class TaskPriorRouter(Router):
             X = self._embeddings_for(None if texts is None else [texts[i] for i in unknown],
                                      None if embeddings is None else np.asarray(embeddings)[unknown])
             index[unknown] = nearest_group(X, self.centroids_)
-        return np.clip(self.table_[index], 0.0, 1.0)
+        return index

@@ -174,6 +174,70 @@ def test_prior_residual_given_tasks_adds_the_residual_to_the_task_mean(small_spl
         _fit("prior-residual", train, prior="cluster-prior", blend=0.0).predict_quality_for_tasks(tasks, texts)
 
 
+def _planted_group_log(n_per_task=300, dim=8, seed=0):
+    """Two tasks whose per-prompt signal points in opposite directions: model 0 does better than
+    its task mean where x[0] is large in task "a" and where it is small in task "b"; a third task
+    "tiny" has too few prompts for a residual of its own."""
+    rng = np.random.default_rng(seed)
+    tasks = ["a"] * n_per_task + ["b"] * n_per_task + ["tiny"] * 10
+    n = len(tasks)
+    X = rng.normal(size=(n, dim)).astype(np.float32)
+    sign = np.array([{"a": 1.0, "b": -1.0, "tiny": 0.0}[t] for t in tasks])
+    p0 = np.clip(0.5 + 0.3 * sign * np.tanh(X[:, 0]), 0.02, 0.98)
+    scores = np.column_stack([(rng.random(n) < p0).astype(float), np.full(n, 0.5)])
+    log = OutcomeLog(prompt_ids=[f"p{i}" for i in range(n)], prompts=[f"prompt {i}" for i in range(n)],
+                     models=("m0", "m1"), scores=scores, costs=np.tile([0.1, 0.2], (n, 1)),
+                     meta=pd.DataFrame({"benchmark": tasks}))
+    return log, X, tasks, sign * np.tanh(X[:, 0])
+
+
+def test_group_scope_learns_opposite_signals_a_global_residual_averages_away():
+    log, X, tasks, planted = _planted_group_log()
+    params = dict(prior="task-prior", residual="linear", alpha=1.0, blend=1.0, encoder=HASHING)
+    group = make_router("prior-residual", scope="group", **params).fit(log, X)
+    glob = make_router("prior-residual", scope="global", **params).fit(log, X)
+    prior = make_router("task-prior", encoder=HASHING).fit(log, X)
+    base = prior.predict_quality_for_tasks(tasks, embeddings=X)[:, 0]
+    big = np.array([t != "tiny" for t in tasks])
+    r_group = group.predict_quality_for_tasks(tasks, embeddings=X)[:, 0] - base
+    r_glob = glob.predict_quality_for_tasks(tasks, embeddings=X)[:, 0] - base
+    # per task the sign of x[0]'s effect is learned; one ridge over both tasks sees it cancel
+    assert np.corrcoef(r_group[big], planted[big])[0, 1] > 0.8
+    assert abs(np.corrcoef(r_glob[big], planted[big])[0, 1]) < 0.3
+    # the tiny task (10 < min_group_prompts=30 prompts) keeps its prior exactly
+    np.testing.assert_allclose(r_group[~big], 0.0, atol=1e-12)
+    assert group.group_coef_.shape == (3, 2, X.shape[1])
+
+
+def test_group_scope_checkpoint_round_trip_and_errors(small_split, tmp_path):
+    train, test = small_split
+    router = _fit("prior-residual", train, residual="linear", scope="group", blend="auto", min_group_prompts=10)
+    assert (np.abs(router.group_coef_).sum(axis=(1, 2)) > 0).any()
+    texts, tasks = list(test.prompts), list(test.meta["benchmark"].astype(str))
+    loaded = load_checkpoint(save_checkpoint(router, tmp_path / "group"))
+    np.testing.assert_allclose(loaded.predict_quality_for_tasks(tasks, texts),
+                               router.predict_quality_for_tasks(tasks, texts), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_quality(texts), router.predict_quality(texts), atol=1e-6)
+    log, X, _, _ = _planted_group_log()
+    with pytest.raises(ConfigError, match="scope='group' learns a ridge per group and needs residual='linear'"):
+        make_router("prior-residual", prior="task-prior", residual="knn", scope="group",
+                    encoder=HASHING).fit(log, X)
+    with pytest.raises(ConfigError, match="scope must be one of global, group"):
+        make_router("prior-residual", scope="task", encoder=HASHING).fit(log, X)
+    with pytest.raises(ConfigError, match="min_group_prompts must be an integer >= 2"):
+        make_router("prior-residual", residual="linear", scope="group", min_group_prompts=1,
+                    encoder=HASHING).fit(log, X)
+
+
+def test_group_scope_with_a_cluster_prior_fits_one_residual_per_cluster(small_split):
+    train, test = small_split
+    router = _fit("prior-residual", train, prior="cluster-prior", residual="linear", scope="group",
+                  blend=1.0, min_group_prompts=10)
+    assert router.group_coef_.shape[0] == router.prior_router_.k_
+    quality = router.predict_quality(list(test.prompts))
+    assert quality.shape == (test.n_prompts, test.n_models) and 0 <= quality.min() and quality.max() <= 1
+
+
 # ------------------------------------------------------------------------- irt
 def _planted_irt_log(n=1500, dim=16, seed=0):
     """Synthetic outcomes from a 1-D IRT model: ability order 0 < 1 < 2 < 3, difficulty linear in X."""
