@@ -17,7 +17,8 @@ with the new evidence, so a cheap first call that turns out good ends the cascad
 
 Quality estimates. Before any call: a router's ex-ante prediction. After each answer:
 :class:`~routecast.cascade.posterior.PosteriorQuality` maps (ex-ante prediction, answer scorer
-rating, final-answer agreement, embedding agreement, answer format and length) to each model's
+rating, final-answer agreement, embedding agreement, answer format and length, and for worked
+numeric answers the checks of :mod:`~routecast.cascade.math_checks`) to each model's
 posterior quality. For a model not called yet, the expected maximum accounts for what its answer
 could reveal: its posterior after the call is taken as normal around the current estimate with
 the spread ``kappa * tau[j, j]`` measured on training prompts (``kappa = 0``: point estimates).

@@ -9,7 +9,10 @@ prediction. After each call it also has evidence from the answers:
   models called so far, and their embedding agreement (:mod:`routecast.cascade.smoothie`);
 * answer format: whether a final answer can be extracted and how it is stated
   (:data:`routecast.cascade.agreement.ANSWER_FORMATS`: boxed, ``####`` marker, choice letter, only
-  a number, only text), the response's length.
+  a number, only text), the response's length;
+* for numeric answers, whether the worked solution checks out (:mod:`routecast.cascade.math_checks`:
+  recomputed arithmetic steps, a final answer the solution computed, a whole number, hedging, the
+  question's numbers used).
 
 :func:`state_features` turns (ex-ante prediction, evidence of the called models) into one
 feature row per model, and :class:`PosteriorQuality` - one logistic regression per model,
@@ -43,9 +46,12 @@ FORMAT_KINDS = ("boxed", "marker", "choice", "number", "text")
 
 def feature_names(k: int) -> list[str]:
     """Names of the state features for a pool of ``k`` models (the base ones, the answer format,
-    then per pair)."""
+    per pair, then the math checks)."""
+    from routecast.cascade.math_checks import MATH_FEATURES
+
     return (list(FEATURES) + [f"called*format={f}" for f in FORMAT_KINDS]
-            + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)])
+            + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)]
+            + [f"called*{m}" for m in MATH_FEATURES])
 
 _EPS = 0.01
 
@@ -62,7 +68,8 @@ class AnswerFacts:
     ``scorer`` (n, k) logit of the answer scorer's rating; ``has_response``, ``has_answer`` (n, k)
     bool; ``log_length`` (n, k); ``same_answer`` (n, k, k) bool, equal extractable final answers;
     ``similarity`` (n, k, k) cosine similarity of the response embeddings; ``answer_format``
-    (n, k, len(FORMAT_KINDS)) one-hot of how each final answer is stated (all 0: none).
+    (n, k, len(FORMAT_KINDS)) one-hot of how each final answer is stated (all 0: none); ``math``
+    (n, k, len(MATH_FEATURES)) :func:`routecast.cascade.math_checks.math_evidence` of each answer.
     """
 
     scorer: np.ndarray
@@ -72,10 +79,15 @@ class AnswerFacts:
     same_answer: np.ndarray
     similarity: np.ndarray
     answer_format: np.ndarray | None = None
+    math: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        from routecast.cascade.math_checks import MATH_FEATURES
+
         if self.answer_format is None:
             self.answer_format = np.zeros(self.scorer.shape + (len(FORMAT_KINDS),))
+        if self.math is None:
+            self.math = np.zeros(self.scorer.shape + (len(MATH_FEATURES),))
 
     @classmethod
     def empty(cls, n: int, k: int) -> "AnswerFacts":
@@ -85,7 +97,7 @@ class AnswerFacts:
     def row(self, i: int) -> "AnswerFacts":
         return AnswerFacts(self.scorer[i:i + 1], self.has_response[i:i + 1], self.has_answer[i:i + 1],
                            self.log_length[i:i + 1], self.same_answer[i:i + 1], self.similarity[i:i + 1],
-                           self.answer_format[i:i + 1])
+                           self.answer_format[i:i + 1], self.math[i:i + 1])
 
 
 def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequence[str], *, scorer=None,
@@ -98,6 +110,7 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
     """
     from routecast.cascade.agreement import answer_format
     from routecast.cascade.answers import final_answer
+    from routecast.cascade.math_checks import math_evidence
     from routecast.cascade.smoothie import embed_responses, similarity_matrix
 
     responses = np.asarray(responses, dtype=object).reshape(len(prompts), len(models))
@@ -114,6 +127,7 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
             kind = answer_format(r)
             if kind in FORMAT_KINDS:
                 facts.answer_format[i, j, FORMAT_KINDS.index(kind)] = 1.0
+            facts.math[i, j] = math_evidence(r, prompts[i])
     facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
     for a in range(k):
         for b in range(k):
@@ -172,7 +186,8 @@ def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarr
     same = both_answered & facts.same_answer[0]
     pair = np.concatenate([same, both_answered & ~same, both & ~both_answered], axis=1)
     formats = cf[:, None] * facts.answer_format[0]
-    return np.concatenate([base, formats, pair.astype(np.float64)], axis=1)
+    maths = cf[:, None] * facts.math[0]
+    return np.concatenate([base, formats, pair.astype(np.float64), maths], axis=1)
 
 
 class PosteriorQuality:

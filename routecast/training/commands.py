@@ -273,8 +273,8 @@ def encoder_train(
     encoder: Annotated[str, typer.Option("--encoder", help="Static encoder to start from: static, static:dim=N "
                                          "or static:/folder.")] = "static",
     dim: Annotated[Optional[int], typer.Option(help="Output dimension (default: the base encoder's).")] = None,
-    head: Annotated[str, typer.Option(help="Quality head trained with the table: linear or mlp (dropped after "
-                                      "training).")] = "linear",
+    head: Annotated[str, typer.Option(help="Quality head trained with the table: linear, mlp or joint (both "
+                                      "losses summed; dropped after training).")] = "linear",
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on a share of the train split).")] = 30,
     param: Params = None,
     val: Val = 0.1,

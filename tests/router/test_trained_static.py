@@ -234,3 +234,43 @@ def test_weights_only_table_learns_token_weights_and_nothing_else(base_dir, logs
     trainer = StaticEncoderTrainer(base=f"static:{base_dir}", **{**QUICK, "table": "weights", "max_epochs": 3}).fit(logs[0])
     assert not trainer.net_.delta.detach().abs().sum() and trainer.net_.log_weight.detach().abs().max() > 1e-3
     assert trainer.best_val_loss_ < trainer.initial_val_loss_
+
+
+def test_vectors_do_not_depend_on_the_padding_width(trained, logs):
+    """encode_ids cuts each batch to its longest row: wider padding, or a prompt alone instead of
+    next to a long one, gives the same vectors."""
+    import torch
+
+    from routecast.router.encoders.trained_static import token_tensor
+
+    prompts = [str(p) for p in logs[1].prompts[:20]]
+    ids = token_tensor(trained.encoder_, prompts)
+    wide = torch.cat([ids, torch.full((len(ids), 50), trained.net_.vocab_size)], dim=1)
+    with torch.no_grad():
+        batch = trained.net_.encode_ids(ids)
+        alone = torch.cat([trained.net_.encode_ids(token_tensor(trained.encoder_, [p])) for p in prompts])
+        torch.testing.assert_close(trained.net_.encode_ids(wide), batch)
+    torch.testing.assert_close(alone, batch, atol=1e-6, rtol=0)
+    assert ids.shape[1] > int((ids[:5] < trained.net_.vocab_size).sum(dim=1).max())  # the cut did cut
+
+
+def test_joint_head_trains_a_linear_and_an_mlp_head_on_one_table(base_dir, logs, tmp_path):
+    import torch
+
+    from routecast.router.encoders.trained_static import StaticEncoderTrainer, head_target, token_tensor
+
+    trainer = StaticEncoderTrainer(base=f"static:{base_dir}", **{**QUICK, "head": "joint", "max_epochs": 3}).fit(logs[0])
+    m = logs[0].n_models
+    prompts = [str(p) for p in logs[1].prompts]
+    with torch.no_grad():
+        logits = trainer.net_(token_tensor(trainer.encoder_, prompts))
+    assert logits.shape == (len(prompts), 2 * m)
+    assert float((logits[:, :m] - logits[:, m:]).abs().mean()) > 1e-3  # two heads, not one copied
+    assert trainer.best_val_loss_ < trainer.initial_val_loss_ - 0.005
+    scores = torch.tensor([[1.0, float("nan")]])
+    torch.testing.assert_close(head_target(scores, "joint"), torch.tensor([[1.0, float("nan"), 1.0, float("nan")]]),
+                               equal_nan=True)
+    assert head_target(scores, "mlp") is scores
+    saved = trainer.save(tmp_path / "enc")  # the heads are dropped: an ordinary static folder
+    assert saved.dim == 48
+    np.testing.assert_allclose(saved.encode(prompts), trainer.encode(prompts), atol=3e-3)

@@ -46,7 +46,9 @@ from torch.nn import functional as F
 from routecast.errors import ConfigError, DataError, NotFittedError
 from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, _write_folder
 
-HEADS = ("linear", "mlp")
+#: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
+#: (two heads on the same vectors), so the table suits a linear read-out and a non-linear one alike
+HEADS = ("linear", "mlp", "joint")
 #: what of the table is trained: every row's weight and offset, or only the per-token weights (a learned SIF)
 TABLES = ("full", "weights")
 #: prompts tokenised at once while building the training tensors
@@ -57,7 +59,9 @@ class StaticTableNet(nn.Module):
     """The static encoder as a torch module (trainable table) plus a per-model quality head.
 
     ``forward(ids)``: ``ids`` (b, L) int64 token ids, padded with ``vocab_size`` (any id >= the
-    vocabulary, or of an unknown token, is skipped); returns (b, n_models) logits.
+    vocabulary, or of an unknown token, is skipped); returns (b, n_models) logits, or with
+    ``head="joint"`` (b, 2 * n_models): the linear head's logits, then the mlp head's (train it
+    against the target repeated twice, :func:`head_target`, and the masked loss is their mean).
     """
 
     def __init__(self, vocab_size: int, base_dim: int, n_models: int, dim: int | None = None,
@@ -71,13 +75,11 @@ class StaticTableNet(nn.Module):
         self.log_weight = nn.Parameter(torch.zeros(self.vocab_size))
         self.delta = nn.Parameter(torch.zeros(self.vocab_size, self.base_dim))
         self.proj = nn.Parameter(torch.eye(self.base_dim)[:, :dim].clone()) if dim != self.base_dim else None
-        if head == "linear":
-            self.head = nn.Linear(dim, n_models)
-        elif head == "mlp":
-            self.head = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
-                                      nn.Linear(hidden_dim, n_models))
-        else:
+        if head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, n_models))
+        self.head = mlp if head == "mlp" else nn.Linear(dim, n_models)
+        self.head_mlp = mlp if head == "joint" else None
 
     def set_base(self, table: np.ndarray, empty: np.ndarray) -> None:
         """Load the distilled table (float16/32 (vocab, base_dim)) and its empty-input vector."""
@@ -92,6 +94,10 @@ class StaticTableNet(nn.Module):
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(b, L) padded ids -> (b, dim) L2-normalised vectors: the numpy runtime's computation."""
+        # token_tensor pads at the end to the longest prompt of the whole log (~18x the mean on
+        # llmrouter_9models); cutting to this batch's longest row skips only padding, same sums
+        width = int((ids < self.vocab_size).sum(dim=1).max()) if ids.numel() else 0
+        ids = ids[:, :max(width, 1)]
         known = ids < self.vocab_size
         safe = torch.where(known, ids, torch.zeros_like(ids))
         known = known & (self.row_norm[safe] > 0)
@@ -105,7 +111,10 @@ class StaticTableNet(nn.Module):
         return F.normalize(sums, p=2, dim=1, eps=1e-12)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encode_ids(ids))
+        x = self.encode_ids(ids)
+        if self.head_mlp is None:
+            return self.head(x)
+        return torch.cat([self.head(x), self.head_mlp(x)], dim=1)
 
     @torch.no_grad()
     def export_table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +233,7 @@ class StaticEncoderTrainer:
         base = self.base_encoder()
         ids = token_tensor(base, [str(p) for p in log.prompts])
         train_idx, val_idx = split_validation(log.n_prompts, float(self.val_fraction), int(self.seed))
-        target = torch.from_numpy(scores)
+        target = head_target(torch.from_numpy(scores), self.head)
         base_rate = np.nanmean(np.where(np.isfinite(scores[train_idx]), scores[train_idx], np.nan), axis=0)
         config = {"vocab_size": int(base._stored.shape[0]), "base_dim": int(base.dim), "n_models": int(log.n_models),
                   "dim": None if self.dim is None else int(self.dim), "head": self.head,
@@ -331,9 +340,17 @@ def token_tensor(encoder: StaticEncoder, texts: Sequence[str]) -> torch.Tensor:
 def _init_bias(net: StaticTableNet, base_rate: np.ndarray) -> None:
     """Start each model's logit at its base rate on the train share: the table then learns differences."""
     rate = np.clip(np.nan_to_num(base_rate, nan=0.5), 1e-3, 1 - 1e-3)
-    last = net.head if isinstance(net.head, nn.Linear) else net.head[-1]
-    with torch.no_grad():
-        last.bias.copy_(torch.from_numpy(np.log(rate / (1 - rate))).float())
+    for head in (net.head, net.head_mlp):
+        if head is not None:
+            last = head if isinstance(head, nn.Linear) else head[-1]
+            with torch.no_grad():
+                last.bias.copy_(torch.from_numpy(np.log(rate / (1 - rate))).float())
+
+
+def head_target(scores: torch.Tensor, head: str) -> torch.Tensor:
+    """The training target for ``head``: the (n, n_models) scores, repeated side by side for the
+    joint head (whose logits are the linear head's, then the mlp head's)."""
+    return torch.cat([scores, scores], dim=1) if head == "joint" else scores
 
 
 @torch.no_grad()
@@ -369,7 +386,7 @@ def split_fingerprint(log) -> str:
 
 
 # ------------------------------------------------------------------------------- from a data source
-#: options of the ``trained-static[:dim=N,head=linear|mlp,epochs=N]`` spec (resolved by pipeline.prepare)
+#: options of the ``trained-static[:dim=N,head=linear|mlp|joint,epochs=N]`` spec (resolved by pipeline.prepare)
 SPEC_OPTIONS = {"dim": int, "head": str, "table": str, "epochs": int}
 
 
