@@ -69,11 +69,13 @@ def _pct(values, q) -> float:
     return round(float(np.percentile(values, q)), 3)
 
 
-def quality(spec: str, label: str, routers: list[str], seed: int) -> tuple[dict, object]:
+def quality(spec: str, label: str, routers: list[str], seed: int, limit: int | None = None) -> tuple[dict, object]:
     from routecast.training.experiment import run_experiment
     from routecast.router.pipeline import prepare
 
     source, kwargs = DATASETS[label]
+    if limit is not None:  # a smoke run: a smaller seeded subset (its AIQ is not the benchmark's)
+        kwargs = {**kwargs, "limit": min(limit, kwargs.get("limit", limit))}
     prepared = prepare(source, encoder=spec, seed=seed, **kwargs)
     start = time.perf_counter()
     experiment = run_experiment(prepared, routers, n_boot=0, seed=seed, progress=False)
@@ -141,7 +143,7 @@ def markdown(result: dict) -> str:
              f"split ({', '.join(f'{k}: {v}' for k, v in meta['datasets'].items())}); gap = AIQ relative to the best "
              "encoder for the same router and dataset. Speed: the router trained on "
              f"{TIMING_DATASET}, exported and loaded with `routecast.load`; single = one `route([prompt])` "
-             f"call on held-out prompts in random order (300 for static/hashing, 60 for the transformers; mean {meta['mean_prompt_chars']} characters); batch = `route_batch` "
+             f"call on held-out prompts in random order ({meta.get('n_single_fast', 300)} for static/hashing, 60 for the transformers; mean {meta['mean_prompt_chars']} characters); batch = `route_batch` "
              "with batch 1024. All rows measured in this one run.", "",
              "| encoder | router | route p50 ms | route p99 ms | encoder p50 ms | batch prompts/s | "
              + " | ".join(f"AIQ {lab} | gap {lab}" for lab in labels)
@@ -184,6 +186,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=300)
     parser.add_argument("--batch", type=int, default=20000, help="prompts for the throughput run (fast encoders)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="prompts per dataset (seeded subset): a quick check that the run works, not the figures")
     parser.add_argument("--out", default=str(HERE / "results" / "latency"))
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
@@ -208,7 +212,7 @@ def main() -> None:
         for spec in specs:
             per_data = {}
             for label in DATASETS:
-                res, experiment = quality(spec, label, routers, args.seed)
+                res, experiment = quality(spec, label, routers, args.seed, args.limit)
                 per_data[label] = res
                 zero[label] = res["zero_router_aiq"]
                 print(f"{spec:<36} {label:<20} AIQ {res['aiq']}  (embed {res['embed_seconds']} s)", flush=True)
@@ -245,8 +249,11 @@ def main() -> None:
         row["verdict"] = verdict(row)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
             "load_average_1m_start": load_start, "load_average_1m_end": round(os.getloadavg()[0], 2),
-            "datasets": {lab: (f"{kw['limit']} prompts (seeded subset)" if "limit" in kw else "all prompts")
-                         for lab, (_, kw) in DATASETS.items()},
+            "datasets": {lab: (f"{n} prompts (seeded subset)" if n is not None else "all prompts")
+                         for lab, (_, kw) in DATASETS.items()
+                         for n in [min(x for x in (kw.get("limit"), args.limit) if x is not None)
+                                   if kw.get("limit") or args.limit else None]},
+            "limit": args.limit, "n_single_fast": args.single,
             "mean_prompt_chars": max(rows, key=lambda r: r["n_single"])["mean_prompt_chars"] if rows else None,
             "seed": args.seed}
     result = {"meta": meta, "zero_router_aiq": zero, "rows": rows}

@@ -11,7 +11,7 @@ Layout (``format_version`` 1)::
       encoder_model/       ``st:`` encoders read from a folder: a copy of it; ``onnx`` encoders: the ONNX
                            graph they run (float or int8) + tokenizer.json + routecast_onnx.json
       head.onnx            routers with a torch network (mlp, mf, irt): the network traced to ONNX,
-                           checked against torch; the lean runtime (no torch) routes with it
+                           checked against torch; a loaded checkpoint routes with it, torch or not
       manifest.json        sha256 + size of every other file
       manifest.sig         optional: ed25519 signature of manifest.json (``routecast export --sign``)
 
@@ -167,10 +167,11 @@ def save_checkpoint(router: "Router", out_dir: str | os.PathLike, *, extra: dict
 
     Routers whose head is a torch network on embeddings (``net_``: mlp, mf, irt) always get
     ``head.onnx``: embeddings (batch, dim) float32 -> raw scores (batch, n_models), checked against
-    torch with onnxruntime before it is written. With torch installed the Python runtime keeps
-    using the safetensors weights; the lean runtime (no torch) runs ``head.onnx``; it also serves
-    outside Python. ``onnx=True`` demands it (an error for other routers). ``sign_key`` (an
-    ed25519 private key file) adds ``manifest.sig``.
+    torch with onnxruntime before it is written. A loaded checkpoint routes with ``head.onnx``,
+    torch installed or not (a single-prompt torch forward is far slower; routecast.router.net_state);
+    with torch the safetensors weights still rebuild ``net_``. It also serves outside Python.
+    ``onnx=True`` demands it (an error for other routers). ``sign_key`` (an ed25519 private key
+    file) adds ``manifest.sig``.
 
     The folder is built next to ``out_dir`` and renamed into place, so a reader never sees half a
     checkpoint; an existing checkpoint at ``out_dir`` is replaced. ``extra`` (JSON) is stored in
@@ -791,11 +792,13 @@ def _build_router(verified: _Verified) -> "Router":
             f"meta now {sorted(meta_now)}, saved {sorted(config['state'])})")
 
     onnx_entry = config.get("onnx_head")
-    if onnx_entry is not None:  # must stay inside the folder; routed with only where torch is absent
+    if onnx_entry is not None:  # must stay inside the folder; routed with, torch or not (routecast.router.net_state)
         if not isinstance(onnx_entry, dict):
             raise CheckpointError(f"{cfg_path}: field 'onnx_head' must be an object")
         head_rel, head_path = _referenced(verified, onnx_entry.get("file"), what="ONNX head file")
-        if getattr(router, "needs_onnx_head", False):
+        from routecast.router.net_state import has_torch_net
+
+        if has_torch_net(router):
             router.attach_onnx_head(verified.blobs[head_rel], onnx_entry, source=str(head_path))
     if getattr(router, "needs_onnx_head", False):
         raise CheckpointError(f"{cfg_path}: router {router_type!r} has a torch network, torch is not installed "

@@ -9,10 +9,17 @@ Why this module imports no torch: ``pip install routecast`` (no torch) must rout
 checkpoints. The torch module stays the one source of truth of the forward pass; a checkpoint of
 such a router always carries ``head.onnx``, the same network traced by ``torch.onnx.export`` and
 checked against torch when it was written (:func:`routecast.router.checkpoint.export_onnx_head`).
-With torch importable the network is rebuilt from the safetensors arrays and run by torch, as
-before; without it the arrays are kept verbatim (a re-save writes the same bytes) and the logits
-come from ``head.onnx`` run by onnxruntime. The router's ``_predict_quality`` maps logits to
-quality the same way on both paths, so only float32 rounding of the network differs (1e-7).
+With torch importable the network is rebuilt from the safetensors arrays (training, re-saving and
+re-exporting use it); without it the arrays are kept verbatim (a re-save writes the same bytes).
+
+A loaded checkpoint routes through its ``head.onnx`` (onnxruntime, one thread) whether torch is
+installed or not: a single-prompt torch forward of the mlp head costs ~0.1 ms on one thread and
+~20 ms when torch's OpenMP threads contend on a busy 2-core machine, ``head.onnx`` ~15 us
+(profiled on an exported mlp checkpoint of llmrouter_9models). The graph stands for the network it
+was loaded with: a router refitted after loading (a new ``net_``) routes with torch again, as does
+one fitted in memory or loaded from a checkpoint without ``head.onnx``. The router's
+``_predict_quality`` maps logits to quality the same way on both paths, so only float32 rounding
+of the network differs (~1e-7; at most 1e-5 checked by tests/router/test_mlp_onnx_head.py).
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class TorchNetState:
         self.__dict__.pop("net_", None)
         self._lean_net_arrays = None
         self._head_session = None
+        self._head_net = None
         if not torch_available():
             self._lean_net_arrays = {key: np.array(value, copy=True) for key, value in arrays.items()}
             return
@@ -134,7 +142,9 @@ class TorchNetState:
             and getattr(self, "_head_session", None) is None
 
     def attach_onnx_head(self, model_bytes: bytes, entry: dict[str, Any], *, source: str) -> None:
-        """Route through ``head.onnx`` (its bytes, as verified by the checkpoint loader) with onnxruntime.
+        """Route through ``head.onnx`` (its bytes, as verified by the checkpoint loader) with onnxruntime,
+        with or without torch (see the module docstring), for as long as ``net_`` is the network
+        loaded with it.
 
         ``entry`` is the checkpoint's ``onnx_head`` field. The graph must take (batch, in_dim)
         float32 ``embeddings`` and give (batch, n_models) ``scores`` for this router's config.
@@ -162,6 +172,7 @@ class TorchNetState:
             raise CheckpointError(f"{source}: the ONNX head maps {shape_in} -> {shape_out}; this router needs "
                                   f"[batch, {in_dim}] -> [batch, {n_models}] (fields 'state.net_config_', 'models')")
         self._head_session = session
+        self._head_net = getattr(self, "net_", None)  # the torch network this graph was exported from, if built
         self._head_io = (input_name, output_name)
         self._head_bytes, self._head_entry = bytes(model_bytes), dict(entry)  # a re-save writes the same graph
 
@@ -172,13 +183,16 @@ class TorchNetState:
         return self._head_bytes, dict(self._head_entry)
 
     def _net_logits(self, X: np.ndarray) -> np.ndarray:
-        """Raw network scores (n, n_models), float64: torch when the net is built, else ``head.onnx``."""
+        """Raw network scores (n, n_models), float64: ``head.onnx`` when it was loaded for the current
+        network (always, on the lean install), else torch."""
         net = getattr(self, "net_", None)
-        if net is not None:
+        session = getattr(self, "_head_session", None)
+        if session is None or net is not getattr(self, "_head_net", None):
+            session = None
+        if net is not None and session is None:
             from routecast.router.quality_net import predict_logits
 
             return predict_logits(net, X)
-        session = getattr(self, "_head_session", None)
         if session is None:
             raise MissingExtraError(f"router {getattr(self, 'name', None) or type(self).__name__!r} has a torch "
                                     "network but torch is not installed and no head.onnx was loaded: load it from a "
