@@ -67,8 +67,9 @@ class PriorResidualRouter(Router):
     uses_embeddings = True
     tags = RouterTags(quick_params={"prior": "task-prior", "k": 10})
     search_space = {"prior": Categorical(list(PRIORS)), "residual": Categorical(list(RESIDUALS)),
-                    "k": Int(5, 200, log=True), "alpha": Float(1e-1, 1e3, log=True),
-                    "scope": Categorical(list(SCOPES))}
+                    "k": Int(5, 200, log=True), "alpha": Float(1e-1, 1e3, log=True)}
+    # ``scope`` is not searched: scope="group" needs residual="linear", and the search space has no
+    # conditional parameters (a trial drawing knn + group would only fail); set it with -p scope=group
 
     def __init__(self, prior: str = "cluster-prior", residual: str = "knn", k: int = 50, alpha: float = 10.0,
                  blend: Any = "auto", val_fraction: float = 0.2, encoder: str = DEFAULT_ENCODER, seed: int = 0,
