@@ -73,10 +73,9 @@ def arithmetic(expression: str) -> float | None:
 
 
 def _number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", "").replace("$", "").strip())
-    except ValueError:
-        return None
+    """A written number as a float (the parse of :func:`routecast.data.answers.canonical_number`)."""
+    canonical = canonical_number(text)
+    return None if canonical is None else float(canonical)
 
 
 def _same(a: float, b: float) -> bool:

@@ -124,12 +124,17 @@ class PriorResidualRouter(Router):
         return make_router(self.residual, encoder=self.encoder, **params)
 
     @staticmethod
+    def _logged_tasks(prior: Router, log) -> list[str] | None:
+        """Each prompt's logged task when the prior is a task prior (None for a cluster prior)."""
+        return task_labels(log.meta[prior.column_]) if isinstance(prior, TaskPriorRouter) else None
+
+    @staticmethod
     def _logged_base(prior: Router, log, X: np.ndarray) -> np.ndarray:
         """The prior's prediction for prompts of a log: a task prior uses their logged task (the
         residual is then what the prompt adds to its benchmark's mean), a cluster prior the
         embedding."""
         if isinstance(prior, TaskPriorRouter):
-            return prior.predict_quality_for_tasks(task_labels(log.meta[prior.column_]), embeddings=X)
+            return prior.predict_quality_for_tasks(PriorResidualRouter._logged_tasks(prior, log), embeddings=X)
         return prior.predict_quality(embeddings=X)
 
     @staticmethod
@@ -153,8 +158,7 @@ class PriorResidualRouter(Router):
         target = dataclasses.replace(log, scores=np.where(np.isnan(scores), np.nan, to_unit(scores - base)))
         if self.scope == "global":
             return prior, self._make("residual").fit(target, X)
-        tasks = task_labels(log.meta[prior.column_]) if isinstance(prior, TaskPriorRouter) else None
-        groups = self._groups(prior, X, tasks)
+        groups = self._groups(prior, X, self._logged_tasks(prior, log))
         n_groups, m = self._n_groups(prior), log.n_models
         coef = np.zeros((n_groups, m, X.shape[1]))
         intercept = np.full((n_groups, m), 0.5)  # 0.5 on the unit scale = no residual: the prior alone
@@ -204,8 +208,7 @@ class PriorResidualRouter(Router):
             base = self._logged_base(prior, held_log, X[held])
             groups = None
             if self.scope == "group":
-                tasks = task_labels(held_log.meta[prior.column_]) if isinstance(prior, TaskPriorRouter) else None
-                groups = self._groups(prior, X[held], tasks)
+                groups = self._groups(prior, X[held], self._logged_tasks(prior, held_log))
             delta = self._residual_of(residual, X[held], groups)
             best = np.inf
             for w in weights:
