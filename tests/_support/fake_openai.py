@@ -89,6 +89,11 @@ class FakeOpenAI:
                      "usage": {"prompt_tokens": len(text) // 4 + 1, "completion_tokens": len(content) // 4 + 1,
                                "total_tokens": len(text) // 4 + len(content) // 4 + 2}}
 
+    def answered_cells(self) -> Counter:
+        """``answered`` without the cell ('', ''): a request torn by a killed or cancelled client
+        can reach the server as an empty body, which is answered but is no cell of the run."""
+        return Counter({k: c for k, c in self.answered.items() if k != ("", "")})
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()

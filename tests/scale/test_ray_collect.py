@@ -226,18 +226,11 @@ def test_a_dying_worker_is_retried_and_every_cell_is_sent_once(ray_cluster, tmp_
     # only what the dead attempt had in flight can have been answered twice: its share of the caps (2 + 2)
     # (a request torn by the kill can reach the fake server as an empty body, which it answers as the
     # cell ('', ''): not a cell of the run, so it is left out of the counts)
-    answered = [_answered(b) for b in (slow, flaky)]
+    answered = [b.answered_cells() for b in (slow, flaky)]
     twice = sum(c - 1 for counts in answered for c in counts.values() if c > 1)
     assert twice <= 4
     asked = {(r["prompt"], r["model"]) for r in rows}
     assert set(answered[0]) | set(answered[1]) == asked
-
-
-def _answered(backend) -> Counter:
-    """How often the fake backend answered each cell of the run. A request torn by a cancelled or
-    killed task can reach the server as an empty body, which it answers as the cell ('', ''): not a
-    cell of the run, so it is left out (seen in CI: 61 distinct keys for 60 cells)."""
-    return Counter({k: c for k, c in backend.answered.items() if k != ("", "")})
 
 
 @pytest.mark.slow
@@ -265,6 +258,6 @@ def test_a_failed_shard_writes_nothing_and_a_rerun_resumes(ray_cluster, tmp_path
     # only requests in flight when the run stopped can have been answered twice over both runs: the
     # cancelled shard's (its caps, 2 + 2) and the failing shard's own, answered after its sender
     # raised and never journaled (2 + 2); seen in CI: 6
-    answered = [_answered(b) for b in (slow, flaky)]
+    answered = [b.answered_cells() for b in (slow, flaky)]
     twice = sum(c - 1 for counts in answered for c in counts.values() if c > 1)
     assert twice <= 8 and sum(len(counts) for counts in answered) == 2 * n
