@@ -126,6 +126,23 @@ class _EpochsRun(pl.Callback):
         trainer.callback_metrics["epochs_run"] = torch.tensor(float(trainer.current_epoch))
 
 
+class _EndSpawnedProcessGroup(pl.Callback):
+    """With ``ddp_spawn``, end the gloo process group on every rank together, once fit is over.
+
+    Lightning destroys the group at exit only for NCCL; a gloo group left alive is destroyed
+    during interpreter shutdown, where rank 1 aborted in about 1 of 6 runs ("terminate called
+    without an active exception", exit -6) and the whole fit failed. A spawned rank exits right
+    after ``fit``, so nothing needs the group later; with ``ddp`` rank 0 is the caller's own
+    process, whose group Lightning keeps, so this callback is only used for ``ddp_spawn``."""
+
+    def teardown(self, trainer, pl_module, stage):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 class LossHistory(pl.Callback):
     """The epoch-mean training loss of every epoch, in order (``history``). Filled in the process
     that trains: with ``ddp_spawn`` the parent's copy stays empty."""
@@ -276,6 +293,8 @@ def train_module(module: QualityNetModule, train_rows, val_rows=None, *, batch_s
     if val_rows is not None:
         best = _RestoreBest("val_loss")
         extra += [EarlyStopping(monitor="val_loss", patience=patience, mode="min"), best]
+    if options["strategy"] == "ddp_spawn":
+        extra.append(_EndSpawnedProcessGroup())
     data = PromptDataModule(train_rows, val_rows, batch_size=batch_size, val_batch_size=val_batch_size, seed=seed)
     trainer_kwargs = dict(
         accelerator=options["accelerator"], devices=options["devices"], num_nodes=options["num_nodes"],

@@ -131,9 +131,6 @@ def _pair_accuracy(router, pairs, rows, X) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="known flake: after training finishes, rank 1 can abort at interpreter exit "
-                  "('terminate called without an active exception'); pair training under DDP measured "
-                  "0.794 vs 0.797 but is not yet reliable on teardown")
 def test_two_process_ddp_mf_from_preferences_matches_one_process(prepared):
     """Bradley-Terry training under DDP: the held-out pair accuracy of 2 ranks is within 0.03 of the
     plain loop's (measured: 0.794 vs 0.797 on 4,896 training pairs), and both are well above chance."""
