@@ -78,12 +78,23 @@ class DecisionLog:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(_SCHEMA)
-        return conn
+        """Open ``path`` in WAL mode with its schema. Two processes creating the file at once can
+        get "database is locked" at once, without SQLite's busy handler waiting (a lock upgrade
+        it cannot wait for; seen in CI with two server workers), so the set-up is retried for 10 s."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:
