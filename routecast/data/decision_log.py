@@ -41,6 +41,7 @@ _COLUMNS = ("request_id", "time", "key_id", "operating_point", "conversation_id"
             "models", "ranking", "predicted", "chosen", "rank", "propensity", "lam", "expected_cost",
             "realised_cost", "latency_ms", "status", "fallback", "extra")
 _JSON_COLUMNS = {"models", "ranking", "predicted", "extra"}
+_LOCK_WAIT_S = 10.0  # how long a writer waits for another process's lock (busy timeout and set-up retries)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS decisions (
     request_id TEXT PRIMARY KEY, time REAL NOT NULL, key_id TEXT, operating_point TEXT,
@@ -81,11 +82,10 @@ class DecisionLog:
         """Open ``path`` in WAL mode with its schema. Two processes creating the file at once can
         get "database is locked" at once, without SQLite's busy handler waiting (a lock upgrade
         it cannot wait for; seen in CI with two server workers), so the set-up is retried for 10 s."""
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + _LOCK_WAIT_S
         while True:
-            conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(str(path), timeout=_LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
             try:
-                conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
