@@ -153,7 +153,7 @@ UPPER = "upper bound (oracle)"
 
 def _cascade_routing_target(cr, log, target: float, unreachable: str):
     """(n,) test cost and quality of cascade routing at the cheapest validation lam reaching
-    ``target`` (routecast.router.policy.OperatingCurve's ``target_quality``), or why none does."""
+    ``target`` (routecast.core.policy.OperatingCurve's ``target_quality``), or why none does."""
     from routecast.errors import RoutecastError
 
     try:
@@ -173,7 +173,7 @@ def upper_bounds(test, unit: np.ndarray, best: int, pool: list[str]) -> list[Pol
     test quality at 50 % of the best model's cost), and the oracle router (pool; all models).
     """
     from routecast.cascade.bounds import cheapest_first_chains, oracle_cascade, oracle_router, perfect_verifier
-    from routecast.router.evaluation import metrics
+    from routecast.evaluation import metrics
 
     cols = sorted({test.model_index(m) for m in pool} | {best})
     s, c = test.scores[:, cols], unit[:, cols]
@@ -214,9 +214,9 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     from routecast.cascade.smoothie import smoothie_select
     from routecast.data.outcome_log import OutcomeLog
     from routecast.errors import RoutecastError
-    from routecast.router.evaluation import metrics
-    from routecast.router.evaluation.curves import realised_costs
-    from routecast.router.evaluation.evaluate import sweep_router
+    from routecast.evaluation import metrics
+    from routecast.evaluation.curves import realised_costs
+    from routecast.evaluation.evaluate import sweep_router
     from routecast.router.pipeline import fit_router, split_embeddings
 
     t_start = time.perf_counter()
@@ -522,7 +522,7 @@ def markdown(results: list[dict]) -> str:
             "as a multiple of its cost (>= 0.50x: the target is out of reach for that policy; 'never': not reached).",
             "",
             "Quality-target rule: the cheapest operating point whose **validation** quality >= the best single "
-            "model's validation quality (`target_quality`, routecast.router.policy.OperatingCurve), applied to "
+            "model's validation quality (`target_quality`, routecast.core.policy.OperatingCurve), applied to "
             "test; Δq = paired test quality minus the best single model's; cost x paired with its cost.", "",
             "| dataset | best single q* | perfect verifier: q at cost x | oracle-stop cascade q @ 50% [95% CI] "
             "| oracle router (pool) q @ 50% [95% CI] | cascade routing cost to q* (test hull) [95% CI] | "

@@ -13,7 +13,7 @@ those prompts is the ground truth.
 their mean quality on the traffic, with 95 % intervals, against the true mean from the full
 matrix. 50 seeded runs reuse the served traffic log of each exploration rate (its prompts and the
 logging router's predicted qualities, as logged) and re-draw the exploration offline with seeded
-uniforms through the same rule the server uses (routecast.router.policy.explore); a full server
+uniforms through the same rule the server uses (routecast.core.policy.explore); a full server
 pass per seed would take 50x as long and exercise nothing new.
 
 (b) Learning from your own traffic: a linear router retrained on each decision log (bandit
@@ -115,8 +115,8 @@ def sticky_share(ckpt: Path, log, backends: Path, flags: list[str]) -> dict:
 
 def coverage(bandit, traffic_idx_of_row, full, full_cost, costs, lam, eps, candidates, seeds, n_boot):
     """IPS/SNIPS/DR 95 % interval coverage of each candidate's true mean quality over seeded re-draws."""
-    from routecast.router.evaluation.off_policy import off_policy_estimates
-    from routecast.router.policy import decide, explore
+    from routecast.evaluation.off_policy import off_policy_estimates
+    from routecast.core.policy import decide, explore
 
     models = list(bandit.models)
     logged_q = bandit.meta[[f"predicted_{m}" for m in models]].to_numpy(dtype=float)
@@ -157,7 +157,7 @@ def main() -> None:
     from routecast.data import load_log
     from routecast.data.decision_log import outcome_log_from_decisions
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.evaluation.evaluate import aiq_difference, evaluate, sweep_router
+    from routecast.evaluation.evaluate import aiq_difference, evaluate, sweep_router
     from routecast.router.registry import make_router
     from tests._support.fake_backend import FakeBackend
 

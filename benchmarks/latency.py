@@ -90,7 +90,7 @@ def agreement(reference, candidate) -> dict:
     """The same MiniLM-trained routers fed the candidate's embeddings instead of MiniLM's (only for
     encoders in MiniLM's vector space: ONNX float/int8, truncated MiniLM): mean/min cosine of the
     test-split embeddings and the share of identical decisions, averaged over the lam sweep."""
-    from routecast.router.policy import lam_grid
+    from routecast.core.policy import lam_grid
 
     ref_X, cand_X = reference.prepared.embeddings("test"), candidate.prepared.embeddings("test")
     cosine = np.sum(ref_X * cand_X, axis=1)

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from routecast.atomic import write_json, write_text
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
     from routecast.router.mf import MatrixFactorizationRouter
     from routecast.router.pipeline import prepare
 

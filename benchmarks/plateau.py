@@ -17,7 +17,7 @@ Protocol (issue 13), identical on every dataset:
   ``prior-residual (task given)`` is the one learned router also given the logged task (the same
   information as the dataset oracle, plus a residual from the embedding).
 * Test: AIQ over the single models' [cheapest, dearest] mean cost on the test split
-  (``routecast.router.evaluation.evaluate``), the gain of the best learned router over the better
+  (``routecast.evaluation.evaluate``), the gain of the best learned router over the better
   prior with a paired bootstrap interval (same resamples, ``aiq_difference``), per-benchmark AIQ,
   and per-model predictability inside each benchmark: AUC of predicted quality against success
   (score >= 0.5; ``score > 0`` where the log marks scores as probability-if-correct) and Brier.
@@ -77,7 +77,7 @@ def known_task(router, log):
     """A fitted task prior (or prior-residual) predicting from each prompt's logged task (what
     routing with metadata does) instead of its embedding: the library's wrapper, which
     ``routecast evaluate`` uses for its ``task-prior (logged task)`` row."""
-    from routecast.router.evaluation.priors import LoggedTaskQuality
+    from routecast.evaluation.priors import LoggedTaskQuality
 
     return LoggedTaskQuality(router, log, label=router.name)
 
@@ -117,8 +117,8 @@ def predictability(log, quality, column: str | None) -> list[dict]:
 def run_dataset(label: str, *, encoder: str, limit: int, n_boot: int, seed: int, quick: bool) -> dict:
     import numpy as np
 
-    from routecast.router.evaluation.evaluate import aiq_difference, evaluate, sweep_router
-    from routecast.router.evaluation.priors import choose_prior, validation_aiq
+    from routecast.evaluation.evaluate import aiq_difference, evaluate, sweep_router
+    from routecast.evaluation.priors import choose_prior, validation_aiq
     from routecast.router.pipeline import fit_router, prepare
 
     source, kwargs, note = DATASETS[label]

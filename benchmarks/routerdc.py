@@ -10,7 +10,7 @@ defaults top_k = last_k = 3, 5 clusters, temperature 1, sample_weight 1; nothing
 the priors (``cluster-prior``, ``task-prior`` and its logged-task form, on the ``static``
 encoder) are fitted beside them. Choices use the validation split only: the objective to
 recommend is the one with the best validation AIQ, the better prior the one with the best
-validation AIQ (``routecast.router.evaluation.priors.choose_prior``). Test: AIQ over the single
+validation AIQ (``routecast.evaluation.priors.choose_prior``). Test: AIQ over the single
 models' [cheapest, dearest] mean cost with a 95% percentile bootstrap interval, and paired
 differences (``aiq_difference``: the same resamples for both policies) of each RouterDC variant
 against ``masked`` and of every variant against the better prior.
@@ -33,8 +33,8 @@ OBJECTIVES = ("masked", "routerdc", "masked+routerdc")
 
 
 def run(args) -> dict:
-    from routecast.router.evaluation.evaluate import aiq_difference, evaluate, single_model_curves, sweep_router
-    from routecast.router.evaluation.priors import PRIOR_ROUTERS, choose_prior, score_prior, validation_aiq
+    from routecast.evaluation.evaluate import aiq_difference, evaluate, single_model_curves, sweep_router
+    from routecast.evaluation.priors import PRIOR_ROUTERS, choose_prior, score_prior, validation_aiq
     from routecast.router.pipeline import fit_router, prepare, split_embeddings
 
     start = time.perf_counter()

@@ -109,7 +109,7 @@ def route_rows(prompts_path: Path, n: int, tmp: Path, ray_ready: bool) -> list[d
 
 
 def train_rows(epochs: int) -> list[dict]:
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
     from routecast.router.pipeline import fit_router, prepare
 
     prepared = prepare("llmrouter_9models", encoder="static")

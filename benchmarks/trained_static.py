@@ -67,7 +67,7 @@ TIMING_DATASET = "llmrouter_9models"
 
 def fit_best(name: str, grid: list[dict], prepared, emb: dict) -> tuple:
     """The router of ``grid`` with the best validation AIQ: (router, params, val AIQ, tried)."""
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
     from routecast.router.pipeline import fit_router
 
     best, tried = None, []
@@ -92,7 +92,7 @@ def run_dataset(label: str, *, limit: int, n_boot: int, seed: int, quick: bool, 
     import numpy as np
 
     from routecast.router.encoders.trained_static import StaticEncoderTrainer, split_fingerprint
-    from routecast.router.evaluation.evaluate import aiq_difference, evaluate, sweep_router
+    from routecast.evaluation.evaluate import aiq_difference, evaluate, sweep_router
     from routecast.router.pipeline import prepare
 
     source, kwargs = DATASETS[label]

@@ -51,10 +51,10 @@ def pick_encoder(requested: str) -> tuple[str, str]:
 
 def test_aiq(name: str, params: dict, prepared) -> float:
     """AIQ on the test split (single models' cost range), for the report only."""
-    from routecast.router.evaluation import metrics
-    from routecast.router.evaluation.evaluate import sweep_router
+    from routecast.evaluation import metrics
+    from routecast.evaluation.evaluate import sweep_router
     from routecast.router.pipeline import fit_router, split_embeddings
-    from routecast.router.evaluation.evaluate import single_model_cost_range
+    from routecast.evaluation.evaluate import single_model_cost_range
 
     router, _ = fit_router(name, params, prepared)
     curve = sweep_router(router, prepared.test, embeddings=split_embeddings(router, prepared, "test"))

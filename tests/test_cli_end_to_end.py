@@ -81,7 +81,7 @@ def test_evaluate_train_export_route(tmp_path):
     assert [r["id"] for r in rows] == [0, 1, 2]
     assert all(r["model"] in info_models(ckpt) for r in rows)
     # the run was calibrated on its validation split: a budget maps to the lam measured there
-    from routecast.router.policy import OperatingCurve
+    from routecast.core.policy import OperatingCurve
 
     calibration = json.loads((ckpt / "config.json").read_text())["state"]["calibration_"]
     n_val = json.loads((run_dir / "metrics.json").read_text())["metadata"]["n_val"]

@@ -50,7 +50,7 @@ def choose_chain(train: "OutcomeLog", models: Sequence[str] | None = None) -> tu
     """``(a, b, strongest)``: the strongest by mean training score, the pair by the rule's
     training AIQ (over the cheapest to the dearest single model's mean training cost)."""
     from routecast.cascade.answer_scorer import require_responses
-    from routecast.router.evaluation.metrics import aiq
+    from routecast.evaluation.metrics import aiq
 
     models = list(train.models if models is None else models)
     sub = train.select_models(models).complete()

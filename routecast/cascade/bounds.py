@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from routecast.errors import RoutingError
-from routecast.router.policy import chosen, sweep
+from routecast.core.policy import chosen, sweep
 
 
 def _checked(scores, costs) -> tuple[np.ndarray, np.ndarray]:

@@ -62,15 +62,15 @@ class CascadeCurve:
 
     def to_curve(self, label: str, log: "OutcomeLog | None" = None, *, family: str = "cascade",
                  cost_unit: str | None = None):
-        """The evaluation package's ``Curve`` (``routecast.router.evaluation.curves.Curve.from_points``).
+        """The evaluation package's ``Curve`` (``routecast.evaluation.curves.Curve.from_points``).
 
         With ``log`` (the log the curve was simulated on, all its models), the curve also carries
         per-model call shares (share of prompts that *called* each model - they sum to more than
         1 when prompts escalate) and, for two-model logs, the strong-model call share that
         RouteLLM's APGR/CPT need.
         """
-        from routecast.router.evaluation.curves import USD, Curve
-        from routecast.router.policy import strong_weak
+        from routecast.evaluation.curves import USD, Curve
+        from routecast.core.policy import strong_weak
 
         kwargs: dict[str, Any] = {"label": label, "family": family, "cost_unit": cost_unit or USD}
         if log is not None:
@@ -273,7 +273,7 @@ def search_chains(train_log: "OutcomeLog", val_log: "OutcomeLog", *, max_len: in
     ``val_log`` is scored by ``metric``:
 
     * ``"quality_at_budget"`` (default when ``budget`` is given): best quality at mean cost <= budget;
-    * ``"aiq"`` (default otherwise): RouterBench AIQ (``routecast.router.evaluation.metrics.aiq``) of the
+    * ``"aiq"`` (default otherwise): RouterBench AIQ (``routecast.evaluation.metrics.aiq``) of the
       chain's validation operating points over the range from the cheapest to the dearest single
       model's mean validation cost (0 below the chain's cheapest point, so chains that cannot run
       cheaply are penalised, as in evaluation).
@@ -344,7 +344,7 @@ def _aiq(search: ThresholdSearch, grid: np.ndarray, floor: float) -> float:
     """AIQ of the chain's validation points over the single models' cost range: the evaluation
     package's definition (concave hull, 0 below the chain's cheapest point) when available."""
     try:
-        from routecast.router.evaluation.metrics import aiq
+        from routecast.evaluation.metrics import aiq
     except ImportError:  # evaluation package not installed: step-curve mean over the grid
         return _step_aiq(search, grid, floor)
     return float(aiq(search.cand_cost, search.cand_quality, float(grid[0]), float(grid[-1])))

@@ -32,11 +32,11 @@ good partner can count for more than agreeing with a weak one.
 Training (honest by construction): ex-ante predictions and answer ratings for the posterior
 model are cross-fitted on train (each fold predicted by models that never saw it); ``kappa`` is
 chosen on validation by AIQ; lam is the operating point, set on validation from a budget, a
-strong-call share or a quality target through :class:`routecast.router.policy.OperatingCurve`,
+strong-call share or a quality target through :class:`routecast.core.policy.OperatingCurve`,
 on a grid refined on validation wherever the curve jumps (the base grid is far too coarse for a
 cascade, whose decisions all change within about one decade of lam).
 The choice among the actions (stop, call ``j``) is the kernel's decision rule
-(:func:`routecast.router.policy.decide`, actions in place of models, each at its own cost).
+(:func:`routecast.core.policy.decide`, actions in place of models, each at its own cost).
 
 Offline, :meth:`CascadeRouter.simulate` replays the policy from logged responses; online,
 :meth:`CascadeRouter.run` does the same with a live ``call(model, prompt) -> answer``. Both walk
@@ -66,8 +66,8 @@ from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_f
     state_features
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
-from routecast.router.operating_points import OperatingPoints
-from routecast.router.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
+from routecast.core.operating_points import OperatingPoints
+from routecast.core.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
     strong_weak
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,7 +151,7 @@ class CascadeRouter(OperatingPoints):
     kappas: candidate uncertainty scales, chosen on validation.
     n_folds: folds of the cross-fitting on train.
     n_draws: fixed normal draws for the expected maximum.
-    n_lams: points of the base lam grid (:func:`routecast.router.policy.lam_grid`).
+    n_lams: points of the base lam grid (:func:`routecast.core.policy.lam_grid`).
     max_lams: most points after refining the grid where the validation curve jumps.
     refine_step: a gap in validation mean cost larger than this share of the cost range is refined.
     C: inverse regularisation of the posterior model.
@@ -266,7 +266,7 @@ class CascadeRouter(OperatingPoints):
         planners = self._planners(vl)
         unit = self._unit_costs(vl)
         lo, hi = float(unit.mean(axis=0).min()), float(unit.mean(axis=0).max())
-        from routecast.router.evaluation.metrics import aiq
+        from routecast.evaluation.metrics import aiq
 
         best = None
         self.val_aiq_ = {}
@@ -422,7 +422,7 @@ class CascadeRouter(OperatingPoints):
 
     def curve(self, log: "OutcomeLog", label: str = "cascade-routing"):
         """The policy at every lam of the validation grid on ``log``, as an evaluation ``Curve``."""
-        from routecast.router.evaluation.curves import RELATIVE, USD, Curve
+        from routecast.evaluation.curves import RELATIVE, USD, Curve
 
         sim = self.simulate(log, self.lams_)
         shares = np.zeros((len(self.lams_), log.n_models))
@@ -455,7 +455,7 @@ class CascadeRouter(OperatingPoints):
         return float(self.curve_.lam_for(**{knob: request[knob]}))
 
     # ---------------------------------------------------- operating points
-    # operating_points / default_operating_point / operating_point: routecast.router.operating_points
+    # operating_points / default_operating_point / operating_point: routecast.core.operating_points
     def add_operating_point(self, name: str, *, make_default: bool = False, **request) -> "CascadeRouter":
         """Store the lam of one knob (``lam``, ``budget``, ``strong_share`` or ``target_quality``,
         resolved now on the validation curve) under ``name``."""
@@ -564,7 +564,7 @@ class CascadeRouter(OperatingPoints):
         --sign`` does for routers. Built next to ``out_dir`` and renamed into place; no pickle."""
         from routecast.jsonable import to_jsonable
         from routecast.router.checkpoint import _replace_dir, _save_arrays, save_checkpoint, sha256_file, ship_encoder
-        from routecast.router.signing import SIGNATURE_FILE, sign_manifest
+        from routecast.core.signing import SIGNATURE_FILE, sign_manifest
         from routecast.atomic import write_bytes, write_text
 
         self._check_fitted()
@@ -627,7 +627,7 @@ class CascadeRouter(OperatingPoints):
 
         from routecast.router.checkpoint import MAX_MANIFEST_BYTES, MAX_OTHER_FILE_BYTES, MAX_SIGNATURE_BYTES, \
             _normalise_sha256, _read_capped, load_checkpoint, load_shipped_encoder
-        from routecast.router.signing import SIGNATURE_FILE, verify_manifest_signature
+        from routecast.core.signing import SIGNATURE_FILE, verify_manifest_signature
 
         root = Path(path)
         if not root.is_dir():
@@ -891,6 +891,6 @@ def _servable_encoder(encoder):
 
 def _mean_unit_costs(log: "OutcomeLog") -> np.ndarray:
     """(P,) mean cost per call on the training split; a log without costs uses the relative scale."""
-    from routecast.router.evaluation.curves import realised_costs
+    from routecast.evaluation.curves import realised_costs
 
     return realised_costs(log)[0].mean(axis=0)

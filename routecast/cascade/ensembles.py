@@ -47,8 +47,8 @@ class EnsembleResult:
         return float(self.cost.mean()), float(np.nanmean(self.quality))
 
     def to_curve(self, log: "OutcomeLog | None" = None, *, cost_unit: str | None = None):
-        """A one-point ``routecast.router.evaluation.curves.Curve`` (every model is called: shares are 1)."""
-        from routecast.router.evaluation.curves import USD, Curve
+        """A one-point ``routecast.evaluation.curves.Curve`` (every model is called: shares are 1)."""
+        from routecast.evaluation.curves import USD, Curve
 
         kwargs = {"label": self.name, "family": "ensemble", "cost_unit": cost_unit or USD}
         if log is not None:

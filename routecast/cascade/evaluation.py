@@ -1,7 +1,7 @@
 """Cascades against single models and post-hoc ensembles, on one held-out test split.
 
 Used by ``routecast cascade`` and ``benchmarks/cascades.py``. Every policy becomes a curve of the
-evaluation package (:mod:`routecast.router.evaluation.curves`) so AIQ, cost-to-match-best and the report
+evaluation package (:mod:`routecast.evaluation.curves`) so AIQ, cost-to-match-best and the report
 mean exactly what they mean for routers.
 
 Two answers to "does the cascade reach the best single model's quality for less?" are kept
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class CascadeComparison:
     """The evaluation result plus per-cascade facts (chain, thresholds, honest operating point)."""
 
-    result: Any  # routecast.router.evaluation.evaluate.EvaluationResult
+    result: Any  # routecast.evaluation.evaluate.EvaluationResult
     cascades: dict[str, dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
@@ -79,8 +79,8 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
     """
     from routecast.cascade.answer_scorer import AnswerScorer
     from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.router.evaluation.curves import USD
-    from routecast.router.evaluation.evaluate import evaluate, single_model_curves
+    from routecast.evaluation.curves import USD
+    from routecast.evaluation.evaluate import evaluate, single_model_curves
 
     unit = cost_unit or USD
     test = test.complete()
@@ -175,7 +175,7 @@ def _shared_scorer(cascades: Mapping[str, "Cascade"]):
 def write(comparison: CascadeComparison, out: Path, *, title: str, settings: Mapping[str, Any]) -> Path:
     """metrics.json (+ cascade facts) and report.md via the evaluation report writer."""
     from routecast.atomic import write_json
-    from routecast.router.evaluation.report import write_report
+    from routecast.evaluation.report import write_report
 
     sections = {"Cascades": cascade_markdown(comparison), "Settings": _settings_markdown(settings)}
     if comparison.notes:

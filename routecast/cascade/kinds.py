@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from routecast.errors import ConfigError
-from routecast.router.policy import RoutecastWarning
+from routecast.core.policy import RoutecastWarning
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog

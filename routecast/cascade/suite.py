@@ -36,7 +36,7 @@ def cascade_curves(prepared: "Prepared", kinds: str | Sequence[str] = "all", *, 
     from routecast.cascade.kinds import cascade_support
     from routecast.cascade.smoothie import smoothie_select
     from routecast.errors import RoutecastError
-    from routecast.router.evaluation.curves import realised_costs
+    from routecast.evaluation.curves import realised_costs
 
     train, val, test = prepared.train.complete(), prepared.val.complete(), prepared.test.complete()
     _, _, unit = realised_costs(test)

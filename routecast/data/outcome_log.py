@@ -145,7 +145,7 @@ class OutcomeLog:
     def complete_rows(self) -> np.ndarray:
         """(n,) bool: prompts whose score is logged for every model.
 
-        The one rule for unlogged score cells (see :mod:`routecast.router.policy`): a measured
+        The one rule for unlogged score cells (see :mod:`routecast.core.policy`): a measured
         curve never guesses a score, it keeps only these prompts and reports how many it dropped.
         """
         return ~np.isnan(self.scores).any(axis=1)

@@ -2,7 +2,7 @@
 
 A router predicts, for a batch of prompts, the expected quality of each candidate model
 (:meth:`Router.predict_quality`, shape ``(n_prompts, n_models)``). Turning predictions into a
-choice is the same for every router and lives once, in :mod:`routecast.router.policy`: pick the
+choice is the same for every router and lives once, in :mod:`routecast.core.policy`: pick the
 model maximising ``predicted quality - lam * expected cost``. A budget ($ per query), a share of
 calls to the strong model or a quality target is translated into ``lam`` on a calibration split
 (:meth:`Router.calibrate`), or, for an uncalibrated router, on the batch being routed.
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from routecast.errors import NotFittedError, RoutingError
-from routecast.router.operating_points import OperatingPoints
-from routecast.router.tags import DEFAULT_TAGS, RouterTags
-from routecast.router.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
+from routecast.core.operating_points import OperatingPoints
+from routecast.core.tags import DEFAULT_TAGS, RouterTags
+from routecast.core.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
                                      decide, strong_weak, sweep)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,7 +101,7 @@ class Router(OperatingPoints, ABC):
     search_space: ClassVar[dict[str, Any]] = {}
     #: evaluation-only routers (the oracle) are never exported or served
     evaluation_only: ClassVar[bool] = False
-    #: what the contract test may not check on this router, and why (routecast.router.tags)
+    #: what the contract test may not check on this router, and why (routecast.core.tags)
     tags: ClassVar[RouterTags] = DEFAULT_TAGS
 
     # ----------------------------------------------------------- parameters
@@ -232,7 +232,7 @@ class Router(OperatingPoints, ABC):
         return RouteResult(self.models_, choice, quality, expected, float(lam), point_name, costs=cost)
 
     # ----------------------------------------------------- operating points
-    # operating_points / default_operating_point / operating_point: routecast.router.operating_points
+    # operating_points / default_operating_point / operating_point: routecast.core.operating_points
     def add_operating_point(self, name: str, point: dict[str, Any], *, make_default: bool = True) -> "Router":
         """Store a named point (``lam`` required, finite and >= 0); optionally make it the default."""
         self._check_fitted()
@@ -259,7 +259,7 @@ class Router(OperatingPoints, ABC):
         return OperatingCurve.predicted(quality, cost, strong=self.strong_weak().strong)
 
     def strong_weak(self) -> StrongWeak:
-        """The strong and weak models on the training split (see :func:`routecast.router.policy.strong_weak`)."""
+        """The strong and weak models on the training split (see :func:`routecast.core.policy.strong_weak`)."""
         self._check_fitted()
         means = getattr(self, "mean_quality_", None)
         if means is None:  # checkpoints written before mean_quality_ existed
@@ -275,9 +275,9 @@ class Router(OperatingPoints, ABC):
         Only prompts with every score logged count (the kernel's one rule for unlogged cells);
         the strong model is the calibration split's best-quality model. On a pairwise log the
         curve is measured on the judged pairs (win rates; costs from its price table), as
-        defined in :mod:`routecast.router.evaluation.pairwise`.
+        defined in :mod:`routecast.evaluation.pairwise`.
         """
-        from routecast.router.evaluation.curves import realised_costs
+        from routecast.evaluation.curves import realised_costs
 
         if _is_pairwise(log):
             from routecast.router.from_pairs import calibrate_from_pairs

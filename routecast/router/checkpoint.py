@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "manifest.sig"  # == routecast.router.signing.SIGNATURE_FILE (kept import-free here)
+SIGNATURE_FILE = "manifest.sig"  # == routecast.core.signing.SIGNATURE_FILE (kept import-free here)
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_WEIGHTS_FILE = "encoder.safetensors"
 ENCODER_MODEL_DIR = "encoder_model"
@@ -314,7 +314,7 @@ def _ship_encoder_folder(encoder: "Encoder", tmp: Path) -> str:
 
 
 def _write_signature(folder: Path, manifest_bytes: bytes, sign_key: str | os.PathLike) -> None:
-    from routecast.router.signing import sign_manifest
+    from routecast.core.signing import sign_manifest
 
     write_bytes(folder / SIGNATURE_FILE, sign_manifest(manifest_bytes, sign_key))
 
@@ -596,7 +596,7 @@ def _read_verified(path: str | os.PathLike, *, trusted_key: str | os.PathLike | 
         signature = _read_capped(signature_path, cap=MAX_SIGNATURE_BYTES, expected_size=None, what="signature")
     signed_by = None
     if trusted_key is not None:
-        from routecast.router.signing import verify_manifest_signature
+        from routecast.core.signing import verify_manifest_signature
 
         signed_by = verify_manifest_signature(manifest_bytes, signature, trusted_key, source=signature_path)
     manifest = _parse_json_bytes(manifest_bytes, manifest_path)
@@ -713,7 +713,7 @@ def _check_calibration(router: "Router", n_models: int, cfg_path: Path) -> None:
     calibration = getattr(router, "calibration_", None)
     if calibration is None:
         return
-    from routecast.router.policy import OperatingCurve
+    from routecast.core.policy import OperatingCurve
 
     if not isinstance(calibration, dict):
         raise CheckpointError(f"{cfg_path}: field 'state.calibration_' must be an object or null")

@@ -27,7 +27,7 @@ from routecast.router.group_prior import (STRENGTH_GRID, check_strength, masked_
 from routecast.router.inner_split import split_validation
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 
 #: numbers of clusters tried by ``k="auto"``
 K_GRID = (1, 5, 10, 20, 40, 80)

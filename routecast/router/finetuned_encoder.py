@@ -46,7 +46,7 @@ from routecast.router.mlp import check_loss, split_validation
 from routecast.router.quality_net import TorchNetState, TransformerQualityNet
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float, Int
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 
 _BASE_MODELS = ("minilm", "tiny")
 _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,

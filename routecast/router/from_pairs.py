@@ -5,7 +5,7 @@ prompt", so only routers that can learn from comparisons (those with ``fit_prefe
 ``mf``, ``sw-ranking``) can be fitted on it; every other router gets one clear error naming them.
 Costs come from the price table the log was loaded with (``PairwiseLog.prices``, see
 :meth:`PairwiseLog.model_costs`). Calibration is measured on judged pairs as defined in
-:mod:`routecast.router.evaluation.pairwise`.
+:mod:`routecast.evaluation.pairwise`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def fit_from_pairs(router, pairs, embeddings: np.ndarray | None = None):
     check_learns_from_pairs(router, pairs.source)
     if len(pairs) == 0:
         raise RoutingError(f"cannot fit router {router.name!r} on an empty log ({pairs.source})")
-    from routecast.router.evaluation.pairwise import win_rates
+    from routecast.evaluation.pairwise import win_rates
 
     router.fit_preferences(pairs, embeddings, costs=pairs.model_costs() or None)
     rates = win_rates(pairs)
@@ -67,7 +67,7 @@ def fit_from_pairs(router, pairs, embeddings: np.ndarray | None = None):
 
 def calibrate_from_pairs(router, pairs, embeddings: np.ndarray | None = None):
     """Calibrate ``router`` on a pairwise validation log (needs a cost per model: a price table)."""
-    from routecast.router.evaluation.pairwise import calibrate_on_pairs
+    from routecast.evaluation.pairwise import calibrate_on_pairs
 
     router._check_fitted()
     if np.isnan(np.asarray(router.costs_, dtype=np.float64)).any():

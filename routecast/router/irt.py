@@ -26,7 +26,7 @@ from routecast.router.mlp import MlpRouter
 from routecast.router.net_state import require_torch
 from routecast.router.registry import register_router
 from routecast.router.search_space import Int
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 
 
 @register_router("irt")

@@ -44,7 +44,7 @@ from routecast.router.mlp import check_loss
 from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}

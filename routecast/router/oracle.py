@@ -13,7 +13,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.router.base import Router
 from routecast.router.registry import register_router
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 
 
 def _key(text: str) -> str:

@@ -38,7 +38,7 @@ from routecast.router.group_prior import masked_brier
 from routecast.router.inner_split import split_validation
 from routecast.router.registry import get_router_class, make_router, register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 from routecast.router.task_prior import TaskPriorRouter, task_labels
 
 PRIORS = ("cluster-prior", "task-prior")

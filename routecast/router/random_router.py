@@ -1,5 +1,5 @@
 """The random baseline, RouteLLM-style: send a share ``ratio`` of prompts to the strong model
-(the best-quality one, :func:`routecast.router.policy.strong_weak`).
+(the best-quality one, :func:`routecast.core.policy.strong_weak`).
 
 With ``ratio=None`` every model is equally likely. Randomness is a hash of the prompt text and
 the seed, so the same prompt always gets the same draw (routing is reproducible and batch order

@@ -29,7 +29,7 @@ from routecast.router.base import Router
 from routecast.router.mf import cost_vector, pair_embeddings, preference_arrays
 from routecast.router.registry import register_router
 from routecast.router.search_space import Float, Int
-from routecast.router.tags import RouterTags
+from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _BLOCK = 256  # queries per block: bounds the (block, n_train) similarity matrix

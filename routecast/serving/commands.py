@@ -144,7 +144,7 @@ def keygen(
     public_key: Annotated[Optional[Path], typer.Option("--public", help="Public key file [PRIVATE_KEY.pub].")] = None,
 ) -> None:
     """Make an ed25519 key pair for signing checkpoints (export --sign / --trusted-key)."""
-    from routecast.router.signing import generate_keypair
+    from routecast.core.signing import generate_keypair
 
     public_key = public_key or private_key.with_name(private_key.name + ".pub")
     key_id = generate_keypair(private_key, public_key)

@@ -3,7 +3,7 @@ what probability (the propensity that off-policy evaluation and propensity-weigh
 
 The random draw is a hash of the request id, not a random generator's state: replaying a logged
 request id reproduces its choice exactly, and no global random state is kept. The rule itself
-(epsilon-greedy or a softmax over utilities) is :func:`routecast.router.policy.explore`.
+(epsilon-greedy or a softmax over utilities) is :func:`routecast.core.policy.explore`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from routecast.router.policy import explore
+from routecast.core.policy import explore
 
 
 def uniform_for(request_id: str) -> float:

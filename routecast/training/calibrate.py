@@ -83,7 +83,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     """Calibrate ``RUN_DIR/router`` on the run's validation split and check it on the test split.
 
     Give exactly one request: ``budget`` (USD per query), ``strong_share`` (share of calls to the
-    strong model: the best-quality one, :func:`routecast.router.policy.strong_weak`), ``target_quality`` (mean quality to reach at the lowest cost) or
+    strong model: the best-quality one, :func:`routecast.core.policy.strong_weak`), ``target_quality`` (mean quality to reach at the lowest cost) or
     ``match_model`` (reach that model's validation quality at the lowest cost). Raises
     :class:`RoutingError` when the request cannot be met on the calibration split (e.g. a budget
     below the cheapest routing cost). Re-saves the checkpoint with its calibration curve (atomic
@@ -96,9 +96,9 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     ``result["config_line"]`` is the line to paste into a server config.
     """
     from routecast.router.checkpoint import load_checkpoint, read_config, save_checkpoint
-    from routecast.router.evaluation.curves import realised_costs
+    from routecast.evaluation.curves import realised_costs
     from routecast.router.pipeline import prepare, split_embeddings
-    from routecast.router.policy import OperatingCurve, sweep
+    from routecast.core.policy import OperatingCurve, sweep
 
     given = {k: v for k, v in (("budget", budget), ("strong_share", strong_share),
                                ("target_quality", target_quality), ("match_model", match_model))
@@ -115,7 +115,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     prepared = prepare(**prepare_kwargs(run))
     val, test = prepared.val, prepared.test
     # a pairwise run (judged pairs, costs from its price table) is measured on win rates:
-    # routecast.router.evaluation.pairwise; its logs have no select_models/scores
+    # routecast.evaluation.pairwise; its logs have no select_models/scores
     if not prepared.pairwise and tuple(val.models) != tuple(router.models_):
         val, test = val.select_models(router.models_), test.select_models(router.models_)
 
@@ -125,7 +125,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
             raise ConfigError(f"match_model {match_model!r} is not one of the router's models: "
                               f"{', '.join(router.models_)}")
         if prepared.pairwise:
-            from routecast.router.evaluation.pairwise import judged_prompts
+            from routecast.evaluation.pairwise import judged_prompts
 
             col = judged_prompts(val, router.models_).scores()[:, list(router.models_).index(match_model)]
         else:
@@ -145,7 +145,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
 
     # the same lam on the untouched test split, measured by the same kernel (complete rows only)
     if prepared.pairwise:
-        from routecast.router.evaluation.pairwise import measure_at
+        from routecast.evaluation.pairwise import measure_at
 
         on_cal["judged"] = int(router.calibration_["judged"][point])
         on_test = measure_at(router, test, lam, split_embeddings(router, prepared, "test"), strong=curve.strong)

@@ -41,7 +41,7 @@ def _print_run(run, *, footer: str) -> None:
     from routecast.training.tables import leaderboard_footer, leaderboard_table, per_benchmark_table, unranked_table
 
     if run.pairwise is not None:  # a pairwise log: win rates against a reference model
-        from routecast.router.evaluation.pairwise import pairwise_table
+        from routecast.evaluation.pairwise import pairwise_table
 
         print_table(**pairwise_table(run.pairwise))
         typer.echo(footer)

@@ -71,7 +71,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     and evaluate all curves together with the single models.
 
     ``cost_range``, ``strong`` and ``weak`` are passed to
-    :func:`routecast.router.evaluation.evaluate.evaluate` (AIQ range; APGR's pair). With
+    :func:`routecast.evaluation.evaluate.evaluate` (AIQ range; APGR's pair). With
     ``skip_failures`` a router that cannot run on this data (e.g. ``task-prior`` on a log without a
     benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
     run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run).
@@ -79,9 +79,9 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     The priors (``cluster-prior``, ``task-prior``) are also scored on the validation split, and
     ``task-prior`` adds its logged-task form (``task-prior (logged task)``, the dataset oracle):
     the better prior, which every learned router's ``gain_over_prior`` is measured against, is
-    the one with the best validation AIQ (:mod:`routecast.router.evaluation.priors`)."""
-    from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
-    from routecast.router.evaluation.priors import PRIOR_ROUTERS, score_prior
+    the one with the best validation AIQ (:mod:`routecast.evaluation.priors`)."""
+    from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+    from routecast.evaluation.priors import PRIOR_ROUTERS, score_prior
 
     params = dict(params or {})
     from routecast.errors import RoutecastError

@@ -3,7 +3,7 @@
 The decision log of a deployed router, with its feedback, is turned into a bandit outcome log
 (:func:`routecast.data.decision_log.outcome_log_from_decisions`). Each candidate - a checkpoint
 folder, or a registered router name fitted on ``data``'s train split - routes the logged prompts
-at its default operating point (or ``lam``), and :func:`routecast.router.evaluation.off_policy.off_policy_estimates`
+at its default operating point (or ``lam``), and :func:`routecast.evaluation.off_policy.off_policy_estimates`
 estimates its quality and cost with IPS, SNIPS and doubly robust estimators (the candidate's own
 predicted qualities are DR's reward model), each with a 95 % bootstrap interval. The logging
 policy's own realised mean is the reference row.
@@ -39,7 +39,7 @@ def evaluate_off_policy(decision_log: str | os.PathLike, routers: Sequence[str],
                         seed: int = 0) -> dict[str, Any]:
     """Estimate each candidate's mean quality and cost on the logged, feedback-scored traffic."""
     from routecast.data.decision_log import outcome_log_from_decisions
-    from routecast.router.evaluation.off_policy import off_policy_estimates
+    from routecast.evaluation.off_policy import off_policy_estimates
 
     bandit = outcome_log_from_decisions(decision_log)
     if "propensity" not in bandit.meta.columns or bandit.meta["propensity"].isna().any():

@@ -26,7 +26,7 @@ class RunOutput:
     """An experiment and where its files went (``report`` is OUT/report.md).
 
     On a pairwise log ``experiment`` is None and ``pairwise`` holds the win-rate evaluation
-    (:class:`routecast.router.evaluation.pairwise.PairwiseEvaluation`).
+    (:class:`routecast.evaluation.pairwise.PairwiseEvaluation`).
     """
 
     experiment: Any  # routecast.training.experiment.Experiment
@@ -102,7 +102,7 @@ def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mappin
     table gives every model a cost, and measure win rates against ``reference`` on the test pairs.
     Returns (PairwiseEvaluation, {name: (router, train seconds)})."""
     from routecast.errors import RoutingError
-    from routecast.router.evaluation.pairwise import default_reference, evaluate_pairwise
+    from routecast.evaluation.pairwise import default_reference, evaluate_pairwise
     from routecast.router.from_pairs import check_learns_from_pairs
     from routecast.router.pipeline import fit_router, split_embeddings
     from routecast.router.registry import get_router_class
@@ -133,7 +133,7 @@ def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mappin
 
 
 def _write_report(experiment, out: Path, *, title: str) -> Path:
-    from routecast.router.evaluation.report import write_report
+    from routecast.evaluation.report import write_report
 
     return write_report(experiment.result, out, title=title)
 
@@ -153,7 +153,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
     ``columns`` (a column mapping) and ``prices`` (a price table) go to :func:`prepare`. On a
     pairwise log the routers are compared by win rate against ``reference`` (default: the model
     with most wins) with bootstrap intervals, per lam point (see
-    :mod:`routecast.router.evaluation.pairwise`); cascades and ensembles need outcomes."""
+    :mod:`routecast.evaluation.pairwise`); cascades and ensembles need outcomes."""
     from routecast.router.pipeline import prepare
     from routecast.cascade.kinds import ENSEMBLE_KINDS, parse_kinds
     from routecast.cascade.suite import cascade_curves
@@ -165,7 +165,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
     prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
     if prepared.pairwise:
-        from routecast.router.evaluation.pairwise import write_pairwise_report
+        from routecast.evaluation.pairwise import write_pairwise_report
 
         if cascades or ensembles:
             prepared.require_outcomes("comparing cascades or ensembles")
@@ -245,7 +245,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     split = {k: prepared.settings[k] for k in ("val", "test", "seed", "use_logged_split", "limit", "models")}
     split.update(_data_settings(columns, prices))
     if prepared.pairwise:
-        from routecast.router.evaluation.pairwise import write_pairwise_report
+        from routecast.evaluation.pairwise import write_pairwise_report
 
         evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
                                            n_boot=200, seed=seed)

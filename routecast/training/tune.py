@@ -11,7 +11,7 @@ WHY it looks like this:
   refuses (``TestSplitAccessError``) any access to the test split or the whole log, so a
   leak is an exception rather than a silently optimistic number.
 * **Same numbers as evaluation.** A trial's value comes from the evaluation module's sweep
-  (:func:`routecast.router.evaluation.evaluate.sweep_router`) and metrics (AIQ, quality at a budget,
+  (:func:`routecast.evaluation.evaluate.sweep_router`) and metrics (AIQ, quality at a budget,
   cost to reach a quality), on a cost range fixed by the single models on the validation split
   so trials are comparable.
 * **Resumable.** With ``storage`` (e.g. ``sqlite:///tune.db``) the study is created with
@@ -198,8 +198,8 @@ def objective_direction(objective: str) -> str:
 def measure(router, view: TuningView, objective: str, *, budget: float | None = None,
             target: float | None = None, cost_range: tuple[float, float] | None = None) -> tuple[float, dict]:
     """Score a fitted router on the validation split; returns (objective value, details)."""
-    from routecast.router.evaluation import metrics
-    from routecast.router.evaluation.evaluate import single_model_cost_range, sweep_router
+    from routecast.evaluation import metrics
+    from routecast.evaluation.evaluate import single_model_cost_range, sweep_router
     from routecast.router.pipeline import split_embeddings
 
     X = split_embeddings(router, view, "val")
@@ -296,7 +296,7 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
         raise ConfigError(f"hyperparameter(s) {', '.join(overlap)} are tuned; do not also fix them")
 
     view = prepared if isinstance(prepared, TuningView) else TuningView(prepared)
-    from routecast.router.evaluation.evaluate import single_model_cost_range
+    from routecast.evaluation.evaluate import single_model_cost_range
 
     cost_range = single_model_cost_range(view.val)
     if objective == "quality@budget" and budget < cost_range[0] - 1e-15:

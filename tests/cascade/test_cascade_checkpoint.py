@@ -17,7 +17,7 @@ import pytest
 from routecast.cascade.cascade_router import SCORER_ENCODER_DIR, CascadeRouter
 from routecast.errors import CheckpointError
 from routecast.router.checkpoint import manifest_sha256
-from routecast.router.signing import generate_keypair
+from routecast.core.signing import generate_keypair
 from routecast.serving.cascade_runtime import load_cascade
 from tests._support.encoders import toy_static_encoder
 from tests.cascade.test_cascade_router import parts, synthetic

@@ -12,7 +12,7 @@ import pytest
 from routecast.cascade.cascade_router import CascadeRouter
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import CheckpointError
-from routecast.router.policy import RoutecastWarning
+from routecast.core.policy import RoutecastWarning
 
 ENC = "hashing:dim=64"
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho".split()

@@ -10,7 +10,7 @@ from routecast.cascade.kinds import CASCADE_KINDS, cascade_support, parse_kinds
 from routecast.cascade.smoothie import agreement_weights, smoothie_select
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import ConfigError
-from routecast.router.policy import RoutecastWarning
+from routecast.core.policy import RoutecastWarning
 
 
 def tiny(responses):

@@ -215,7 +215,7 @@ def _three_model_pairs():
 
 
 def test_judged_scores_and_win_rate_against_a_reference_by_hand():
-    from routecast.router.evaluation.pairwise import default_reference, judged_prompts
+    from routecast.evaluation.pairwise import default_reference, judged_prompts
 
     pairs = _three_model_pairs()
     judged = judged_prompts(pairs, ("a", "b", "c"))
@@ -230,7 +230,7 @@ def test_judged_scores_and_win_rate_against_a_reference_by_hand():
 
 
 def test_evaluate_counts_choices_not_judged_against_the_reference():
-    from routecast.router.evaluation.pairwise import evaluate_pairwise
+    from routecast.evaluation.pairwise import evaluate_pairwise
 
     pairs = _three_model_pairs()
     result = evaluate_pairwise({}, pairs, reference="a", n_boot=20)

@@ -123,7 +123,7 @@ def _judge_answer(text: str, model: str) -> str:
 
 
 def test_collect_score_with_judge_then_train_and_evaluate(tmp_path):
-    from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+    from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
     from routecast.router.pipeline import fit_router, prepare, split_embeddings
 
     def strong(text, model):

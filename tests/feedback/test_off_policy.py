@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from routecast.errors import RoutingError
-from routecast.router.evaluation.off_policy import off_policy_estimates
-from routecast.router.policy import decide, explore
+from routecast.evaluation.off_policy import off_policy_estimates
+from routecast.core.policy import decide, explore
 
 
 def test_epsilon_greedy_propensities():

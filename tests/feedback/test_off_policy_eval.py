@@ -11,7 +11,7 @@ import pytest
 from routecast.data.decision_log import DecisionLog
 from routecast.errors import DataError
 from routecast.router.pipeline import fit_router, prepare
-from routecast.router.policy import chosen, decide, explore
+from routecast.core.policy import chosen, decide, explore
 from routecast.training.off_policy import evaluate_off_policy, off_policy_markdown
 
 ENCODER = "static"

@@ -100,7 +100,7 @@ def test_exploration_logs_propensities_that_replay(ckpt, backend, tmp_path):
 
 
 def _greedy(record):
-    from routecast.router.policy import decide
+    from routecast.core.policy import decide
     import numpy as np
 
     models = record["models"]

@@ -1,5 +1,6 @@
-"""Layers point down only: ``data`` <- ``router`` <- ``cascade`` <- ``training``, and
-``serving`` <- ``router`` (+ ``cascade``, where the server runs a cascade).
+"""Layers point down only: ``data`` <- ``core`` (the kernel) <- ``evaluation`` <- ``router`` <-
+``cascade`` <- ``training``, and ``serving`` <- ``core`` + ``router`` (+ ``cascade``, where the
+server runs a cascade).
 
 Every ``import`` in every module of the package is read with :mod:`ast` (function-level
 imports included: a lazy import is still a dependency) and each arrow between two first-level
@@ -20,11 +21,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "routecast"
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "data": {"base"},
-    "router": {"base", "data"},
-    "cascade": {"base", "data", "router"},
-    "training": {"base", "data", "router", "cascade"},
-    "serving": {"base", "data", "router", "cascade"},
-    "top": {"base", "data", "router", "cascade", "training", "serving"},
+    "core": {"base", "data"},
+    "evaluation": {"base", "data", "core"},
+    "router": {"base", "data", "core", "evaluation"},
+    "cascade": {"base", "data", "core", "evaluation", "router"},
+    "training": {"base", "data", "core", "evaluation", "router", "cascade"},
+    "serving": {"base", "data", "core", "router", "cascade"},
+    "top": {"base", "data", "core", "evaluation", "router", "cascade", "training", "serving"},
 }
 BASE_MODULES = {"errors", "atomic", "jsonable", "cli_options", "_version"}
 
@@ -146,3 +149,105 @@ def test_checker_catches_an_upward_import(tmp_path):
                                              (("cli",), "top"), ((), "top")])
 def test_layer_of(module, expected):
     assert layer_of(module) == expected
+
+
+# ---- file level: no cycle between files, no private name across modules, no oversized file ----
+
+#: a module longer than this is several concepts in one file
+MAX_FILE_LINES = 600
+
+
+def _resolve(target: tuple[str, ...], modules: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The module an import names: ``('router', 'knn', 'KNNRouter')`` -> ``('router', 'knn')``."""
+    while target and target not in modules:
+        target = target[:-1]
+    return target if target else None
+
+
+def file_cycles(graph) -> list[list[str]]:
+    """Strongly connected groups of files (Tarjan): every file in one imports, perhaps lazily and
+    through others, every other file in it."""
+    modules = set(graph)
+    edges = {m: sorted({t for _, imp in imps if (t := _resolve(imp, modules)) and t != m})
+             for m, imps in graph.items()}
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    on_stack: set = set()
+    groups: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(".".join(member) or "__init__")
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+    return sorted(groups)
+
+
+def private_imports(package: Path = PACKAGE) -> list[str]:
+    """``from routecast.x import _name``: a private name used outside the module that owns it."""
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("routecast")):
+                bad.extend(f"routecast/{path.relative_to(package).as_posix()}:{node.lineno} imports "
+                           f"{node.module}.{alias.name}" for alias in node.names
+                           if alias.name.startswith("_") and not alias.name.startswith("__"))
+    return bad
+
+
+def oversized_files(package: Path = PACKAGE) -> list[str]:
+    return [f"{path.relative_to(package).as_posix()}: {n} lines" for path in sorted(package.rglob("*.py"))
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_FILE_LINES]
+
+
+def test_no_cycle_between_files():
+    assert file_cycles(module_graph()) == []
+
+
+def test_no_private_name_imported_from_another_module():
+    assert private_imports() == []
+
+
+def test_no_file_over_the_size_limit():
+    assert oversized_files() == []
+
+
+def test_file_checks_catch_a_lazy_cycle_and_a_private_import(tmp_path):
+    """The checks themselves can fail: a lazy import closing a cycle, and a private name."""
+    (tmp_path / "router").mkdir()
+    (tmp_path / "router" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "router" / "a.py").write_text("from routecast.router.b import make\n", encoding="utf-8")
+    (tmp_path / "router" / "b.py").write_text(
+        "def make():\n    from routecast.router.a import _helper\n", encoding="utf-8")
+    (tmp_path / "router" / "c.py").write_text("import routecast.router.a\n", encoding="utf-8")
+    assert file_cycles(module_graph(tmp_path)) == [["router.a", "router.b"]]
+    assert private_imports(tmp_path) == ["routecast/router/b.py:2 imports routecast.router.a._helper"]
+    (tmp_path / "router" / "c.py").write_text("x = 1\n" * (MAX_FILE_LINES + 1), encoding="utf-8")
+    assert oversized_files(tmp_path) == [f"router/c.py: {MAX_FILE_LINES + 1} lines"]

@@ -26,7 +26,7 @@ import pytest
 
 from routecast.errors import CheckpointError
 from routecast.router.checkpoint import load_checkpoint, manifest_sha256, save_checkpoint
-from routecast.router.signing import generate_keypair, sign_manifest
+from routecast.core.signing import generate_keypair, sign_manifest
 from tests._support.serving import TinyRouter, synthetic_log
 
 DIM = 16

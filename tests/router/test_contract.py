@@ -10,7 +10,7 @@ the checkpoint format in a FRESH interpreter (so loading never depends on what t
 imported).
 
 Exemptions are not listed here: a router declares them on its class as
-:class:`routecast.router.tags.RouterTags` (``requires_texts``, ``needs_torch``, ``slow_fit``,
+:class:`routecast.core.tags.RouterTags` (``requires_texts``, ``needs_torch``, ``slow_fit``,
 ``needs_preferences``, ``non_deterministic``, ``quick_params``), next to the code that needs them.
 """
 
@@ -29,7 +29,7 @@ from routecast.data.preferences import pairs_from_log
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint
 from routecast.router.registry import get_router_class, router_names
-from routecast.router.tags import RouterTags, router_tags
+from routecast.core.tags import RouterTags, router_tags
 from tests._support.paths import REPO
 
 ENCODER = "hashing:dim=256"
@@ -370,7 +370,7 @@ def test_tags_are_validated_and_frozen():
 
     assert router_tags(Untagged) == RouterTags()
     assert router_tags(Untagged()) is router_tags(Untagged)
-    with pytest.raises(TypeError, match="Mistagged.tags must be a routecast.router.tags.RouterTags"):
+    with pytest.raises(TypeError, match="Mistagged.tags must be a routecast.core.tags.RouterTags"):
         router_tags(Mistagged)
     with pytest.raises(TypeError, match="slow_fit must be a bool"):
         RouterTags(slow_fit="yes")

@@ -7,7 +7,7 @@ import pytest
 
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import RoutingError
-from routecast.router.policy import decide, lam_grid
+from routecast.core.policy import decide, lam_grid
 from routecast.router.registry import make_router
 
 

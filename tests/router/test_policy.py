@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from routecast.errors import RoutingError
-from routecast.router.policy import (OperatingCurve, RoutecastWarning, check_one_knob, chosen, pair_share_curve,
+from routecast.core.policy import (OperatingCurve, RoutecastWarning, check_one_knob, chosen, pair_share_curve,
                                      strong_weak, sweep)
 
 

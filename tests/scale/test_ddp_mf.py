@@ -46,7 +46,7 @@ def prepared():
 
 
 def _held_out_aiq(router, prepared) -> float:
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
 
     curve = sweep_router(router, prepared.test, embeddings=prepared.embeddings("test"))
     return evaluate({"mf": curve}, prepared.test, n_boot=20).routers["mf"].aiq

@@ -258,7 +258,7 @@ def test_serve_detects_a_cascade_checkpoint_and_pins_it(trained, fake, tmp_path)
         assert _ask(client, facts, "one").status_code == 200
     with pytest.raises(CheckpointError, match="pinned"):
         build_server(path, {"backends": str(backends), "expect_sha256": "0" * 64})
-    from routecast.router.signing import generate_keypair
+    from routecast.core.signing import generate_keypair
 
     generate_keypair(tmp_path / "key.pem", tmp_path / "key.pub")
     with pytest.raises(CheckpointError, match=r"manifest\.sig: missing; a trusted key was given"):

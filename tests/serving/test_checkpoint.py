@@ -164,7 +164,7 @@ def test_pinned_hash_must_look_like_one(tmp_path):
 
 def test_trusted_key_requires_a_signature_and_the_right_key(tmp_path):
     from routecast.router.checkpoint import copy_checkpoint
-    from routecast.router.signing import generate_keypair
+    from routecast.core.signing import generate_keypair
 
     generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
     generate_keypair(tmp_path / "other.pem", tmp_path / "other.pub")
@@ -220,7 +220,7 @@ def test_sentence_transformer_folder_ships_inside_the_checkpoint(tmp_path):
 
 def test_serve_authenticates_the_checkpoint_before_binding(tmp_path):
     from routecast.router.checkpoint import manifest_sha256
-    from routecast.router.signing import generate_keypair
+    from routecast.core.signing import generate_keypair
     from routecast.serving.serve import build_server
 
     generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")

@@ -22,8 +22,8 @@ import pytest
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import RoutingError
 from routecast.router.base import Router
-from routecast.router.evaluation.curves import RELATIVE, USD, Curve, realised_costs
-from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+from routecast.evaluation.curves import RELATIVE, USD, Curve, realised_costs
+from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
 from tests._support.routers import LookupRouter
 
 SCORES = np.array([[1, 1], [0, 1], [1, 0], [0, 1]], dtype=float)

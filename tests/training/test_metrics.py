@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from routecast.router.evaluation import metrics as M
+from routecast.evaluation import metrics as M
 
 
 # ------------------------------------------------------------------ hull

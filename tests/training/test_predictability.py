@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routecast.router.evaluation.predictability import auc, predictability
+from routecast.evaluation.predictability import auc, predictability
 
 
 def test_auc_counts_ties_half_and_needs_both_classes():

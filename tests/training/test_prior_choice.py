@@ -1,4 +1,4 @@
-"""The better prior is chosen on validation, never on test (routecast.router.evaluation.priors).
+"""The better prior is chosen on validation, never on test (routecast.evaluation.priors).
 
 On a hand-made log the prior with the better TEST AIQ loses the choice when validation says
 otherwise, and every learned policy's ``gain_over_prior`` follows the validation choice. On a real
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from routecast.router.evaluation.evaluate import aiq_difference, evaluate, sweep_router
-from routecast.router.evaluation.priors import (LOGGED_TASK_PRIOR, LoggedTaskQuality, choose_prior,
+from routecast.evaluation.evaluate import aiq_difference, evaluate, sweep_router
+from routecast.evaluation.priors import (LOGGED_TASK_PRIOR, LoggedTaskQuality, choose_prior,
                                                 validation_aiq)
 from tests._support.routers import LookupRouter
 from tests.training.test_evaluate import ConstantRouter, make_log
@@ -96,7 +96,7 @@ def test_run_experiment_chooses_the_prior_by_its_own_validation_scores(experimen
 
 
 def test_evaluate_shows_the_logged_task_prior_next_to_the_classifier(experiment, tmp_path):
-    from routecast.router.evaluation.report import write_report
+    from routecast.evaluation.report import write_report
 
     result, prepared = experiment.result, experiment.prepared
     logged = result.routers[LOGGED_TASK_PRIOR]

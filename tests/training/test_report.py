@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from routecast.data.outcome_log import OutcomeLog
-from routecast.router.evaluation.evaluate import evaluate, single_model_curves, sweep_router
-from routecast.router.evaluation.plots import plot_call_shares, plot_cost_quality, use_log_cost_axis
-from routecast.router.evaluation.report import write_report
+from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
+from routecast.evaluation.plots import plot_call_shares, plot_cost_quality, use_log_cost_axis
+from routecast.evaluation.report import write_report
 from tests._support.routers import LookupRouter
 
 SCORES = np.array([[1, 1], [0, 1], [1, 0], [0, 1]], dtype=float)

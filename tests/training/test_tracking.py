@@ -43,7 +43,7 @@ def evaluation_dir(small_log, tmp_path_factory):
     from routecast.atomic import write_json
     from routecast.router.encoders import get_encoder
     from routecast.router.registry import make_router
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
 
     train, test = small_log.subset(np.arange(280)), small_log.subset(np.arange(280, 360))
     enc = get_encoder(HASHING)

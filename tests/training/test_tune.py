@@ -11,7 +11,7 @@ from routecast.errors import ConfigError
 from routecast.router.pipeline import Prepared
 from routecast.training.tune import (TestSplitAccessError, TuningView, load_router_config, measure,
                                      save_router_config, tune)
-from routecast.router.evaluation.evaluate import single_model_cost_range
+from routecast.evaluation.evaluate import single_model_cost_range
 
 HASHING = "hashing:dim=256"
 

@@ -154,7 +154,7 @@ def write_report(result, out_dir, *, title: str,
     ``extra_sections`` maps a heading to a Markdown body appended to the report (settings,
     tuning history...). Returns the path of report.md.
     """
-    from routecast.router.evaluation.plots import plot_call_shares, plot_cost_quality
+    from routecast.evaluation.plots import plot_call_shares, plot_cost_quality
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ Unlogged cells, one rule everywhere
     tuning, cascades) keeps only the prompts whose every score is logged
     (:meth:`routecast.data.outcome_log.OutcomeLog.complete_rows`) and reports how many it
     dropped. A cost that was not logged takes the model's mean logged cost on the same log
-    (:func:`routecast.router.evaluation.curves.realised_costs`).
+    (:func:`routecast.evaluation.curves.realised_costs`).
 
 The strong and weak models
     :func:`strong_weak`: strong = highest mean quality on the split (ties: higher cost), weak =

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from routecast.atomic import atomic_path
-from routecast.router.evaluation import metrics
+from routecast.evaluation import metrics
 
 
 def _pyplot():

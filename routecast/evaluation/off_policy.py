@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from routecast.errors import RoutingError
-from routecast.router.evaluation.metrics import bootstrap_cis
+from routecast.evaluation.metrics import bootstrap_cis
 
 __all__ = ["OffPolicyEstimate", "off_policy_estimates", "ESTIMATORS"]
 

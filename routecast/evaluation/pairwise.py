@@ -15,7 +15,7 @@ calibration (:func:`pairwise_curve`, behind ``Router.calibrate``) and evaluation
   price takes the router's mean cost); ``quality`` = mean judged score of the chosen model over
   the prompts where it was judged (its win rate in the pairs that involve it); ``strong_share`` =
   share of calls to the strong model (best mean judged score on the split,
-  :func:`routecast.router.policy.strong_weak`). The number of prompts judged at each lam is kept
+  :func:`routecast.core.policy.strong_weak`). The number of prompts judged at each lam is kept
   (``judged``); a lam at which no choice was judged is left out of the curve, never filled in.
 * **win rate against a reference model** ``R`` (evaluation): per prompt, the chosen model's mean
   outcome in the pairs of that prompt between it and ``R``; choosing ``R`` itself counts as a tie
@@ -159,7 +159,7 @@ def _router_inputs(router, pairs, embeddings):
 def pairwise_curve(router, pairs, embeddings: np.ndarray | None = None, *, n_points: int | None = None):
     """The measured operating curve of ``router`` on a pairwise log (see the module docstring):
     ``(OperatingCurve, judged prompts per lam)``. Needs a cost per model (a price table)."""
-    from routecast.router.policy import CALIBRATION_POINTS, OperatingCurve, strong_weak, sweep
+    from routecast.core.policy import CALIBRATION_POINTS, OperatingCurve, strong_weak, sweep
 
     judged, quality = _router_inputs(router, pairs, embeddings)
     cost = router._route_costs(None, judged.n, required=True)
@@ -196,7 +196,7 @@ def measure_at(router, pairs, lam: float, embeddings: np.ndarray | None = None, 
                strong: int | None = None) -> dict[str, Any]:
     """Cost, judged win rate and strong share of ``router`` at one ``lam`` on a pairwise log
     (the calibration curve's definitions): what ``routecast calibrate`` reports for the test split."""
-    from routecast.router.policy import decide
+    from routecast.core.policy import decide
 
     judged, quality = _router_inputs(router, pairs, embeddings)
     cost = router._route_costs(None, judged.n, required=True)
@@ -269,8 +269,8 @@ def evaluate_pairwise(routers: Mapping[str, Any], pairs, *, reference: str | Non
     ``embeddings``: one row per pair of ``pairs`` (by the routers' encoder), or None. Routers
     without a cost per model are measured at lam = 0 only (best predicted quality).
     """
-    from routecast.router.evaluation.metrics import bootstrap_cis, call_shares
-    from routecast.router.policy import lam_grid, sweep
+    from routecast.evaluation.metrics import bootstrap_cis, call_shares
+    from routecast.core.policy import lam_grid, sweep
 
     reference = reference or default_reference(pairs)
     models = tuple(pairs.models)

@@ -22,8 +22,8 @@ import numpy as np
 
 from routecast.errors import RoutingError
 from routecast.jsonable import finite_or_none as _num
-from routecast.router.evaluation.metrics import call_shares as _call_shares
-from routecast.router.policy import strong_weak
+from routecast.evaluation.metrics import call_shares as _call_shares
+from routecast.core.policy import strong_weak
 
 #: cost axis label when the log holds USD costs (or a price table was given)
 USD = "USD per query"
@@ -106,7 +106,7 @@ class Curve:
     n_cost_imputed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     #: (strong index, shares, qualities) of a router's full margin sweep on a two-model log
-    #: (:func:`routecast.router.policy.pair_share_curve`); dropped by :meth:`restrict`
+    #: (:func:`routecast.core.policy.pair_share_curve`); dropped by :meth:`restrict`
     pair_shares: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ builders

@@ -5,7 +5,7 @@ router. A router that legitimately cannot pass one of them says so HERE, on its 
 ``tags`` class attribute - never in a list inside a test - so a new router is checked in full
 unless its author declares, next to the code, why not::
 
-    from routecast.router.tags import RouterTags
+    from routecast.core.tags import RouterTags
 
     @register_router("my-router")
     class MyRouter(Router):
@@ -83,6 +83,6 @@ def router_tags(router_or_class: Any) -> RouterTags:
     cls = router_or_class if isinstance(router_or_class, type) else type(router_or_class)
     tags = getattr(cls, "tags", DEFAULT_TAGS)
     if not isinstance(tags, RouterTags):
-        raise TypeError(f"{cls.__qualname__}.tags must be a routecast.router.tags.RouterTags, "
+        raise TypeError(f"{cls.__qualname__}.tags must be a routecast.core.tags.RouterTags, "
                         f"got {type(tags).__name__}")
     return tags

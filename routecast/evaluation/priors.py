@@ -33,7 +33,7 @@ CHOSEN_BY = "validation AIQ"
 
 class LoggedTaskQuality:
     """A fitted task prior (or a router holding one as ``prior_router_``, e.g. prior-residual)
-    seen through the interface :func:`~routecast.router.evaluation.evaluate.sweep_router` uses,
+    seen through the interface :func:`~routecast.evaluation.evaluate.sweep_router` uses,
     predicting from each prompt's logged task in ``log`` (``predict_quality_for_tasks``) instead of
     from its embedding.
 
@@ -68,7 +68,7 @@ class LoggedTaskQuality:
 def validation_aiq(policy, val_log, *, embeddings: np.ndarray | None = None) -> float:
     """AIQ of ``policy`` (a fitted router, or a wrapper like :class:`LoggedTaskQuality`) on
     ``val_log``, over that split's own single-model cost range; NaN when it is a single point."""
-    from routecast.router.evaluation.evaluate import evaluate, sweep_router
+    from routecast.evaluation.evaluate import evaluate, sweep_router
 
     curve = sweep_router(policy, val_log, embeddings=embeddings, label="policy")
     return float(evaluate({"policy": curve}, val_log, n_boot=0).routers["policy"].aiq)
@@ -100,7 +100,7 @@ def score_prior(name: str, router, val_log, test_log, *, val_embeddings=None, te
     A validation split without complete rows gives no validation AIQ (the prior then cannot be
     chosen); nothing here looks at the test split's scores except the curve it returns.
     """
-    from routecast.router.evaluation.evaluate import sweep_router
+    from routecast.evaluation.evaluate import sweep_router
 
     curves, val = {}, {}
     usable_val = val_log is not None and val_log.n_prompts > 0 and bool(val_log.complete_rows().any())

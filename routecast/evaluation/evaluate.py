@@ -4,9 +4,9 @@
 through the same two steps, so a number means the same thing everywhere:
 
 1. :func:`sweep_router` predicts quality once per test prompt, then applies the shared decision
-   rule (:func:`routecast.router.policy.decide`) at every willingness-to-pay value of
-   :func:`routecast.router.policy.lam_grid`, recording per prompt which model was chosen and what
-   that call really cost and scored in the log (a :class:`~routecast.router.evaluation.curves.Curve`).
+   rule (:func:`routecast.core.policy.decide`) at every willingness-to-pay value of
+   :func:`routecast.core.policy.lam_grid`, recording per prompt which model was chosen and what
+   that call really cost and scored in the log (a :class:`~routecast.evaluation.curves.Curve`).
 2. :func:`evaluate` puts all curves on one declared cost range and computes RouterBench's AIQ
    (with a paired bootstrap interval over prompts), the cost to match the best single model, and
    for strong/weak pairs RouteLLM's APGR and CPT.
@@ -19,7 +19,7 @@ reported with its cost and quality as "outside the range", and a policy with a s
 point (a single model, a router that always picks the same model) as a "point"; neither gets an
 AIQ rank.
 
-Missing scores and costs follow the kernel's one rule (:mod:`routecast.router.policy`).
+Missing scores and costs follow the kernel's one rule (:mod:`routecast.core.policy`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.jsonable import finite_or_none as _num
 from routecast.jsonable import to_jsonable
-from routecast.router.evaluation import metrics
-from routecast.router.evaluation.curves import USD, Curve, realised_costs
-from routecast.router.evaluation.predictability import predictability
-from routecast.router.evaluation.priors import PRIOR_LABELS, PRIOR_ROUTERS, prior_choice
-from routecast.router.policy import pair_share_curve, strong_weak, sweep
+from routecast.evaluation import metrics
+from routecast.evaluation.curves import USD, Curve, realised_costs
+from routecast.evaluation.predictability import predictability
+from routecast.evaluation.priors import PRIOR_LABELS, PRIOR_ROUTERS, prior_choice
+from routecast.core.policy import pair_share_curve, strong_weak, sweep
 
 __all__ = ["Curve", "sweep_router", "single_model_curves", "evaluate", "single_model_cost_range",
            "EvaluationResult", "RouterScore", "aiq_difference", "PRIOR_ROUTERS"]
@@ -60,7 +60,7 @@ def sweep_router(router, test_log, *, embeddings: np.ndarray | None = None,
     skip encoding). Decisions use the router's expected per-model costs from training (or
     ``costs``, a per-model price table); a model whose expected cost is unknown takes its mean
     realised cost on the test log. The realised cost of a choice is the logged cost of that call
-    (missing cells filled as :func:`~routecast.router.evaluation.curves.realised_costs` says and counted
+    (missing cells filled as :func:`~routecast.evaluation.curves.realised_costs` says and counted
     in ``Curve.n_cost_imputed``); the realised quality is the logged score.
     """
     if tuple(test_log.models) != tuple(router.models_):
@@ -132,7 +132,7 @@ class RouterScore:
     ``status`` is ``"curve"`` (ranked by AIQ), ``"point"`` (one operating point: reported by cost
     and quality, no AIQ) or ``"outside the range"`` (every point costs more than the range's upper
     end: no AIQ). ``gain_over_prior`` is AIQ minus the AIQ of ``prior``, the prior with the best
-    validation AIQ (routecast.router.evaluation.priors), with a paired interval.
+    validation AIQ (routecast.evaluation.priors), with a paired interval.
     """
 
     label: str
@@ -327,15 +327,15 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
 
     * cost range ``[c_min, c_max]``: ``cost_range`` if given, else the cheapest and the dearest
       single model's mean cost on these prompts; never taken from the compared policies. AIQ of
-      each ranked curve over it (:func:`routecast.router.evaluation.metrics.aiq`), with a
+      each ranked curve over it (:func:`routecast.evaluation.metrics.aiq`), with a
       percentile bootstrap interval (prompts resampled with replacement, the same draws for every
       curve, range held fixed); ``aiq_gain`` = AIQ - zero-router AIQ.
     * best single model: highest mean score (ties: cheaper). ``cost_to_match_best``: lowest cost
       at which the curve's hull reaches its quality (inf if never), and its ratio to that
       model's cost; ``quality_at_best_cost``: hull quality at that model's cost.
-    * strong/weak models: :func:`routecast.router.policy.strong_weak` (``strong``/``weak`` name
+    * strong/weak models: :func:`routecast.core.policy.strong_weak` (``strong``/``weak`` name
       them); on two-model logs APGR, CPT(50%) and CPT(80%) against the strong-call share.
-    * priors (:data:`~routecast.router.evaluation.priors.PRIOR_LABELS`): every learned (a1)
+    * priors (:data:`~routecast.evaluation.priors.PRIOR_LABELS`): every learned (a1)
       policy gets ``gain_over_prior`` = its AIQ - the AIQ of the better prior, with a paired
       interval (:func:`aiq_difference`). The better prior is the one with the best AIQ on the
       validation split, ``prior_val_aiq`` (label -> validation AIQ, measured by the caller, e.g.
@@ -435,7 +435,7 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
 
 def _share_axis(curve: Curve, strong: int) -> tuple[np.ndarray, np.ndarray]:
     """(strong-call shares, qualities) a curve offers on the APGR axis: a router's full margin
-    sweep when it has one for this strong model (:func:`routecast.router.policy.pair_share_curve`),
+    sweep when it has one for this strong model (:func:`routecast.core.policy.pair_share_curve`),
     else its operating points."""
     if curve.pair_shares is not None and curve.pair_shares[0] == strong:
         _, share, quality = curve.pair_shares
