@@ -50,7 +50,7 @@ def _pct(values, q) -> float:
 def build_checkpoint(router_type: str, encoder: str, n_train: int, out: Path) -> Path:
     from routecast.data import load_log
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     log = load_log("llmrouter_9models")
     idx = np.random.default_rng(0).choice(log.n_prompts, size=n_train, replace=False)

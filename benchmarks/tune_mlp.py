@@ -89,7 +89,7 @@ def main() -> None:
     print(f"tuned in {tune_seconds:.0f} s: default {result.default_value} -> best {result.best_value:.4f}",
           flush=True)
 
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
     from routecast.training.tune import _default_params
 
     defaults = _default_params(get_router_class("mlp"), get_router_class("mlp").search_space) or {}

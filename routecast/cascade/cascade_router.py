@@ -337,7 +337,7 @@ class CascadeRouter(OperatingPoints):
             raise ConfigError(f"lookaheads must be some of {', '.join(LOOKAHEADS)}, got {self.lookaheads!r}")
 
     def _make_router(self):
-        from routecast.router.registry import get_router_class, make_router
+        from routecast.core.registry import get_router_class, make_router
 
         params = {"encoder": self.encoder} if "encoder" in get_router_class(self.router).param_names() else {}
         return make_router(self.router, **params)

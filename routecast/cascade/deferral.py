@@ -221,7 +221,7 @@ def _make_router(name: str, encoder: str) -> "Router":
 
     if name in ("ridge", "ridge-quality"):
         return RidgeQualityRouter(encoder=encoder)
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
 
     try:
         cls = get_router_class(name)

@@ -91,7 +91,7 @@ class RouteResult:
 class Router(OperatingPoints, ABC):
     """Base class of every router: a1 (learned) and a2 (baseline)."""
 
-    #: registry name, set by :func:`routecast.router.registry.register_router`
+    #: registry name, set by :func:`routecast.core.registry.register_router`
     name: ClassVar[str] = ""
     #: "a1" learns a quality model from outcomes; "a2" is a non-pretrained baseline
     family: ClassVar[str] = "a1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from routecast.router.base import Router
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 
 
 @register_router("best-single")

@@ -6,7 +6,7 @@ import numpy as np
 
 from routecast.errors import RoutingError
 from routecast.router.base import Router
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 
 
 @register_router("cheapest")

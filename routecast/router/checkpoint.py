@@ -744,7 +744,7 @@ def _probe(router: "Router", n_models: int, weights: Path, dim: Any) -> None:
 
 def _build_router(verified: _Verified) -> "Router":
     """Semantic validation of a verified folder, then the router (and its encoder) built from its bytes."""
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     root, config = verified.root, verified.config
     cfg_path = root / CONFIG_FILE

@@ -25,7 +25,7 @@ from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.group_prior import (STRENGTH_GRID, check_strength, masked_brier, nearest_group,
                                           shrunk_group_means)
 from routecast.router.inner_split import split_validation
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float
 from routecast.core.tags import RouterTags
 

@@ -83,7 +83,7 @@ class DistributedTrainingError(RoutecastError):
 def distribution_params(router: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The distribution hyperparameters to add to ``router``'s parameters: only those that differ from
     one CPU process, checked; a router that does not train with Lightning is refused by name."""
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
 
     merged = {**TRAINER_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
     unknown = sorted(set(merged) - set(TRAINER_DEFAULTS))
@@ -101,7 +101,7 @@ def distribution_params(router: str, options: Mapping[str, Any] | None) -> dict[
 
 def lightning_routers() -> list[str]:
     """Registered routers whose hyperparameters include the distribution options."""
-    from routecast.router.registry import get_router_class, router_names
+    from routecast.core.registry import get_router_class, router_names
 
     return [name for name in router_names()
             if set(TRAINER_DEFAULTS) <= set(get_router_class(name).param_names())]

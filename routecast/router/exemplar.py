@@ -17,7 +17,7 @@ import numpy as np
 from routecast.errors import ConfigError
 from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Int
 from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER

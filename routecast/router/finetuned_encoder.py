@@ -44,7 +44,7 @@ from routecast.router.distributed import trainer_options
 from routecast.router.dual_contrastive import DualContrastiveObjective, check_dual_contrastive, model_similarities
 from routecast.router.mlp import check_loss, split_validation
 from routecast.router.quality_net import TorchNetState, TransformerQualityNet
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
 from routecast.core.tags import RouterTags
 

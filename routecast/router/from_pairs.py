@@ -22,7 +22,7 @@ def learns_from_pairs(router_or_class) -> bool:
 
 def pair_learners() -> list[str]:
     """Names of the registered routers that can learn from pairs (imports every router class)."""
-    from routecast.router.registry import get_router_class, router_names
+    from routecast.core.registry import get_router_class, router_names
 
     names = []
     for name in router_names():

@@ -24,7 +24,7 @@ import numpy as np
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.mlp import MlpRouter
 from routecast.router.net_state import require_torch
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Int
 from routecast.core.tags import RouterTags
 

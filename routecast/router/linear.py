@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from routecast.router.base import Router
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Float
 from routecast.router.encoders.default import DEFAULT_ENCODER
 

@@ -42,7 +42,7 @@ from routecast.router.base import Router
 from routecast.router.distributed import trainer_options, world_size
 from routecast.router.mlp import check_loss
 from routecast.router.net_state import TorchNetState, require_torch
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
 from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER

@@ -21,7 +21,7 @@ from routecast.router.base import Router
 from routecast.router.distributed import trainer_options
 from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.inner_split import split_validation  # noqa: F401 - re-exported
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
 from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER

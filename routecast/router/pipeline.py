@@ -143,7 +143,7 @@ def _select_pairs(log, *, models: list[str] | None, limit: int | None, seed: int
 
 def router_params(name: str, params: dict[str, Any] | None, prepared: Prepared) -> dict[str, Any]:
     """Fill in the encoder of the prepared data for routers that take one (unless given)."""
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
 
     params = dict(params or {})
     if "encoder" in get_router_class(name).param_names() and "encoder" not in params:
@@ -159,7 +159,7 @@ def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, 
     pairwise log, ``Router.fit`` fits from the pairs (costs from the log's price table) or
     raises a RoutingError naming the routers that can.
     """
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     params = router_params(name, params, prepared)
     router = make_router(name, **params)

@@ -36,7 +36,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.group_prior import masked_brier
 from routecast.router.inner_split import split_validation
-from routecast.router.registry import get_router_class, make_router, register_router
+from routecast.core.registry import get_router_class, make_router, register_router
 from routecast.router.search_space import Categorical, Float, Int
 from routecast.core.tags import RouterTags
 from routecast.router.task_prior import TaskPriorRouter, task_labels

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 
 from routecast.router.base import Router
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Float
 
 

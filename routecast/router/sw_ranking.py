@@ -27,7 +27,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.router.base import Router
 from routecast.router.mf import cost_vector, pair_embeddings, preference_arrays
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
 from routecast.core.tags import RouterTags
 from routecast.router.encoders.default import DEFAULT_ENCODER

@@ -23,7 +23,7 @@ from routecast.errors import ConfigError, RoutingError
 from routecast.router.base import Router
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.group_prior import check_strength, group_centroids, nearest_group, shrunk_group_means
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from routecast.router.search_space import Float
 
 #: meta columns that name a prompt's task, in the order ``column="auto"`` tries them

@@ -40,7 +40,7 @@ def parse_router_list(text: str, skip: str | None = None) -> list[str]:
     """``"knn,mlp, best-single"`` -> names, validated against the registry. ``"all"`` is every
     registered router except those in ``skip`` (comma-separated)."""
     from routecast.errors import ConfigError
-    from routecast.router.registry import router_names
+    from routecast.core.registry import router_names
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     skipped = [part.strip() for part in (skip or "").split(",") if part.strip()]
@@ -137,7 +137,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
 
 
 def _uses_prepared_encoder(name, params, prepared) -> bool:
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
 
     cls = get_router_class(name)
     return cls.uses_embeddings and (params or {}).get("encoder", prepared.encoder) == prepared.encoder

@@ -105,7 +105,7 @@ def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mappin
     from routecast.evaluation.pairwise import default_reference, evaluate_pairwise
     from routecast.router.from_pairs import check_learns_from_pairs
     from routecast.router.pipeline import fit_router, split_embeddings
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
 
     for name in names:  # before any embedding or fitting
         check_learns_from_pairs(get_router_class(name), prepared.log.source)
@@ -192,7 +192,7 @@ def resolve_router(router: Optional[str], config: Optional[str | os.PathLike],
                    params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The router name and hyperparameters from ``router``, a ``config`` file and ``params``
     (``params`` win over the config file), checked against the router before any work."""
-    from routecast.router.registry import check_router_params
+    from routecast.core.registry import check_router_params
 
     merged: dict[str, Any] = {}
     if config is not None:
@@ -318,7 +318,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
     from routecast.atomic import write_json
     from routecast.jsonable import to_jsonable
     from routecast.router.pipeline import prepare
-    from routecast.router.registry import check_router_params
+    from routecast.core.registry import check_router_params
     from routecast.training.tracking import Tracker
     from routecast.training.tune import objective_direction, save_router_config, tune
 

@@ -101,7 +101,7 @@ def routers_table() -> dict:
     """Every registered router: name, family, default hyperparameters, first line of its module doc."""
     import inspect
 
-    from routecast.router.registry import get_router_class, router_names
+    from routecast.core.registry import get_router_class, router_names
 
     rows = []
     for name in router_names():

@@ -151,7 +151,7 @@ def load_router_config(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     or unknown router, params that are not an object, unknown hyperparameters, unknown top-level
     keys. The ``tuning`` block (written by ``routecast tune``) is informational and ignored.
     """
-    from routecast.router.registry import get_router_class, router_names
+    from routecast.core.registry import get_router_class, router_names
 
     path = Path(path)
     try:
@@ -271,7 +271,7 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
     """
     import optuna
 
-    from routecast.router.registry import get_router_class
+    from routecast.core.registry import get_router_class
     from routecast.router.pipeline import fit_router, router_params
 
     direction = objective_direction(objective)
@@ -346,7 +346,7 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
             start = time.perf_counter()
             try:
                 if uses_callbacks:
-                    from routecast.router.registry import make_router
+                    from routecast.core.registry import make_router
                     from routecast.router.lightning_module import OptunaPruningCallback
                     from routecast.router.pipeline import split_embeddings
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from routecast.data.outcome_log import OutcomeLog
 from routecast.router.base import Router
-from routecast.router.registry import register_router
+from routecast.core.registry import register_router
 from tests._support.fake_backend import free_port
 
 ENCODER = "hashing:dim=128"
@@ -73,7 +73,7 @@ def synthetic_log(n: int = 120, seed: int = 0) -> OutcomeLog:
 
 
 def fitted_knn():
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     return make_router("knn", k=5, encoder=ENCODER).fit(synthetic_log())
 

@@ -183,7 +183,7 @@ def test_all_missing_scores_is_an_error(tmp_path):
 
 
 def test_preference_log_trains_a_preference_router_with_price_table_costs(tmp_path):
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     lines = ["prompt,model_a,model_b,winner"]
     for i in range(40):

@@ -155,7 +155,7 @@ def test_a_spreadsheet_with_other_column_names_trains_with_map(prefs, tmp_path, 
 
 def test_a_router_that_cannot_learn_from_pairs_is_one_clear_error(prefs):
     from routecast.data import load_data
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     folder, _ = prefs
     pairs = load_data(folder / "prefs.csv")
@@ -183,7 +183,7 @@ def test_tuning_a_pairwise_log_is_a_clear_error(prefs, monkeypatch):
 
 def test_fit_from_pairs_takes_costs_from_the_price_table_and_calibration_needs_them(prefs):
     from routecast.data import load_data, split_log
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     folder, _ = prefs
     priced = load_data(folder / "prefs.csv", prices=str(folder / "prices.yaml"))

@@ -25,7 +25,7 @@ import pytest
 
 from routecast.errors import TRAIN_EXTRA_MODULES, CheckpointError, ConfigError
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 from tests._support.paths import REPO
 from tests._support.encoders import toy_static_encoder
 from tests._support.serving import prompts_of, synthetic_log
@@ -141,7 +141,7 @@ def test_onnx_head_whose_shape_does_not_fit_is_refused(tmp_path):
 
 
 def test_training_a_torch_router_without_torch_names_the_extra():
-    done = _lean(BLOCK + "import numpy as np\nfrom routecast.router.registry import make_router\n"
+    done = _lean(BLOCK + "import numpy as np\nfrom routecast.core.registry import make_router\n"
                  "from routecast.errors import MissingExtraError\n"
                  "router = make_router('mf')\n"
                  "try:\n    router._fit(None, np.zeros((2, 4)))\nexcept MissingExtraError as exc:\n    print(exc)\n")

@@ -55,7 +55,7 @@ def test_torch_router_without_the_extra_names_the_router_and_the_extra():
     """finetuned-encoder (a transformer) is train-only; mlp/mf/irt load and route through head.onnx
     (tests/install/test_lean_checkpoints.py)."""
     done = _python("from routecast.errors import MissingExtraError\n"
-                   "from routecast.router.registry import make_router\n"
+                   "from routecast.core.registry import make_router\n"
                    "try:\n"
                    "    make_router('finetuned-encoder')\n"
                    "except MissingExtraError as exc:\n"
@@ -96,7 +96,7 @@ def test_static_block_sum_equals_the_naive_sum(bound, monkeypatch):
 
 def test_static_encoder_checkpoint_routes_without_the_training_extra(tmp_path):
     """Save in this (full) process, load and route where every train-extra module is blocked."""
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     from tests._support.serving import prompts_of, synthetic_log
 
     log = synthetic_log()

@@ -139,7 +139,7 @@ def checkpoints(tmp_path_factory):
 
     from routecast.router.encoders.sentence_transformer import bundled_minilm_path
     from routecast.router.encoders.static import distill_static
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     from tests._support.serving import real_small_log
 
     log = real_small_log(160)

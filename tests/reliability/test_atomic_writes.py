@@ -37,7 +37,7 @@ CHECKPOINT_WRITER = textwrap.dedent("""
     import numpy as np
     from routecast.data.outcome_log import OutcomeLog
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     rng = np.random.default_rng(0)
     n = 400
     log = OutcomeLog([f"p{i}" for i in range(n)], [f"prompt number {i} about topic {i % 7}" for i in range(n)],

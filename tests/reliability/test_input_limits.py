@@ -31,7 +31,7 @@ def test_huge_prompt_is_truncated_not_a_stall(spec):
 def test_runtime_routes_a_huge_prompt(tmp_path):
     import routecast
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     router = make_router("knn", k=5, encoder="hashing:dim=256").fit(_log())
     save_checkpoint(router, tmp_path / "ckpt")

@@ -28,7 +28,7 @@ from sklearn.base import clone
 from routecast.data.preferences import pairs_from_log
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint
-from routecast.router.registry import get_router_class, router_names
+from routecast.core.registry import get_router_class, router_names
 from routecast.core.tags import RouterTags, router_tags
 from tests._support.paths import REPO
 
@@ -319,7 +319,7 @@ _TORCH_FREE_PROCESS = r"""
 import json, sys
 import numpy as np
 from routecast.data import load_log
-from routecast.router.registry import get_router_class
+from routecast.core.registry import get_router_class
 log = load_log("llmrouter_9models")
 log = log.subset(np.sort(np.random.default_rng(0).choice(log.n_prompts, size=120, replace=False)))
 out = {}

@@ -8,7 +8,7 @@ import pytest
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import RoutingError
 from routecast.core.policy import decide, lam_grid
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 
 def _log(scores, costs, prompts=None):

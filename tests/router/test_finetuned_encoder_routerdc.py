@@ -18,7 +18,7 @@ from routecast.errors import ConfigError
 from routecast.router.dual_contrastive import (DualContrastiveObjective, next_in_cluster, sample_llm_loss,
                                                sample_sample_loss, slot_weights)
 from routecast.router.quality_net import masked_quality_loss
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 NAN = float("nan")
 #: 3 queries x 3 models: q0 a strict order, q1 one winner and two tied losers, q2 a tie and an unlogged cell

@@ -16,7 +16,7 @@ import pytest
 
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint
 from routecast.router.encoders.base import l2_normalise
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 HASHING = "hashing:dim=256"
 

@@ -14,7 +14,7 @@ import pytest
 import routecast
 from routecast.router.checkpoint import save_checkpoint
 from routecast.core.policy import decide, lam_grid
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 pytestmark = pytest.mark.slow  # trains a small torch model
 

@@ -14,7 +14,7 @@ from routecast.errors import ConfigError, RoutingError
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint
 from routecast.router.cluster_prior import K_GRID
 from routecast.router.group_prior import STRENGTH_GRID, masked_brier, shrunk_group_means
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 HASHING = "hashing:dim=256"
 

@@ -22,7 +22,7 @@ import torch
 from routecast.data.outcome_log import OutcomeLog
 from routecast.data.preferences import PairwiseLog
 from routecast.router.encoders import get_encoder
-from routecast.router.registry import get_router_class, make_router
+from routecast.core.registry import get_router_class, make_router
 
 pytestmark = pytest.mark.slow  # every test here trains a torch model or loads Lightning
 
@@ -276,7 +276,7 @@ def test_prediction_does_not_import_lightning(split300, tmp_path):
         import json, sys
         import numpy as np
         from safetensors.numpy import load_file
-        from routecast.router.registry import make_router
+        from routecast.core.registry import make_router
         root = {str(tmp_path)!r}
         X = np.load(root + "/X.npy", allow_pickle=False)
         for name in ("mlp", "mf"):

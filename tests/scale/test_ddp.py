@@ -127,7 +127,7 @@ def test_two_process_ddp_matches_one_process(prepared):
 
 @pytest.mark.slow
 def test_a_dying_rank_gives_one_clear_error(prepared):
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     from tests._support.ddp import FailOnRank
 
     router = make_router("mlp", encoder=HASHING, **{**MLP, "max_epochs": 2}, **TWO_RANKS)

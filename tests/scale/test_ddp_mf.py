@@ -12,7 +12,7 @@ import pytest
 
 from routecast.errors import ConfigError
 from routecast.router.distributed import distribution_params, lightning_routers
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 
 HASHING = "hashing:dim=256"
 MF = {"epochs": 10, "dim": 32, "encoder": HASHING}

@@ -173,7 +173,7 @@ def test_ray_batch_routing_equals_route_file_row_for_row(ray_cluster, tmp_path, 
     import pyarrow.parquet as pq
 
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     from routecast.serving.batch import route_file
     from routecast.serving.ray_route import route_with_ray
     from routecast.serving.runtime import load

@@ -13,7 +13,7 @@ import pytest
 
 from routecast.errors import CheckpointError, ConfigError
 from routecast.router.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
-from routecast.router.registry import make_router
+from routecast.core.registry import make_router
 from tests._support.serving import ENCODER, TinyRouter, synthetic_log
 
 

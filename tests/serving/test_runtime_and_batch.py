@@ -50,7 +50,7 @@ def test_runtime_refuses_conflicting_targets_and_bad_prompts(ckpt):
 def test_runtime_does_not_import_training_stack(tmp_path):
     """routecast.load + route in a fresh interpreter: no Lightning, optuna or mlflow, even for a torch router."""
     from routecast.router.checkpoint import save_checkpoint
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     ckpts = [str(make_checkpoint(tmp_path / "knn"))]
     mlp = make_router("mlp", encoder=ENCODER, **{k: v for k, v in FAST_PARAMS.items()

@@ -218,7 +218,7 @@ def test_bootstrap_is_paired_and_seeded():
 
 def test_real_slice_oracle_beats_best_single(small_split):
     train, test = small_split
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
 
     oracle = make_router("oracle").fit(test)
     best = make_router("best-single").fit(train)

@@ -42,7 +42,7 @@ def evaluation_dir(small_log, tmp_path_factory):
     """A real evaluation (knn and best-single on a small llmrouter slice) written as metrics.json."""
     from routecast.atomic import write_json
     from routecast.router.encoders import get_encoder
-    from routecast.router.registry import make_router
+    from routecast.core.registry import make_router
     from routecast.evaluation.evaluate import evaluate, sweep_router
 
     train, test = small_log.subset(np.arange(280)), small_log.subset(np.arange(280, 360))
