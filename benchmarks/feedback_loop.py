@@ -156,7 +156,7 @@ def main() -> None:
 
     from routecast.data import load_log
     from routecast.data.decision_log import outcome_log_from_decisions
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.evaluation.evaluate import aiq_difference, evaluate, sweep_router
     from routecast.core.registry import make_router
     from tests._support.fake_backend import FakeBackend

@@ -108,7 +108,7 @@ def agreement(reference, candidate) -> dict:
 
 def speed(router, prompts: list[str], n_single: int, n_batch: int, tmp: Path) -> dict:
     import routecast
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
 
     path = save_checkpoint(router, tmp / f"ckpt-{time.perf_counter_ns()}")
     t0 = time.perf_counter()

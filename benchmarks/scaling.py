@@ -77,7 +77,7 @@ def embed_rows(encoder: str, prompts_path: Path, n: int, tmp: Path, ray_ready: b
 
 
 def route_rows(prompts_path: Path, n: int, tmp: Path, ray_ready: bool) -> list[dict]:
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.router.pipeline import fit_router, prepare
     from routecast.serving.batch import route_file
     from routecast.serving.runtime import load as load_runtime

@@ -49,7 +49,7 @@ def _pct(values, q) -> float:
 
 def build_checkpoint(router_type: str, encoder: str, n_train: int, out: Path) -> Path:
     from routecast.data import load_log
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
 
     log = load_log("llmrouter_9models")

@@ -4,6 +4,9 @@ Every file routecast writes (embedding caches, checkpoints, reports, plots, deci
 through these helpers: the content is written to a temporary file in the same directory,
 flushed to disk, then renamed over the target with :func:`os.replace`, which is atomic on POSIX.
 
+Folders (checkpoints, encoder folders, sharded outputs) are built in a temporary sibling and
+swapped into place by :func:`replace_folder` (:func:`atomic_folder` around it), the one folder swap.
+
 It also holds the other file-safety pieces every command shares: :func:`out_lock` (one writer per
 output, ``fcntl.flock``), :func:`sigterm_as_exception` (SIGTERM unwinds, so temp files go),
 :func:`remove_stale_temps` (what a SIGKILL left), :func:`file_errors` (PermissionError and friends
@@ -92,6 +95,44 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     from routecast.jsonable import dumps
 
     write_text(path, dumps(obj) + "\n")
+
+
+# --------------------------------------------------------------------------- folders
+def temp_folder(path: str | os.PathLike) -> Path:
+    """A new empty sibling folder of ``path`` named ``.NAME.*.tmp`` (what :func:`remove_stale_temps` cleans)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+
+
+def replace_folder(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the finished folder ``tmp`` to ``target`` with one rename, so a reader sees the old
+    folder or the new one, never half of one. An existing folder at ``target`` is renamed aside
+    (``.NAME.*.old``) first and deleted after; a file or a symlink there is refused, not replaced."""
+    tmp, target = Path(tmp), Path(target)
+    if not target.exists() and not target.is_symlink():
+        os.replace(tmp, target)
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise FileAccessError(f"{target}: exists and is not a folder; refusing to replace it")
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old.rmdir()
+    os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary sibling folder of ``path``; fill it, and on success it replaces
+    ``path`` (:func:`replace_folder`); on an exception (Ctrl-C included) it is removed."""
+    tmp = temp_folder(path)
+    try:
+        yield tmp
+        replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 # --------------------------------------------------------------------------- file modes

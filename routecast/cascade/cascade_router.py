@@ -49,10 +49,7 @@ that the server (:mod:`routecast.serving.cascade_chat`) drives itself, one backe
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +59,8 @@ import numpy as np
 
 from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
 from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
-from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, feature_names, logit, rate, \
-    state_features
-from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
+from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, logit, rate, state_features
+from routecast.errors import ConfigError, NotFittedError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.core.operating_points import OperatingPoints
 from routecast.core.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
@@ -73,11 +69,6 @@ from routecast.core.policy import OperatingCurve, RoutecastWarning, check_one_kn
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
-FORMAT = "routecast-cascade-router"
-FORMAT_VERSION = 3  # 3: the answer scorer's encoder ships in scorer_encoder/; manifest.sig
-CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE, ROUTER_DIR = "config.json", "weights.safetensors", "manifest.json", "router"
-#: the answer scorer's encoder, shipped like a router checkpoint's (config.json with its entry + files)
-SCORER_ENCODER_DIR = "scorer_encoder"
 
 
 @dataclass
@@ -555,178 +546,48 @@ class CascadeRouter(OperatingPoints):
             raise NotFittedError("the cascade router is not fitted; call fit(train_log, val_log) first")
 
     # ---------------------------------------------------------- checkpoint
+    #: the registered short name (``router_type`` in config.json)
+    name = "cascade-router"
+
     def save(self, out_dir: str | os.PathLike, *, sign_key: str | os.PathLike | None = None) -> Path:
-        """Write a checkpoint folder: config.json + weights.safetensors + the ex-ante router's own
-        checkpoint (with its encoder) in ``router/`` + the answer scorer's encoder in
-        ``scorer_encoder/`` (weights or model folder, as a router ships its encoder: the checkpoint
-        never reads a model from outside itself) + manifest.json (sha256 of every file).
-        ``sign_key`` (an ed25519 private key file) adds ``manifest.sig``, as ``routecast export
-        --sign`` does for routers. Built next to ``out_dir`` and renamed into place; no pickle."""
-        from routecast.jsonable import to_jsonable
-        from routecast.router.checkpoint import _replace_dir, _save_arrays, save_checkpoint, sha256_file, ship_encoder
-        from routecast.core.signing import SIGNATURE_FILE, sign_manifest
-        from routecast.atomic import write_bytes, write_text
+        """Write a checkpoint folder in the kernel's one format (:mod:`routecast.core.checkpoint`):
+        config.json + weights.safetensors + the ex-ante router in ``router/`` + the answer scorer's
+        encoder in ``scorer_encoder/`` (the checkpoint never reads a model from outside itself) +
+        manifest.json; ``sign_key`` (an ed25519 private key file) adds ``manifest.sig``. What is
+        stored: :mod:`routecast.cascade.cascade_checkpoint`."""
+        from routecast.core.checkpoint import save_checkpoint
 
         self._check_fitted()
-        out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        os.chmod(tmp, 0o755)
-        try:
-            arrays = {"posterior.coef": self.posterior_.coef_, "posterior.intercept": self.posterior_.intercept_,
-                      "tau": self.tau_, "draws": self.draws_, "costs": self.costs_, "mean_quality": self.mean_quality_,
-                      "shifts": self.shifts_}
-            scorer_meta = None
-            if self.scorer_ is not None:
-                scorer_meta, scorer_arrays = self.scorer_.get_state()
-                scorer_meta["hyperparameters"] = self.scorer_.get_params()
-                arrays.update({f"scorer.{k}": v for k, v in scorer_arrays.items()})
-                (tmp / SCORER_ENCODER_DIR).mkdir()
-                entry = ship_encoder(_servable_encoder(self.scorer_.encoder_), tmp / SCORER_ENCODER_DIR)
-                write_text(tmp / SCORER_ENCODER_DIR / CONFIG_FILE,
-                           json.dumps(to_jsonable({"encoder": entry}), indent=2, sort_keys=True))
-            arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
-            _save_arrays(tmp / WEIGHTS_FILE, arrays, what="cascade router")
-            save_checkpoint(self.router_, tmp / ROUTER_DIR)
-            config = {"format": FORMAT, "format_version": FORMAT_VERSION, "hyperparameters": self.get_params(),
-                      "pool": list(self.pool_), "max_calls": self.max_calls_, "kappa": self.kappa_,
-                      "lookahead": self.lookahead_, "lam": self.lam_, "strong": int(self.strong_), "features": feature_names(len(self.pool_)),
-                      "scorer": scorer_meta, "has_answers": bool(self.has_answers_),
-                      "operating_curve": self.curve_.to_dict(), "notes": list(self.notes_),
-                      "operating_points": self.operating_points(),
-                      "default_operating_point": self.default_operating_point(),
-                      "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
-            write_text(tmp / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2, sort_keys=True))
-            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            manifest_text = json.dumps({"format": FORMAT, "files": files}, indent=2, sort_keys=True)
-            write_text(tmp / MANIFEST_FILE, manifest_text)
-            if sign_key is not None:
-                write_bytes(tmp / SIGNATURE_FILE, sign_manifest(manifest_text.encode("utf-8"), sign_key))
-            _replace_dir(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out_dir
+        return save_checkpoint(self, out_dir, sign_key=sign_key)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, trusted_key: str | os.PathLike | None = None,
              expect_sha256: str | None = None) -> "CascadeRouter":
-        """Verify every file's sha256 and load strictly (unknown format or version: refused).
+        """Verify and load a checkpoint folder exactly as router checkpoints are
+        (:func:`routecast.core.checkpoint.open_checkpoint`: ``expect_sha256`` pins the sha256 of
+        ``manifest.json``, ``trusted_key`` requires a ``manifest.sig`` that verifies; every file read
+        once, hash-checked), then every field checked for meaning; one CheckpointError otherwise."""
+        from routecast.core.checkpoint import open_checkpoint
 
-        Trust options as for router checkpoints (:func:`routecast.router.checkpoint.open_checkpoint`):
-        ``expect_sha256`` pins the sha256 of ``manifest.json``; ``trusted_key`` (an ed25519 public
-        key file) requires a ``manifest.sig`` that verifies. The manifest lists every file, the
-        ``router/`` checkpoint and the shipped scorer encoder included, so one signature covers all.
-        Each file is read once; its hash is checked on the bytes that are then parsed (the router
-        sub-checkpoint is re-read and re-verified by its own loader)."""
-        import hashlib
-        import hmac
+        loaded = open_checkpoint(path, cls=cls, trusted_key=trusted_key, expect_sha256=expect_sha256)
+        cascade = loaded.router
+        cascade.manifest_sha256_, cascade.signed_by_ = loaded.manifest_sha256, loaded.signed_by
+        return cascade
 
-        from routecast.cascade.answer_scorer import AnswerScorer
-        from safetensors.numpy import load as load_arrays
+    def checkpoint_state(self, folder: Path) -> dict[str, Any]:
+        """The checkpoint format's save hook (:func:`routecast.cascade.cascade_checkpoint.cascade_state`)."""
+        from routecast.cascade.cascade_checkpoint import cascade_state
 
-        from routecast.router.checkpoint import MAX_MANIFEST_BYTES, MAX_OTHER_FILE_BYTES, MAX_SIGNATURE_BYTES, \
-            _normalise_sha256, _read_capped, load_checkpoint, load_shipped_encoder
-        from routecast.core.signing import SIGNATURE_FILE, verify_manifest_signature
+        return cascade_state(self, folder)
 
-        root = Path(path)
-        if not root.is_dir():
-            raise CheckpointError(f"{root}: cascade checkpoint folder not found")
-        manifest_bytes = _read_capped(root / MANIFEST_FILE, cap=MAX_MANIFEST_BYTES, expected_size=None,
-                                      what="manifest")
-        digest = hashlib.sha256(manifest_bytes).hexdigest()
-        if expect_sha256 is not None:
-            pinned = _normalise_sha256(expect_sha256)
-            if not hmac.compare_digest(digest, pinned):
-                raise CheckpointError(f"{root / MANIFEST_FILE}: sha256 {digest} is not the pinned {pinned} "
-                                      "(expect_sha256); the checkpoint is not the one you pinned")
-        signature_path = root / SIGNATURE_FILE
-        signed_by = None
-        if trusted_key is not None:
-            signature = None
-            if signature_path.exists() or signature_path.is_symlink():
-                signature = _read_capped(signature_path, cap=MAX_SIGNATURE_BYTES, expected_size=None,
-                                         what="signature")
-            signed_by = verify_manifest_signature(manifest_bytes, signature, trusted_key, source=signature_path)
-        try:
-            manifest = json.loads(manifest_bytes.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{root / MANIFEST_FILE}: not a cascade router manifest ({exc})") from None
-        listed = manifest.get("files", {}) if isinstance(manifest, dict) else None
-        if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
-            raise CheckpointError(f"{root / MANIFEST_FILE}: field 'files' must map file names to sha256 strings")
-        present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
-        present -= {MANIFEST_FILE, SIGNATURE_FILE}
-        if set(listed) != present:
-            raise CheckpointError(f"{root}: files {sorted(present ^ set(listed))} disagree with {MANIFEST_FILE}")
-        blobs = {}
-        for rel, expected in sorted(listed.items()):
-            data = _read_capped(root / rel, cap=MAX_OTHER_FILE_BYTES, expected_size=None, what="listed file")
-            if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), expected.lower()):
-                raise CheckpointError(f"{root / rel}: sha256 does not match {MANIFEST_FILE}; the file was modified")
-            blobs[rel] = data
-        if CONFIG_FILE not in blobs or WEIGHTS_FILE not in blobs:
-            raise CheckpointError(f"{root}: not a cascade router checkpoint ({CONFIG_FILE} or {WEIGHTS_FILE} "
-                                  f"not listed in {MANIFEST_FILE})")
-        try:
-            config = json.loads(blobs[CONFIG_FILE].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{root / CONFIG_FILE}: not a cascade router checkpoint ({exc})") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT \
-                or config.get("format_version") != FORMAT_VERSION:
-            config = config if isinstance(config, dict) else {}
-            raise CheckpointError(f"{root / CONFIG_FILE}: format {config.get('format')!r} version "
-                                  f"{config.get('format_version')!r}; this routecast reads {FORMAT!r} "
-                                  f"version {FORMAT_VERSION} (re-save older cascade checkpoints with it)")
-        try:
-            arrays = load_arrays(blobs[WEIGHTS_FILE])
-        except Exception as exc:  # safetensors raises its own error types for a damaged file
-            raise CheckpointError(f"{root / WEIGHTS_FILE}: unreadable ({exc})") from None
-        if set(arrays) != set(config["arrays"]):
-            raise CheckpointError(f"{root / WEIGHTS_FILE}: arrays {sorted(arrays)} disagree with {CONFIG_FILE}")
-        self = cls(**config["hyperparameters"])
-        self.router_ = load_checkpoint(root / ROUTER_DIR)
-        self.manifest_sha256_, self.signed_by_ = digest, signed_by
-        self.pool_ = tuple(config["pool"])
-        self.max_calls_ = int(config["max_calls"])
-        self.kappa_ = float(config["kappa"])
-        self.lookahead_ = str(config.get("lookahead", "normal"))
-        self.lam_ = float(config["lam"])
-        self.strong_ = int(config["strong"])
-        self.has_answers_ = bool(config["has_answers"])
-        self.notes_ = list(config.get("notes", []))
-        self.operating_points_ = dict(config.get("operating_points") or {})
-        self.default_operating_point_ = config.get("default_operating_point")
-        if list(config["features"]) != feature_names(len(self.pool_)):
-            raise CheckpointError(f"{root / CONFIG_FILE}: posterior features {config['features']} are not this "
-                                  f"routecast's {feature_names(len(self.pool_))}")
-        self.posterior_ = PosteriorQuality(C=self.C)
-        self.posterior_.coef_, self.posterior_.intercept_ = arrays["posterior.coef"], arrays["posterior.intercept"]
-        self.tau_, self.draws_, self.costs_ = arrays["tau"], arrays["draws"], arrays["costs"]
-        self.shifts_ = arrays.get("shifts")
+    @classmethod
+    def from_checkpoint(cls, folder: Any) -> "CascadeRouter":
+        """The checkpoint format's load hook: build, check every field, probe once."""
+        from routecast.cascade.cascade_checkpoint import build_cascade, probe_cascade
+
+        self = build_cascade(cls, folder)
         self.mask_index_ = {m: i for i, m in enumerate(_masks(len(self.pool_), self.max_calls_, with_empty=True))}
-        if self.lookahead_ not in LOOKAHEADS or (self.lookahead_ == "empirical" and self.shifts_ is None):
-            raise CheckpointError(f"{root / CONFIG_FILE}: look-ahead {self.lookahead_!r} is not one of "
-                                  f"{', '.join(LOOKAHEADS)} or its shifts are missing")
-        self.mean_quality_ = arrays["mean_quality"]
-        self.scorer_ = None
-        if config["scorer"] is not None:
-            meta = config["scorer"]
-            prefix = SCORER_ENCODER_DIR + "/"
-            shipped = {k[len(prefix):]: v for k, v in blobs.items() if k.startswith(prefix)}
-            if CONFIG_FILE not in shipped:
-                raise CheckpointError(f"{root / SCORER_ENCODER_DIR / CONFIG_FILE}: missing; the answer scorer's "
-                                      "encoder must ship inside the checkpoint")
-            try:
-                entry = json.loads(shipped[CONFIG_FILE].decode("utf-8")).get("encoder")
-            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-                raise CheckpointError(f"{root / SCORER_ENCODER_DIR / CONFIG_FILE}: unreadable ({exc})") from None
-            encoder = load_shipped_encoder(root / SCORER_ENCODER_DIR, entry, shipped)
-            self.scorer_ = AnswerScorer(**meta["hyperparameters"]).set_state(
-                meta, {k[len("scorer."):]: v for k, v in arrays.items() if k.startswith("scorer.")}, encoder=encoder)
-        self.curve_ = OperatingCurve.from_dict(config["operating_curve"])
-        self.lams_ = self.curve_.lams.copy()
-        return self
+        return probe_cascade(self, folder)
 
 
 class _Planner:
@@ -858,35 +719,6 @@ def _outcomes(called: np.ndarray, chosen_idx: np.ndarray, unit_costs: np.ndarray
     cost = (bits * unit_costs[None, :, :]).sum(axis=2)
     rows = np.arange(called.shape[1])
     return cost, scores[rows[None, :], chosen_idx]
-
-
-#: texts on which a sentence-transformers scorer encoder and its ONNX export must agree before shipping
-_ONNX_PROBE = ("The answer is 42.", "I am not sure, it might perhaps be 17. [SEP] What is 6 times 7?",
-               "\\boxed{3} [SEP] Solve x + 1 = 4.", "long " * 400)
-_ONNX_MIN_COSINE = 0.9999
-
-
-def _servable_encoder(encoder):
-    """What the checkpoint ships for the answer scorer's encoder. A sentence-transformers encoder
-    (``minilm``, ``st:``) ships as its ONNX export (:class:`OnnxEncoder`, the same folder and
-    ``max_chars``) so the lean runtime serves the cascade without torch; saving checks that both give
-    the same embeddings (cosine >= ``_ONNX_MIN_COSINE`` on probe texts) and refuses otherwise. The
-    loaded scorer then runs the ONNX graph (its encoder name is the ONNX one; the heads are unchanged).
-    Every other encoder ships as it is (weights or folder, like a router's)."""
-    from routecast.router.encoders.sentence_transformer import SentenceTransformerEncoder
-
-    if not isinstance(encoder, SentenceTransformerEncoder):
-        return encoder
-    from routecast.router.encoders.onnx_encoder import OnnxEncoder
-
-    onnx = OnnxEncoder(encoder.folder, max_chars=encoder.max_chars)
-    a = np.asarray(encoder.encode(list(_ONNX_PROBE)), dtype=np.float64)
-    b = np.asarray(onnx.encode(list(_ONNX_PROBE)), dtype=np.float64)
-    cosine = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    if float(cosine.min()) < _ONNX_MIN_COSINE:
-        raise CheckpointError(f"answer scorer encoder {encoder.spec!r}: its ONNX export differs (min cosine "
-                              f"{float(cosine.min()):.6f} < {_ONNX_MIN_COSINE}); cannot ship it for the lean runtime")
-    return onnx
 
 
 def _mean_unit_costs(log: "OutcomeLog") -> np.ndarray:

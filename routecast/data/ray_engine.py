@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from routecast.atomic import replace_folder
 from routecast.errors import ConfigError, DataError, MissingExtraError
 
 RAY_EXTRA_INSTALL = "pip install 'routecast[ray]'"
@@ -146,11 +147,7 @@ def complete_folder(out: str | os.PathLike):
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    old = out.with_name(f"{out.name}.old-{uuid.uuid4().hex[:8]}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(temp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(temp, out)
 
 
 def check_rows(folder: Path, expected: int, *, id_column: str = "id") -> dict[str, Any]:

@@ -349,10 +349,10 @@ class Router(OperatingPoints, ABC):
     def save_pretrained(self, save_directory: str | os.PathLike, **options: Any) -> Path:
         """Write this fitted router as a checkpoint folder (config.json + safetensors + sha256 manifest).
 
-        The Hugging Face-style name for :func:`routecast.router.checkpoint.save_checkpoint` (same
+        The Hugging Face-style name for :func:`routecast.core.checkpoint.save_checkpoint` (same
         format, same ``options``: ``extra``, ``onnx``, ``sign_key``), so users find the habit they know.
         """
-        from routecast.router.checkpoint import save_checkpoint
+        from routecast.core.checkpoint import save_checkpoint
 
         return save_checkpoint(self, save_directory, **options)
 
@@ -360,18 +360,33 @@ class Router(OperatingPoints, ABC):
     def from_pretrained(cls, path: str | os.PathLike, **trust: Any) -> "Router":
         """Verify every file's sha256 and load the router of a checkpoint folder (never unpickles).
 
-        ``trust``: ``expect_sha256`` or ``trusted_key`` as in :func:`routecast.router.checkpoint.open_checkpoint`.
+        ``trust``: ``expect_sha256`` or ``trusted_key`` as in :func:`routecast.core.checkpoint.open_checkpoint`.
         Called on a subclass (``KnnRouter.from_pretrained``) it refuses a checkpoint of another router.
         For serving, :func:`routecast.from_pretrained` returns the runtime instead.
         """
+        from routecast.core.checkpoint import load_checkpoint
         from routecast.errors import CheckpointError
-        from routecast.router.checkpoint import load_checkpoint
 
         router = load_checkpoint(path, **trust)
         if cls is not Router and not isinstance(router, cls):
             raise CheckpointError(f"checkpoint {path} holds a {type(router).name!r} router, "
                                   f"not {cls.name or cls.__name__!r}")
         return router
+
+    def checkpoint_state(self, folder: Path, *, onnx: bool = False) -> dict[str, Any]:
+        """The checkpoint format's save hook: write this router's files into ``folder`` and return
+        its ``config.json`` entries (:func:`routecast.router.checkpoint_state.router_state`)."""
+        from routecast.router.checkpoint_state import router_state
+
+        return router_state(self, folder, onnx=onnx)
+
+    @classmethod
+    def from_checkpoint(cls, folder: Any) -> "Router":
+        """The checkpoint format's load hook: the router of a verified folder, its meaning checked
+        (:func:`routecast.router.checkpoint_state.build_router`)."""
+        from routecast.router.checkpoint_state import build_router
+
+        return build_router(folder)
 
     # ------------------------------------------------------ serialisation
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

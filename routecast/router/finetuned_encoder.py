@@ -43,7 +43,8 @@ from routecast.router.base import Router
 from routecast.router.distributed import trainer_options
 from routecast.router.dual_contrastive import DualContrastiveObjective, check_dual_contrastive, model_similarities
 from routecast.router.mlp import check_loss, split_validation
-from routecast.router.quality_net import TorchNetState, TransformerQualityNet
+from routecast.router.net_state import TorchNetState
+from routecast.router.quality_net import TransformerQualityNet
 from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
 from routecast.core.tags import RouterTags

@@ -8,7 +8,7 @@ architecture from a small JSON config (``net_config_``) on load, with strict key
 Why this module imports no torch: ``pip install routecast`` (no torch) must route mlp, mf and irt
 checkpoints. The torch module stays the one source of truth of the forward pass; a checkpoint of
 such a router always carries ``head.onnx``, the same network traced by ``torch.onnx.export`` and
-checked against torch when it was written (:func:`routecast.router.checkpoint.export_onnx_head`).
+checked against torch when it was written (:func:`routecast.router.onnx_head.export_onnx_head`).
 With torch importable the network is rebuilt from the safetensors arrays (training, re-saving and
 re-exporting use it); without it the arrays are kept verbatim (a re-save writes the same bytes).
 

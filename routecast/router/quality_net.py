@@ -156,9 +156,8 @@ class TransformerQualityNet(nn.Module):
 
 
 # ------------------------------------------------------------------ serialisation
-# TorchNetState lives in routecast.router.net_state (no torch import: the lean runtime loads mlp/mf/irt
-# checkpoints without torch); re-exported here for existing imports
-from routecast.router.net_state import TorchNetState  # noqa: E402,F401
+# (TorchNetState lives in routecast.router.net_state: no torch import, the lean runtime loads
+# mlp/mf/irt checkpoints without torch)
 
 
 @torch.no_grad()

@@ -120,7 +120,7 @@ def export(
                                                  "from `routecast keygen`): writes manifest.sig.")] = None,
 ) -> None:
     """Verify a trained router and copy it into a standalone checkpoint folder (files 0644, folders 0755)."""
-    from routecast.router.checkpoint import export_checkpoint, manifest_sha256
+    from routecast.core.checkpoint import export_checkpoint, manifest_sha256
     from routecast.serving.cascade_runtime import is_cascade_checkpoint
 
     if is_cascade_checkpoint(source):  # verified, loaded and re-saved whole (router/ and scorer encoder inside)

@@ -145,12 +145,12 @@ def _blas_controller():
 
 def load(path: str | os.PathLike, *, trusted_key: str | os.PathLike | None = None,
          expect_sha256: str | None = None) -> Runtime:
-    """Verify, validate and load an exported checkpoint folder (see :mod:`routecast.router.checkpoint`).
+    """Verify, validate and load an exported checkpoint folder (see :mod:`routecast.core.checkpoint`).
 
     ``expect_sha256`` (the manifest's sha256) or ``trusted_key`` (an ed25519 public key file the
     folder's signature must verify against) make the load authenticated, not only integrity-checked.
     """
-    from routecast.router.checkpoint import open_checkpoint
+    from routecast.core.checkpoint import open_checkpoint
 
     loaded = open_checkpoint(path, trusted_key=trusted_key, expect_sha256=expect_sha256)
     return Runtime(loaded.router, path=path, config=loaded.config, manifest_sha256=loaded.manifest_sha256)

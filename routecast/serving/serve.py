@@ -47,7 +47,7 @@ def is_loopback(host: str) -> bool:
 
 def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None):
     """(app, uvicorn keyword arguments) for ``routecast serve``; every check happens before binding."""
-    from routecast.router.checkpoint import verify_checkpoint
+    from routecast.core.checkpoint import verify_checkpoint
     from routecast.serving.app import create_app, uvicorn_options
     from routecast.serving.guard.auth import ENV_VAR, ApiKeys
 

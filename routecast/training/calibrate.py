@@ -95,7 +95,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     ``serve``, ``routecast.load().route()`` and the Python router use when a request names none.
     ``result["config_line"]`` is the line to paste into a server config.
     """
-    from routecast.router.checkpoint import load_checkpoint, read_config, save_checkpoint
+    from routecast.core.checkpoint import load_checkpoint, read_config, save_checkpoint
     from routecast.evaluation.curves import realised_costs
     from routecast.router.pipeline import prepare, split_embeddings
     from routecast.core.policy import OperatingCurve, sweep

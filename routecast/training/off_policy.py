@@ -22,7 +22,7 @@ from routecast.errors import ConfigError, DataError
 
 def _candidate(spec: str, data: str | None, encoder: str | None, seed: int):
     """A fitted router from a checkpoint path or a registry name (fitted on ``data``'s train split)."""
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
     from routecast.router.pipeline import fit_router, prepare
 
     if Path(spec).is_dir():

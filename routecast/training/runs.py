@@ -230,7 +230,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     run: a rank > 0 (Lightning's ``ddp`` re-runs this command once per extra rank, and on every
     node) trains its shard and returns with ``report`` None, having written nothing."""
     from routecast.atomic import write_json
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.router.distributed import distribution_params, is_rank_zero
     from routecast.router.pipeline import prepare, router_params
     from routecast.training.experiment import run_experiment

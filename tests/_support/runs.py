@@ -9,7 +9,7 @@ def make_run(out: Path, *, data: str, router: str, params: dict | None, encoder:
     """Fit ``router`` on ``data``'s train split and write ``out/router`` + ``out/run.json``.
     Returns ``(router, prepared)``."""
     from routecast.atomic import write_json
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.router.pipeline import fit_router, prepare, router_params
 
     prepared = prepare(data, encoder=encoder, **settings)

@@ -79,7 +79,7 @@ def fitted_knn():
 
 
 def make_checkpoint(path: Path, router=None) -> Path:
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
 
     return save_checkpoint(router if router is not None else fitted_knn(), path)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routecast.cascade.cascade_router import SCORER_ENCODER_DIR, CascadeRouter
+from routecast.cascade.cascade_checkpoint import SCORER_ENCODER_DIR
+from routecast.cascade.cascade_router import CascadeRouter
 from routecast.errors import CheckpointError
-from routecast.router.checkpoint import manifest_sha256
+from routecast.core.checkpoint import manifest_sha256
 from routecast.core.signing import generate_keypair
 from routecast.serving.cascade_runtime import load_cascade
 from tests._support.encoders import toy_static_encoder
@@ -117,7 +118,7 @@ def test_tampered_files_are_refused(saved, tmp_path):
     shutil.rmtree(copy)
     shutil.copytree(signed, copy)
     (copy / SCORER_ENCODER_DIR / "extra.pkl").write_bytes(b"x")
-    with pytest.raises(CheckpointError, match=r"scorer_encoder/extra\.pkl'\] disagree with manifest\.json"):
+    with pytest.raises(CheckpointError, match=r"scorer_encoder/extra\.pkl: file is not listed in manifest\.json"):
         CascadeRouter.load(copy)
 
 

@@ -127,7 +127,7 @@ def test_calibrate_a_budget_on_a_pairwise_run(trained, prefs, monkeypatch):
     assert 0.0 < cal["calibration_split"]["strong_share"] < 1.0
     assert cal["test_split"]["judged"] == cal["test_split"]["n_prompts"] > 0
     assert any("win rate of the chosen model" in note for note in cal["notes"])
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
 
     router = load_checkpoint(run_dir / "router")
     assert router.default_operating_point() == f"budget-{budget:.6g}"

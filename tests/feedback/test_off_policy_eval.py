@@ -46,7 +46,7 @@ def test_estimates_bracket_the_true_value(logged):
     prepared, test, path = logged
     candidate, _ = fit_router("linear", None, prepared)
     ckpt_dir = path.parent / "linear"
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
 
     save_checkpoint(candidate, ckpt_dir)
     result = evaluate_off_policy(path, [str(ckpt_dir)], lam=50.0, n_boot=300)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from routecast.errors import TRAIN_EXTRA_MODULES, CheckpointError, ConfigError
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from routecast.core.registry import make_router
 from tests._support.paths import REPO
 from tests._support.encoders import toy_static_encoder
@@ -105,14 +105,14 @@ def test_torch_head_router_routes_without_torch_like_torch(name, params, tmp_pat
 
 
 def test_torch_head_checkpoint_without_head_onnx_is_one_line_on_the_lean_runtime(tmp_path, monkeypatch):
-    from routecast.router import checkpoint as checkpoint_module
+    from routecast.router import checkpoint_state
 
     router = _fit("mlp", max_epochs=2, hidden_dim=8)
-    monkeypatch.setattr(checkpoint_module, "_write_onnx_head", lambda *a, **k: None)  # an older checkpoint
+    monkeypatch.setattr(checkpoint_state, "write_onnx_head", lambda *a, **k: None)  # an older checkpoint
     ckpt = save_checkpoint(router, tmp_path / "old")
     assert json.loads((ckpt / "config.json").read_text())["onnx_head"] is None
     assert load_checkpoint(ckpt).route(["x"], lam=LAM).chosen  # torch installed: still fine
-    done = _lean(BLOCK + "from routecast.router.checkpoint import load_checkpoint\n"
+    done = _lean(BLOCK + "from routecast.core.checkpoint import load_checkpoint\n"
                  "from routecast.errors import CheckpointError\n"
                  "try:\n    load_checkpoint(sys.argv[1])\nexcept CheckpointError as exc:\n    print(exc)\n", str(ckpt))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -20,7 +20,7 @@ from tests._support.paths import REPO
 
 BLOCK = "import sys\nfor _m in {mods!r}:\n    sys.modules[_m] = None\n".format(mods=sorted(TRAIN_EXTRA_MODULES))
 SERVING_MODULES = ["routecast.cli", "routecast.serving.app", "routecast.serving.runtime", "routecast.serving.batch",
-                   "routecast.router.checkpoint", "routecast.router.encoders.static", "routecast.router.knn",
+                   "routecast.core.checkpoint", "routecast.router.checkpoint_state", "routecast.router.encoders.static", "routecast.router.knn",
                    "routecast.router.linear", "routecast.router.encoders.onnx_encoder", "routecast.router.mlp",
                    "routecast.router.mf", "routecast.router.irt", "routecast.router.sw_ranking"]
 

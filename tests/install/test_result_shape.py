@@ -106,7 +106,7 @@ def test_input_field_named_like_a_decision_field_is_one_clear_error(ckpt, tmp_pa
 
 
 def test_save_pretrained_and_from_pretrained_round_trip(router, ckpt, prompts, tmp_path):
-    from routecast.router.checkpoint import manifest_sha256
+    from routecast.core.checkpoint import manifest_sha256
     from routecast.router.knn import KnnRouter
 
     assert (ckpt / "manifest.json").is_file() and (ckpt / "model.safetensors").is_file()

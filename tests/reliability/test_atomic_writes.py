@@ -36,7 +36,7 @@ CHECKPOINT_WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     from routecast.data.outcome_log import OutcomeLog
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
     rng = np.random.default_rng(0)
     n = 400
@@ -88,7 +88,7 @@ def test_killed_file_writer_leaves_a_whole_file(tmp_path):
 
 @pytest.mark.slow
 def test_killed_checkpoint_writer_leaves_a_loadable_checkpoint(tmp_path):
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
 
     target = tmp_path / "ckpt"
     seen_k = set()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from routecast.errors import CheckpointError
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from tests._support.serving import TinyRouter, synthetic_log
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from routecast.errors import CheckpointError
-from routecast.router.checkpoint import load_checkpoint, manifest_sha256, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, manifest_sha256, save_checkpoint
 from routecast.core.signing import generate_keypair, sign_manifest
 from tests._support.serving import TinyRouter, synthetic_log
 

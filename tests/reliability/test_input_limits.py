@@ -30,7 +30,7 @@ def test_huge_prompt_is_truncated_not_a_stall(spec):
 @pytest.mark.timeout(120)
 def test_runtime_routes_a_huge_prompt(tmp_path):
     import routecast
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
 
     router = make_router("knn", k=5, encoder="hashing:dim=256").fit(_log())

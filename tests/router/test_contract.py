@@ -27,7 +27,7 @@ from sklearn.base import clone
 
 from routecast.data.preferences import pairs_from_log
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from routecast.core.registry import get_router_class, router_names
 from routecast.core.tags import RouterTags, router_tags
 from tests._support.paths import REPO

@@ -135,7 +135,7 @@ def test_training_loss_decreases_on_the_tiny_model(small_log, objective):
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["routerdc", "masked+routerdc"])
 def test_checkpoint_round_trip_ships_model_embeddings_not_centroids(small_log, tmp_path, objective):
-    from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+    from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 
     train, test = small_log.subset(np.arange(80)), small_log.subset(np.arange(300, 330))
     router = make_router("finetuned-encoder", objective=objective, max_epochs=1, val_fraction=0.25,

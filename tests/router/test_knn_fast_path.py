@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from routecast.router.encoders.base import l2_normalise
 from routecast.core.registry import make_router
 

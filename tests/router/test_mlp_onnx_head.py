@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import routecast
-from routecast.router.checkpoint import save_checkpoint
+from routecast.core.checkpoint import save_checkpoint
 from routecast.core.policy import decide, lam_grid
 from routecast.core.registry import make_router
 

@@ -11,7 +11,7 @@ import pytest
 
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import ConfigError, RoutingError
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from routecast.router.cluster_prior import K_GRID
 from routecast.router.group_prior import STRENGTH_GRID, masked_brier, shrunk_group_means
 from routecast.core.registry import make_router

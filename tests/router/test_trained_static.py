@@ -101,7 +101,7 @@ def test_saved_folder_is_a_static_encoder_equal_to_the_torch_module(trained, tra
 
 def test_checkpoint_ships_the_table_and_routes_identically(trained_dir, logs, tmp_path):
     import routecast
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
 
     folder = tmp_path / "enc"

@@ -65,7 +65,7 @@ def test_two_process_ddp_mf_matches_one_process_and_only_rank_zero_writes(tmp_pa
     import sys
     from pathlib import Path
 
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
     from routecast.router.pipeline import fit_router
 
     routecast = Path(sys.executable).with_name("routecast")

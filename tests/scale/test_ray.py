@@ -172,7 +172,7 @@ def test_a_failing_ray_run_leaves_no_output(ray_cluster, tmp_path, prompts_file)
 def test_ray_batch_routing_equals_route_file_row_for_row(ray_cluster, tmp_path, prompts_file, llmrouter_log):
     import pyarrow.parquet as pq
 
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
     from routecast.serving.batch import route_file
     from routecast.serving.ray_route import route_with_ray

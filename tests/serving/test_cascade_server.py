@@ -246,7 +246,7 @@ def test_auth_and_body_limits_apply_unchanged(trained, fake):
 
 def test_serve_detects_a_cascade_checkpoint_and_pins_it(trained, fake, tmp_path):
     from routecast.errors import CheckpointError
-    from routecast.router.checkpoint import manifest_sha256
+    from routecast.core.checkpoint import manifest_sha256
     from routecast.serving.serve import build_server
 
     path, cascade, facts = trained

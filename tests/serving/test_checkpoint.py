@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from routecast.errors import CheckpointError, ConfigError
-from routecast.router.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
+from routecast.core.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from routecast.core.registry import make_router
 from tests._support.serving import ENCODER, TinyRouter, synthetic_log
 
@@ -120,7 +120,7 @@ def _modes(folder: Path) -> set[tuple[str, str]]:
 
 
 def test_exported_files_are_readable_by_other_users_whatever_the_umask(tmp_path):
-    from routecast.router.checkpoint import export_checkpoint
+    from routecast.core.checkpoint import export_checkpoint
 
     old = os.umask(0o077)
     try:
@@ -137,16 +137,17 @@ def test_each_file_is_read_once_and_parsed_from_those_bytes(tmp_path, monkeypatc
     """No TOCTOU: the bytes that were hashed are the bytes that were parsed (never re-read by name)."""
     import safetensors.numpy
 
-    from routecast.router import checkpoint as module
+    from routecast import core
+    from routecast.core.checkpoint import manifest as module
 
     ckpt = save_checkpoint(TinyRouter().fit(synthetic_log()), tmp_path / "ck")
     reads: list[str] = []
-    real = module._read_capped
-    monkeypatch.setattr(module, "_read_capped", lambda path, **kw: reads.append(Path(path).name) or real(path, **kw))
+    real = module.read_capped
+    monkeypatch.setattr(module, "read_capped", lambda path, **kw: reads.append(Path(path).name) or real(path, **kw))
     monkeypatch.setattr(safetensors.numpy, "load_file", lambda *a, **k: pytest.fail("re-read weights by file name"))
-    loaded = module.open_checkpoint(ckpt)
+    loaded = core.checkpoint.open_checkpoint(ckpt)
     assert sorted(reads) == ["config.json", "manifest.json", "model.safetensors"]
-    assert loaded.manifest_sha256 == module.manifest_sha256(ckpt)
+    assert loaded.manifest_sha256 == core.checkpoint.manifest_sha256(ckpt)
 
 
 def test_array_size_cap_is_a_parameter(tmp_path):
@@ -163,7 +164,7 @@ def test_pinned_hash_must_look_like_one(tmp_path):
 
 
 def test_trusted_key_requires_a_signature_and_the_right_key(tmp_path):
-    from routecast.router.checkpoint import copy_checkpoint
+    from routecast.core.checkpoint import copy_checkpoint
     from routecast.core.signing import generate_keypair
 
     generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
@@ -219,7 +220,7 @@ def test_sentence_transformer_folder_ships_inside_the_checkpoint(tmp_path):
 
 
 def test_serve_authenticates_the_checkpoint_before_binding(tmp_path):
-    from routecast.router.checkpoint import manifest_sha256
+    from routecast.core.checkpoint import manifest_sha256
     from routecast.core.signing import generate_keypair
     from routecast.serving.serve import build_server
 

@@ -49,7 +49,7 @@ def test_runtime_refuses_conflicting_targets_and_bad_prompts(ckpt):
 
 def test_runtime_does_not_import_training_stack(tmp_path):
     """routecast.load + route in a fresh interpreter: no Lightning, optuna or mlflow, even for a torch router."""
-    from routecast.router.checkpoint import save_checkpoint
+    from routecast.core.checkpoint import save_checkpoint
     from routecast.core.registry import make_router
 
     ckpts = [str(make_checkpoint(tmp_path / "knn"))]
@@ -130,7 +130,7 @@ def test_cli_route_export_and_errors(ckpt, tmp_path):
 
 
 def test_export_accepts_checkpoint_dir_and_refuses_other_folders(ckpt, tmp_path):
-    from routecast.router.checkpoint import copy_checkpoint, load_checkpoint
+    from routecast.core.checkpoint import copy_checkpoint, load_checkpoint
 
     copy_checkpoint(ckpt, tmp_path / "copy")
     assert load_checkpoint(tmp_path / "copy").models_ == ("small", "medium", "large")

@@ -38,7 +38,7 @@ def _single_costs(log):
 
 
 def test_budget_is_met_on_the_calibration_split_and_saved(run_dir, trained_run):
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
 
     prepared = trained_run[1]
     costs = _single_costs(prepared.val)
@@ -139,7 +139,7 @@ def test_calibrated_budget_is_what_the_exported_checkpoint_serves(run_dir, train
     """Calibrate a budget, then route with no knob: the stored default operating point is used
     (lam from validation), and the mean expected cost on test stays within 1.05 x the budget."""
     import routecast
-    from routecast.router.checkpoint import load_checkpoint
+    from routecast.core.checkpoint import load_checkpoint
 
     prepared = trained_run[1]
     costs = _single_costs(prepared.val)

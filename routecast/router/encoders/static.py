@@ -24,14 +24,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from routecast.atomic import write_bytes, write_json, write_text
+from routecast.atomic import atomic_folder, write_bytes, write_json, write_text
 from routecast.errors import CheckpointError, ConfigError
 from routecast.router.encoders.base import Encoder, l2_normalise
 
@@ -128,7 +126,7 @@ class StaticEncoder(Encoder):
                 "tokenizer_json": np.frombuffer(self._tokenizer_json.encode("utf-8"), dtype=np.uint8).copy()}
 
     def save(self, folder: str | os.PathLike) -> Path:
-        _write_folder(Path(folder), self.config, self._stored, self._stored_empty, self._tokenizer_json)
+        write_static_folder(folder, self.config, self._stored, self._stored_empty, self._tokenizer_json)
         return Path(folder)
 
     # -- encoding ---------------------------------------------------------------------------------
@@ -272,32 +270,21 @@ def distill_static(source_folder: str | os.PathLike | None, out_dir: str | os.Pa
         "pooling": "mean of [SEP] t [CLS] outputs", "dtype": "float16",
     }
     out = Path(out_dir).expanduser()
-    _write_folder(out, config, embeddings, empty, tokenizer_json)
+    write_static_folder(out, config, embeddings, empty, tokenizer_json)
     return out
 
 
-def _write_folder(out: Path, config: Mapping[str, Any], embeddings: np.ndarray, empty: np.ndarray,
-                  tokenizer_json: str) -> None:
-    """Write the three files into a temporary sibling folder, then swap it into place."""
+def write_static_folder(out: str | os.PathLike, config: Mapping[str, Any], embeddings: np.ndarray,
+                        empty: np.ndarray, tokenizer_json: str) -> None:
+    """Write a static encoder folder (config.json, model.safetensors, tokenizer.json) atomically:
+    built in a temporary sibling and swapped into place (:func:`routecast.atomic.atomic_folder`)."""
     from safetensors.numpy import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(Path(out)) as tmp:
         write_json(tmp / "config.json", dict(config))
         write_bytes(tmp / "model.safetensors", save({"embeddings": np.ascontiguousarray(embeddings),
                                                      "empty": np.asarray(empty, dtype=np.float32)}))
         write_text(tmp / "tokenizer.json", tokenizer_json)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "previous")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def default_static_dir(dim: int = DEFAULT_DIM) -> Path:

@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from routecast.errors import ConfigError, DataError, NotFittedError
-from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, _write_folder
+from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, write_static_folder
 
 #: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
 #: (two heads on the same vectors), so the table suits a linear read-out and a non-linear one alike
@@ -307,8 +307,8 @@ class StaticEncoderTrainer:
         if extra:
             config["routing_trained"] = {**config["routing_trained"], **extra}
         folder = Path(folder).expanduser()
-        _write_folder(folder, config, self.encoder_._stored, self.encoder_._stored_empty,
-                      self.encoder_._tokenizer_json)
+        write_static_folder(folder, config, self.encoder_._stored, self.encoder_._stored_empty,
+                            self.encoder_._tokenizer_json)
         spec = f"static:{folder.resolve()}"
         if self.encoder_.max_chars != DEFAULT_MAX_CHARS:
             spec += f",max_chars={self.encoder_.max_chars or 'none'}"
