@@ -23,6 +23,7 @@ from typing import Any
 
 from routecast.atomic import write_bytes
 from routecast.errors import CheckpointError, ConfigError, FileAccessError
+from routecast.jsonable import dumps
 
 SIGNATURE_FILE = "manifest.sig"
 ALGORITHM = "ed25519"
@@ -113,7 +114,7 @@ def sign_manifest(manifest_bytes: bytes, private_key_path: str | os.PathLike) ->
     key = load_private_key(private_key_path)
     record = {"algorithm": ALGORITHM, "key_id": key_id(key.public_key()),
               "signature": base64.b64encode(key.sign(manifest_bytes)).decode("ascii")}
-    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (dumps(record) + "\n").encode("utf-8")
 
 
 def verify_manifest_signature(manifest_bytes: bytes, signature_bytes: bytes | None, public_key_path: str | os.PathLike,

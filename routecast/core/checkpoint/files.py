@@ -104,8 +104,8 @@ def read_capped(path: Path, *, cap: int, expected_size: int | None, what: str) -
             raise CheckpointError(f"{path}: {what} is not a regular file")
         size = info.st_size
         if expected_size is not None and size != expected_size:
-            raise CheckpointError(f"{path}: size {size} bytes differs from the manifest ({expected_size}); "
-                                  "the file is truncated or modified")
+            raise CheckpointError(f"{path}: size {size} bytes differs from its manifest entry ({expected_size} "
+                                  "bytes and a sha256); the file is truncated or modified")
         if size > cap:
             raise CheckpointError(f"{path}: {size:,} bytes, above the {cap:,}-byte cap for this file; "
                                   "refused without reading it")
