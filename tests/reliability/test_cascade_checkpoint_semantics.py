@@ -146,3 +146,30 @@ def test_inconsistent_cascade_checkpoint_is_refused_in_one_line(saved, tmp_path,
     assert "Traceback" not in done.output and isinstance(done.exception, SystemExit)
     lines = [line for line in done.output.splitlines() if line.strip()]
     assert len(lines) == 1 and str(exc.value) in lines[0], done.output
+
+
+def test_a_cascade_checkpoint_of_the_previous_format_is_refused_in_one_line(saved, tmp_path):
+    """Before the one checkpoint format, cascade checkpoints had their own manifest (``format``, file ->
+    sha256, no ``format_version``) and config (``format_version`` 3). They are refused at load with
+    one line that says what to do, not read by a second verifier."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from routecast.cli import app as cli
+
+    old = tmp_path / "old"
+    shutil.copytree(saved, old)
+    config = json.loads((old / "config.json").read_text())
+    config.update({"format_version": 3})
+    (old / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    files = {p.relative_to(old).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(old.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (old / "manifest.json").write_text(json.dumps({"format": "routecast-cascade-router", "files": files}))
+    with pytest.raises(CheckpointError, match=r"manifest\.json: format 'routecast-cascade-router' without "
+                                              r"'format_version' was written before .* fit it again and save it "
+                                              r"with this routecast") as exc:
+        CascadeRouter.load(old)
+    assert "\n" not in str(exc.value)
+    done = CliRunner().invoke(cli, ["serve", str(old), "--port", "1"])
+    assert done.exit_code == 2 and str(exc.value) in done.output and "Traceback" not in done.output
