@@ -26,15 +26,19 @@ ENC = "hashing:dim=64"
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A valid cascade checkpoint with an answer scorer and a named default operating point."""
+    """(a valid signed cascade checkpoint with an answer scorer and a named default operating point,
+    the signing key, its public key)."""
+    from routecast.core.signing import generate_keypair
+
     base = tmp_path_factory.mktemp("cascade_semantics")
+    generate_keypair(base / "k.pem", base / "k.pub")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROUTECAST_CACHE_DIR", str(base / "cache"))
         train, val, _ = parts(synthetic(160, hedge=True, seed=5))
         cascade = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0, 1.0),
                                 n_lams=9).fit(train, val)
         cascade.add_operating_point("cheap", lam=float(cascade.lam_) * 2 + 1.0, make_default=True)
-        return cascade.save(base / "ck")
+        return cascade.save(base / "ck", sign_key=base / "k.pem"), base / "k.pem", base / "k.pub"
 
 
 def _config(edit):
@@ -123,7 +127,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 def test_the_untampered_checkpoint_loads_and_serves(saved):
     """The cases below fail because of the edit, not because the checkpoint never loaded."""
-    loaded = CascadeRouter.load(saved)
+    loaded = CascadeRouter.load(saved[0], trusted_key=saved[2])
     assert loaded.scorer_ is not None and loaded.default_operating_point() == "cheap"
     assert loaded.run("What is 2 + 2?", lambda model, prompt: "4").models_called
 
@@ -134,14 +138,15 @@ def test_inconsistent_cascade_checkpoint_is_refused_in_one_line(saved, tmp_path,
 
     from routecast.cli import app as cli
 
+    ckpt, key, public = saved
     bad = tmp_path / "bad"
-    shutil.copytree(saved, bad)
+    shutil.copytree(ckpt, bad)
     tamper(bad)
-    write_manifest(bad)  # consistent integrity: only the meaning is wrong
+    write_manifest(bad, sign_key=key)  # re-hashed and re-signed: integrity and signature hold, only the meaning is wrong
     with pytest.raises(CheckpointError, match=message) as exc:
-        CascadeRouter.load(bad)
+        CascadeRouter.load(bad, trusted_key=public)
     assert "\n" not in str(exc.value)
-    done = CliRunner().invoke(cli, ["serve", str(bad), "--port", "1"])
+    done = CliRunner().invoke(cli, ["serve", str(bad), "--port", "1", "--trusted-key", str(public)])
     assert done.exit_code == 2, (label, done.output)
     assert "Traceback" not in done.output and isinstance(done.exception, SystemExit)
     lines = [line for line in done.output.splitlines() if line.strip()]
@@ -159,7 +164,8 @@ def test_a_cascade_checkpoint_of_the_previous_format_is_refused_in_one_line(save
     from routecast.cli import app as cli
 
     old = tmp_path / "old"
-    shutil.copytree(saved, old)
+    shutil.copytree(saved[0], old)
+    (old / "manifest.sig").unlink()
     config = json.loads((old / "config.json").read_text())
     config.update({"format_version": 3})
     (old / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
