@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from routecast.atomic import write_text
+from routecast.cascade.posterior import PosteriorQuality, feature_names
 from routecast.core.checkpoint import CONFIG_FILE, CheckpointFolder, array_index, dump_json, is_int, \
     load_component, save_arrays, write_component
+from routecast.core.policy import OperatingCurve
 from routecast.errors import CheckpointError, ConfigError, RoutecastError, RoutingError
 
 FORMAT = "routecast-cascade-router"
@@ -68,8 +70,6 @@ def cascade_state(cascade: Any, folder: Path) -> dict[str, Any]:
     arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
     save_arrays(folder / WEIGHTS_FILE, arrays, what="cascade router")
     write_component(cascade.router_, folder / ROUTER_DIR)
-    from routecast.cascade.posterior import feature_names
-
     return {"format": FORMAT, "hyperparameters": cascade.get_params(), "pool": list(cascade.pool_),
             "max_calls": cascade.max_calls_, "kappa": cascade.kappa_, "lookahead": cascade.lookahead_,
             "lam": cascade.lam_, "strong": int(cascade.strong_), "features": feature_names(len(cascade.pool_)),
@@ -226,9 +226,6 @@ def _load_scorer(folder: CheckpointFolder, arrays: dict[str, np.ndarray], pool: 
 def build_cascade(cls: type, folder: CheckpointFolder) -> Any:
     """A cascade router from a verified folder, every field checked (see the module); the caller
     sets the mask index and runs :func:`probe_cascade`."""
-    from routecast.cascade.posterior import PosteriorQuality, feature_names
-    from routecast.core.policy import OperatingCurve
-
     config = folder.config
     for key in _REQUIRED:
         if key not in config:

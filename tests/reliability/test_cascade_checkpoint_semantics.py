@@ -179,3 +179,19 @@ def test_a_cascade_checkpoint_of_the_previous_format_is_refused_in_one_line(save
     assert "\n" not in str(exc.value)
     done = CliRunner().invoke(cli, ["serve", str(old), "--port", "1"])
     assert done.exit_code == 2 and str(exc.value) in done.output and "Traceback" not in done.output
+
+
+def test_array_caps_hold_for_components_in_subfolders(saved, tmp_path):
+    """The ex-ante router inside a cascade checkpoint is capped by what its own config.json declares,
+    as a router checkpoint is: a declared array over max_array_bytes is refused before reading."""
+    ckpt, key, public = saved
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    config = json.loads((bad / "router" / "config.json").read_text())
+    name = sorted(config["arrays"])[0]
+    config["arrays"][name] = {"dtype": "float64", "shape": [100000, 100000]}
+    (bad / "router" / "config.json").write_text(dump_json(config))
+    write_manifest(bad, sign_key=key)
+    with pytest.raises(CheckpointError, match=rf"router/config\.json: field 'arrays\.{name}' declares "
+                                              r"80,000,000,000 bytes, above the [\d,]+-byte cap per array"):
+        CascadeRouter.load(bad, trusted_key=public)

@@ -138,6 +138,20 @@ def _legacy_manifest(manifest: Any) -> str | None:
     return None
 
 
+def _component_caps(root: Path, rel: str, data: bytes, max_array_bytes: int) -> dict[str, int]:
+    """Caps of the array files a component's ``config.json`` declares, as paths from ``root``. A
+    config.json that is not a JSON object (a shipped model folder's own) declares none here; the
+    component that reads it parses it strictly."""
+    try:
+        config = parse_json(data, root / rel)
+    except CheckpointError:
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    folder = rel[: -len(CONFIG_FILE)]
+    return {folder + name: cap for name, cap in array_file_caps(config, root / rel, max_array_bytes).items()}
+
+
 def read_folder(path: str | os.PathLike, *, trusted_key: str | os.PathLike | None = None,
                 expect_sha256: str | None = None, max_array_bytes: int = MAX_ARRAY_BYTES) -> CheckpointFolder:
     """Integrity (and, with a pin or a key, authenticity) of a checkpoint folder; every file read once."""
@@ -185,6 +199,9 @@ def read_folder(path: str | os.PathLike, *, trusted_key: str | os.PathLike | Non
         raise CheckpointError(f"{cfg_path}: expected a JSON object")
     check_version(config.get("format_version"), cfg_path)
     caps = array_file_caps(config, cfg_path, max_array_bytes)
+    for rel in sorted(r for r in listed if r.endswith("/" + CONFIG_FILE)):  # components in subfolders
+        blobs[rel] = read_listed(rel, MAX_CONFIG_BYTES)
+        caps.update(_component_caps(root, rel, blobs[rel], max_array_bytes))
     for rel in sorted(listed):
         if rel not in blobs:
             blobs[rel] = read_listed(rel, caps.get(rel, MAX_OTHER_FILE_BYTES))
