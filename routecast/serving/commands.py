@@ -162,6 +162,9 @@ def serve(
                                                      "api_key_env, timeout (needed for /v1/chat/completions).")] = None,
     api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="Client keys file: one key or "
                                                      "sha256:<hex> per line (also $ROUTECAST_API_KEYS).")] = None,
+    admin_keys: Annotated[Optional[Path], typer.Option("--admin-keys", help="Admin keys file (as --api-keys): "
+                                                       "also accepted as client keys, and may give feedback on "
+                                                       "any key's requests.")] = None,
     insecure_no_auth: Annotated[Optional[bool], typer.Option("--insecure-no-auth", help="Serve a non-loopback "
                                                              "address without client keys.")] = None,
     docs: Annotated[Optional[bool], typer.Option("--docs/--no-docs", help="Publish /docs and /openapi.json.")] = None,
@@ -219,6 +222,7 @@ def serve(
 
     options = dict(port=port, host=host, backends=None if backends is None else str(backends),
                    api_keys=None if api_keys is None else str(api_keys), insecure_no_auth=insecure_no_auth,
+                   admin_keys=None if admin_keys is None else str(admin_keys),
                    docs=docs, public_metrics=public_metrics, max_body_bytes=max_body_bytes, max_prompts=max_prompts,
                    rate_limit_rps=rate_limit_rps, prompt_rate_limit=prompt_rate_limit,
                    spend_budget_usd=spend_budget_usd, max_concurrent_per_key=max_concurrent_per_key,

@@ -31,7 +31,7 @@ from routecast.errors import ConfigError
 #: options of ``routecast serve`` that are not app settings (read by routecast.serving.serve)
 SERVE_KEYS = {"host": str, "port": int, "backends": str, "api_keys": str, "insecure_no_auth": bool,
               "access_log": bool, "trusted_key": str, "expect_sha256": str, "decision_log": str, "log_text": bool,
-              "price_table": str, "workers": int, "store": str}
+              "price_table": str, "workers": int, "store": str, "admin_keys": str}
 
 
 @dataclass(frozen=True)
