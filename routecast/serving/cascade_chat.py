@@ -26,8 +26,8 @@ What streams (``"stream": true``)
 Costs and accounting
 --------------------
 Every call is paid for, not only the one returned: each call costs its token usage priced by the
-price table when one is configured, else the cascade's expected cost of that model (a streamed
-call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
+price table when one is configured and the usage is plausible (routecast.serving.usage), else the
+cascade's expected cost of that model (a streamed call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
 per-key spend budget and the decision log's ``realised_cost`` all get the sum over the calls.
 
 Transparency (the router path's header names, plus the cascade's own)
@@ -72,6 +72,7 @@ from routecast.data.chat_text import message_text
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.decision_writer import decision_record, rank_of
+from routecast.serving.usage import checked_usage, strict_json
 
 
 async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, started: float, *,
@@ -136,7 +137,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
             streamed = response
             break
         data = json.loads(response.body)
-        cost = state.call_cost(answered, data.get("usage"))
+        cost = state.call_cost(answered, checked_usage(data.get("usage"), payload, data, model=answered,
+                                                       metrics=state.metrics, request_id=request_id))
         calls.append(_call(answered, response.status_code, cost, t0))
         completions[answered] = data
         choices = data.get("choices") or [{}]
@@ -166,7 +168,7 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
             response = StreamingResponse(iter(_sse_chunks(data, usage, body)), media_type="text/event-stream",
                                          headers=headers)
         else:
-            response = Response(json.dumps({**data, "usage": usage}).encode(), media_type="application/json",
+            response = Response(strict_json({**data, "usage": usage}).encode(), media_type="application/json",
                                 headers=headers)
     state.metrics.decisions.labels(chosen).inc()
     _log(state, cs, text, caller, request_id, chosen, calls, started, status=response.status_code, failure=failure,
@@ -237,7 +239,7 @@ def _sse_chunks(data: dict, usage: dict, body: dict) -> list[bytes]:
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
         events.append({**base, "choices": [], "usage": usage})
-    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    return [f"data: {strict_json(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
 def _log(state, cs, text: str, caller: str, request_id: str, chosen: str, calls: list[dict], started: float, *,

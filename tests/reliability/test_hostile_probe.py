@@ -24,16 +24,17 @@ MATH = "Solve for x: 3x + 4 = 10"  # routed to 'large' (expected cost 0.01) at l
 MODELS = ("small", "medium", "large")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("probe") / "ck")
-
-
 @pytest.fixture
 def backend():
-    b = FakeBackend("B")
-    yield b
-    b.stop()
+    """One fake backend for every model; a test may set what it reports (usage_json, content)."""
+    with FakeBackend("B") as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """The knn router of tests/_support/serving.py: math prompts go to 'large', chat to 'small'."""
+    return make_checkpoint(tmp_path_factory.mktemp("probe") / "ck")
 
 
 def _chat(client, headers=None, content=MATH, **extra):
@@ -74,3 +75,91 @@ def test_admin_keys_file_is_a_serve_option(ckpt, tmp_path):
     with TestClient(app) as client:
         assert client.get("/v1/models", headers=AUTH_ADMIN).status_code == 200
         assert client.get("/v1/models", headers=AUTH_B).status_code == 401
+
+
+# ----------------------------------------------------------------------------- 2. reported usage
+HOSTILE_USAGE = ['{"prompt_tokens": -1000000000, "completion_tokens": 1, "total_tokens": -999999999}',
+                 '{"prompt_tokens": 1.8e308, "completion_tokens": 1, "total_tokens": 1.8e308}',
+                 '{"prompt_tokens": 1, "completion_tokens": ' + "9" * 400 + ', "total_tokens": 2}']
+PRICES = {m: [1000.0, 1000.0] for m in MODELS}  # USD per million tokens: 1 token in + 1 out = 0.002 USD
+
+
+def _strict(text: str):
+    """The body as JSON that every parser accepts (``Infinity``/``NaN`` refused)."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _implausible(client, headers=None) -> float:
+    metrics = client.get("/metrics", headers=headers or {}).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("routecast_implausible_usage_total{"))
+
+
+@pytest.mark.parametrize("usage", HOSTILE_USAGE, ids=["negative", "1.8e308", "400-digits"])
+def test_hostile_usage_is_charged_at_the_expected_cost_router_path(ckpt, backend, usage, caplog):
+    backend.usage_json = usage
+    app = create_app(ckpt, {"spend_budget_usd": 0.05}, backends=backends_for({m: backend for m in MODELS}),
+                     price_table=PRICES, api_keys=[KEY_A])
+    with TestClient(app) as client:
+        r = _chat(client, AUTH_A, routecast={"lam": 0})
+        assert r.status_code == 200, r.text
+        body = _strict(r.text)
+        assert body["choices"][0]["message"]["content"] == "B:large"  # the answer still reaches the client
+        assert body["usage"]["routecast_cost_usd"] == pytest.approx(0.01)  # large's expected cost
+        assert float(r.headers["x-routecast-cost-usd"]) == pytest.approx(0.01)
+        assert app.state.server.limits.spent(_key_id(KEY_A)) == pytest.approx(0.01)
+        assert _implausible(client, AUTH_A) == 1
+    assert any("usage of model large ignored" in rec.getMessage() for rec in caplog.records)
+    # a plausible usage is still priced: 1 + 1 tokens at 1000 USD/Mtok
+    backend.usage_json = None
+    with TestClient(create_app(ckpt, backends=backends_for({m: backend for m in MODELS}),
+                               price_table=PRICES)) as client:
+        r = _chat(client, routecast={"lam": 0})
+        assert r.json()["usage"]["routecast_cost_usd"] == pytest.approx(0.002) and _implausible(client) == 0
+
+
+def _key_id(key: str) -> str:
+    from routecast.serving.guard.auth import ApiKeys
+
+    return ApiKeys.from_entries([("k", key)]).identify(key)
+
+
+@pytest.fixture(scope="module")
+def cascade_ckpt(tmp_path_factory):
+    """A tiny cascade over two models (A cheap, C strong) trained on a synthetic log with answers."""
+    import numpy as np
+
+    from routecast.cascade.cascade_router import CascadeRouter
+    from routecast.data.outcome_log import OutcomeLog
+
+    rng = np.random.default_rng(0)
+    n = 160
+    prompts = [f"question {i}: what is {int(rng.integers(10, 99))} plus {int(rng.integers(10, 99))}?" for i in range(n)]
+    right = rng.random((n, 2)) < [0.5, 0.95]
+    responses = np.array([[f"The answer is {'right' if ok else 'wrong'} {i}." for ok in row]
+                          for i, row in enumerate(right)], dtype=object)
+    log = OutcomeLog(np.array([f"p{i}" for i in range(n)], dtype=object), np.array(prompts, dtype=object),
+                     ("small", "large"), right.astype(float), np.tile([0.001, 0.01], (n, 1)), responses,
+                     source="<synthetic>")
+    cascade = CascadeRouter(router="linear", encoder="hashing:dim=32", scorer_encoder="hashing:dim=32",
+                            kappas=(1.0,), n_lams=9).fit(log.subset(np.arange(100)), log.subset(np.arange(100, n)))
+    return cascade.save(tmp_path_factory.mktemp("cascade") / "ck")
+
+
+@pytest.mark.parametrize("usage", HOSTILE_USAGE, ids=["negative", "1.8e308", "400-digits"])
+def test_hostile_usage_is_charged_at_the_expected_cost_cascade_path(cascade_ckpt, backend, usage):
+    backend.usage_json = usage
+    app = create_app(cascade_ckpt, backends=backends_for({"small": backend, "large": backend}),
+                     price_table=PRICES)
+    with TestClient(app) as client:
+        r = _chat(client)
+        assert r.status_code == 200, r.text
+        body = _strict(r.text)
+        calls = body["usage"]["routecast_cascade"]["calls"]
+        expected = app.state.server.runtime.expected_costs
+        assert [c["cost_usd"] for c in calls] == pytest.approx([expected[c["model"]] for c in calls])
+        assert body["usage"]["routecast_cost_usd"] == pytest.approx(sum(expected[c["model"]] for c in calls))
+        assert body["usage"]["routecast_cost_usd"] > 0
+        assert _implausible(client) == len(calls)

@@ -41,6 +41,7 @@ from routecast.serving.decision_writer import decision_record, rank_of
 from routecast.serving.endpoints.common import key_id, read_json, server
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import chat_knobs, conversation_header, router_model
+from routecast.serving.usage import checked_usage, strict_json
 
 router = APIRouter()
 
@@ -90,7 +91,7 @@ async def chat(request: Request):
     cost = None
     if response.status_code < 400:
         state.metrics.decisions.labels(model).inc()
-        response, cost = _with_cost(state, plan, response, model, stream)
+        response, cost = _with_cost(state, plan, response, model, stream, body)
         state.limits.charge(caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
@@ -187,8 +188,10 @@ def _named_model(state, requested: str, request_id: str) -> _Plan:
     return _Plan(request_id, [requested])
 
 
-def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool) -> tuple[Response, float | None]:
-    """The answer with ``usage.routecast_cost_usd`` and the realised cost of the call."""
+def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool,
+               body: dict) -> tuple[Response, float | None]:
+    """The answer with ``usage.routecast_cost_usd`` and the realised cost of the call (a usage the
+    backend reported for ``body`` is believed only when plausible: routecast.serving.usage)."""
     expected = state.runtime.expected_costs.get(model)
     if stream:
         if expected is not None:
@@ -199,12 +202,13 @@ def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool)
     except ValueError:  # the proxy checked it is JSON; be safe anyway
         return response, expected
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-    cost = state.call_cost(model, usage)
+    cost = state.call_cost(model, checked_usage(usage, body, data, model=model, metrics=state.metrics,
+                                                request_id=plan.request_id))
     data["usage"] = {**(usage or {}), "routecast_cost_usd": cost, "routecast_request_id": plan.request_id}
     headers = {k: v for k, v in response.headers.items() if k != "content-length"}
     if cost is not None:
         headers["x-routecast-cost-usd"] = f"{cost:.6g}"
-    return Response(json.dumps(data).encode(), status_code=response.status_code, headers=headers,
+    return Response(strict_json(data).encode(), status_code=response.status_code, headers=headers,
                     media_type="application/json"), cost
 
 
