@@ -163,3 +163,33 @@ def test_hostile_usage_is_charged_at_the_expected_cost_cascade_path(cascade_ckpt
         assert body["usage"]["routecast_cost_usd"] == pytest.approx(sum(expected[c["model"]] for c in calls))
         assert body["usage"]["routecast_cost_usd"] > 0
         assert _implausible(client) == len(calls)
+
+
+# ----------------------------------------------------------------------------- 5. breaker fallbacks
+def _fallbacks(client) -> dict[str, float]:
+    return {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+            if line.startswith("routecast_fallbacks_total{")}
+
+
+def test_a_fallback_past_an_open_breaker_is_reported(ckpt, backend, tmp_path):
+    dead = FakeBackend("A", mode="500")
+    log = tmp_path / "decisions.sqlite"
+    backends = backends_for({"large": dead, "medium": backend, "small": backend})
+    app = create_app(ckpt, {"breaker_failures": 1, "breaker_cooldown_s": 60}, backends=backends, decision_log=log)
+    try:
+        with TestClient(app) as client:
+            first = _chat(client, routecast={"lam": 0})  # large fails (500): the breaker opens
+            skipped = [_chat(client, content=f"{MATH} [{i}]", routecast={"lam": 0}) for i in range(4)]
+            fallbacks = _fallbacks(client)
+    finally:
+        dead.stop()
+    assert first.headers["x-routecast-fallback"] == "large->medium"
+    assert dead.counts["large"] == 0 and backend.counts["medium"] == 5  # nothing more was sent to large
+    for r in skipped:
+        assert r.status_code == 200 and r.headers["x-routecast-model"] == "medium"
+        assert r.headers["x-routecast-fallback"] == "large->medium"  # the skipped first choice is in the chain
+    assert fallbacks == {'routecast_fallbacks_total{from_model="large",to_model="medium"}': 5.0}
+    records = {r["request_id"]: r for r in DecisionLog(log).records()}
+    for r in skipped:
+        record = records[r.headers["x-routecast-request-id"]]
+        assert (record["fallback"], record["chosen"]) == ("large->medium", "medium")
