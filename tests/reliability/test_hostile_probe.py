@@ -193,3 +193,27 @@ def test_a_fallback_past_an_open_breaker_is_reported(ckpt, backend, tmp_path):
     for r in skipped:
         record = records[r.headers["x-routecast-request-id"]]
         assert (record["fallback"], record["chosen"]) == ("large->medium", "medium")
+
+
+# ----------------------------------------------------------------------------- 4. a bad cascade answer
+def test_a_cascade_answer_with_a_lone_surrogate_is_a_charged_and_logged_502(cascade_ckpt, backend, tmp_path):
+    backend.content = "\ud800"  # valid JSON ("\ud800"), not valid Unicode: the answer scorer cannot read it
+    log = tmp_path / "decisions.sqlite"
+    app = create_app(cascade_ckpt, {"spend_budget_usd": 1e-6}, decision_log=log,
+                     backends=backends_for({"small": backend, "large": backend}))
+    with TestClient(app) as client:
+        r = _chat(client)
+        assert r.status_code == 502, r.text
+        error = r.json()["error"]
+        assert error["code"] == "bad_backend_answer" and error["type"] == "backend_error"
+        called = r.headers["x-routecast-cascade-calls"]
+        assert f"model {called!r}" in error["message"] and "request" not in error["message"]
+        assert app.state.server.limits.spent("anonymous") == pytest.approx(
+            app.state.server.runtime.expected_costs[called])  # the call is paid for
+        again = _chat(client)
+        assert again.status_code == 429 and again.json()["error"]["code"] == "budget_exceeded"
+        metrics = client.get("/metrics").text
+    assert f'routecast_backend_errors_total{{kind="bad_answer",model="{called}"}} 1.0' in metrics
+    (record,) = DecisionLog(log).records()
+    assert record["status"] == 502 and record["chosen"] == called and record["realised_cost"] > 0
+    assert record["extra"]["cascade"]["failure"] == f"{called} failed: bad_answer"
