@@ -175,6 +175,9 @@ def serve(
     prompt_rate_limit: Annotated[Optional[float], typer.Option(help="Prompts/s per key (429 above).")] = None,
     spend_budget_usd: Annotated[Optional[float], typer.Option(help="USD per key on proxied chats, from the "
                                                               "router's cost model (429 when used up).")] = None,
+    budget_mode: Annotated[Optional[str], typer.Option("--budget-mode", help="settle: charge each chat when it "
+                                                       "ends; reserve: also hold its expected cost while it runs, "
+                                                       "so a budget is exceeded by at most one chat [settle].")] = None,
     max_concurrent_per_key: Annotated[Optional[int], typer.Option(help="Requests in progress per key [8].")] = None,
     header_timeout_s: Annotated[Optional[float], typer.Option("--header-timeout", help="Seconds to send a "
                                                               "request head [10].")] = None,
@@ -225,7 +228,7 @@ def serve(
                    admin_keys=None if admin_keys is None else str(admin_keys),
                    docs=docs, public_metrics=public_metrics, max_body_bytes=max_body_bytes, max_prompts=max_prompts,
                    rate_limit_rps=rate_limit_rps, prompt_rate_limit=prompt_rate_limit,
-                   spend_budget_usd=spend_budget_usd, max_concurrent_per_key=max_concurrent_per_key,
+                   spend_budget_usd=spend_budget_usd, budget_mode=budget_mode, max_concurrent_per_key=max_concurrent_per_key,
                    header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
                    max_response_bytes=max_response_bytes, default_lam=lam, micro_batch=micro_batch,
                    max_batch=max_batch, batch_wait_ms=batch_wait_ms, access_log=access_log,

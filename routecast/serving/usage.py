@@ -1,4 +1,5 @@
-"""Token usage a backend reports, checked before it is priced, and answers re-encoded as strict JSON.
+"""Token usage a backend reports, checked before it is priced; what a chat may cost, held against a
+budget while it runs; and answers re-encoded as strict JSON.
 
 Why: with a price table, a chat's realised cost is the backend's reported ``usage`` times the
 price, and that cost is charged to the caller's spend budget. A backend is not a trusted party (a
@@ -64,6 +65,18 @@ def checked_usage(usage: Any, request: dict, answer: dict, *, model: str, metric
                    request_id, model, problem)
     metrics.implausible_usage.labels(model).inc()
     return None
+
+
+def chat_hold_usd(runtime, model: str | None = None) -> float:
+    """The most one chat is expected to cost, held against a budget while it runs (``budget_mode:
+    reserve``): a named ``model``'s expected cost; for a routed chat the dearest model's (it may
+    fall back to any), times the calls a cascade may make."""
+    expected = runtime.expected_costs
+    if model is not None and expected.get(model) is not None:
+        return float(expected[model])
+    costs = sorted((c for c in expected.values() if c is not None), reverse=True)
+    calls = int(runtime.describe()["cascade"]["max_calls"]) if getattr(runtime, "is_cascade", False) else 1
+    return float(sum(costs[:calls]))
 
 
 def strict_json(data: Any) -> str:

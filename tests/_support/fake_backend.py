@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many chats in flight connect at once (the default backlog is 5)
 
     def __init__(self, backend: "FakeBackend"):
         self.backend = backend

@@ -38,10 +38,10 @@ from routecast.data.chat_text import NoRoutingText, routing_text
 from routecast.serving.api_error import ApiError
 from routecast.serving.conversations import sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
-from routecast.serving.endpoints.common import key_id, read_json, server
+from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import chat_knobs, conversation_header, router_model
-from routecast.serving.usage import checked_usage, strict_json
+from routecast.serving.usage import chat_hold_usd, checked_usage, strict_json
 
 router = APIRouter()
 
@@ -68,7 +68,8 @@ async def chat(request: Request):
     routes, point = router_model(requested)
     knobs = chat_knobs(body, request.headers, point)
     caller = key_id(request)
-    state.limits.check_budget(caller)
+    state.limits.check_budget(caller, hold_usd=chat_hold_usd(state.runtime, None if routes else requested),
+                              holds=budget_holds(request))
     state.limits.admit_prompts(caller, 1)
     request_id = new_request_id()
     started = time.perf_counter()

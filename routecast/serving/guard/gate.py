@@ -19,6 +19,7 @@ import time
 
 from routecast.serving.api_error import ApiError, error_bytes
 from routecast.serving.guard.auth import ApiKeys, bearer_token
+from routecast.serving.guard.key_limits import BUDGET_HOLDS
 
 logger = logging.getLogger("routecast.serving")
 
@@ -72,8 +73,11 @@ class Gate:
             if key_id == BAD_KEY:
                 raise _Unauthorised()
             self.limits.admit_request(key_id)
-            async with self.slots.hold(key_id):
-                await self.app(scope, self._deadline(receive, scope), observed_send)
+            try:
+                async with self.slots.hold(key_id):
+                    await self.app(scope, self._deadline(receive, scope), observed_send)
+            finally:  # the request has ended: what it held against its budget goes back (reserve mode)
+                self.limits.release(scope["state"].get(BUDGET_HOLDS, []))
         except ApiError as exc:
             if not state["started"]:
                 await _send_error(observed_send, exc)
