@@ -63,3 +63,64 @@ def test_budget_mode_is_checked_and_a_serve_option():
     assert ServerSettings().budget_mode == "settle"
     with pytest.raises(ConfigError, match="budget_mode must be one of settle, reserve, got 'hold'"):
         ServerSettings.from_any({"budget_mode": "hold"})
+
+
+# ----------------------------------------------------------------------------- 6. stalls without keys
+def _half_sent_bodies(port: int, n: int) -> list:
+    """``n`` connections that sent a chat's head and 10 of its 200 body bytes, then nothing."""
+    import socket
+
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 200\r\n\r\n{\"model\": ")
+        socks.append(sock)
+    return socks
+
+
+def test_half_sent_bodies_hold_no_routing_slot(ckpt):
+    import time
+
+    fast = FakeBackend("F")
+    settings = {"body_timeout_s": 4.0, "max_concurrent_per_key": 8, "slot_wait_s": 4.0}
+    try:
+        with serving(ckpt, backends_for({m: fast for m in ("small", "medium", "large")}), settings) as server:
+            socks = _half_sent_bodies(server.port, 8)  # as many as the anonymous key's slots
+            try:
+                time.sleep(0.3)
+                start = time.perf_counter()
+                r = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                               json={"model": "router", "messages": [{"role": "user", "content": MATH}]})
+                waited = time.perf_counter() - start
+            finally:
+                for sock in socks:
+                    sock.close()
+    finally:
+        fast.stop()
+    assert r.status_code == 200 and waited < 2.0  # not the 4 s body timeout of the stalled requests
+
+
+def test_without_keys_slots_are_per_client_address(ckpt):
+    slow = FakeBackend("S", mode="hang", hang_seconds=1.5)
+    settings = {"max_concurrent_per_key": 2, "slot_wait_s": 0.3}
+    chat = {"model": "router", "messages": [{"role": "user", "content": MATH}]}
+
+    async def drive(url):
+        other_address = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=url, timeout=10, transport=other_address) as hog, \
+                httpx.AsyncClient(base_url=url, timeout=10) as client:
+            held = [asyncio.ensure_future(hog.post("/v1/chat/completions", json=chat)) for _ in range(2)]
+            await asyncio.sleep(0.4)  # both of 127.0.0.2's slots are taken by chats on a slow backend
+            third = await hog.post("/v1/chat/completions", json=chat)
+            mine = await client.post("/v1/route", json={"prompt": MATH})
+            return [(await h).status_code for h in held], third, mine.status_code
+
+    try:
+        with serving(ckpt, backends_for({m: slow for m in ("small", "medium", "large")}, timeout=5.0),
+                     settings) as server:
+            held, third, mine = asyncio.run(drive(server.url))
+    finally:
+        slow.stop()
+    assert held == [200, 200] and mine == 200  # 127.0.0.1 is not held up by 127.0.0.2
+    assert third.status_code == 429 and third.json()["error"]["code"] == "concurrency_limit"

@@ -38,7 +38,7 @@ from routecast.data.chat_text import NoRoutingText, routing_text
 from routecast.serving.api_error import ApiError
 from routecast.serving.conversations import sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
-from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server
+from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import chat_knobs, conversation_header, router_model
 from routecast.serving.usage import chat_hold_usd, checked_usage, strict_json
@@ -79,7 +79,8 @@ async def chat(request: Request):
         return await cascade_chat(state, body, knobs, caller, request_id, started, stream=stream,
                                   text=chat_routing_text(state.settings, messages))
     if routes:
-        plan = await _route_chat(state, body, messages, knobs, caller, request_id, request.headers)
+        plan = await _route_chat(state, body, messages, knobs, caller, request_id, request.headers,
+                                 share=share_id(request))
     else:
         plan = _named_model(state, requested, request_id)
     try:
@@ -135,11 +136,12 @@ def chat_routing_text(settings, messages) -> str:
         raise ApiError(400, str(exc), code="invalid_request") from None
 
 
-async def _route_chat(state, body, messages, knobs, caller, request_id, headers) -> _Plan:
-    """Route the conversation: decision, stickiness, exploration, decision-log record."""
+async def _route_chat(state, body, messages, knobs, caller, request_id, headers, *, share: str) -> _Plan:
+    """Route the conversation (within ``share``'s fair share of the router): decision, stickiness,
+    exploration, decision-log record."""
     settings = state.settings
     text = chat_routing_text(settings, messages)
-    decision = dict((await state.route_texts([text], knobs, caller))[0])
+    decision = dict((await state.route_texts([text], knobs, share))[0])
     decision["expected_costs"] = state.runtime.expected_costs
     conversation = conversation_header(headers) or (body.get("user") if isinstance(body.get("user"), str)
                                                     and body.get("user") else None)

@@ -21,6 +21,13 @@ def key_id(request: Request) -> str:
     return request.scope.get("state", {}).get("key_id", "anonymous")
 
 
+def share_id(request: Request) -> str:
+    """Whose fair share of the router a request uses: its key id, or without keys its client
+    address (routecast.serving.guard.gate)."""
+    state = request.scope.get("state", {})
+    return state.get("share_id") or state.get("key_id", "anonymous")
+
+
 def budget_holds(request: Request) -> list:
     """What this request holds against its key's budget (reserve mode); the gate releases it when
     the request ends, however it ends (routecast.serving.guard.key_limits)."""
