@@ -217,3 +217,28 @@ def test_a_cascade_answer_with_a_lone_surrogate_is_a_charged_and_logged_502(casc
     (record,) = DecisionLog(log).records()
     assert record["status"] == 502 and record["chosen"] == called and record["realised_cost"] > 0
     assert record["extra"]["cascade"]["failure"] == f"{called} failed: bad_answer"
+
+
+# ----------------------------------------------------------------------------- 7. conversation ids
+def test_huge_conversation_ids_are_hashed_and_the_sticky_table_is_bounded(ckpt, backend, tmp_path):
+    from routecast.serving.conversations import MAX_ID_CHARS, ConversationMemory
+
+    log = tmp_path / "decisions.sqlite"
+    app = create_app(ckpt, decision_log=log, backends=backends_for({m: backend for m in MODELS}))
+    users = [f"{i}-" + "u" * 900_000 for i in range(6)]  # 900 KB each, all distinct
+    with TestClient(app) as client:
+        first = [_chat(client, user=u, routecast={"lam": 0}) for u in users]
+        # the same user again, on a prompt that routes elsewhere: still sticky to its first model
+        again = _chat(client, content="Say hello to Ana in a cheerful way", user=users[0])
+        memory = app.state.server.conversations
+    assert all(r.status_code == 200 for r in first) and again.headers["x-routecast-sticky"] == "1"
+    assert again.headers["x-routecast-model"] == first[0].headers["x-routecast-model"]
+    assert memory.size_bytes < 10_000  # six entries of a hashed id each, not 5.4 MB
+    ids = {r["conversation_id"] for r in DecisionLog(log).records()}
+    assert len(ids) == 6 and all(i.startswith("sha256:") and len(i) <= MAX_ID_CHARS for i in ids)
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) < 1_000_000  # not 5.4 MB of ids
+
+    table = ConversationMemory(capacity=1000, max_bytes=1000)
+    for i in range(50):
+        table.remember(f"conversation-{i}", "large")
+    assert len(table) < 50 and table.size_bytes <= 1000 and table.get("conversation-49") == "large"

@@ -36,7 +36,7 @@ from fastapi.responses import Response
 
 from routecast.data.chat_text import NoRoutingText, routing_text
 from routecast.serving.api_error import ApiError
-from routecast.serving.conversations import sticky_choice
+from routecast.serving.conversations import conversation_key, sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
 from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.exploration import explored_choice
@@ -143,8 +143,8 @@ async def _route_chat(state, body, messages, knobs, caller, request_id, headers,
     text = chat_routing_text(settings, messages)
     decision = dict((await state.route_texts([text], knobs, share))[0])
     decision["expected_costs"] = state.runtime.expected_costs
-    conversation = conversation_header(headers) or (body.get("user") if isinstance(body.get("user"), str)
-                                                    and body.get("user") else None)
+    conversation = conversation_key(conversation_header(headers) or (
+        body.get("user") if isinstance(body.get("user"), str) and body.get("user") else None))
     chosen, propensity, sticky = decision["model"], 1.0, False
     first = await _first_model(state, conversation) if conversation and settings.sticky_margin is not None else None
     if first is not None:
