@@ -31,7 +31,7 @@ from typing import Any, Collection, Iterator, Mapping
 
 import numpy as np
 
-from routecast.errors import DataError
+from routecast.errors import DataError, shown
 
 __all__ = ["DecisionLog", "text_hash", "outcome_log_from_decisions", "write_bandit_log", "FEEDBACK_SOURCES"]
 
@@ -173,20 +173,20 @@ class DecisionLog:
         with self._lock:
             segment = self._segment_with(request_id)
             if segment is None:
-                raise DataError(f"unknown request id {request_id!r}: no decision logged with it", path=at,
+                raise DataError(f"unknown request id {shown(request_id)}: no decision logged with it", path=at,
                                 column="request_id")
             conn = self._conn if segment == self._current else self._connect(segment)
             try:
                 if key_ids is not None:
                     owner = conn.execute("SELECT key_id FROM decisions WHERE request_id = ?", (request_id,)).fetchone()
                     if owner is None or owner[0] not in key_ids:
-                        raise NotYourRequest(f"request {request_id!r} was made with another API key", path=at,
+                        raise NotYourRequest(f"request {shown(request_id)} was made with another API key", path=at,
                                              column="request_id")
                 verb = "INSERT OR REPLACE" if replace else "INSERT"
                 conn.execute(f"{verb} INTO feedback (request_id, score, time, source) VALUES (?, ?, ?, ?)",
                              (request_id, float(score), time.time(), source))
             except sqlite3.IntegrityError:
-                raise DataError(f"request {request_id!r} already has feedback (replace=True overwrites)",
+                raise DataError(f"request {shown(request_id)} already has feedback (replace=True overwrites)",
                                 path=at, column="request_id") from None
             finally:
                 if conn is not self._conn:

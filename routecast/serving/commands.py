@@ -74,9 +74,11 @@ def route(
         typer.echo(f"routed {summary['n_prompts']} prompts on ray -> {output} ({shares or 'none'})")
         return
     from routecast.serving.batch import route_file
+    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
     from routecast.serving.runtime import load
 
-    runtime = load(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
+    cascade = is_cascade_checkpoint(checkpoint)  # routed by its first call (what /v1/route answers)
+    runtime = (load_cascade if cascade else load)(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
     summary = route_file(runtime, input, output, batch_size=batch_size, fmt=format, show_progress=progress,
                          resume=resume, allow_duplicates=allow_duplicates,
                          lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
@@ -84,6 +86,9 @@ def route(
     extra = "".join(f", {summary[k]} {label}" for k, label in (("resumed", "resumed"), ("duplicates", "repeated ids"))
                     if summary[k])
     typer.echo(f"routed {summary['n_prompts']} prompts -> {output} ({shares or 'none'}{extra})")
+    if cascade:
+        typer.echo("a cascade checkpoint: each decision is its first call; whether it calls again depends on the "
+                   "answer, which `routecast serve` gets from the backends")
 
 
 def embed(

@@ -26,6 +26,8 @@ import logging
 import math
 from typing import Any
 
+from routecast.errors import shown
+
 logger = logging.getLogger("routecast.serving")
 
 #: the most tokens one character of text can become (a CJK character is up to 3 byte-level tokens)
@@ -50,9 +52,9 @@ def implausible_usage(usage: Any, request: dict, answer: dict) -> str | None:
         if value is None:
             continue
         if not _is_count(value):
-            return f"{field} is not a non-negative integer ({_short(value)})"
+            return f"{field} is not a non-negative integer ({shown(value, 40)})"
         if value > min(bound, MAX_TOKENS):
-            return f"{field} {_short(value)} exceeds {min(bound, MAX_TOKENS)} for this request and answer"
+            return f"{field} {shown(value, 40)} exceeds {min(bound, MAX_TOKENS)} for this request and answer"
     return None
 
 
@@ -100,8 +102,3 @@ def _finite(value: Any) -> Any:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"

@@ -242,3 +242,53 @@ def test_huge_conversation_ids_are_hashed_and_the_sticky_table_is_bounded(ckpt, 
     for i in range(50):
         table.remember(f"conversation-{i}", "large")
     assert len(table) < 50 and table.size_bytes <= 1000 and table.get("conversation-49") == "large"
+
+
+# ----------------------------------------------------------------------------- 9. minor
+def test_a_huge_unknown_request_id_is_not_echoed_whole(ckpt, backend, tmp_path):
+    app = create_app(ckpt, decision_log=tmp_path / "d.sqlite", backends=backends_for({m: backend for m in MODELS}))
+    with TestClient(app) as client:
+        r = client.post("/v1/feedback", json={"request_id": "x" * 900_000, "score": 1})
+        model = client.post("/v1/chat/completions", json={"model": "m" * 900_000, "messages": [{"role": "user",
+                                                                                                 "content": "hi"}]})
+    assert model.status_code == 404 and len(model.content) < 1000 and "(900002 characters)" in model.text
+    assert r.status_code == 400 and len(r.content) < 1000
+    assert "unknown request id 'xxxx" in r.json()["error"]["message"] and "(900002 characters)" in r.text
+
+
+def test_route_on_a_cascade_checkpoint_routes_by_its_first_call(cascade_ckpt, tmp_path, capsys):
+    from routecast.cli import main
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"what is {i} plus {i}?"}) + "\n" for i in range(5)))
+    with pytest.raises(SystemExit) as done:
+        main(["route", str(cascade_ckpt), "-i", str(src), "-o", str(out)])
+    printed = capsys.readouterr()
+    assert done.value.code == 0, printed.err
+    assert "routed 5 prompts" in printed.out and "a cascade checkpoint: each decision is its first call" in printed.out
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [d["id"] for d in decisions] == [f"q{i}" for i in range(5)]
+    assert all(d["model"] in ("small", "large") for d in decisions)
+
+
+def test_ctrl_c_on_route_says_so_in_one_clean_line(ckpt, tmp_path):
+    from routecast.errors import RoutecastError
+    from routecast.serving.batch import route_file
+    from routecast.serving.runtime import load
+
+    class CtrlC:
+        def __init__(self, runtime):
+            self.models, self.manifest_sha256, self.inner = runtime.models, runtime.manifest_sha256, runtime
+            self.calls = 0
+
+        def route(self, texts, **kwargs):
+            self.calls += 1
+            if self.calls > 1:
+                raise KeyboardInterrupt
+            return self.inner.route(texts, **kwargs)
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"hello {i}"}) + "\n" for i in range(6)))
+    with pytest.raises(RoutecastError, match=r"interrupted \(Ctrl-C\) after routing 2 of 6 prompts") as err:
+        route_file(CtrlC(load(ckpt)), src, tmp_path / "out.jsonl", batch_size=2)
+    assert "()" not in str(err.value) and "\n" not in str(err.value)

@@ -35,6 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from routecast.data.chat_text import NoRoutingText, routing_text
+from routecast.errors import shown
 from routecast.serving.api_error import ApiError
 from routecast.serving.conversations import conversation_key, sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
@@ -184,7 +185,7 @@ async def _first_model(state, conversation: str) -> str | None:
 def _named_model(state, requested: str, request_id: str) -> _Plan:
     runtime, proxy = state.runtime, state.proxy
     if requested not in runtime.models and requested not in state.backends:
-        raise ApiError(404, f"unknown model {requested!r}; use 'router' (or 'auto', or 'router:POINT') to route, "
+        raise ApiError(404, f"unknown model {shown(requested)}; use 'router' (or 'auto', or 'router:POINT') to route, "
                             f"or one of: {', '.join(state.known_models())}", code="model_not_found")
     if proxy.backend_for(requested) is None:
         raise ApiError(404, f"model {requested!r} has no backend configured", code="model_not_found")
