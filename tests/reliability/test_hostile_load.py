@@ -8,8 +8,9 @@ import asyncio
 import httpx
 import pytest
 
+from routecast.serving.app import create_app
 from tests._support.fake_backend import FakeBackend
-from tests._support.serving import backends_for, make_checkpoint, serving
+from tests._support.serving import ServerThread, backends_for, make_checkpoint, serving
 
 MATH = "Solve for x: 3x + 4 = 10"  # routed to 'large' (expected cost 0.01, the dearest model) at lam=0
 LARGE_USD = 0.01
@@ -124,3 +125,24 @@ def test_without_keys_slots_are_per_client_address(ckpt):
         slow.stop()
     assert held == [200, 200] and mine == 200  # 127.0.0.1 is not held up by 127.0.0.2
     assert third.status_code == 429 and third.json()["error"]["code"] == "concurrency_limit"
+
+
+def test_hostile_usage_reports_cannot_lift_a_reserved_budget(ckpt):
+    """The probe's attack (a backend reporting ``prompt_tokens: -1000000000`` with a price table)
+    with 16 chats in flight: spend stays within the budget plus one chat in reserve mode."""
+    budget = 0.025
+    hostile = FakeBackend("H", mode="hang", hang_seconds=0.3)
+    hostile.usage_json = '{"prompt_tokens": -1000000000, "completion_tokens": 1, "total_tokens": 1}'
+    settings = {"spend_budget_usd": budget, "budget_mode": "reserve", "max_concurrent_per_key": 32}
+    prices = {m: [1000.0, 1000.0] for m in ("small", "medium", "large")}
+    app = create_app(ckpt, settings, price_table=prices,
+                     backends=backends_for({m: hostile for m in ("small", "medium", "large")}, timeout=5.0))
+    try:
+        with ServerThread(app) as server:
+            first = asyncio.run(_in_flight(server.url, 16))
+            later = asyncio.run(_in_flight(server.url, 16))  # a negative charge would have reopened the budget
+    finally:
+        hostile.stop()
+    spent = app.state.server.limits.spent("anonymous")
+    assert 0 < spent <= budget + LARGE_USD and spent == pytest.approx(sum(usd for _, usd in first + later))
+    assert [status for status, _ in later] == [429] * 16

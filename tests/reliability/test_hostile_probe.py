@@ -120,6 +120,23 @@ def test_hostile_usage_is_charged_at_the_expected_cost_router_path(ckpt, backend
         assert r.json()["usage"]["routecast_cost_usd"] == pytest.approx(0.002) and _implausible(client) == 0
 
 
+def test_usage_bounds_come_from_the_request_and_the_answer():
+    from routecast.serving.usage import MAX_TOKENS, implausible_usage
+
+    request = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
+    answer = {"choices": [{"message": {"role": "assistant", "content": "hello"}}]}
+    assert implausible_usage({"prompt_tokens": 20, "completion_tokens": 100}, request, answer) is None
+    assert implausible_usage(None, request, answer) is None
+    assert "completion_tokens 101 exceeds 100" in implausible_usage({"completion_tokens": 101}, request, answer)
+    assert "not a non-negative integer (True)" in implausible_usage({"prompt_tokens": True}, request, answer)
+    assert "not a non-negative integer (3.0)" in implausible_usage({"completion_tokens": 3.0}, request, answer)
+    unbounded = {"messages": request["messages"], "max_tokens": 10 * MAX_TOKENS}
+    assert f"exceeds {MAX_TOKENS}" in implausible_usage({"completion_tokens": MAX_TOKENS + 1}, unbounded, answer)
+    # without max_tokens: the answer's size plus what a reasoning model may bill unseen
+    assert implausible_usage({"completion_tokens": 90_000}, request | {"max_tokens": None}, answer) is None
+    assert implausible_usage({"completion_tokens": 200_000}, request | {"max_tokens": None}, answer) is not None
+
+
 def _key_id(key: str) -> str:
     from routecast.serving.guard.auth import ApiKeys
 
