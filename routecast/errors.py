@@ -8,6 +8,13 @@ print one line instead of a traceback from inside pandas or torch.
 from __future__ import annotations
 
 
+def shown(value, limit: int = 80) -> str:
+    """``value`` as an error message shows it: its repr, cut to about ``limit`` characters with the
+    full length said, so a client's 900 KB id is not echoed whole into a response or a log."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
+
+
 class RoutecastError(Exception):
     """Base class of every error routecast raises deliberately."""
 

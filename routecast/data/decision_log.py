@@ -27,11 +27,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 import numpy as np
 
-from routecast.errors import DataError
+from routecast.errors import DataError, shown
 
 __all__ = ["DecisionLog", "text_hash", "outcome_log_from_decisions", "write_bandit_log", "FEEDBACK_SOURCES"]
 
@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS decisions_conversation ON decisions (conversation_id);
 """
 assert all(c in _SCHEMA for c in _COLUMNS)
+
+
+class NotYourRequest(DataError):
+    """Feedback for a request that another API key made (the server answers 403)."""
 
 
 def text_hash(text: str) -> str:
@@ -152,10 +156,13 @@ class DecisionLog:
             self._conn.execute(f"UPDATE decisions SET {sets} WHERE request_id = ?", [*fields.values(), request_id])
 
     def add_feedback(self, request_id: str, score: float, *, source: str = "api", replace: bool = False,
-                     where: str | None = None) -> None:
+                     where: str | None = None, key_ids: Collection[str] | None = None) -> None:
         """Attach a score in [0, 1] to a logged decision. Unknown ids and a second score for the
         same request are errors (``replace`` overwrites); nothing already logged changes on error.
-        ``where`` names the input (file and row) in error messages."""
+        ``where`` names the input (file and row) in error messages. ``key_ids``: the request must
+        have been logged with one of these key ids (:class:`NotYourRequest` otherwise), checked in
+        the same locked step that writes, so another key can neither score a request nor use up
+        its one feedback."""
         at = where or str(self.path)
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
                 or not 0.0 <= float(score) <= 1.0:
@@ -166,15 +173,20 @@ class DecisionLog:
         with self._lock:
             segment = self._segment_with(request_id)
             if segment is None:
-                raise DataError(f"unknown request id {request_id!r}: no decision logged with it", path=at,
+                raise DataError(f"unknown request id {shown(request_id)}: no decision logged with it", path=at,
                                 column="request_id")
             conn = self._conn if segment == self._current else self._connect(segment)
             try:
+                if key_ids is not None:
+                    owner = conn.execute("SELECT key_id FROM decisions WHERE request_id = ?", (request_id,)).fetchone()
+                    if owner is None or owner[0] not in key_ids:
+                        raise NotYourRequest(f"request {shown(request_id)} was made with another API key", path=at,
+                                             column="request_id")
                 verb = "INSERT OR REPLACE" if replace else "INSERT"
                 conn.execute(f"{verb} INTO feedback (request_id, score, time, source) VALUES (?, ?, ?, ?)",
                              (request_id, float(score), time.time(), source))
             except sqlite3.IntegrityError:
-                raise DataError(f"request {request_id!r} already has feedback (replace=True overwrites)",
+                raise DataError(f"request {shown(request_id)} already has feedback (replace=True overwrites)",
                                 path=at, column="request_id") from None
             finally:
                 if conn is not self._conn:

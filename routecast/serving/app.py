@@ -69,7 +69,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                api_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
                decision_log: str | os.PathLike | None = None, log_text: bool = False,
                price_table: "str | os.PathLike | dict | None" = None,
-               store: "LimitStore | str | None" = None) -> FastAPI:
+               store: "LimitStore | str | None" = None,
+               admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -85,10 +86,14 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     JSON/YAML file of it) that turns a backend's token usage into the realised cost.
     ``store``: where per-key rate limits and budgets live (routecast.serving.store.open_store:
     ``memory`` (default), ``sqlite:///PATH``, ``redis://HOST:PORT/DB``), shared by server processes.
+    ``admin_keys`` (as ``api_keys``): keys accepted everywhere that may also give feedback on
+    requests other keys made.
     """
     settings = ServerSettings.from_any(settings)
     backend_map: dict[str, Backend] = load_backends(backends if backends is not None else backends_config)
-    keys = _api_keys(api_keys)
+    keys, admins = _api_keys(api_keys), _api_keys(admin_keys)
+    if admins is not None:  # admin keys are client keys too
+        keys = admins if keys is None else keys | admins
     metrics = ServerMetrics()
     state = ServerState(settings=settings, backends=backend_map, metrics=metrics,
                         limits=KeyLimits.from_settings(settings, open_store(store)),
@@ -139,6 +144,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="routecast", lifespan=lifespan, **docs)
     app.state.server = state
+    app.state.admin_key_ids = frozenset() if admins is None else admins.key_ids()
     for endpoints in (route, chat, feedback, info):
         app.include_router(endpoints.router)
     app.add_exception_handler(ApiError, _answer_api_error)

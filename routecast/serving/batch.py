@@ -181,6 +181,11 @@ def partial_paths(output_path: str | os.PathLike) -> tuple[Path, Path]:
             output_path.with_name(output_path.name + ".partial.json"))
 
 
+def _signal_name(exc: BaseException) -> str:
+    """What stopped the run: a KeyboardInterrupt says nothing itself (``str()`` is empty)."""
+    return str(exc) or ("Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+
+
 def _run_settings(runtime, input_path: Path, fmt: str, batch_size: int, route_kwargs: dict) -> dict[str, Any]:
     info = input_path.stat()
     return {"version": _STATE_VERSION, "input": str(input_path.resolve()), "input_size": info.st_size,
@@ -239,7 +244,7 @@ def route_file(runtime, input_path: str | os.PathLike, output_path: str | os.Pat
         try:
             checked = validate_prompts(input_path, fmt=fmt, allow_duplicates=allow_duplicates)
         except (Terminated, KeyboardInterrupt) as exc:
-            raise RoutecastError(f"{output_path}: interrupted ({exc or 'Ctrl-C'}) while checking {input_path}; "
+            raise RoutecastError(f"{output_path}: interrupted ({_signal_name(exc)}) while checking {input_path}; "
                                  "nothing was written") from None
         settings = _run_settings(runtime, input_path, fmt, batch_size, route_kwargs)
         for path in (output_path, partial, state_file):
@@ -259,7 +264,7 @@ def route_file(runtime, input_path: str | os.PathLike, output_path: str | os.Pat
                                    show_progress=show_progress, route_kwargs=route_kwargs)
         except (Terminated, KeyboardInterrupt) as exc:
             kept = len(_complete_decisions(partial)[0])
-            raise RoutecastError(f"{output_path}: interrupted ({exc or 'Ctrl-C'}) after routing {kept} of "
+            raise RoutecastError(f"{output_path}: interrupted ({_signal_name(exc)}) after routing {kept} of "
                                  f"{checked['n_prompts']} prompts; the {kept} decisions are kept in {partial}: "
                                  "run the same command again with resume to continue") from None
         except BaseException:

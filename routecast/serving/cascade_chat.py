@@ -26,8 +26,8 @@ What streams (``"stream": true``)
 Costs and accounting
 --------------------
 Every call is paid for, not only the one returned: each call costs its token usage priced by the
-price table when one is configured, else the cascade's expected cost of that model (a streamed
-call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
+price table when one is configured and the usage is plausible (routecast.serving.usage), else the
+cascade's expected cost of that model (a streamed call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
 per-key spend budget and the decision log's ``realised_cost`` all get the sum over the calls.
 
 Transparency (the router path's header names, plus the cascade's own)
@@ -49,7 +49,10 @@ tries the pool's other models in ex-ante order when the failure certainly produc
 (routecast.serving.proxy), and the cascade goes on from whichever model answered. A later call
 that fails (any status, timeout, open breaker, a backend refusing the request) ends the cascade
 with the best answer so far, said in ``x-routecast-cascade-fallback: best-so-far; MODEL failed:
-CODE``; its cost is not charged (it produced nothing). Streams, auth, rate and body limits apply
+CODE``; its cost is not charged (it produced nothing). An answer that cannot be scored (text that
+is not valid Unicode, e.g. a lone surrogate ``"\\ud800"``) is the backend's fault: it is charged,
+logged and counted (``routecast_backend_errors_total{kind="bad_answer"}``); the first call's is a
+502 naming the model, a later call's ends the cascade with the best answer so far. Streams, auth, rate and body limits apply
 unchanged (they run before this module).
 
 Decision log: one row per request. ``chosen`` is the returned answer's model, ``predicted`` the
@@ -72,6 +75,7 @@ from routecast.data.chat_text import message_text
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.decision_writer import decision_record, rank_of
+from routecast.serving.usage import checked_usage, strict_json
 
 
 async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, started: float, *,
@@ -136,11 +140,26 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
             streamed = response
             break
         data = json.loads(response.body)
-        cost = state.call_cost(answered, data.get("usage"))
+        cost = state.call_cost(answered, checked_usage(data.get("usage"), payload, data, model=answered,
+                                                       metrics=state.metrics, request_id=request_id))
         calls.append(_call(answered, response.status_code, cost, t0))
-        completions[answered] = data
         choices = data.get("choices") or [{}]
         answer = message_text(choices[0].get("message") if isinstance(choices[0], dict) else None)
+        problem = _unscorable(answer)
+        if problem is not None:  # the backend's fault, not the client's: charged, logged, never scored
+            calls[-1]["error"] = "bad_answer"
+            state.metrics.backend_errors.labels(answered, "bad_answer").inc()
+            failure = f"{answered} failed: bad_answer"
+            if first:
+                state.limits.charge(caller, _total(calls))
+                headers = _headers(state, cs, request_id, None, calls, None, point=point, fallback=fallback_chain)
+                _log(state, cs, text, caller, request_id, answered, calls, started, status=502, failure=failure,
+                     fallback=fallback_chain, point=point)
+                raise ApiError(502, f"the backend for model {answered!r} answered with text that {problem}; "
+                                    "the call is charged, its answer not relayed", type="backend_error",
+                               code="bad_backend_answer", headers=headers)
+            break
+        completions[answered] = data
         model = await _step(runtime.observe_and_next, cs, answered, answer)
 
     total = _total(calls)
@@ -166,7 +185,7 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
             response = StreamingResponse(iter(_sse_chunks(data, usage, body)), media_type="text/event-stream",
                                          headers=headers)
         else:
-            response = Response(json.dumps({**data, "usage": usage}).encode(), media_type="application/json",
+            response = Response(strict_json({**data, "usage": usage}).encode(), media_type="application/json",
                                 headers=headers)
     state.metrics.decisions.labels(chosen).inc()
     _log(state, cs, text, caller, request_id, chosen, calls, started, status=response.status_code, failure=failure,
@@ -183,6 +202,16 @@ async def _step(fn, *args, **kwargs):
     except (UnicodeError, ValueError, TypeError) as exc:  # a prompt or answer the encoder cannot take
         raise ApiError(400, f"a prompt or answer could not be encoded ({type(exc).__name__})",
                        code="unroutable_prompt") from None
+
+
+def _unscorable(answer: str) -> str | None:
+    """Why an answer cannot be scored (the scorer encodes it as UTF-8), or None. Checked before the
+    cascade observes it: a failed observe would leave the cascade's state half-updated."""
+    try:
+        answer.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode (a lone surrogate at character {exc.start})"
+    return None
 
 
 def _call(model: str, status: int, cost: float | None, t0: float, *, error: str | None = None) -> dict[str, Any]:
@@ -237,7 +266,7 @@ def _sse_chunks(data: dict, usage: dict, body: dict) -> list[bytes]:
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
         events.append({**base, "choices": [], "usage": usage})
-    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    return [f"data: {strict_json(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
 def _log(state, cs, text: str, caller: str, request_id: str, chosen: str, calls: list[dict], started: float, *,

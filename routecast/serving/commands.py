@@ -74,9 +74,11 @@ def route(
         typer.echo(f"routed {summary['n_prompts']} prompts on ray -> {output} ({shares or 'none'})")
         return
     from routecast.serving.batch import route_file
+    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
     from routecast.serving.runtime import load
 
-    runtime = load(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
+    cascade = is_cascade_checkpoint(checkpoint)  # routed by its first call (what /v1/route answers)
+    runtime = (load_cascade if cascade else load)(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
     summary = route_file(runtime, input, output, batch_size=batch_size, fmt=format, show_progress=progress,
                          resume=resume, allow_duplicates=allow_duplicates,
                          lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
@@ -84,6 +86,9 @@ def route(
     extra = "".join(f", {summary[k]} {label}" for k, label in (("resumed", "resumed"), ("duplicates", "repeated ids"))
                     if summary[k])
     typer.echo(f"routed {summary['n_prompts']} prompts -> {output} ({shares or 'none'}{extra})")
+    if cascade:
+        typer.echo("a cascade checkpoint: each decision is its first call; whether it calls again depends on the "
+                   "answer, which `routecast serve` gets from the backends")
 
 
 def embed(
@@ -162,6 +167,9 @@ def serve(
                                                      "api_key_env, timeout (needed for /v1/chat/completions).")] = None,
     api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="Client keys file: one key or "
                                                      "sha256:<hex> per line (also $ROUTECAST_API_KEYS).")] = None,
+    admin_keys: Annotated[Optional[Path], typer.Option("--admin-keys", help="Admin keys file (as --api-keys): "
+                                                       "also accepted as client keys, and may give feedback on "
+                                                       "any key's requests.")] = None,
     insecure_no_auth: Annotated[Optional[bool], typer.Option("--insecure-no-auth", help="Serve a non-loopback "
                                                              "address without client keys.")] = None,
     docs: Annotated[Optional[bool], typer.Option("--docs/--no-docs", help="Publish /docs and /openapi.json.")] = None,
@@ -172,6 +180,9 @@ def serve(
     prompt_rate_limit: Annotated[Optional[float], typer.Option(help="Prompts/s per key (429 above).")] = None,
     spend_budget_usd: Annotated[Optional[float], typer.Option(help="USD per key on proxied chats, from the "
                                                               "router's cost model (429 when used up).")] = None,
+    budget_mode: Annotated[Optional[str], typer.Option("--budget-mode", help="settle: charge each chat when it "
+                                                       "ends; reserve: also hold its expected cost while it runs, "
+                                                       "so a budget is exceeded by at most one chat [settle].")] = None,
     max_concurrent_per_key: Annotated[Optional[int], typer.Option(help="Requests in progress per key [8].")] = None,
     header_timeout_s: Annotated[Optional[float], typer.Option("--header-timeout", help="Seconds to send a "
                                                               "request head [10].")] = None,
@@ -219,9 +230,10 @@ def serve(
 
     options = dict(port=port, host=host, backends=None if backends is None else str(backends),
                    api_keys=None if api_keys is None else str(api_keys), insecure_no_auth=insecure_no_auth,
+                   admin_keys=None if admin_keys is None else str(admin_keys),
                    docs=docs, public_metrics=public_metrics, max_body_bytes=max_body_bytes, max_prompts=max_prompts,
                    rate_limit_rps=rate_limit_rps, prompt_rate_limit=prompt_rate_limit,
-                   spend_budget_usd=spend_budget_usd, max_concurrent_per_key=max_concurrent_per_key,
+                   spend_budget_usd=spend_budget_usd, budget_mode=budget_mode, max_concurrent_per_key=max_concurrent_per_key,
                    header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
                    max_response_bytes=max_response_bytes, default_lam=lam, micro_batch=micro_batch,
                    max_batch=max_batch, batch_wait_ms=batch_wait_ms, access_log=access_log,

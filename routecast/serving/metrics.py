@@ -40,6 +40,9 @@ class ServerMetrics:
                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
         self.fallbacks = Counter("routecast_fallbacks_total", "Requests moved to the next model after a backend failure",
                                  ["from_model", "to_model"], registry=self.registry)
+        self.implausible_usage = Counter("routecast_implausible_usage_total", "Backend token usage reports not "
+                                         "believed (charged at the expected cost instead)", ["model"],
+                                         registry=self.registry)
         self.backend_errors = Counter("routecast_backend_errors_total", "Backend failures by model and kind",
                                       ["model", "kind"], registry=self.registry)
 

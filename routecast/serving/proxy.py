@@ -6,9 +6,12 @@ Rules (why: a chat completion costs money and is not idempotent):
   the connection was refused (or the pool never got one), the backend answered 5xx/429 (its body
   is not even read), the connection closed before a single byte of the answer's head (a backend
   shutting down refuses queued requests that way), or its circuit breaker is open (nothing is
-  sent). A timeout (the backend may still be working on it and answer), an answer cut after it
-  started, or a 200 that is not a chat completion end the request with a 504/502: the request is
-  never sent to a second backend, so no request is answered twice.
+  sent). Every such move is reported: ``x-routecast-fallback`` names the chain from the first
+  choice (a model skipped for its open breaker included), ``routecast_fallbacks_total`` counts
+  each step and the decision log keeps the chain. A timeout (the backend may still be working on
+  it and answer), an answer cut after it started, or a 200 that is not a chat completion end the
+  request with a 504/502: the request is never sent to a second backend, so no request is
+  answered twice.
 * ``Backend.timeout`` is a total deadline for the call (connect, send, every byte; a stream until
   its end), not a per-read timeout, so a backend trickling a byte per second is cut.
 * At most ``max_response_bytes`` of an answer are read (502 above; a stream is ended with an
@@ -94,6 +97,7 @@ class ChatProxy:
             if not breaker.allow():
                 attempts.append({"model": model, "error": "breaker_open", "detail": "backend cooling down"})
                 metrics.backend_errors.labels(model, "breaker_open").inc()
+                chain.append(model)  # skipped, nothing sent; still the first choice a fallback reports
                 continue
             if chain:
                 metrics.fallbacks.labels(chain[-1], model).inc()
@@ -115,7 +119,7 @@ class ChatProxy:
                 breaker.release_probe()
                 raise
             return response, model
-        headers = {"x-routecast-model": chain[-1], **_fallback_header(chain)} if chain else {}
+        headers = {"x-routecast-model": chain[-1], **_fallback_header(chain)} if last is not None else {}
         summary = "; ".join(f"{a['model']}: {a['detail']}" for a in attempts)
         if last is None:
             raise ApiError(503, f"every candidate backend is cooling down after failures ({summary})",

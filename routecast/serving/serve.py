@@ -24,7 +24,7 @@ from routecast.serving.store import check_store_spec
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8000, "backends": None, "api_keys": None,
                   "insecure_no_auth": False, "access_log": False, "decision_log": None, "log_text": False,
-                  "price_table": None, "workers": 1, "store": None}
+                  "price_table": None, "workers": 1, "store": None, "admin_keys": None}
 
 
 def merged_options(options: dict[str, Any], config: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -61,8 +61,9 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     keys = ApiKeys.load(merged["api_keys"])
+    admins = None if merged["admin_keys"] is None else ApiKeys.load(merged["admin_keys"], environ={})
     host = merged["host"]
-    if keys is None and not is_loopback(host) and not merged["insecure_no_auth"]:
+    if keys is None and admins is None and not is_loopback(host) and not merged["insecure_no_auth"]:
         raise ConfigError(f"refusing to serve on {host} without client API keys: give api_keys (a keys file) "
                           f"or set ${ENV_VAR}, or set insecure_no_auth to serve an open proxy anyway")
     trust = {k: merged.get(k) for k in ("trusted_key", "expect_sha256")}
@@ -76,7 +77,7 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
         checkpoint = load(checkpoint, **trust)  # authenticated once, before binding; the app serves this runtime
     else:
         verify_checkpoint(checkpoint)
-    app = create_app(checkpoint, settings, backends=merged["backends"], api_keys=keys,
+    app = create_app(checkpoint, settings, backends=merged["backends"], api_keys=keys, admin_keys=admins,
                      decision_log=merged["decision_log"], log_text=merged["log_text"],
                      price_table=merged["price_table"],
                      store=check_store_spec(merged["store"] or "memory", workers))

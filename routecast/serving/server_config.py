@@ -31,7 +31,7 @@ from routecast.errors import ConfigError
 #: options of ``routecast serve`` that are not app settings (read by routecast.serving.serve)
 SERVE_KEYS = {"host": str, "port": int, "backends": str, "api_keys": str, "insecure_no_auth": bool,
               "access_log": bool, "trusted_key": str, "expect_sha256": str, "decision_log": str, "log_text": bool,
-              "price_table": str, "workers": int, "store": str}
+              "price_table": str, "workers": int, "store": str, "admin_keys": str}
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class ServerSettings:
     spend_budget_usd: float | None = None
     #: seconds after which every key's spend starts again from 0 (None: for the server's lifetime)
     budget_period_s: float | None = None
+    #: ``settle``: a chat is admitted while the key's spend is under budget and charged when it ends
+    #: (chats in flight overshoot by their own cost); ``reserve``: a chat also holds its expected cost
+    #: against the budget while it runs, so the budget is exceeded by at most one chat's cost
+    budget_mode: str = "settle"
     # ---- connections (uvicorn) and the body
     #: seconds a client has to send a request's headers (from connecting or the previous response)
     header_timeout_s: float = 10.0
@@ -136,8 +140,9 @@ _OPTIONAL = {"default_lam", "default_operating_point", "sticky_margin", "explore
              "prompt_rate_burst", "spend_budget_usd", "budget_period_s", "gil_switch_ms"}
 #: settings that may be 0 (everything else numeric must be > 0)
 _ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
-#: settings that are strings
-_STRINGS = {"default_operating_point"}
+#: settings that are strings, and those that take one of a few values
+_STRINGS = {"default_operating_point", "budget_mode"}
+_CHOICES = {"budget_mode": ("settle", "reserve")}
 
 
 def _check_setting(name: str, value: Any, default: Any) -> Any:
@@ -148,6 +153,8 @@ def _check_setting(name: str, value: Any, default: Any) -> Any:
     if name in _STRINGS:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"server setting {name} must be a non-empty string, got {value!r}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ConfigError(f"server setting {name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value
     if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and 0 <= value <= 1):

@@ -7,6 +7,8 @@ request ids it answered (``x-request-id`` header or the last message text). ``mo
 misbehave: ``"ok"``, ``"500"``, ``"400"`` (the client's fault), ``"hang"`` (sleeps ``hang_seconds`` before answering), ``"echo"`` (401 echoing the bearer key), ``"trickle"`` (one
 byte per 0.2 s), ``"huge"`` (a 3 MB completion), ``"garbage"``
 (200 with a non-JSON body), ``"drop"`` (closes the connection without answering).
+``usage_json`` (raw JSON text, e.g. a 400-digit count) replaces the reported token usage and
+``content`` the answer text of a JSON completion.
 
 ``stop()`` is a graceful kill: it stops accepting, cuts idle keep-alive connections at once,
 lets requests already being answered finish, and refuses (by closing the connection) requests
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many chats in flight connect at once (the default backlog is 5)
 
     def __init__(self, backend: "FakeBackend"):
         self.backend = backend
@@ -123,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = body.get("messages") or [{}]
         request_id = self.headers.get("x-request-id") or str(messages[-1].get("content", ""))
-        text = f"{backend.name}:{model}"
+        text = f"{backend.name}:{model}" if backend.content is None else backend.content
         if body.get("stream"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -145,7 +148,10 @@ class _Handler(BaseHTTPRequestHandler):
                      "choices": [{"index": 0, "finish_reason": "stop",
                                   "message": {"role": "assistant", "content": text}}],
                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-            self._send(200, json.dumps(reply).encode())
+            raw = json.dumps(reply)
+            if backend.usage_json is not None:
+                raw = raw.replace(json.dumps(reply["usage"]), backend.usage_json)
+            self._send(200, raw.encode())
             self.wfile.flush()
         backend.record(model, request_id)
 
@@ -156,6 +162,8 @@ class FakeBackend:
         self.mode = mode
         self.modes: dict[str, str] = {}
         self.hang_seconds = hang_seconds
+        self.usage_json: str | None = None
+        self.content: str | None = None
         self.counts: Counter[str] = Counter()
         self.answered_ids: list[str] = []
         self._record_lock = threading.Lock()

@@ -35,12 +35,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from routecast.data.chat_text import NoRoutingText, routing_text
+from routecast.errors import shown
 from routecast.serving.api_error import ApiError
-from routecast.serving.conversations import sticky_choice
+from routecast.serving.conversations import conversation_key, sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
-from routecast.serving.endpoints.common import key_id, read_json, server
+from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import chat_knobs, conversation_header, router_model
+from routecast.serving.usage import chat_hold_usd, checked_usage, strict_json
 
 router = APIRouter()
 
@@ -67,7 +69,8 @@ async def chat(request: Request):
     routes, point = router_model(requested)
     knobs = chat_knobs(body, request.headers, point)
     caller = key_id(request)
-    state.limits.check_budget(caller)
+    state.limits.check_budget(caller, hold_usd=chat_hold_usd(state.runtime, None if routes else requested),
+                              holds=budget_holds(request))
     state.limits.admit_prompts(caller, 1)
     request_id = new_request_id()
     started = time.perf_counter()
@@ -77,7 +80,8 @@ async def chat(request: Request):
         return await cascade_chat(state, body, knobs, caller, request_id, started, stream=stream,
                                   text=chat_routing_text(state.settings, messages))
     if routes:
-        plan = await _route_chat(state, body, messages, knobs, caller, request_id, request.headers)
+        plan = await _route_chat(state, body, messages, knobs, caller, request_id, request.headers,
+                                 share=share_id(request))
     else:
         plan = _named_model(state, requested, request_id)
     try:
@@ -90,7 +94,7 @@ async def chat(request: Request):
     cost = None
     if response.status_code < 400:
         state.metrics.decisions.labels(model).inc()
-        response, cost = _with_cost(state, plan, response, model, stream)
+        response, cost = _with_cost(state, plan, response, model, stream, body)
         state.limits.charge(caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
@@ -133,14 +137,15 @@ def chat_routing_text(settings, messages) -> str:
         raise ApiError(400, str(exc), code="invalid_request") from None
 
 
-async def _route_chat(state, body, messages, knobs, caller, request_id, headers) -> _Plan:
-    """Route the conversation: decision, stickiness, exploration, decision-log record."""
+async def _route_chat(state, body, messages, knobs, caller, request_id, headers, *, share: str) -> _Plan:
+    """Route the conversation (within ``share``'s fair share of the router): decision, stickiness,
+    exploration, decision-log record."""
     settings = state.settings
     text = chat_routing_text(settings, messages)
-    decision = dict((await state.route_texts([text], knobs, caller))[0])
+    decision = dict((await state.route_texts([text], knobs, share))[0])
     decision["expected_costs"] = state.runtime.expected_costs
-    conversation = conversation_header(headers) or (body.get("user") if isinstance(body.get("user"), str)
-                                                    and body.get("user") else None)
+    conversation = conversation_key(conversation_header(headers) or (
+        body.get("user") if isinstance(body.get("user"), str) and body.get("user") else None))
     chosen, propensity, sticky = decision["model"], 1.0, False
     first = await _first_model(state, conversation) if conversation and settings.sticky_margin is not None else None
     if first is not None:
@@ -180,15 +185,17 @@ async def _first_model(state, conversation: str) -> str | None:
 def _named_model(state, requested: str, request_id: str) -> _Plan:
     runtime, proxy = state.runtime, state.proxy
     if requested not in runtime.models and requested not in state.backends:
-        raise ApiError(404, f"unknown model {requested!r}; use 'router' (or 'auto', or 'router:POINT') to route, "
+        raise ApiError(404, f"unknown model {shown(requested)}; use 'router' (or 'auto', or 'router:POINT') to route, "
                             f"or one of: {', '.join(state.known_models())}", code="model_not_found")
     if proxy.backend_for(requested) is None:
         raise ApiError(404, f"model {requested!r} has no backend configured", code="model_not_found")
     return _Plan(request_id, [requested])
 
 
-def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool) -> tuple[Response, float | None]:
-    """The answer with ``usage.routecast_cost_usd`` and the realised cost of the call."""
+def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool,
+               body: dict) -> tuple[Response, float | None]:
+    """The answer with ``usage.routecast_cost_usd`` and the realised cost of the call (a usage the
+    backend reported for ``body`` is believed only when plausible: routecast.serving.usage)."""
     expected = state.runtime.expected_costs.get(model)
     if stream:
         if expected is not None:
@@ -199,12 +206,13 @@ def _with_cost(state, plan: _Plan, response: Response, model: str, stream: bool)
     except ValueError:  # the proxy checked it is JSON; be safe anyway
         return response, expected
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-    cost = state.call_cost(model, usage)
+    cost = state.call_cost(model, checked_usage(usage, body, data, model=model, metrics=state.metrics,
+                                                request_id=plan.request_id))
     data["usage"] = {**(usage or {}), "routecast_cost_usd": cost, "routecast_request_id": plan.request_id}
     headers = {k: v for k, v in response.headers.items() if k != "content-length"}
     if cost is not None:
         headers["x-routecast-cost-usd"] = f"{cost:.6g}"
-    return Response(json.dumps(data).encode(), status_code=response.status_code, headers=headers,
+    return Response(strict_json(data).encode(), status_code=response.status_code, headers=headers,
                     media_type="application/json"), cost
 
 

@@ -9,6 +9,7 @@ from fastapi import Request
 from routecast.data.strict_json import parse_json
 from routecast.errors import DataError
 from routecast.serving.api_error import ApiError
+from routecast.serving.guard.key_limits import BUDGET_HOLDS
 from routecast.serving.state import ServerState
 
 
@@ -18,6 +19,19 @@ def server(request: Request) -> ServerState:
 
 def key_id(request: Request) -> str:
     return request.scope.get("state", {}).get("key_id", "anonymous")
+
+
+def share_id(request: Request) -> str:
+    """Whose fair share of the router a request uses: its key id, or without keys its client
+    address (routecast.serving.guard.gate)."""
+    state = request.scope.get("state", {})
+    return state.get("share_id") or state.get("key_id", "anonymous")
+
+
+def budget_holds(request: Request) -> list:
+    """What this request holds against its key's budget (reserve mode); the gate releases it when
+    the request ends, however it ends (routecast.serving.guard.key_limits)."""
+    return request.scope.setdefault("state", {}).setdefault(BUDGET_HOLDS, [])
 
 
 async def read_json(request: Request) -> Any:

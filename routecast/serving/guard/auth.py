@@ -88,6 +88,13 @@ class ApiKeys:
         keys = cls.from_entries(entries)
         return keys if len(keys) else None
 
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(key_id_of(d) for d in self.digests)
+
+    def __or__(self, other: "ApiKeys") -> "ApiKeys":
+        """Both key sets (the gate accepts client keys and admin keys alike)."""
+        return ApiKeys(self.digests + other.digests)
+
     def identify(self, presented: str | bytes | None) -> str | None:
         """The key id of ``presented`` if it is an accepted key, else None (constant-time compare)."""
         if not presented:

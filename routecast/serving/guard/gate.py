@@ -6,9 +6,16 @@ sees every status, including the ones it answers itself (401, 429, 408, 500), so
 counts all of them per endpoint and per key id.
 
 Order for a request: resolve the key (``Authorization: Bearer KEY``; 401 with an OpenAI-style
-body unless the path is public), take a request token (429), take one of the key's concurrency
-slots (waits, then 429), then run the app with ``receive`` under the body deadline (408 and the
-connection closed when the body has not arrived ``body_timeout_s`` after the headers).
+body unless the path is public), take a request token (429), then run the app with ``receive``
+under the body deadline (408 and the connection closed when the body has not arrived
+``body_timeout_s`` after the headers); one of the key's concurrency slots (waits, then 429) is
+taken once the whole body has arrived (at once for a request without a body), so a client
+trickling bodies holds no slot that a routed request needs (eight half-sent bodies used to hold
+every slot of a server for the 30 s body timeout).
+
+Without keys every client is the key id ``anonymous`` for limits and budgets, but concurrency
+slots and the micro-batcher's fair share go by client address (``share_id`` in the request
+scope's state), so one address cannot take the slots of all.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AsyncExitStack
 
 from routecast.serving.api_error import ApiError, error_bytes
 from routecast.serving.guard.auth import ApiKeys, bearer_token
+from routecast.serving.guard.key_limits import BUDGET_HOLDS
 
 logger = logging.getLogger("routecast.serving")
 
@@ -26,6 +35,7 @@ ENDPOINTS = {"/v1/route", "/v1/chat/completions", "/v1/models", "/v1/router", "/
              "/docs", "/openapi.json"}
 #: key ids in metrics for requests that carry no key or a wrong one
 NO_KEY, BAD_KEY, ANONYMOUS = "none", "invalid", "anonymous"
+_NO_BODY = ("GET", "HEAD", "OPTIONS")
 
 
 class BodyTimeout(ApiError):
@@ -72,8 +82,16 @@ class Gate:
             if key_id == BAD_KEY:
                 raise _Unauthorised()
             self.limits.admit_request(key_id)
-            async with self.slots.hold(key_id):
-                await self.app(scope, self._deadline(receive, scope), observed_send)
+            share = scope["state"]["share_id"] = key_id if self.keys is not None else _address_share(scope)
+            async with AsyncExitStack() as held:
+                held.callback(self.limits.release, scope["state"].setdefault(BUDGET_HOLDS, []))
+
+                async def take_slot():
+                    await held.enter_async_context(self.slots.hold(share))
+
+                if scope.get("method") in _NO_BODY:
+                    await take_slot()
+                await self.app(scope, self._deadline(receive, scope, take_slot), observed_send)
         except ApiError as exc:
             if not state["started"]:
                 await _send_error(observed_send, exc)
@@ -93,8 +111,9 @@ class Gate:
                 return NO_KEY if token is None else (self.keys.identify(token) or BAD_KEY)
         return NO_KEY
 
-    def _deadline(self, receive, scope):
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+    def _deadline(self, receive, scope, body_arrived):
+        """``receive`` under the body deadline; ``body_arrived()`` is awaited after its last part."""
+        if scope.get("method") in _NO_BODY:
             return receive
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s
@@ -111,9 +130,16 @@ class Gate:
                 raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 done = True
+                if message["type"] == "http.request":
+                    await body_arrived()
             return message
 
         return timed_receive
+
+
+def _address_share(scope) -> str:
+    client = scope.get("client")
+    return f"{ANONYMOUS}@{client[0]}" if client else ANONYMOUS
 
 
 class _Unauthorised(ApiError):
