@@ -71,7 +71,8 @@ from fastapi.responses import Response, StreamingResponse
 from routecast.data.chat_text import message_text
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
-from routecast.serving.decision_writer import decision_record, rank_of
+from routecast.serving.chat_request import decision_headers
+from routecast.serving.decision_writer import decision_record
 
 
 async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, started: float, *,
@@ -198,19 +199,16 @@ def _total(calls: list[dict]) -> float | None:
 def _headers(state, cs, request_id: str, chosen: str | None, calls: list[dict], posterior: float | None, *,
              point: str | None = None, stream_kind: str | None = None, failure: str | None = None,
              fallback: str | None = None) -> dict[str, str]:
-    out = {"x-routecast-request-id": request_id, "x-routecast-lam": f"{cs.lam:.6g}",
-           "x-routecast-propensity": "1", "x-routecast-cascade-calls": ",".join(c["model"] for c in calls),
-           "x-routecast-cascade-call-costs": ",".join("" if c["cost_usd"] is None else f"{c['cost_usd']:.6g}"
-                                                      for c in calls),
-           "x-routecast-cascade-call-latency-ms": ",".join(f"{c['latency_ms']:.1f}" for c in calls)}
-    if point is not None:
-        out["x-routecast-operating-point"] = point
+    """The decision's headers (the one builder, as for a router) plus the cascade's own."""
+    out = decision_headers(request_id, model=chosen, predicted=cs.prior if chosen is not None else None, lam=cs.lam,
+                           expected_cost=None if chosen is None else state.runtime.expected_costs.get(chosen),
+                           operating_point=point, propensity=1.0)
+    out.update({"x-routecast-cascade-calls": ",".join(c["model"] for c in calls),
+                "x-routecast-cascade-call-costs": ",".join("" if c["cost_usd"] is None else f"{c['cost_usd']:.6g}"
+                                                           for c in calls),
+                "x-routecast-cascade-call-latency-ms": ",".join(f"{c['latency_ms']:.1f}" for c in calls)})
     if chosen is not None:
-        out.update({"x-routecast-model": chosen, "x-routecast-rank": str(rank_of(cs.prior, chosen)),
-                    "x-routecast-predicted-quality": f"{cs.prior[chosen]:.6g}"})
-        expected = state.runtime.expected_costs.get(chosen)
-        if expected is not None:
-            out["x-routecast-expected-cost"] = f"{expected:.6g}"
+        out["x-routecast-model"] = chosen
     total = _total(calls)
     if total is not None and chosen is not None:
         out["x-routecast-cost-usd"] = f"{total:.6g}"

@@ -57,7 +57,8 @@ class Timing:
 
 
 class Runtime:
-    """A loaded router ready to route prompts.
+    """A loaded router ready to route prompts; serves through
+    :class:`routecast.serving.runtime_protocol.ServingRuntime`.
 
     ``route`` returns one dict per prompt, exactly :meth:`routecast.router.base.RouteResult.records`:
     ``model`` (chosen), ``rank`` (its rank by predicted quality), ``predicted_quality`` (model ->
@@ -118,6 +119,16 @@ class Runtime:
         for start in range(0, len(texts), batch_size):
             out.extend(self.route(texts[start:start + batch_size], **kwargs))
         return out
+
+    def operating_point(self, name: str) -> dict[str, Any]:
+        """The router's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
+        return self.router.operating_point(name)
+
+    async def answer_chat(self, server, chat):
+        """A router's call plan: decide, then one call with fallback down the ranking (routecast.serving.chat_plan)."""
+        from routecast.serving.chat_plan import answer_with_plan, routed_plan
+
+        return await answer_with_plan(server, chat, await routed_plan(server, chat))
 
     def describe(self) -> dict[str, Any]:
         return {"router_type": self.router_type, "models": list(self.models),

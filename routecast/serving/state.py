@@ -6,18 +6,23 @@ the app's lifespan (the model is loaded there, not at import or construction).""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import anyio
 
+from routecast.data.costs import PriceTable
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend
+from routecast.serving.conversations import ConversationMemory
+from routecast.serving.decision_writer import DecisionWriter
 from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.metrics import ServerMetrics
-from routecast.serving.microbatch import BatcherClosed
+from routecast.serving.microbatch import BatcherClosed, MicroBatcher
+from routecast.serving.proxy import ChatProxy
+from routecast.serving.runtime_protocol import ServingRuntime
 from routecast.serving.server_config import ServerSettings
 
 ROUTER_ALIASES = ("router", "auto")
@@ -29,16 +34,18 @@ class ServerState:
     backends: dict[str, Backend]
     metrics: ServerMetrics
     limits: KeyLimits
-    runtime: Any = None
-    batcher: Any = None
-    proxy: Any = None
-    extra_models: list[str] = field(default_factory=list)
-    #: the decision log's writer (routecast.serving.decision_writer), None without ``decision_log``
-    writer: Any = None
     #: conversation id -> first model (routecast.serving.conversations)
-    conversations: Any = None
-    #: routecast.data.costs.PriceTable for realised costs from token usage (None: expected costs)
-    prices: Any = None
+    conversations: ConversationMemory
+    #: the loaded policy (a router or a cascade), set by the app's lifespan
+    runtime: ServingRuntime | None = None
+    #: the fair-share micro-batcher (None: ``micro_batch`` off, or not started yet)
+    batcher: MicroBatcher | None = None
+    #: the backends' HTTP client, breakers and fallback rule, set by the app's lifespan
+    proxy: ChatProxy | None = None
+    #: the decision log's writer, None without ``decision_log``
+    writer: DecisionWriter | None = None
+    #: prices for realised costs from token usage (None: expected costs)
+    prices: PriceTable | None = None
 
     @property
     def ready(self) -> bool:
