@@ -71,7 +71,7 @@ from fastapi.responses import Response, StreamingResponse
 from routecast.data.chat_text import message_text
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
-from routecast.serving.chat_request import decision_headers
+from routecast.serving.chat_request import decision_headers, reported_fallback
 from routecast.serving.decision_writer import decision_record
 
 
@@ -120,8 +120,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                 raise
             failure = f"{model} failed: {exc.code}"
             break
-        if first and answered != model:
-            fallback_chain = response.headers.get("x-routecast-fallback")
+        if first and answered != model:  # the proxy's chain, led by the model decided when it has no backend
+            fallback_chain = reported_fallback(model, answered, response.headers.get("x-routecast-fallback"))
         if response.status_code >= 400:  # the backend refused the request (routecast's own message)
             calls.append(_call(answered, response.status_code, None, t0, error="backend_rejected"))
             if first:

@@ -16,7 +16,7 @@ import time
 from fastapi.responses import Response
 
 from routecast.serving.api_error import ApiError
-from routecast.serving.chat_request import ChatRequest, chat_routing_text, decision_headers
+from routecast.serving.chat_request import ChatRequest, chat_routing_text, decision_headers, reported_fallback
 from routecast.serving.conversations import sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
 from routecast.serving.exploration import explored_choice
@@ -24,12 +24,19 @@ from routecast.serving.knobs import conversation_header
 
 
 class Plan:
-    """What was decided for one chat: the candidates in order and what the answer reports about it."""
+    """What was decided for one chat: the candidates in order (models with a backend) and what the
+    answer reports about it. ``first_choice``: the decided model, which is not a candidate when it
+    has no backend (``--allow-missing-backends``); the answer then reports a fallback."""
 
     def __init__(self, request_id: str, candidates: list[str], decision: dict | None = None,
-                 propensity: float = 1.0, sticky: bool = False, logged: bool = False):
+                 propensity: float = 1.0, sticky: bool = False, logged: bool = False,
+                 first_choice: str | None = None):
         self.request_id, self.candidates, self.decision = request_id, candidates, decision
         self.propensity, self.sticky, self.logged = propensity, sticky, logged
+        self.first_choice = first_choice or candidates[0]
+
+    def fallback(self, answered: str, proxy_chain: str | None) -> str | None:
+        return reported_fallback(self.first_choice, answered, proxy_chain)
 
     def headers(self, model: str | None = None) -> dict[str, str]:
         d = self.decision
@@ -49,10 +56,16 @@ async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
         response, model = await state.proxy.complete(chat.body, plan.candidates, stream=chat.stream,
                                                      metrics=state.metrics)
     except ApiError as exc:
-        exc.headers = {**exc.headers, **plan.headers()}
-        _log_outcome(state, plan, None, status=exc.status, started=chat.started, cost=None,
-                     fallback=exc.headers.get("x-routecast-fallback"))
+        chain = plan.fallback(exc.headers.get("x-routecast-model") or plan.candidates[0],
+                              exc.headers.get("x-routecast-fallback"))
+        exc.headers = {**exc.headers, **plan.headers(), **({"x-routecast-fallback": chain} if chain else {})}
+        _log_outcome(state, plan, None, status=exc.status, started=chat.started, cost=None, fallback=chain)
         raise
+    chain = plan.fallback(model, response.headers.get("x-routecast-fallback"))
+    if chain is not None:
+        response.headers["x-routecast-fallback"] = chain
+        if plan.first_choice not in plan.candidates:  # the proxy counted the fallbacks it made itself
+            state.metrics.fallbacks.labels(plan.first_choice, plan.candidates[0]).inc()
     cost = None
     if response.status_code < 400:
         state.metrics.decisions.labels(model).inc()
@@ -60,8 +73,7 @@ async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
         state.limits.charge(chat.caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
-    _log_outcome(state, plan, model, status=response.status_code, started=chat.started, cost=cost,
-                 fallback=response.headers.get("x-routecast-fallback"))
+    _log_outcome(state, plan, model, status=response.status_code, started=chat.started, cost=cost, fallback=chain)
     return response
 
 
@@ -97,7 +109,7 @@ async def routed_plan(state, chat: ChatRequest) -> Plan:
                                             expected_cost=decision["expected_costs"].get(chosen),
                                             extra={"sticky": True} if sticky else None))
         logged = True
-    return Plan(chat.request_id, candidates, decision, propensity, sticky, logged)
+    return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
 
 
 async def _first_model(state, conversation: str) -> str | None:
@@ -148,6 +160,6 @@ def _log_outcome(state, plan: Plan, model: str | None, *, status: int, started: 
         return
     fields = {"status": status, "latency_ms": (time.perf_counter() - started) * 1000.0, "realised_cost": cost,
               "fallback": fallback}
-    if model is not None and model != plan.candidates[0]:
+    if model is not None and model != plan.first_choice:
         fields.update(chosen=model, rank=rank_of(plan.decision["predicted_quality"], model))
     state.writer.update(plan.request_id, **fields)

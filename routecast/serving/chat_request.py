@@ -66,3 +66,13 @@ def decision_headers(request_id: str, *, model: str | None = None, predicted: Ma
     if model is not None and expected_cost is not None:
         out["x-routecast-expected-cost"] = f"{expected_cost:.6g}"
     return out
+
+
+def reported_fallback(first: str, answered: str, proxy_chain: str | None) -> str | None:
+    """The ``x-routecast-fallback`` value of a chat: the proxy's chain of attempted models, led by the
+    decided ``first`` model when the proxy never tried it (it has no backend); None when ``first``
+    answered."""
+    chain = proxy_chain.split("->") if proxy_chain else [answered]
+    if chain[0] != first:
+        chain.insert(0, first)
+    return "->".join(chain) if len(chain) > 1 else None
