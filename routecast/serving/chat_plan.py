@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from routecast.serving.api_error import ApiError
 from routecast.serving.chat_request import ChatRequest, chat_routing_text, decision_headers, reported_fallback
@@ -21,6 +22,7 @@ from routecast.serving.conversations import sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import conversation_header
+from routecast.serving.stream_usage import ask_for_usage, priced_stream, wants_usage
 
 
 class Plan:
@@ -52,8 +54,10 @@ class Plan:
 async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
     """Send the chat to the plan's candidates (first that answers), price it, charge the caller,
     add the decision's headers and complete the decision-log row."""
+    # a stream is priced from its usage chunk as for a JSON answer (routecast.serving.stream_usage)
+    body = ask_for_usage(chat.body) if chat.stream and state.prices is not None else chat.body
     try:
-        response, model = await state.proxy.complete(chat.body, plan.candidates, stream=chat.stream,
+        response, model = await state.proxy.complete(body, plan.candidates, stream=chat.stream,
                                                      metrics=state.metrics)
     except ApiError as exc:
         chain = plan.fallback(exc.headers.get("x-routecast-model") or plan.candidates[0],
@@ -69,8 +73,11 @@ async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
     cost = None
     if response.status_code < 400:
         state.metrics.decisions.labels(model).inc()
-        response, cost = _with_cost(state, plan, response, model, chat.stream)
-        state.limits.charge(chat.caller, cost)
+        if isinstance(response, StreamingResponse):
+            _price_stream(state, chat, plan, response, model)  # charged when the stream ends
+        else:
+            response, cost = _with_cost(state, plan, response, model)
+            state.limits.charge(chat.caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
     _log_outcome(state, plan, model, status=response.status_code, started=chat.started, cost=cost, fallback=chain)
@@ -133,17 +140,12 @@ def named_model_plan(state, requested: str, request_id: str) -> Plan:
     return Plan(request_id, [requested])
 
 
-def _with_cost(state, plan: Plan, response: Response, model: str, stream: bool) -> tuple[Response, float | None]:
-    """The answer with ``usage.routecast_cost_usd`` and the realised cost of the call."""
-    expected = state.runtime.expected_costs.get(model)
-    if stream:
-        if expected is not None:
-            response.headers["x-routecast-cost-usd"] = f"{expected:.6g}"
-        return response, expected
+def _with_cost(state, plan: Plan, response: Response, model: str) -> tuple[Response, float | None]:
+    """The JSON answer with ``usage.routecast_cost_usd`` and the realised cost of the call."""
     try:
         data = json.loads(response.body)
     except ValueError:  # the proxy checked it is JSON; be safe anyway
-        return response, expected
+        return response, state.runtime.expected_costs.get(model)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     cost = state.call_cost(model, usage)
     data["usage"] = {**(usage or {}), "routecast_cost_usd": cost, "routecast_request_id": plan.request_id}
@@ -152,6 +154,25 @@ def _with_cost(state, plan: Plan, response: Response, model: str, stream: bool) 
         headers["x-routecast-cost-usd"] = f"{cost:.6g}"
     return Response(json.dumps(data).encode(), status_code=response.status_code, headers=headers,
                     media_type="application/json"), cost
+
+
+def _price_stream(state, chat: ChatRequest, plan: Plan, response: StreamingResponse, model: str) -> None:
+    """Price a stream by the same rule as a JSON answer (routecast.serving.stream_usage): its usage
+    chunk gets the cost; the key is charged and the log's realised cost written at its end. The
+    ``x-routecast-cost-usd`` header is sent only when no usage can change it (no price for ``model``)."""
+    if state.prices is None or model not in state.prices:
+        expected = state.runtime.expected_costs.get(model)
+        if expected is not None:
+            response.headers["x-routecast-cost-usd"] = f"{expected:.6g}"
+
+    def settle(cost: float | None) -> None:
+        state.limits.charge(chat.caller, cost)
+        if plan.logged:
+            state.writer.update(plan.request_id, realised_cost=cost)
+
+    response.body_iterator = priced_stream(response.body_iterator, price=partial(state.call_cost, model),
+                                           request_id=plan.request_id, keep_usage=wants_usage(chat.body),
+                                           on_end=settle)
 
 
 def _log_outcome(state, plan: Plan, model: str | None, *, status: int, started: float, cost: float | None,
