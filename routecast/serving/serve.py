@@ -113,20 +113,17 @@ def load_runtime(checkpoint, *, trusted_key: str | None = None, expect_sha256: s
     return loader(folder, trusted_key=trusted_key, expect_sha256=expect_sha256)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before uvicorn starts, so an occupied port is one line (uvicorn
-    prints an error and two shutdown lines, then exits 1)."""
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go, so an occupied port is one line before uvicorn starts
+    (uvicorn prints an error and two shutdown lines, then exits 1)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server there? "
-                          "choose another --port)") from None
-    sock.set_inheritable(True)
-    return sock
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server there? "
+                              "choose another --port)") from None
 
 
 def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None) -> None:
@@ -136,14 +133,10 @@ def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | 
     if workers != 1:
         return run_workers(checkpoint, options, config)
     prepared = prepare_server(checkpoint, options, config)
-    kwargs = prepared.uvicorn_kwargs
-    sock = bind(kwargs["host"], kwargs["port"])
+    check_port(prepared.uvicorn_kwargs["host"], prepared.uvicorn_kwargs["port"])
     _print_notes(prepared.notes)
     _own_gil_switch(prepared.options.settings)
-    try:
-        uvicorn.Server(uvicorn.Config(prepared.app, **kwargs)).run(sockets=[sock])
-    finally:
-        sock.close()
+    uvicorn.run(prepared.app, **prepared.uvicorn_kwargs)
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -190,8 +183,9 @@ def run_workers(checkpoint, options: dict[str, Any], config: str | os.PathLike |
         kwargs.pop("http")
         worker_config = WorkerConfig((os.fspath(checkpoint), options, None if config is None else os.fspath(config)),
                                      workers=merged["workers"], lifespan="on", **kwargs)
-        sock = bind(kwargs["host"], kwargs["port"])
+        check_port(kwargs["host"], kwargs["port"])
         _print_notes(notes)
+        sock = worker_config.bind_socket()
         previous = os.environ.get(MULTIPROC_ENV)
         os.environ[MULTIPROC_ENV] = metrics_dir  # the workers inherit it and import prometheus_client with it
         try:
