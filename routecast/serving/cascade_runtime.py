@@ -101,6 +101,10 @@ class CascadeRuntime:
         """The cascade's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
         return self.cascade.operating_point(name)
 
+    def budget_curve(self):
+        """The cascade's validation curve (budgets always map through it)."""
+        return self.cascade.curve_
+
     async def answer_chat(self, server, chat):
         """A cascade's call plan: call, score, maybe call again (routecast.serving.cascade_chat)."""
         from routecast.serving.cascade_chat import cascade_chat

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from routecast.core.policy import OperatingCurve
 from routecast.errors import RoutingError
 
 #: batches up to this many prompts are routed with single-threaded BLAS (see module docstring)
@@ -81,6 +82,8 @@ class Runtime:
         # a torch encoder is not guaranteed re-entrant; routing is CPU-bound, so serialising it costs nothing
         self._lock = threading.Lock()
         self._blas = _blas_controller()
+        calibration = getattr(router, "calibration_", None)
+        self._budget_curve = None if calibration is None else OperatingCurve.from_dict(calibration)
 
     @property
     def expected_costs(self) -> dict[str, float | None]:
@@ -123,6 +126,10 @@ class Runtime:
     def operating_point(self, name: str) -> dict[str, Any]:
         """The router's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
         return self.router.operating_point(name)
+
+    def budget_curve(self) -> OperatingCurve | None:
+        """The calibration curve (None: an uncalibrated router meets budgets on each batch's predictions)."""
+        return self._budget_curve
 
     async def answer_chat(self, server, chat):
         """A router's call plan: decide, then one call with fallback down the ranking (routecast.serving.chat_plan)."""

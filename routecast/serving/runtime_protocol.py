@@ -21,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from routecast.errors import RoutecastError
+
 
 @runtime_checkable
 class ServingRuntime(Protocol):
@@ -50,9 +52,32 @@ class ServingRuntime(Protocol):
     def operating_point(self, name: str) -> dict[str, Any]:
         """The stored operating point ``name`` (an unknown name raises a RoutecastError naming the known ones)."""
 
+    def budget_curve(self) -> Any:
+        """The measured :class:`routecast.core.policy.OperatingCurve` budgets are mapped through (None:
+        budgets map through each batch's own predictions); the server explains a saturated budget with it."""
+
     def describe(self) -> dict[str, Any]:
         """router_type, models, expected_costs, encoder, calibrated, operating_points, checkpoint."""
 
     async def answer_chat(self, server: Any, chat: Any) -> Any:
         """The call plan: answer one routed chat (a :class:`routecast.serving.chat_request.ChatRequest`)
         through ``server``'s proxy and return the HTTP response."""
+
+
+def budget_note(curve, budget: float | None) -> str | None:
+    """Why a ``budget`` routes like a smaller one, or None: past the cost at which the curve's best
+    quality is reached, a larger budget buys nothing, so every such budget gets that point's lam -
+    which without this note looked like budgets being ignored (``x-routecast-budget-note``)."""
+    if curve is None or budget is None:
+        return None
+    try:
+        i = curve.index_for(budget=budget)
+    except RoutecastError:  # below the cheapest point: the routing itself answers 400
+        return None
+    spent, best = float(curve.cost[i]), float(curve.quality.max())
+    if spent >= budget * (1 - 1e-6) or float(curve.quality[i]) < best - 1e-12:
+        return None
+    where = "calibration split" if curve.measured else "validation split"
+    return (f"budget {budget:.6g} USD/query is above {spent:.6g} USD/query, the cost at which the best quality "
+            f"({best:.4f}) is already reached on the {where}; a larger budget routes the same "
+            f"(lam {float(curve.lams[i]):.6g})")

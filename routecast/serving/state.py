@@ -22,7 +22,7 @@ from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.metrics import ServerMetrics
 from routecast.serving.microbatch import BatcherClosed, MicroBatcher
 from routecast.serving.proxy import ChatProxy
-from routecast.serving.runtime_protocol import ServingRuntime
+from routecast.serving.runtime_protocol import ServingRuntime, budget_note
 from routecast.serving.server_config import ServerSettings
 
 ROUTER_ALIASES = ("router", "auto")
@@ -63,6 +63,11 @@ class ServerState:
             elif self.settings.default_lam is not None:
                 kwargs["lam"] = self.settings.default_lam
         return kwargs
+
+    def knob_headers(self, knobs) -> dict[str, str]:
+        """Headers explaining how a request's knobs were met (a budget past the best point's cost)."""
+        note = budget_note(self.runtime.budget_curve(), knobs.budget)
+        return {"x-routecast-budget-note": note} if note else {}
 
     def call_cost(self, model: str, usage: Any) -> float | None:
         """USD of one answered call: its token ``usage`` priced by the price table when both are

@@ -17,24 +17,15 @@ from fastapi.testclient import TestClient
 
 from routecast.errors import ConfigError
 from routecast.serving.serve import build_server, prepare_server
-from tests._support.fake_backend import FakeBackend, free_port
-from tests._support.serving import fitted_knn, make_checkpoint
+from tests._support.fake_backend import free_port
+from tests._support.serving import quality_checkpoint
 
 MATH = "Solve for x: 3x + 4 = 10"
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    router = fitted_knn()
-    router.add_operating_point("quality", {"lam": 0.0})
-    return make_checkpoint(tmp_path_factory.mktemp("startup") / "ck", router)
-
-
-@pytest.fixture(scope="module")
-def backend():
-    fake = FakeBackend("fake")
-    yield fake
-    fake.stop()
+    return quality_checkpoint(tmp_path_factory.mktemp("startup") / "ck")
 
 
 def _backends(tmp_path, backend, names) -> str:

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 
 from routecast.serving.app import create_app
 from routecast.serving.stream_usage import priced_stream
-from tests._support.fake_backend import FakeBackend
-from tests._support.serving import backends_for, fitted_knn, make_checkpoint
+from tests._support.serving import backends_for, quality_checkpoint
 
 MATH = "Solve for x: 3x + 4 = 10"
 PRICES = {"small": [1.0, 2.0], "medium": [10.0, 20.0], "large": [100.0, 200.0]}
@@ -23,16 +22,7 @@ REALISED = 3e-4
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    router = fitted_knn()
-    router.add_operating_point("quality", {"lam": 0.0})
-    return make_checkpoint(tmp_path_factory.mktemp("stream-cost") / "ck", router)
-
-
-@pytest.fixture(scope="module")
-def backend():
-    fake = FakeBackend("fake")
-    yield fake
-    fake.stop()
+    return quality_checkpoint(tmp_path_factory.mktemp("stream-cost") / "ck")
 
 
 def _app(ckpt, backend, tmp_path, prices):

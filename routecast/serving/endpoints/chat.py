@@ -16,10 +16,13 @@ earlier turns; a system-only chat routes on its system prompt.
 What the answer says about the decision (transparency): headers ``x-routecast-request-id``,
 ``-model`` (the model that answered), ``-rank``, ``-predicted-quality``, ``-expected-cost``,
 ``-operating-point``, ``-lam``, ``-propensity``, ``-sticky`` (1 when the conversation's first model
-was kept), ``-fallback`` (when another model answered) and ``-cost-usd``; a JSON answer's
+was kept), ``-fallback`` (when another model answered - also when the decided model has no backend,
+served with ``--allow-missing-backends``), ``-budget-note`` (when a budget is above the cost at which
+the best quality is already reached, so it routes like that smaller budget) and ``-cost-usd``; a JSON answer's
 ``usage`` gains ``routecast_cost_usd`` (from the backend's token usage and the price table when
-one is configured, else the router's expected cost) and ``routecast_request_id``. Streams carry
-the headers; their realised cost is the expected cost.
+one is configured, else the router's expected cost) and ``routecast_request_id``. A stream is
+priced by the same rule from its usage chunk (routecast.serving.stream_usage): the chunk gains the
+same two fields, and ``-cost-usd`` is sent only when no usage can change it (no price table).
 
 Routed chats are answered by the loaded policy's call plan
 (:meth:`routecast.serving.runtime_protocol.ServingRuntime.answer_chat`): a router's in
@@ -71,5 +74,7 @@ async def chat(request: Request):
                                request_id=new_request_id(), started=time.perf_counter(), stream=stream,
                                headers=request.headers)
     if routes:
-        return await state.runtime.answer_chat(state, chat_request)
+        response = await state.runtime.answer_chat(state, chat_request)
+        response.headers.update(state.knob_headers(knobs))
+        return response
     return await answer_with_plan(state, chat_request, named_model_plan(state, requested, chat_request.request_id))
