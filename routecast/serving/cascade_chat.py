@@ -26,9 +26,11 @@ What streams (``"stream": true``)
 Costs and accounting
 --------------------
 Every call is paid for, not only the one returned: each call costs its token usage priced by the
-price table when one is configured, else the cascade's expected cost of that model (a streamed
-call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
-per-key spend budget and the decision log's ``realised_cost`` all get the sum over the calls.
+price table when one is configured, else the cascade's expected cost of that model - a relayed
+stream too, from its usage chunk (routecast.serving.stream_usage), which then carries the sum and
+is charged when the stream ends; ``x-routecast-cost-usd`` is left out of such a stream's head, as it
+is not known yet. ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the per-key spend budget
+and the decision log's ``realised_cost`` all get the sum over the calls.
 
 Transparency (the router path's header names, plus the cascade's own)
 --------------------------------------------------------------------
@@ -73,6 +75,7 @@ from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.chat_request import decision_headers, reported_fallback
 from routecast.serving.decision_writer import decision_record
+from routecast.serving.stream_usage import ask_for_usage, priced_stream, wants_usage
 
 
 async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, started: float, *,
@@ -108,6 +111,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
         payload = {**body, "stream": last}
         if not last:
             payload.pop("stream_options", None)  # OpenAI refuses stream_options without stream
+        elif state.prices is not None:
+            payload = ask_for_usage(payload)  # the streamed call is priced from its usage chunk, as a JSON one
         t0 = time.perf_counter()
         try:
             response, answered = await proxy.complete(payload, candidates, stream=last, metrics=state.metrics)
@@ -132,8 +137,10 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                 return response
             failure = f"{answered} failed: HTTP {response.status_code}"
             break
-        if last:
-            calls.append(_call(answered, response.status_code, runtime.expected_costs.get(answered), t0))
+        if last:  # priced when its stream ends if the price table can price its usage (cost None until then)
+            priced_later = response.status_code < 400 and state.prices is not None and answered in state.prices
+            calls.append(_call(answered, response.status_code,
+                               None if priced_later else runtime.expected_costs.get(answered), t0))
             streamed = response
             break
         data = json.loads(response.body)
@@ -150,9 +157,13 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
         chosen, posterior = calls[-1]["model"], None
         headers = _headers(state, cs, request_id, chosen, calls, None, point=point, stream_kind="backend",
                            failure=failure, fallback=fallback_chain)
+        pending = calls[-1]["cost_usd"] is None
+        if pending:  # not known when the head is sent: the usage chunk says it
+            headers.pop("x-routecast-cost-usd", None)
         response = streamed
         for name, value in headers.items():
             response.headers[name] = value
+        _price_streamed_call(state, response, calls, caller, request_id, body, pending=pending)
     else:
         out = await _step(runtime.outcome, cs)
         chosen, posterior = out.model, out.posterior
@@ -221,6 +232,26 @@ def _headers(state, cs, request_id: str, chosen: str | None, calls: list[dict], 
     if fallback:
         out["x-routecast-fallback"] = fallback
     return out
+
+
+def _price_streamed_call(state, response, calls: list[dict], caller: str, request_id: str, body: dict, *,
+                        pending: bool) -> None:
+    """The relayed last call's usage chunk gets the request's total cost (routecast.serving.stream_usage);
+    a ``pending`` call (priced from that usage) is charged, and the log's total written, when it ends."""
+    earlier, model = _total(calls[:-1]) or 0.0, calls[-1]["model"]
+
+    def price(usage):
+        cost = state.call_cost(model, usage) if pending else calls[-1]["cost_usd"]
+        return None if cost is None else earlier + cost
+
+    def settle(total):
+        if pending and total is not None:
+            state.limits.charge(caller, total - earlier)
+            if state.writer is not None:
+                state.writer.update(request_id, realised_cost=total)
+
+    response.body_iterator = priced_stream(response.body_iterator, price=price, request_id=request_id,
+                                           keep_usage=wants_usage(body), on_end=settle)
 
 
 def _sse_chunks(data: dict, usage: dict, body: dict) -> list[bytes]:
