@@ -102,11 +102,9 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     async def lifespan(app: FastAPI):
         runtime = runtime_or_path
         if isinstance(runtime_or_path, (str, os.PathLike)):
-            from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
-            from routecast.serving.runtime import load
+            from routecast.serving.loading import load_runtime
 
-            loader = load_cascade if is_cascade_checkpoint(runtime_or_path) else load
-            runtime = await anyio.to_thread.run_sync(loader, runtime_or_path)
+            runtime = await anyio.to_thread.run_sync(load_runtime, runtime_or_path)
         if settings.default_operating_point is not None:
             runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.runtime = runtime

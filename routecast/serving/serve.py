@@ -19,13 +19,13 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from routecast.errors import ConfigError, RoutecastError
+from routecast.serving.loading import load_runtime
 from routecast.serving.server_config import SERVE_KEYS, ServeOptions, ServerSettings, read_server_config
 from routecast.serving.store import check_store_spec
 
@@ -95,22 +95,6 @@ def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike 
     """(app, uvicorn keyword arguments) for ``routecast serve``; every check happens before binding."""
     prepared = prepare_server(checkpoint, options, config)
     return prepared.app, prepared.uvicorn_kwargs
-
-
-def load_runtime(checkpoint, *, trusted_key: str | None = None, expect_sha256: str | None = None):
-    """The checkpoint's serving runtime, a router's or a cascade's (told apart by its config.json),
-    verified - and authenticated when a trust option is given."""
-    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
-    from routecast.serving.runtime import load
-
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        return checkpoint  # already a loaded runtime
-    folder = Path(checkpoint)
-    if (folder / "router" / "manifest.json").is_file() and not (folder / "manifest.json").is_file():
-        raise ConfigError(f"{folder} is a training run folder, not an exported checkpoint: export it first "
-                          f"(routecast export {folder} --out CKPT) and serve CKPT")
-    loader = load_cascade if is_cascade_checkpoint(folder) else load
-    return loader(folder, trusted_key=trusted_key, expect_sha256=expect_sha256)
 
 
 def check_port(host: str, port: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from routecast.serving.app import create_app
+from routecast.serving.runtime_protocol import ServingRuntime
 from tests._support.fake_chat import FakeChat
 from tests._support.serving import ServerThread, backends_for
 
@@ -313,6 +314,7 @@ def test_a_relayed_stream_costs_what_the_same_calls_cost_as_json(trained, fake):
     # FakeChat reports 10 prompt and 5 completion tokens per answer
     total = sum((10 * prices[m][0] + 5 * prices[m][1]) / 1e6 for m in calls)
     with TestClient(_app(trained, fake, settings={"spend_budget_usd": 1000.0}, price_table=prices)) as client:
+        assert isinstance(client.app.state.server.runtime, ServingRuntime)  # served through the one protocol
         limits = client.app.state.server.limits
         whole = _ask(client, facts, "two")
         assert whole.json()["usage"]["routecast_cost_usd"] == pytest.approx(total)
