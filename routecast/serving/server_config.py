@@ -30,16 +30,14 @@ from typing import Any
 from routecast.errors import ConfigError
 
 
-def option(default: Any, flag: str, help: str, *, value_type: type | None = None, path: bool = False,
-           minimum: int | None = None) -> Any:
+def option(default: Any, flag: str, help: str, *, path: bool = False, minimum: int | None = None) -> Any:
     """A setting that ``routecast serve`` also takes as the command-line ``flag``.
 
     Why in the field: the name, type and default of every ``serve`` option are written once, here;
     the command's flags (routecast.serving.commands) and the config file's keys are read from these
-    fields. ``help`` may say ``{default}``; ``path``: the flag takes a file; ``value_type``: the flag's
-    type when the annotation is wider; ``minimum``: the smallest value the flag accepts."""
-    return field(default=default, metadata={"flag": flag, "help": help, "value_type": value_type, "path": path,
-                                            "minimum": minimum})
+    fields. ``help`` may say ``{default}``; ``path``: the flag takes a file; ``minimum``: the smallest
+    value the flag accepts."""
+    return field(default=default, metadata={"flag": flag, "help": help, "path": path, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ class ServerSettings:
     fair_quantum_chars: int = 4_000
     #: requests one API key may have in progress; more wait for a slot (fair share of the server)
     max_concurrent_per_key: int | None = option(8, "--max-concurrent-per-key", "Requests in progress per key "
-                                                "[{default}].", value_type=int)
+                                                "[{default}].")
     #: how long a request waits for its key's slot before a 429
     slot_wait_s: float = 30.0
     #: Python's thread switch interval in a ``routecast serve`` process, ms (the default 5 ms adds up to
@@ -145,7 +143,7 @@ class ServerSettings:
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ConfigError(f"unknown server setting(s) {unknown}; known: {sorted(known)}")
-        checked = {name: _check_setting(name, v, getattr(cls, name)) for name, v in value.items()}
+        checked = {name: _check_setting(name, v) for name, v in value.items()}
         return replace(cls(), **checked)
 
 
@@ -205,7 +203,7 @@ def flagged_fields() -> list[tuple[Field, type]]:
     out = []
     for cls in (ServeOptions, ServerSettings):
         hints = typing.get_type_hints(cls)
-        out += [(f, f.metadata["value_type"] or _value_type(hints[f.name])) for f in fields(cls) if "flag" in f.metadata]
+        out += [(f, _value_type(hints[f.name])) for f in fields(cls) if "flag" in f.metadata]
     return out
 
 
@@ -219,29 +217,26 @@ def _value_type(hint: Any) -> type:
 SERVE_KEYS: dict[str, type] = {f.name: t for f, t in flagged_fields() if f.name in ServeOptions.__dataclass_fields__}
 
 
-_OPTIONAL = {"default_lam", "default_operating_point", "sticky_margin", "explore_temperature", "max_concurrent_per_key", "rate_limit_rps", "rate_limit_burst", "prompt_rate_limit",
-             "prompt_rate_burst", "spend_budget_usd", "budget_period_s", "gil_switch_ms"}
+#: setting -> (its value type, whether it may be null), read from the annotations of ServerSettings
+_SETTING_TYPES = {name: (_value_type(hint), type(None) in typing.get_args(hint))
+                  for name, hint in typing.get_type_hints(ServerSettings).items()}
 #: settings that may be 0 (everything else numeric must be > 0)
 _ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
-#: settings that are strings
-_STRINGS = {"default_operating_point"}
 
 
-def _check_setting(name: str, value: Any, default: Any) -> Any:
+def _check_setting(name: str, value: Any) -> Any:
+    kind, optional = _SETTING_TYPES[name]
     if value is None:
-        if name in _OPTIONAL:
+        if optional:
             return None
         raise ConfigError(f"server setting {name} cannot be null")
-    if name in _STRINGS:
+    if kind is str:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"server setting {name} must be a non-empty string, got {value!r}")
         return value
     if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and 0 <= value <= 1):
         raise ConfigError(f"server setting explore must be a number in [0, 1], got {value!r}")
-    kind = type(default) if default is not None else float
-    if name == "max_concurrent_per_key":
-        kind = int
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"server setting {name} must be true or false, got {value!r}")
