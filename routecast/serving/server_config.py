@@ -1,8 +1,10 @@
 """Every limit and default of one server, and the server config file that sets them.
 
 ``routecast serve CKPT --config server.yaml`` reads a YAML (or JSON) mapping whose keys are the
-fields of :class:`ServerSettings` plus the ``serve`` options in :data:`SERVE_KEYS`; a flag given
-on the command line wins over the file. Dashes and underscores are the same (``max-body-bytes``
+fields of :class:`ServerSettings` plus those of :class:`ServeOptions` (where to bind, which files);
+a flag given on the command line wins over the file. Each option is defined once, as a field: its
+name, type and default here, its flag and help in the field's :func:`option` (the ``serve``
+command is built from them in routecast.serving.commands). Dashes and underscores are the same (``max-body-bytes``
 or ``max_body_bytes``)::
 
     host: 0.0.0.0
