@@ -22,6 +22,7 @@ from routecast.serving.conversations import sticky_choice
 from routecast.serving.decision_writer import decision_record, rank_of
 from routecast.serving.exploration import explored_choice
 from routecast.serving.knobs import conversation_header
+from routecast.serving.state import ServerState
 from routecast.serving.stream_usage import ask_for_usage, priced_stream, wants_usage
 
 
@@ -51,7 +52,7 @@ class Plan:
                                 sticky=self.sticky)
 
 
-async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
+async def answer_with_plan(state: ServerState, chat: ChatRequest, plan: Plan) -> Response:
     """Send the chat to the plan's candidates (first that answers), price it, charge the caller,
     add the decision's headers and complete the decision-log row."""
     # a stream is priced from its usage chunk as for a JSON answer (routecast.serving.stream_usage)
@@ -84,7 +85,7 @@ async def answer_with_plan(state, chat: ChatRequest, plan: Plan) -> Response:
     return response
 
 
-async def routed_plan(state, chat: ChatRequest) -> Plan:
+async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
     """Route the conversation: decision, stickiness, exploration, decision-log record."""
     settings, runtime = state.settings, state.runtime
     text = chat_routing_text(settings, chat.messages)
@@ -119,7 +120,7 @@ async def routed_plan(state, chat: ChatRequest) -> Plan:
     return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
 
 
-async def _first_model(state, conversation: str) -> str | None:
+async def _first_model(state: ServerState, conversation: str) -> str | None:
     first = state.conversations.get(conversation)
     if first is None and state.writer is not None:
         found = await state.writer.call(state.writer.log.conversation_model, conversation)
@@ -129,7 +130,7 @@ async def _first_model(state, conversation: str) -> str | None:
     return first
 
 
-def named_model_plan(state, requested: str, request_id: str) -> Plan:
+def named_model_plan(state: ServerState, requested: str, request_id: str) -> Plan:
     """The plan of a chat that names its model: that model only (404 when unknown or without a backend)."""
     runtime, proxy = state.runtime, state.proxy
     if requested not in runtime.models and requested not in state.backends:
@@ -140,7 +141,7 @@ def named_model_plan(state, requested: str, request_id: str) -> Plan:
     return Plan(request_id, [requested])
 
 
-def _with_cost(state, plan: Plan, response: Response, model: str) -> tuple[Response, float | None]:
+def _with_cost(state: ServerState, plan: Plan, response: Response, model: str) -> tuple[Response, float | None]:
     """The JSON answer with ``usage.routecast_cost_usd`` and the realised cost of the call."""
     try:
         data = json.loads(response.body)
@@ -156,7 +157,7 @@ def _with_cost(state, plan: Plan, response: Response, model: str) -> tuple[Respo
                     media_type="application/json"), cost
 
 
-def _price_stream(state, chat: ChatRequest, plan: Plan, response: StreamingResponse, model: str) -> None:
+def _price_stream(state: ServerState, chat: ChatRequest, plan: Plan, response: StreamingResponse, model: str) -> None:
     """Price a stream by the same rule as a JSON answer (routecast.serving.stream_usage): its usage
     chunk gets the cost; the key is charged and the log's realised cost written at its end. The
     ``x-routecast-cost-usd`` header is sent only when no usage can change it (no price for ``model``)."""
@@ -175,7 +176,7 @@ def _price_stream(state, chat: ChatRequest, plan: Plan, response: StreamingRespo
                                            on_end=settle)
 
 
-def _log_outcome(state, plan: Plan, model: str | None, *, status: int, started: float, cost: float | None,
+def _log_outcome(state: ServerState, plan: Plan, model: str | None, *, status: int, started: float, cost: float | None,
                  fallback: str | None) -> None:
     if not plan.logged:
         return

@@ -23,6 +23,7 @@ from routecast.serving.metrics import ServerMetrics
 from routecast.serving.microbatch import BatcherClosed, MicroBatcher
 from routecast.serving.proxy import ChatProxy
 from routecast.serving.runtime_protocol import ServingRuntime, budget_note
+from routecast.serving.schemas import RouteKnobs
 from routecast.serving.server_config import ServerSettings
 
 ROUTER_ALIASES = ("router", "auto")
@@ -54,7 +55,7 @@ class ServerState:
     def known_models(self) -> list[str]:
         return list(self.runtime.models) + [m for m in self.backends if m not in self.runtime.models and m != "*"]
 
-    def knob_kwargs(self, knobs) -> dict[str, Any]:
+    def knob_kwargs(self, knobs: RouteKnobs) -> dict[str, Any]:
         """A request's knobs as keyword arguments; none given: the server's default point or lam."""
         kwargs = knobs.model_dump()
         if all(v is None for v in kwargs.values()):
@@ -64,7 +65,7 @@ class ServerState:
                 kwargs["lam"] = self.settings.default_lam
         return kwargs
 
-    def knob_headers(self, knobs) -> dict[str, str]:
+    def knob_headers(self, knobs: RouteKnobs) -> dict[str, str]:
         """Headers explaining how a request's knobs were met (a budget past the best point's cost)."""
         note = budget_note(self.runtime.budget_curve(), knobs.budget)
         return {"x-routecast-budget-note": note} if note else {}
@@ -79,7 +80,7 @@ class ServerState:
                 cost = float(self.prices.call_cost(model, tokens_in, tokens_out))
         return cost
 
-    async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
+    async def route_texts(self, texts: list[str], knobs: RouteKnobs, key_id: str) -> list[dict]:
         """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
         kwargs = self.knob_kwargs(knobs)
         start = time.perf_counter()
