@@ -25,8 +25,8 @@ def _flags() -> dict[str, Any]:
     for spec, value_type in flagged_fields():
         meta = spec.metadata
         shown = f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
-        limits = {} if meta["minimum"] is None else {"min": meta["minimum"]}
-        flag = typer.Option(meta["flag"], help=meta["help"].replace("{default}", shown), **limits)
+        extra = {k: v for k, v in (("min", meta["minimum"]), ("metavar", meta["metavar"])) if v is not None}
+        flag = typer.Option(meta["flag"], help=meta["help"].replace("{default}", shown), **extra)
         out[spec.name] = Annotated[Optional[Path if meta["path"] else value_type], flag]
     return out
 

@@ -32,14 +32,16 @@ from typing import Any
 from routecast.errors import ConfigError
 
 
-def option(default: Any, flag: str, help: str, *, path: bool = False, minimum: int | None = None) -> Any:
+def option(default: Any, flag: str, help: str, *, path: bool = False, minimum: int | None = None,
+           metavar: str | None = None) -> Any:
     """A setting that ``routecast serve`` also takes as the command-line ``flag``.
 
     Why in the field: the name, type and default of every ``serve`` option are written once, here;
     the command's flags (routecast.serving.commands) and the config file's keys are read from these
     fields. ``help`` may say ``{default}``; ``path``: the flag takes a file; ``minimum``: the smallest
-    value the flag accepts."""
-    return field(default=default, metadata={"flag": flag, "help": help, "path": path, "minimum": minimum})
+    value the flag accepts; ``metavar``: how the help names the value."""
+    return field(default=default, metadata={"flag": flag, "help": help, "path": path, "minimum": minimum,
+                                            "metavar": metavar})
 
 
 @dataclass(frozen=True)
@@ -176,13 +178,13 @@ class ServeOptions:
     workers: int = option(1, "--workers", "Worker processes on one port; they share limits, budgets, the decision "
                           "log and /metrics [{default}].", minimum=1)
     store: str | None = option(None, "--store", "Where per-key limits and budgets live: memory, sqlite:///PATH or "
-                               "redis://HOST:PORT/DB [memory; with --workers > 1 a SQLite file of this server].")
+                               "redis://HOST:PORT/DB [memory; with --workers > 1 a SQLite file of this server].", metavar="URL")
     trusted_key: str | None = option(None, "--trusted-key", "Ed25519 public key (PEM, from `routecast keygen`): the "
                                      "checkpoint's manifest.sig must verify against it. Without it or "
                                      "--expect-sha256 a checkpoint is integrity-checked, not authenticated.",
                                      path=True)
     expect_sha256: str | None = option(None, "--expect-sha256", "Pinned sha256 of the checkpoint's manifest.json "
-                                       "(printed by `routecast export`); any other checkpoint is refused.")
+                                       "(printed by `routecast export`); any other checkpoint is refused.", metavar="HEX")
     #: the app's limits and defaults (each of its flagged fields is a flag too)
     settings: ServerSettings = field(default_factory=ServerSettings)
 
