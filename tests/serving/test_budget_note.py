@@ -8,13 +8,13 @@ from fastapi.testclient import TestClient
 
 from routecast.serving.app import create_app
 from routecast.serving.runtime import Runtime
-from tests._support.serving import fitted_knn, prompts_of, synthetic_log
+from tests._support.serving import MODELS, backends_for, fitted_knn, prompts_of, synthetic_log
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(backend):
     router = fitted_knn().calibrate(synthetic_log(n=80, seed=5))
-    with TestClient(create_app(Runtime(router))) as c:
+    with TestClient(create_app(Runtime(router), backends=backends_for({m: backend for m in MODELS}))) as c:
         yield c
 
 
@@ -38,3 +38,10 @@ def test_budgets_past_the_best_point_say_why_they_route_the_same(client):
     low = _route(client, 0.002)  # below the best point's cost: met as asked, nothing to explain
     assert "x-routecast-budget-note" not in low.headers
     assert "x-routecast-budget-note" not in client.post("/v1/route", json={"prompt": "hi", "lam": 1.0}).headers
+
+
+def test_a_chat_with_such_a_budget_says_it_too(client):
+    r = client.post("/v1/chat/completions", headers={"x-routecast-budget": "0.05"},
+                    json={"model": "router", "messages": [{"role": "user", "content": prompts_of("math", 1)[0]}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-routecast-budget-note"].startswith("budget 0.05 USD/query is above ")
