@@ -40,7 +40,7 @@ import numpy as np
 
 from routecast.errors import RoutingError
 
-__all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
+__all__ = ["decide", "utility_ranking", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
            "RoutecastWarning", "check_one_knob"]
 
 _TOL = 1e-12
@@ -64,6 +64,14 @@ def decide(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
     tied = utility >= best - _TOL
     masked_cost = np.where(tied, costs, np.inf)
     return masked_cost.argmin(axis=1)
+
+
+def utility_ranking(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
+    """Model indices from the best utility ``quality - lam * cost`` to the worst, ties to the cheaper:
+    the order a server falls back in. ``quality`` (m,) or (n, m); the result has its shape."""
+    quality = np.asarray(quality, dtype=np.float64)
+    costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), quality.shape)
+    return np.lexsort((costs, -np.round(quality - float(lam) * costs, 12)), axis=-1)
 
 
 #: grid sizes: evaluation curves, and calibration (denser, so a share or budget is met closely)

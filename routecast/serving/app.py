@@ -107,13 +107,11 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     async def lifespan(app: FastAPI):
         runtime = runtime_or_path
         if isinstance(runtime_or_path, (str, os.PathLike)):
-            from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
-            from routecast.serving.runtime import load
+            from routecast.serving.loading import load_runtime
 
-            loader = load_cascade if is_cascade_checkpoint(runtime_or_path) else load
-            runtime = await anyio.to_thread.run_sync(loader, runtime_or_path)
+            runtime = await anyio.to_thread.run_sync(load_runtime, runtime_or_path)
         if settings.default_operating_point is not None:
-            runtime.router.operating_point(settings.default_operating_point)  # a typo fails at start-up
+            runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.runtime = runtime
         if decision_log is not None:
             from routecast.data.decision_log import DecisionLog
@@ -122,11 +120,10 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
             log = await anyio.to_thread.run_sync(lambda: DecisionLog(decision_log, store_text=log_text))
             state.writer = DecisionWriter(log)
         if settings.micro_batch:
-            encoder = getattr(runtime, "encoder", None)
             state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
                                          max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
                                          quantum_chars=settings.fair_quantum_chars,
-                                         max_chars=getattr(encoder, "max_chars", None),
+                                         max_chars=getattr(runtime.encoder, "max_chars", None),
                                          on_batch=metrics.batch_prompts.observe).start()
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         state.proxy = ChatProxy(backend_map, client, max_response_bytes=settings.max_response_bytes,

@@ -23,9 +23,10 @@ stream, until its end): a backend trickling one byte per second is cut at the de
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from routecast.errors import ConfigError
@@ -107,6 +108,43 @@ def load_backends(config: str | os.PathLike | dict | None) -> dict[str, Backend]
     from routecast.data.endpoints import read_config_file
 
     return parse_backends(read_config_file(config, "backends"), source=str(config))
+
+
+#: the backends-file entry that serves every model without an entry of its own
+DEFAULT_BACKEND = "*"
+
+
+def check_backend_models(backends: dict[str, Backend], models: Sequence[str], *, source: str | None = None,
+                         allow_missing: bool = False) -> list[str]:
+    """Start-up notes about ``backends`` against the checkpoint's ``models``.
+
+    Why refuse: a model the backends file misspells or omits was silently never answered - its chats
+    went to the next model of the ranking with no fallback header. So a model without a backend is
+    a :class:`ConfigError` naming it and the file's nearest spelling, unless ``allow_missing`` (then a
+    warning note; each chat routed to it says ``x-routecast-fallback``). No backends at all is
+    allowed (``/v1/route`` still works) with a note that chats will answer 503.
+    """
+    if not backends:
+        return ["no backends file (--backends): /v1/route works, every POST /v1/chat/completions answers 503"]
+    if DEFAULT_BACKEND in backends:
+        return []
+    missing = [m for m in models if m not in backends]
+    if not missing:
+        return []
+    spare = [name for name in backends if name not in models]
+    named = "; ".join(f"{m!r}{_near_miss(m, spare)}" for m in missing)
+    if not allow_missing:
+        raise ConfigError(f"{source or 'backends'}: no backend for the checkpoint's model(s) {named}; add them "
+                          f"(or a {DEFAULT_BACKEND!r} entry), or pass --allow-missing-backends to serve without them")
+    return [f"warning: no backend for the checkpoint's model(s) {named}: chats routed to them are answered by "
+            "the next model of the ranking, said in x-routecast-fallback"]
+
+
+def _near_miss(model: str, names: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` for the backend name closest to ``model``, or ''."""
+    same_case = [n for n in names if n.casefold() == model.casefold()]
+    close = same_case or difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def redact_url(url: str) -> str:

@@ -27,8 +27,11 @@ Costs and accounting
 --------------------
 Every call is paid for, not only the one returned: each call costs its token usage priced by the
 price table when one is configured and the usage is plausible (routecast.serving.usage), else the
-cascade's expected cost of that model (a streamed call: always the expected cost). ``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the
-per-key spend budget and the decision log's ``realised_cost`` all get the sum over the calls.
+cascade's expected cost of that model - a relayed stream too, from its usage chunk
+(routecast.serving.stream_usage), which then carries the sum and is charged when the stream ends;
+``x-routecast-cost-usd`` is left out of such a stream's head, as it is not known yet.
+``usage.routecast_cost_usd``, ``x-routecast-cost-usd``, the per-key spend budget and the decision
+log's ``realised_cost`` all get the sum over the calls.
 
 Transparency (the router path's header names, plus the cascade's own)
 --------------------------------------------------------------------
@@ -74,7 +77,9 @@ from fastapi.responses import Response, StreamingResponse
 from routecast.data.chat_text import message_text
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
-from routecast.serving.decision_writer import decision_record, rank_of
+from routecast.serving.chat_request import decision_headers, reported_fallback
+from routecast.serving.decision_writer import decision_record
+from routecast.serving.stream_usage import ask_for_usage, priced_stream, wants_usage
 from routecast.serving.usage import checked_usage, strict_json
 
 
@@ -111,6 +116,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
         payload = {**body, "stream": last}
         if not last:
             payload.pop("stream_options", None)  # OpenAI refuses stream_options without stream
+        elif state.prices is not None:
+            payload = ask_for_usage(payload)  # the streamed call is priced from its usage chunk, as a JSON one
         t0 = time.perf_counter()
         try:
             response, answered = await proxy.complete(payload, candidates, stream=last, metrics=state.metrics)
@@ -123,8 +130,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                 raise
             failure = f"{model} failed: {exc.code}"
             break
-        if first and answered != model:
-            fallback_chain = response.headers.get("x-routecast-fallback")
+        if first and answered != model:  # the proxy's chain, led by the model decided when it has no backend
+            fallback_chain = reported_fallback(model, answered, response.headers.get("x-routecast-fallback"))
         if response.status_code >= 400:  # the backend refused the request (routecast's own message)
             calls.append(_call(answered, response.status_code, None, t0, error="backend_rejected"))
             if first:
@@ -135,8 +142,10 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                 return response
             failure = f"{answered} failed: HTTP {response.status_code}"
             break
-        if last:
-            calls.append(_call(answered, response.status_code, runtime.expected_costs.get(answered), t0))
+        if last:  # priced when its stream ends if the price table can price its usage (cost None until then)
+            priced_later = response.status_code < 400 and state.prices is not None and answered in state.prices
+            calls.append(_call(answered, response.status_code,
+                               None if priced_later else runtime.expected_costs.get(answered), t0))
             streamed = response
             break
         data = json.loads(response.body)
@@ -168,9 +177,13 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
         chosen, posterior = calls[-1]["model"], None
         headers = _headers(state, cs, request_id, chosen, calls, None, point=point, stream_kind="backend",
                            failure=failure, fallback=fallback_chain)
+        pending = calls[-1]["cost_usd"] is None
+        if pending:  # not known when the head is sent: the usage chunk says it
+            headers.pop("x-routecast-cost-usd", None)
         response = streamed
         for name, value in headers.items():
             response.headers[name] = value
+        _price_streamed_call(state, response, calls, caller, request_id, body, pending=pending)
     else:
         out = await _step(runtime.outcome, cs)
         chosen, posterior = out.model, out.posterior
@@ -227,19 +240,16 @@ def _total(calls: list[dict]) -> float | None:
 def _headers(state, cs, request_id: str, chosen: str | None, calls: list[dict], posterior: float | None, *,
              point: str | None = None, stream_kind: str | None = None, failure: str | None = None,
              fallback: str | None = None) -> dict[str, str]:
-    out = {"x-routecast-request-id": request_id, "x-routecast-lam": f"{cs.lam:.6g}",
-           "x-routecast-propensity": "1", "x-routecast-cascade-calls": ",".join(c["model"] for c in calls),
-           "x-routecast-cascade-call-costs": ",".join("" if c["cost_usd"] is None else f"{c['cost_usd']:.6g}"
-                                                      for c in calls),
-           "x-routecast-cascade-call-latency-ms": ",".join(f"{c['latency_ms']:.1f}" for c in calls)}
-    if point is not None:
-        out["x-routecast-operating-point"] = point
+    """The decision's headers (the one builder, as for a router) plus the cascade's own."""
+    out = decision_headers(request_id, model=chosen, predicted=cs.prior if chosen is not None else None, lam=cs.lam,
+                           expected_cost=None if chosen is None else state.runtime.expected_costs.get(chosen),
+                           operating_point=point, propensity=1.0)
+    out.update({"x-routecast-cascade-calls": ",".join(c["model"] for c in calls),
+                "x-routecast-cascade-call-costs": ",".join("" if c["cost_usd"] is None else f"{c['cost_usd']:.6g}"
+                                                           for c in calls),
+                "x-routecast-cascade-call-latency-ms": ",".join(f"{c['latency_ms']:.1f}" for c in calls)})
     if chosen is not None:
-        out.update({"x-routecast-model": chosen, "x-routecast-rank": str(rank_of(cs.prior, chosen)),
-                    "x-routecast-predicted-quality": f"{cs.prior[chosen]:.6g}"})
-        expected = state.runtime.expected_costs.get(chosen)
-        if expected is not None:
-            out["x-routecast-expected-cost"] = f"{expected:.6g}"
+        out["x-routecast-model"] = chosen
     total = _total(calls)
     if total is not None and chosen is not None:
         out["x-routecast-cost-usd"] = f"{total:.6g}"
@@ -252,6 +262,28 @@ def _headers(state, cs, request_id: str, chosen: str | None, calls: list[dict], 
     if fallback:
         out["x-routecast-fallback"] = fallback
     return out
+
+
+def _price_streamed_call(state, response, calls: list[dict], caller: str, request_id: str, body: dict, *,
+                        pending: bool) -> None:
+    """The relayed last call's usage chunk gets the request's total cost (routecast.serving.stream_usage);
+    a ``pending`` call (priced from that usage) is charged, and the log's total written, when it ends."""
+    earlier, model = _total(calls[:-1]) or 0.0, calls[-1]["model"]
+
+    def price(usage):
+        cost = (state.call_cost(model, checked_usage(usage, body, {}, model=model, metrics=state.metrics,
+                                                     request_id=request_id))
+                if pending else calls[-1]["cost_usd"])
+        return None if cost is None else earlier + cost
+
+    def settle(total):
+        if pending and total is not None:
+            state.limits.charge(caller, total - earlier)
+            if state.writer is not None:
+                state.writer.update(request_id, realised_cost=total)
+
+    response.body_iterator = priced_stream(response.body_iterator, price=price, request_id=request_id,
+                                           keep_usage=wants_usage(body), on_end=settle)
 
 
 def _sse_chunks(data: dict, usage: dict, body: dict) -> list[bytes]:

@@ -2,10 +2,10 @@
 router, for a :class:`~routecast.cascade.cascade_router.CascadeRouter` checkpoint.
 
 ``routecast serve CKPT`` tells the two apart by the checkpoint itself (``config.json``'s ``format``
-is ``routecast-cascade-router``), so one flag serves either. The endpoints read the same surface
-from both: ``models``, ``expected_costs``, ``router_type``, ``encoder``, ``describe()`` and
-``route()`` (for ``/v1/route``: the cascade's *first* call, its ex-ante predictions and lam, in the
-result shape of :meth:`routecast.router.base.RouteResult.records`). Chat requests are answered by
+is ``routecast-cascade-router``), so one flag serves either. Both implement
+:class:`routecast.serving.runtime_protocol.ServingRuntime`: ``route()`` (for ``/v1/route``: the
+cascade's *first* call, its ex-ante predictions and lam, in the result shape of
+:meth:`routecast.router.base.RouteResult.records`) and ``answer_chat()``, whose call plan is
 :mod:`routecast.serving.cascade_chat`, which drives the cascade's step-wise interface here.
 
 Why a lock: the answer scorer and the response embeddings run the encoder (a torch model for
@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from routecast.core.policy import utility_ranking
 from routecast.serving.runtime import prompt_list
 
 CASCADE_FORMAT = "routecast-cascade-router"
@@ -48,19 +49,20 @@ def is_cascade_checkpoint(path: str | os.PathLike) -> bool:
 class CascadeRuntime:
     """A cascade router ready to serve (see the module docstring)."""
 
-    is_cascade = True
     router_type = "cascade-routing"
 
     def __init__(self, cascade, *, path: str | os.PathLike | None = None, manifest_sha256: str | None = None):
         self.cascade = cascade
-        #: what the app's start-up check and the info endpoints call ``runtime.router``
-        self.router = cascade
         self.path = None if path is None else Path(path)
         self.manifest_sha256 = manifest_sha256
         self.models: tuple[str, ...] = tuple(cascade.pool_)
         inner = cascade.router_
         self.encoder = inner.get_encoder() if getattr(inner, "uses_embeddings", False) else None
         self._lock = threading.Lock()
+
+    @property
+    def max_calls_per_chat(self) -> int:
+        return int(self.cascade.max_calls_)
 
     @property
     def expected_costs(self) -> dict[str, float | None]:
@@ -95,9 +97,25 @@ class CascadeRuntime:
         """Pool models by ex-ante utility (prior quality - lam * cost), ties to the cheaper: the
         fallback order when the first call fails before any answer exists."""
         costs = np.nan_to_num(np.asarray(self.cascade.costs_, dtype=np.float64))
-        utility = np.array([state.prior[m] for m in self.models]) - state.lam * costs
-        order = np.lexsort((costs, -np.round(utility, 12)))
+        order = utility_ranking(np.array([state.prior[m] for m in self.models]), costs, state.lam)
         return [self.models[j] for j in order]
+
+    # ------------------------------------------------------------ serving
+    def operating_point(self, name: str) -> dict[str, Any]:
+        """The cascade's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
+        return self.cascade.operating_point(name)
+
+    def budget_curve(self):
+        """The cascade's validation curve (budgets always map through it)."""
+        return self.cascade.curve_
+
+    async def answer_chat(self, server, chat):
+        """A cascade's call plan: call, score, maybe call again (routecast.serving.cascade_chat)."""
+        from routecast.serving.cascade_chat import cascade_chat
+        from routecast.serving.chat_request import chat_routing_text
+
+        return await cascade_chat(server, chat.body, chat.knobs, chat.caller, chat.request_id, chat.started,
+                                  stream=chat.stream, text=chat_routing_text(server.settings, chat.messages))
 
     # ------------------------------------------------------- /v1/route
     def route(self, texts: Sequence[str] | str, *, lam: float | None = None, budget: float | None = None,

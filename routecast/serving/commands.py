@@ -7,18 +7,33 @@ stays fast. ``routecast/cli.py`` registers :data:`COMMANDS`.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from routecast.cli_options import Encoder, Out
 from routecast.router.encoders.default import DEFAULT_ENCODER
+from routecast.serving.server_config import flagged_fields
 
+
+def _flags() -> dict[str, Any]:
+    """name -> typer annotation of every ``serve`` option, from its field in
+    routecast.serving.server_config (ServeOptions, then the flagged ServerSettings): written once there."""
+    out = {}
+    for spec, value_type in flagged_fields():
+        meta = spec.metadata
+        shown = f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
+        extra = {k: v for k, v in (("min", meta["minimum"]), ("metavar", meta["metavar"])) if v is not None}
+        flag = typer.Option(meta["flag"], help=meta["help"].replace("{default}", shown), **extra)
+        out[spec.name] = Annotated[Optional[Path if meta["path"] else value_type], flag]
+    return out
+
+
+SERVE_FLAGS = _flags()
 Checkpoint = Annotated[Path, typer.Argument(help="Exported checkpoint folder.")]
-TrustedKey = Annotated[Optional[Path], typer.Option(
-    "--trusted-key", help="Ed25519 public key (PEM, from `routecast keygen`): the checkpoint's manifest.sig "
-    "must verify against it. Without it or --expect-sha256 a checkpoint is integrity-checked, not authenticated.")]
+TrustedKey = SERVE_FLAGS["trusted_key"]
 Engine = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (Ray Data actors on the "
                                       "cluster of --ray-address; needs routecast[ray]).")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help="Ray cluster to use "
@@ -26,9 +41,7 @@ RayAddress = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADD
                                                    "else a new local cluster).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (local) or actors "
                                                 "(ray) [local: 1; ray: up to the cluster's CPUs].")]
-ExpectSha256 = Annotated[Optional[str], typer.Option(
-    "--expect-sha256", metavar="HEX", help="Pinned sha256 of the checkpoint's manifest.json (printed by "
-    "`routecast export`); any other checkpoint is refused.")]
+ExpectSha256 = SERVE_FLAGS["expect_sha256"]
 
 
 def route(
@@ -74,11 +87,11 @@ def route(
         typer.echo(f"routed {summary['n_prompts']} prompts on ray -> {output} ({shares or 'none'})")
         return
     from routecast.serving.batch import route_file
-    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
-    from routecast.serving.runtime import load
+    from routecast.serving.cascade_runtime import is_cascade_checkpoint
+    from routecast.serving.loading import load_runtime
 
     cascade = is_cascade_checkpoint(checkpoint)  # routed by its first call (what /v1/route answers)
-    runtime = (load_cascade if cascade else load)(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
+    runtime = load_runtime(checkpoint, trusted_key=trusted_key, expect_sha256=expect_sha256)
     summary = route_file(runtime, input, output, batch_size=batch_size, fmt=format, show_progress=progress,
                          resume=resume, allow_duplicates=allow_duplicates,
                          lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
@@ -156,71 +169,11 @@ def keygen(
     typer.echo(f"key {key_id}: private {private_key} (keep it secret), public {public_key} (give it to servers)")
 
 
-def serve(
-    checkpoint: Checkpoint,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Server config file (YAML/JSON): any option "
-                                                   "below and every limit of ServerSettings; flags win.")] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port [default: 8000].")] = None,
-    host: Annotated[Optional[str], typer.Option(help="Interface to bind [default: 127.0.0.1]; a non-loopback "
-                                                "address needs --api-keys (or --insecure-no-auth).")] = None,
-    backends: Annotated[Optional[Path], typer.Option("--backends", help="YAML/JSON file: model -> base_url, "
-                                                     "api_key_env, timeout (needed for /v1/chat/completions).")] = None,
-    api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="Client keys file: one key or "
-                                                     "sha256:<hex> per line (also $ROUTECAST_API_KEYS).")] = None,
-    admin_keys: Annotated[Optional[Path], typer.Option("--admin-keys", help="Admin keys file (as --api-keys): "
-                                                       "also accepted as client keys, and may give feedback on "
-                                                       "any key's requests.")] = None,
-    insecure_no_auth: Annotated[Optional[bool], typer.Option("--insecure-no-auth", help="Serve a non-loopback "
-                                                             "address without client keys.")] = None,
-    docs: Annotated[Optional[bool], typer.Option("--docs/--no-docs", help="Publish /docs and /openapi.json.")] = None,
-    public_metrics: Annotated[Optional[bool], typer.Option("--public-metrics", help="/metrics without a key.")] = None,
-    max_body_bytes: Annotated[Optional[int], typer.Option(help="Largest request body (413 above) [1000000].")] = None,
-    max_prompts: Annotated[Optional[int], typer.Option(help="Most prompts per /v1/route request [256].")] = None,
-    rate_limit_rps: Annotated[Optional[float], typer.Option(help="Requests/s per key (429 above).")] = None,
-    prompt_rate_limit: Annotated[Optional[float], typer.Option(help="Prompts/s per key (429 above).")] = None,
-    spend_budget_usd: Annotated[Optional[float], typer.Option(help="USD per key on proxied chats, from the "
-                                                              "router's cost model (429 when used up).")] = None,
-    budget_mode: Annotated[Optional[str], typer.Option("--budget-mode", help="settle: charge each chat when it "
-                                                       "ends; reserve: also hold its expected cost while it runs, "
-                                                       "so a budget is exceeded by at most one chat [settle].")] = None,
-    max_concurrent_per_key: Annotated[Optional[int], typer.Option(help="Requests in progress per key [8].")] = None,
-    header_timeout_s: Annotated[Optional[float], typer.Option("--header-timeout", help="Seconds to send a "
-                                                              "request head [10].")] = None,
-    body_timeout_s: Annotated[Optional[float], typer.Option("--body-timeout", help="Seconds to send a body "
-                                                            "(408 after) [30].")] = None,
-    max_response_bytes: Annotated[Optional[int], typer.Option(help="Largest backend answer relayed "
-                                                              "[10000000].")] = None,
-    lam: Annotated[Optional[float], typer.Option(help="Default willingness to pay for requests that give none.")] = None,
-    micro_batch: Annotated[Optional[bool], typer.Option("--micro-batch/--no-micro-batch",
-                                                        help="Merge concurrent routing requests into one router "
-                                                        "call [on].")] = None,
-    max_batch: Annotated[Optional[int], typer.Option(help="Most prompts in one merged router call [64].")] = None,
-    batch_wait_ms: Annotated[Optional[float], typer.Option(help="Wait this long for more requests before routing "
-                                                           "a batch (0: no added latency) [0].")] = None,
-    access_log: Annotated[Optional[bool], typer.Option("--access-log/--no-access-log", help="Log every request "
-                                                       "(costs ~10% throughput; /metrics counts them anyway).")] = None,
-    decision_log: Annotated[Optional[Path], typer.Option("--decision-log", help="SQLite file: one record per "
-                                                         "routed request (enables POST /v1/feedback).")] = None,
-    log_text: Annotated[Optional[bool], typer.Option("--log-text", help="Keep the routing text in the decision "
-                                                     "log (default: only its SHA-256; needed to train on it).")] = None,
-    explore: Annotated[Optional[float], typer.Option("--explore", help="Epsilon-greedy exploration of chat "
-                                                     "routing: share of chats sent to a uniformly drawn model.")] = None,
-    explore_temperature: Annotated[Optional[float], typer.Option("--explore-temperature", help="Softmax "
-                                                                 "exploration over utility / T instead.")] = None,
-    operating_point: Annotated[Optional[str], typer.Option("--operating-point", help="Default operating point "
-                                                           "[the checkpoint's default].")] = None,
-    sticky_margin: Annotated[Optional[float], typer.Option("--sticky-margin", help="A conversation switches "
-                                                           "models only for a larger predicted gain [0.05].")] = None,
-    price_table: Annotated[Optional[Path], typer.Option("--price-table", help="JSON {model: [usd_per_mtok_in, "
-                                                        "usd_per_mtok_out]}: realised cost from token usage.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes on one port; they "
-                                                   "share limits, budgets, the decision log and /metrics [1].")] = None,
-    store: Annotated[Optional[str], typer.Option("--store", metavar="URL", help="Where per-key limits and budgets "
-                                                 "live: memory, sqlite:///PATH or redis://HOST:PORT/DB [memory; "
-                                                 "with --workers > 1 a SQLite file of this server].")] = None,
-    trusted_key: TrustedKey = None,
-    expect_sha256: ExpectSha256 = None,
-) -> None:
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="Server config file (YAML/JSON): any option "
+                                                 "below and every limit of ServerSettings; flags win.")]
+
+
+def serve(checkpoint: Checkpoint, config: ConfigFile = None, **options: Any) -> None:
     """Serve the router over HTTP: /v1/route, OpenAI-compatible /v1/chat/completions, /v1/feedback, /metrics.
 
     A cascade router checkpoint (CascadeRouter.save) is recognised from its config.json: routed
@@ -228,21 +181,19 @@ def serve(
     """
     from routecast.serving.serve import run_server
 
-    options = dict(port=port, host=host, backends=None if backends is None else str(backends),
-                   api_keys=None if api_keys is None else str(api_keys), insecure_no_auth=insecure_no_auth,
-                   admin_keys=None if admin_keys is None else str(admin_keys),
-                   docs=docs, public_metrics=public_metrics, max_body_bytes=max_body_bytes, max_prompts=max_prompts,
-                   rate_limit_rps=rate_limit_rps, prompt_rate_limit=prompt_rate_limit,
-                   spend_budget_usd=spend_budget_usd, budget_mode=budget_mode, max_concurrent_per_key=max_concurrent_per_key,
-                   header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
-                   max_response_bytes=max_response_bytes, default_lam=lam, micro_batch=micro_batch,
-                   max_batch=max_batch, batch_wait_ms=batch_wait_ms, access_log=access_log,
-                   trusted_key=None if trusted_key is None else str(trusted_key), expect_sha256=expect_sha256,
-                   decision_log=None if decision_log is None else str(decision_log), log_text=log_text,
-                   explore=explore, explore_temperature=explore_temperature,
-                   default_operating_point=operating_point, sticky_margin=sticky_margin,
-                   price_table=None if price_table is None else str(price_table), workers=workers, store=store)
-    run_server(checkpoint, options, config)  # every check (keys, host, checkpoint) before binding the port
+    options = {name: str(value) if isinstance(value, Path) else value for name, value in options.items()}
+    run_server(checkpoint, options, config)  # every check (keys, host, checkpoint, backends) before binding the port
+
+
+def _serve_signature() -> inspect.Signature:
+    """``serve``'s parameters: the checkpoint, --config, then one keyword per :data:`SERVE_FLAGS`."""
+    fixed = [inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Checkpoint),
+             inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=ConfigFile)]
+    return inspect.Signature(fixed + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                        annotation=flag) for name, flag in SERVE_FLAGS.items()])
+
+
+serve.__signature__ = _serve_signature()
 
 
 def feedback_import(

@@ -109,3 +109,4 @@ def chat_knobs(body: dict, headers: Mapping[str, str], point_in_model: str | Non
     body_knobs = validated(RouteKnobs, raw or {}, where="routecast").model_dump()
     return merge_knobs(("model", {"operating_point": point_in_model}), ("headers", header_knobs(headers)),
                        ("routecast field", body_knobs))
+

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from routecast.core.policy import OperatingCurve
 from routecast.errors import RoutingError
 
 #: batches up to this many prompts are routed with single-threaded BLAS (see module docstring)
@@ -57,7 +58,8 @@ class Timing:
 
 
 class Runtime:
-    """A loaded router ready to route prompts.
+    """A loaded router ready to route prompts; serves through
+    :class:`routecast.serving.runtime_protocol.ServingRuntime`.
 
     ``route`` returns one dict per prompt, exactly :meth:`routecast.router.base.RouteResult.records`:
     ``model`` (chosen), ``rank`` (its rank by predicted quality), ``predicted_quality`` (model ->
@@ -80,6 +82,12 @@ class Runtime:
         # a torch encoder is not guaranteed re-entrant; routing is CPU-bound, so serialising it costs nothing
         self._lock = threading.Lock()
         self._blas = _blas_controller()
+        calibration = getattr(router, "calibration_", None)
+        self._budget_curve = None if calibration is None else OperatingCurve.from_dict(calibration)
+
+    @property
+    def max_calls_per_chat(self) -> int:
+        return 1  # one call, with fallbacks only when it fails
 
     @property
     def expected_costs(self) -> dict[str, float | None]:
@@ -118,6 +126,20 @@ class Runtime:
         for start in range(0, len(texts), batch_size):
             out.extend(self.route(texts[start:start + batch_size], **kwargs))
         return out
+
+    def operating_point(self, name: str) -> dict[str, Any]:
+        """The router's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
+        return self.router.operating_point(name)
+
+    def budget_curve(self) -> OperatingCurve | None:
+        """The calibration curve (None: an uncalibrated router meets budgets on each batch's predictions)."""
+        return self._budget_curve
+
+    async def answer_chat(self, server, chat):
+        """A router's call plan: decide, then one call with fallback down the ranking (routecast.serving.chat_plan)."""
+        from routecast.serving.chat_plan import answer_with_plan, routed_plan
+
+        return await answer_with_plan(server, chat, await routed_plan(server, chat))
 
     def describe(self) -> dict[str, Any]:
         return {"router_type": self.router_type, "models": list(self.models),

@@ -1,6 +1,11 @@
 """``routecast serve`` as a library call: merge the config file with the flags, refuse an exposed
 server without keys, build the app and run uvicorn with the connection limits.
 
+Every start-up error happens before the port is bound and is one line (exit code 2 from the
+CLI, never a traceback): bad options, the checkpoint (loaded here, not in the app's lifespan),
+an unknown default operating point, a backends file that misses one of the checkpoint's models,
+a decision log that cannot be opened, the store, an occupied port.
+
 Why a refusal: ``routecast serve`` holds paid backend keys and decides where every request
 goes, so a server on a non-loopback address without client keys is an open proxy to them.
 Binding one anyway takes an explicit ``insecure_no_auth``.
@@ -11,25 +16,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from routecast.errors import ConfigError, RoutecastError
-from routecast.serving.server_config import SERVE_KEYS, ServerSettings, read_server_config
+from routecast.serving.loading import load_runtime
+from routecast.serving.server_config import SERVE_KEYS, ServeOptions, ServerSettings, read_server_config
 from routecast.serving.store import check_store_spec
-
-SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8000, "backends": None, "api_keys": None,
-                  "insecure_no_auth": False, "access_log": False, "decision_log": None, "log_text": False,
-                  "price_table": None, "workers": 1, "store": None, "admin_keys": None}
 
 
 def merged_options(options: dict[str, Any], config: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The config file's values, overridden by every option that is not None."""
-    merged = dict(SERVE_DEFAULTS)
+    """The defaults of :class:`ServeOptions`, then the config file's values, then every option that is not None."""
+    merged = {f.name: f.default for f in fields(ServeOptions) if f.name in SERVE_KEYS}
     if config is not None:
         merged.update(read_server_config(config))
     merged.update({k.replace("-", "_"): v for k, v in options.items() if v is not None})
@@ -45,45 +48,68 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None):
-    """(app, uvicorn keyword arguments) for ``routecast serve``; every check happens before binding."""
-    from routecast.core.checkpoint import verify_checkpoint
+@dataclass
+class PreparedServer:
+    """A checked server, not yet bound: the app, uvicorn's keyword arguments, the options it was
+    built from and the start-up notes to print (e.g. that chats will 503 without backends)."""
+
+    app: Any
+    uvicorn_kwargs: dict[str, Any]
+    options: ServeOptions
+    notes: list[str]
+
+
+def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None) -> PreparedServer:
+    """Every check of ``routecast serve`` before the port is bound: options, keys, the checkpoint
+    (verified and loaded), the default operating point, the backends against the checkpoint's
+    models, the decision log and the store. A failure is one :class:`RoutecastError` (one line)."""
     from routecast.serving.app import create_app, uvicorn_options
+    from routecast.serving.backends import check_backend_models, load_backends
     from routecast.serving.guard.auth import ENV_VAR, ApiKeys
 
-    merged = merged_options(options, config)
-    setting_names = {f.name for f in fields(ServerSettings)}
-    unknown = sorted(set(merged) - setting_names - set(SERVE_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown serve option(s) {unknown}")
-    settings = ServerSettings.from_any({k: v for k, v in merged.items() if k in setting_names})
-    workers = merged["workers"]
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
-    keys = ApiKeys.load(merged["api_keys"])
-    admins = None if merged["admin_keys"] is None else ApiKeys.load(merged["admin_keys"], environ={})
-    host = merged["host"]
-    if keys is None and admins is None and not is_loopback(host) and not merged["insecure_no_auth"]:
-        raise ConfigError(f"refusing to serve on {host} without client API keys: give api_keys (a keys file) "
+    opts = ServeOptions.from_mapping(merged_options(options, config))
+    settings = opts.settings
+    keys = ApiKeys.load(opts.api_keys)
+    admins = None if opts.admin_keys is None else ApiKeys.load(opts.admin_keys, environ={})
+    if keys is None and admins is None and not is_loopback(opts.host) and not opts.insecure_no_auth:
+        raise ConfigError(f"refusing to serve on {opts.host} without client API keys: give api_keys (a keys file) "
                           f"or set ${ENV_VAR}, or set insecure_no_auth to serve an open proxy anyway")
-    trust = {k: merged.get(k) for k in ("trusted_key", "expect_sha256")}
-    from routecast.serving.cascade_runtime import is_cascade_checkpoint, load_cascade
+    runtime = load_runtime(checkpoint, trusted_key=opts.trusted_key, expect_sha256=opts.expect_sha256)
+    if settings.default_operating_point is not None:
+        runtime.operating_point(settings.default_operating_point)  # a typo fails before binding
+    backends = load_backends(opts.backends)
+    notes = check_backend_models(backends, runtime.models, source=opts.backends,
+                                 allow_missing=opts.allow_missing_backends)
+    if opts.decision_log is not None:
+        from routecast.data.decision_log import DecisionLog
 
-    if is_cascade_checkpoint(checkpoint):
-        checkpoint = load_cascade(checkpoint, **trust)  # verified (and pinned) once, before binding
-    elif any(v is not None for v in trust.values()):
-        from routecast.serving.runtime import load
-
-        checkpoint = load(checkpoint, **trust)  # authenticated once, before binding; the app serves this runtime
-    else:
-        verify_checkpoint(checkpoint)
-    app = create_app(checkpoint, settings, backends=merged["backends"], api_keys=keys, admin_keys=admins,
-                     decision_log=merged["decision_log"], log_text=merged["log_text"],
-                     price_table=merged["price_table"],
-                     store=check_store_spec(merged["store"] or "memory", workers))
-    kwargs = {"host": host, "port": merged["port"], "access_log": merged["access_log"], "log_level": "info",
+        DecisionLog(opts.decision_log).close()  # an unwritable path fails before binding, in one line
+    app = create_app(runtime, settings, backends=opts.backends, api_keys=keys, admin_keys=admins,
+                     decision_log=opts.decision_log,
+                     log_text=opts.log_text, price_table=opts.price_table,
+                     store=check_store_spec(opts.store or "memory", opts.workers))
+    kwargs = {"host": opts.host, "port": opts.port, "access_log": opts.access_log, "log_level": "info",
               **uvicorn_options(settings)}
-    return app, kwargs
+    return PreparedServer(app, kwargs, opts, notes)
+
+
+def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None):
+    """(app, uvicorn keyword arguments) for ``routecast serve``; every check happens before binding."""
+    prepared = prepare_server(checkpoint, options, config)
+    return prepared.app, prepared.uvicorn_kwargs
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go, so an occupied port is one line before uvicorn starts
+    (uvicorn prints an error and two shutdown lines, then exits 1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server there? "
+                              "choose another --port)") from None
 
 
 def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None) -> None:
@@ -92,9 +118,16 @@ def run_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | 
     workers = merged_options(options, config)["workers"]
     if workers != 1:
         return run_workers(checkpoint, options, config)
-    app, kwargs = build_server(checkpoint, options, config)
-    _own_gil_switch(app.state.server.settings)
-    uvicorn.run(app, **kwargs)
+    prepared = prepare_server(checkpoint, options, config)
+    check_port(prepared.uvicorn_kwargs["host"], prepared.uvicorn_kwargs["port"])
+    _print_notes(prepared.notes)
+    _own_gil_switch(prepared.options.settings)
+    uvicorn.run(prepared.app, **prepared.uvicorn_kwargs)
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"routecast: {note}", file=sys.stderr, flush=True)
 
 
 def _own_gil_switch(settings: ServerSettings) -> None:
@@ -128,13 +161,16 @@ def run_workers(checkpoint, options: dict[str, Any], config: str | os.PathLike |
         merged = merged_options(options, config)
         if merged["store"] is None:
             options["store"] = f"sqlite:///{run_dir}/limits.sqlite"
-        app, kwargs = build_server(checkpoint, options, config)  # checks only; each worker builds its own
-        del app
+        prepared = prepare_server(checkpoint, options, config)  # checks only; each worker builds its own
+        kwargs, notes = prepared.uvicorn_kwargs, prepared.notes
+        del prepared
         metrics_dir = os.path.join(run_dir, "metrics")
         os.mkdir(metrics_dir)
         kwargs.pop("http")
         worker_config = WorkerConfig((os.fspath(checkpoint), options, None if config is None else os.fspath(config)),
                                      workers=merged["workers"], lifespan="on", **kwargs)
+        check_port(kwargs["host"], kwargs["port"])
+        _print_notes(notes)
         sock = worker_config.bind_socket()
         previous = os.environ.get(MULTIPROC_ENV)
         os.environ[MULTIPROC_ENV] = metrics_dir  # the workers inherit it and import prometheus_client with it

@@ -1,8 +1,10 @@
 """Every limit and default of one server, and the server config file that sets them.
 
 ``routecast serve CKPT --config server.yaml`` reads a YAML (or JSON) mapping whose keys are the
-fields of :class:`ServerSettings` plus the ``serve`` options in :data:`SERVE_KEYS`; a flag given
-on the command line wins over the file. Dashes and underscores are the same (``max-body-bytes``
+fields of :class:`ServerSettings` plus those of :class:`ServeOptions` (where to bind, which files);
+a flag given on the command line wins over the file. Each option is defined once, as a field: its
+name, type and default here, its flag and help in the field's :func:`option` (the ``serve``
+command is built from them in routecast.serving.commands). Dashes and underscores are the same (``max-body-bytes``
 or ``max_body_bytes``)::
 
     host: 0.0.0.0
@@ -22,16 +24,24 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, fields, replace
+import typing
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from routecast.errors import ConfigError
 
-#: options of ``routecast serve`` that are not app settings (read by routecast.serving.serve)
-SERVE_KEYS = {"host": str, "port": int, "backends": str, "api_keys": str, "insecure_no_auth": bool,
-              "access_log": bool, "trusted_key": str, "expect_sha256": str, "decision_log": str, "log_text": bool,
-              "price_table": str, "workers": int, "store": str, "admin_keys": str}
+
+def option(default: Any, flag: str, help: str, *, path: bool = False, minimum: int | None = None,
+           metavar: str | None = None) -> Any:
+    """A setting that ``routecast serve`` also takes as the command-line ``flag``.
+
+    Why in the field: the name, type and default of every ``serve`` option are written once, here;
+    the command's flags (routecast.serving.commands) and the config file's keys are read from these
+    fields. ``help`` may say ``{default}``; ``path``: the flag takes a file; ``minimum``: the smallest
+    value the flag accepts; ``metavar``: how the help names the value."""
+    return field(default=default, metadata={"flag": flag, "help": help, "path": path, "minimum": minimum,
+                                            "metavar": metavar})
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,9 @@ class ServerSettings:
 
     # ---- requests
     #: requests with a larger body are refused with 413
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = option(1_000_000, "--max-body-bytes", "Largest request body (413 above) [{default}].")
     #: most prompts one /v1/route call may carry (413 above)
-    max_prompts: int = 256
+    max_prompts: int = option(256, "--max-prompts", "Most prompts per /v1/route request [{default}].")
     #: deepest JSON nesting accepted in a body (400 deeper)
     max_json_depth: int = 64
     #: longest number literal accepted in a body, in characters (400 longer)
@@ -54,30 +64,37 @@ class ServerSettings:
     #: user/assistant turns before the last user turn added to the routing text, newest first
     route_earlier_turns: int = 0
     #: willingness to pay used when a request gives no lam/budget/strong_share/target_quality
-    default_lam: float | None = None
+    default_lam: float | None = option(None, "--lam", "Default willingness to pay for requests that give none.")
     #: the checkpoint's operating point used when a request names none (None: the checkpoint's default)
-    default_operating_point: str | None = None
+    default_operating_point: str | None = option(None, "--operating-point",
+                                                 "Default operating point [the checkpoint's default].")
     # ---- conversations, exploration
     #: a conversation (``user`` field or ``x-routecast-conversation``) stays on the model of its first
     #: turn unless the new turn's predicted quality gain of switching exceeds this (None: no stickiness)
-    sticky_margin: float | None = 0.05
+    sticky_margin: float | None = option(0.05, "--sticky-margin", "A conversation switches models only for a "
+                                         "larger predicted gain [{default}].")
     #: conversations remembered for stickiness (least recently used forgotten first)
     sticky_conversations: int = 100_000
     #: epsilon-greedy exploration of chat routing: share of requests sent to a uniformly drawn model
-    explore: float = 0.0
+    explore: float = option(0.0, "--explore", "Epsilon-greedy exploration of chat routing: share of chats sent to "
+                            "a uniformly drawn model.")
     #: softmax exploration over utility / T instead of epsilon-greedy (None: off)
-    explore_temperature: float | None = None
+    explore_temperature: float | None = option(None, "--explore-temperature", "Softmax exploration over "
+                                               "utility / T instead.")
     # ---- micro-batching and fair share
     #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
-    micro_batch: bool = True
+    micro_batch: bool = option(True, "--micro-batch/--no-micro-batch", "Merge concurrent routing requests into one "
+                               "router call [on].")
     #: most prompts in one merged router call
-    max_batch: int = 64
+    max_batch: int = option(64, "--max-batch", "Most prompts in one merged router call [{default}].")
     #: how long the batcher waits for more requests once one is queued (0: only what is already queued)
-    batch_wait_ms: float = 0.0
+    batch_wait_ms: float = option(0.0, "--batch-wait-ms", "Wait this long for more requests before routing a batch "
+                                  "(0: no added latency) [{default}].")
     #: characters of prompt each API key may put into one router call while other keys wait (fair share)
     fair_quantum_chars: int = 4_000
     #: requests one API key may have in progress; more wait for a slot (fair share of the server)
-    max_concurrent_per_key: int | None = 8
+    max_concurrent_per_key: int | None = option(8, "--max-concurrent-per-key", "Requests in progress per key "
+                                                "[{default}].")
     #: how long a request waits for its key's slot before a 429
     slot_wait_s: float = 30.0
     #: Python's thread switch interval in a ``routecast serve`` process, ms (the default 5 ms adds up to
@@ -85,39 +102,43 @@ class ServerSettings:
     gil_switch_ms: float | None = 1.0
     # ---- per-key limits (429)
     #: requests per second per key (token bucket), and its burst
-    rate_limit_rps: float | None = None
+    rate_limit_rps: float | None = option(None, "--rate-limit-rps", "Requests/s per key (429 above).")
     rate_limit_burst: float | None = None
     #: prompts per second per key (a chat counts one prompt), and its burst
-    prompt_rate_limit: float | None = None
+    prompt_rate_limit: float | None = option(None, "--prompt-rate-limit", "Prompts/s per key (429 above).")
     prompt_rate_burst: float | None = None
     #: USD each key may spend on proxied chats (realised cost: token usage x price table, else expected cost)
-    spend_budget_usd: float | None = None
+    spend_budget_usd: float | None = option(None, "--spend-budget-usd", "USD per key on proxied chats, from the "
+                                            "router's cost model (429 when used up).")
     #: seconds after which every key's spend starts again from 0 (None: for the server's lifetime)
     budget_period_s: float | None = None
     #: ``settle``: a chat is admitted while the key's spend is under budget and charged when it ends
     #: (chats in flight overshoot by their own cost); ``reserve``: a chat also holds its expected cost
     #: against the budget while it runs, so the budget is exceeded by at most one chat's cost
-    budget_mode: str = "settle"
+    budget_mode: str = option("settle", "--budget-mode", "settle: charge each chat when it ends; reserve: also "
+                              "hold its expected cost while it runs, so a budget is exceeded by at most one "
+                              "chat [{default}].")
     # ---- connections (uvicorn) and the body
     #: seconds a client has to send a request's headers (from connecting or the previous response)
-    header_timeout_s: float = 10.0
+    header_timeout_s: float = option(10.0, "--header-timeout", "Seconds to send a request head [{default}].")
     #: seconds a client has to send a request's whole body once its headers arrived (408 after)
-    body_timeout_s: float = 30.0
+    body_timeout_s: float = option(30.0, "--body-timeout", "Seconds to send a body (408 after) [{default}].")
     #: seconds an idle keep-alive connection stays open
     keep_alive_s: float = 5.0
     #: largest request head (request line + headers), 431 above
     max_header_bytes: int = 16_384
     # ---- backends
     #: largest backend answer relayed, in bytes (502 above)
-    max_response_bytes: int = 10_000_000
+    max_response_bytes: int = option(10_000_000, "--max-response-bytes", "Largest backend answer relayed "
+                                     "[{default}].")
     #: consecutive failures after which a backend is skipped for ``breaker_cooldown_s``
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
     # ---- exposure
     #: serve /docs and /openapi.json (off: the API schema is not published)
-    docs: bool = False
+    docs: bool = option(False, "--docs/--no-docs", "Publish /docs and /openapi.json.")
     #: /metrics without an API key (for a scraper on a private network)
-    public_metrics: bool = False
+    public_metrics: bool = option(False, "--public-metrics", "/metrics without a key.")
 
     @classmethod
     def from_any(cls, value: "ServerSettings | dict | None") -> "ServerSettings":
@@ -132,25 +153,98 @@ class ServerSettings:
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ConfigError(f"unknown server setting(s) {unknown}; known: {sorted(known)}")
-        checked = {name: _check_setting(name, v, getattr(cls, name)) for name, v in value.items()}
+        checked = {name: _check_setting(name, v) for name, v in value.items()}
         return replace(cls(), **checked)
 
 
-_OPTIONAL = {"default_lam", "default_operating_point", "sticky_margin", "explore_temperature", "max_concurrent_per_key", "rate_limit_rps", "rate_limit_burst", "prompt_rate_limit",
-             "prompt_rate_burst", "spend_budget_usd", "budget_period_s", "gil_switch_ms"}
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``routecast serve`` takes besides the app's :class:`ServerSettings`: where to bind, the
+    files to read and the checkpoint's trust. Every field is a flag and a config-file key."""
+
+    host: str = option("127.0.0.1", "--host", "Interface to bind [default: {default}]; a non-loopback address "
+                       "needs --api-keys (or --insecure-no-auth).")
+    port: int = option(8000, "--port", "TCP port [default: {default}].")
+    backends: str | None = option(None, "--backends", "YAML/JSON file: model -> base_url, api_key_env, timeout "
+                                  "(needed for /v1/chat/completions).", path=True)
+    allow_missing_backends: bool = option(False, "--allow-missing-backends", "Serve although the backends file "
+                                          "has no entry for some of the checkpoint's models (refused by default): "
+                                          "their chats fall back to the next model, said in x-routecast-fallback.")
+    api_keys: str | None = option(None, "--api-keys", "Client keys file: one key or sha256:<hex> per line (also "
+                                  "$ROUTECAST_API_KEYS).", path=True)
+    admin_keys: str | None = option(None, "--admin-keys", "Admin keys file (as --api-keys): also accepted as "
+                                    "client keys, and may give feedback on any key's requests.", path=True)
+    insecure_no_auth: bool = option(False, "--insecure-no-auth", "Serve a non-loopback address without client keys.")
+    access_log: bool = option(False, "--access-log/--no-access-log", "Log every request (costs ~10% throughput; "
+                              "/metrics counts them anyway).")
+    decision_log: str | None = option(None, "--decision-log", "SQLite file: one record per routed request "
+                                      "(enables POST /v1/feedback).", path=True)
+    log_text: bool = option(False, "--log-text", "Keep the routing text in the decision log (default: only its "
+                            "SHA-256; needed to train on it).")
+    price_table: str | None = option(None, "--price-table", "JSON {model: [usd_per_mtok_in, usd_per_mtok_out]}: "
+                                     "realised cost from token usage.", path=True)
+    workers: int = option(1, "--workers", "Worker processes on one port; they share limits, budgets, the decision "
+                          "log and /metrics [{default}].", minimum=1)
+    store: str | None = option(None, "--store", "Where per-key limits and budgets live: memory, sqlite:///PATH or "
+                               "redis://HOST:PORT/DB [memory; with --workers > 1 a SQLite file of this server].", metavar="URL")
+    trusted_key: str | None = option(None, "--trusted-key", "Ed25519 public key (PEM, from `routecast keygen`): the "
+                                     "checkpoint's manifest.sig must verify against it. Without it or "
+                                     "--expect-sha256 a checkpoint is integrity-checked, not authenticated.",
+                                     path=True)
+    expect_sha256: str | None = option(None, "--expect-sha256", "Pinned sha256 of the checkpoint's manifest.json "
+                                       "(printed by `routecast export`); any other checkpoint is refused.", metavar="HEX")
+    #: the app's limits and defaults (each of its flagged fields is a flag too)
+    settings: ServerSettings = field(default_factory=ServerSettings)
+
+    @classmethod
+    def from_mapping(cls, merged: dict[str, Any]) -> "ServeOptions":
+        """Options and settings from one flat mapping (config file and flags merged), checked."""
+        setting_names = {f.name for f in fields(ServerSettings)}
+        unknown = sorted(set(merged) - setting_names - set(SERVE_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown serve option(s) {unknown}")
+        settings = ServerSettings.from_any({k: v for k, v in merged.items() if k in setting_names})
+        workers = merged.get("workers", 1)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+        return cls(settings=settings, **{k: v for k, v in merged.items() if k in SERVE_KEYS})
+
+
+def flagged_fields() -> list[tuple[Field, type]]:
+    """(field, its value type) of every ``serve`` flag: the options, then the settings that have one."""
+    out = []
+    for cls in (ServeOptions, ServerSettings):
+        hints = typing.get_type_hints(cls)
+        out += [(f, _value_type(hints[f.name])) for f in fields(cls) if "flag" in f.metadata]
+    return out
+
+
+def _value_type(hint: Any) -> type:
+    """``str | None`` -> str: the type a value has when it is given."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+#: options of ``routecast serve`` that are not app settings -> their value type (config-file keys too)
+SERVE_KEYS: dict[str, type] = {f.name: t for f, t in flagged_fields() if f.name in ServeOptions.__dataclass_fields__}
+
+
+#: setting -> (its value type, whether it may be null), read from the annotations of ServerSettings
+_SETTING_TYPES = {name: (_value_type(hint), type(None) in typing.get_args(hint))
+                  for name, hint in typing.get_type_hints(ServerSettings).items()}
 #: settings that may be 0 (everything else numeric must be > 0)
 _ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
-#: settings that are strings, and those that take one of a few values
-_STRINGS = {"default_operating_point", "budget_mode"}
+#: settings that take one of a few values
 _CHOICES = {"budget_mode": ("settle", "reserve")}
 
 
-def _check_setting(name: str, value: Any, default: Any) -> Any:
+def _check_setting(name: str, value: Any) -> Any:
+    kind, optional = _SETTING_TYPES[name]
     if value is None:
-        if name in _OPTIONAL:
+        if optional:
             return None
         raise ConfigError(f"server setting {name} cannot be null")
-    if name in _STRINGS:
+    if kind is str:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"server setting {name} must be a non-empty string, got {value!r}")
         if name in _CHOICES and value not in _CHOICES[name]:
@@ -159,9 +253,6 @@ def _check_setting(name: str, value: Any, default: Any) -> Any:
     if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and 0 <= value <= 1):
         raise ConfigError(f"server setting explore must be a number in [0, 1], got {value!r}")
-    kind = type(default) if default is not None else float
-    if name == "max_concurrent_per_key":
-        kind = int
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"server setting {name} must be true or false, got {value!r}")

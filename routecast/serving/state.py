@@ -6,18 +6,24 @@ the app's lifespan (the model is loaded there, not at import or construction).""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import anyio
 
+from routecast.data.costs import PriceTable
 from routecast.errors import RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend
+from routecast.serving.conversations import ConversationMemory
+from routecast.serving.decision_writer import DecisionWriter
 from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.metrics import ServerMetrics
-from routecast.serving.microbatch import BatcherClosed
+from routecast.serving.microbatch import BatcherClosed, MicroBatcher
+from routecast.serving.proxy import ChatProxy
+from routecast.serving.runtime_protocol import ServingRuntime, budget_note
+from routecast.serving.schemas import RouteKnobs
 from routecast.serving.server_config import ServerSettings
 
 ROUTER_ALIASES = ("router", "auto")
@@ -29,16 +35,18 @@ class ServerState:
     backends: dict[str, Backend]
     metrics: ServerMetrics
     limits: KeyLimits
-    runtime: Any = None
-    batcher: Any = None
-    proxy: Any = None
-    extra_models: list[str] = field(default_factory=list)
-    #: the decision log's writer (routecast.serving.decision_writer), None without ``decision_log``
-    writer: Any = None
     #: conversation id -> first model (routecast.serving.conversations)
-    conversations: Any = None
-    #: routecast.data.costs.PriceTable for realised costs from token usage (None: expected costs)
-    prices: Any = None
+    conversations: ConversationMemory
+    #: the loaded policy (a router or a cascade), set by the app's lifespan
+    runtime: ServingRuntime | None = None
+    #: the fair-share micro-batcher (None: ``micro_batch`` off, or not started yet)
+    batcher: MicroBatcher | None = None
+    #: the backends' HTTP client, breakers and fallback rule, set by the app's lifespan
+    proxy: ChatProxy | None = None
+    #: the decision log's writer, None without ``decision_log``
+    writer: DecisionWriter | None = None
+    #: prices for realised costs from token usage (None: expected costs)
+    prices: PriceTable | None = None
 
     @property
     def ready(self) -> bool:
@@ -47,7 +55,7 @@ class ServerState:
     def known_models(self) -> list[str]:
         return list(self.runtime.models) + [m for m in self.backends if m not in self.runtime.models and m != "*"]
 
-    def knob_kwargs(self, knobs) -> dict[str, Any]:
+    def knob_kwargs(self, knobs: RouteKnobs) -> dict[str, Any]:
         """A request's knobs as keyword arguments; none given: the server's default point or lam."""
         kwargs = knobs.model_dump()
         if all(v is None for v in kwargs.values()):
@@ -56,6 +64,11 @@ class ServerState:
             elif self.settings.default_lam is not None:
                 kwargs["lam"] = self.settings.default_lam
         return kwargs
+
+    def knob_headers(self, knobs: RouteKnobs) -> dict[str, str]:
+        """Headers explaining how a request's knobs were met (a budget past the best point's cost)."""
+        note = budget_note(self.runtime.budget_curve(), knobs.budget)
+        return {"x-routecast-budget-note": note} if note else {}
 
     def call_cost(self, model: str, usage: Any) -> float | None:
         """USD of one answered call: its token ``usage`` priced by the price table when both are
@@ -67,7 +80,7 @@ class ServerState:
                 cost = float(self.prices.call_cost(model, tokens_in, tokens_out))
         return cost
 
-    async def route_texts(self, texts: list[str], knobs, key_id: str) -> list[dict]:
+    async def route_texts(self, texts: list[str], knobs: RouteKnobs, key_id: str) -> list[dict]:
         """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
         kwargs = self.knob_kwargs(knobs)
         start = time.perf_counter()

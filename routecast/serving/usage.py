@@ -77,7 +77,7 @@ def chat_hold_usd(runtime, model: str | None = None) -> float:
     if model is not None and expected.get(model) is not None:
         return float(expected[model])
     costs = sorted((c for c in expected.values() if c is not None), reverse=True)
-    calls = int(runtime.describe()["cascade"]["max_calls"]) if getattr(runtime, "is_cascade", False) else 1
+    calls = runtime.max_calls_per_chat
     return float(sum(costs[:calls]))
 
 

@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible chat backend for tests: real sockets on 127.0.0.1, no network.
 
 ``FakeBackend()`` starts a threaded stdlib HTTP server on a free port. It answers
-``POST /v1/chat/completions`` (JSON or SSE when ``"stream": true``) with a completion whose text
+``POST /v1/chat/completions`` (JSON or SSE when ``"stream": true``, with a usage chunk when
+``stream_options.include_usage``; 1 prompt and 1 completion token either way) with a completion whose text
 names the backend and the model asked for, counts answered requests per model, and records the
 request ids it answered (``x-request-id`` header or the last message text). ``mode`` makes it
 misbehave: ``"ok"``, ``"500"``, ``"400"`` (the client's fault), ``"hang"`` (sleeps ``hang_seconds`` before answering), ``"echo"`` (401 echoing the bearer key), ``"trickle"`` (one
@@ -140,7 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             end = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+            options = body.get("stream_options") or {}
+            if options.get("include_usage"):  # as OpenAI: a last chunk with no choices and the usage
+                usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                         "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                self.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             self.close_connection = True
         else:

@@ -3,7 +3,8 @@
 
 ``FakeChat(answer)`` serves ``POST /v1/chat/completions``; ``answer(text, model)`` makes the reply
 from the last user message. With ``"stream": true`` the reply comes as chat.completion.chunk
-events (the content split in two chunks, then the finish reason, then ``[DONE]``). ``fail[model] =
+events (the content split in two chunks, then the finish reason, a usage chunk when
+``stream_options.include_usage``, then ``[DONE]``). ``fail[model] =
 status`` answers that status instead. ``calls`` lists every request as (model, stream, text), in
 arrival order, so a test can assert which models were called and which streamed.
 """
@@ -13,6 +14,10 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+#: the token usage of every answer, JSON or streamed
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 
 class FakeChat:
@@ -54,14 +59,19 @@ class FakeChat:
                     for piece in (content[:half], content[half:]):
                         self.wfile.write(_event(model, {"role": "assistant", "content": piece}, None))
                         self.wfile.flush()
-                    self.wfile.write(_event(model, {}, "stop") + b"data: [DONE]\n\n")
+                    self.wfile.write(_event(model, {}, "stop"))
+                    if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: usage, no choices
+                        usage = {"id": f"chatcmpl-{model}", "object": "chat.completion.chunk", "created": 0,
+                                 "model": model, "choices": [], "usage": USAGE}
+                        self.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                     self.close_connection = True
                     return
                 reply = {"id": f"chatcmpl-{model}", "object": "chat.completion", "created": 0, "model": model,
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": content}}],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+                         "usage": USAGE}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")

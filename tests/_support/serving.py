@@ -84,6 +84,13 @@ def make_checkpoint(path: Path, router=None) -> Path:
     return save_checkpoint(router if router is not None else fitted_knn(), path)
 
 
+def quality_checkpoint(path: Path) -> Path:
+    """A knn checkpoint with one operating point, ``quality`` (lam 0), its default."""
+    router = fitted_knn()
+    router.add_operating_point("quality", {"lam": 0.0})
+    return make_checkpoint(path, router)
+
+
 class ServerThread:
     """A real uvicorn server for ``app`` on 127.0.0.1 and a free port, in a daemon thread."""
 

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from routecast.serving.app import create_app
+from routecast.serving.runtime_protocol import ServingRuntime
 from tests._support.fake_chat import FakeChat
 from tests._support.serving import ServerThread, backends_for
 
@@ -302,3 +303,30 @@ def test_the_step_interface_is_the_run_loop(trained):
     out = cascade.outcome(state)
     assert out.model == facts["two"]["chosen"] and out.models_called == facts["two"]["calls"]
     assert cascade.lam_for(operating_point="picked") == pytest.approx(facts["lam"])
+
+
+def test_a_relayed_stream_costs_what_the_same_calls_cost_as_json(trained, fake):
+    """Issue 25 item 3 for cascades: the last call relayed as a stream is priced from its usage chunk
+    like a JSON call (not at the expected cost), and the chunk carries the request's total."""
+    _, cascade, facts = trained
+    prices = {m: [1.0 + j, 3.0 + j] for j, m in enumerate(cascade.pool_)}
+    calls = facts["two"]["calls"]
+    # FakeChat reports 10 prompt and 5 completion tokens per answer
+    total = sum((10 * prices[m][0] + 5 * prices[m][1]) / 1e6 for m in calls)
+    with TestClient(_app(trained, fake, settings={"spend_budget_usd": 1000.0}, price_table=prices)) as client:
+        assert isinstance(client.app.state.server.runtime, ServingRuntime)  # served through the one protocol
+        limits = client.app.state.server.limits
+        whole = _ask(client, facts, "two")
+        assert whole.json()["usage"]["routecast_cost_usd"] == pytest.approx(total)
+        assert float(whole.headers["x-routecast-cost-usd"]) == pytest.approx(total, rel=1e-5)
+        assert limits.spent("anonymous") == pytest.approx(total)
+        streamed = _ask(client, facts, "two", stream=True, stream_options={"include_usage": True})
+        assert streamed.headers["x-routecast-cascade-stream"] == "backend"
+        _, chunks = _sse_content(streamed.text)
+        assert chunks[-1]["usage"]["routecast_cost_usd"] == pytest.approx(total)
+        assert "x-routecast-cost-usd" not in streamed.headers  # sent before the usage existed
+        assert limits.spent("anonymous") == pytest.approx(2 * total)
+        quiet = _ask(client, facts, "two", stream=True)  # no usage asked for: none relayed, charged the same
+        _, chunks = _sse_content(quiet.text)
+        assert len(chunks) == 3 and all("usage" not in c for c in chunks)
+        assert limits.spent("anonymous") == pytest.approx(3 * total)

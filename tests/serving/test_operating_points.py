@@ -7,7 +7,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from routecast.serving.app import create_app
-from tests._support.fake_backend import FakeBackend
 from tests._support.serving import backends_for, fitted_knn, make_checkpoint, serving
 
 MATH = "Solve for x: 3x + 4 = 10"
@@ -20,13 +19,6 @@ def ckpt(tmp_path_factory):
     router.add_operating_point("quality", {"lam": 0.0}, make_default=False)
     router.add_operating_point("cheap", {"lam": 1e6})  # the checkpoint's default
     return make_checkpoint(tmp_path_factory.mktemp("points") / "ck", router)
-
-
-@pytest.fixture(scope="module")
-def backend():
-    fake = FakeBackend("fake")
-    yield fake
-    fake.stop()
 
 
 def _app(ckpt, backend, **settings):

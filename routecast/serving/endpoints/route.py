@@ -49,4 +49,4 @@ async def route(request: Request):
                                                 propensity=1.0, expected_cost=d["expected_cost"]))
     # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
     return JSONResponse({"request_id": request_id, "router_type": state.runtime.router_type, "decisions": decisions},
-                        headers={"x-routecast-request-id": request_id})
+                        headers={"x-routecast-request-id": request_id, **state.knob_headers(knobs)})
