@@ -43,7 +43,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from routecast.errors import ConfigError, DataError, NotFittedError
+from routecast.core.estimator import Estimator
+from routecast.errors import ConfigError, DataError
 from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, _write_folder
 
 #: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
@@ -135,7 +136,7 @@ class StaticTableNet(nn.Module):
         return table16, empty
 
 
-class StaticEncoderTrainer:
+class StaticEncoderTrainer(Estimator):
     """Fine-tune a static encoder's token table to predict per-model quality (scikit-learn style).
 
     ``base`` is the spec of a static encoder (``static``, ``static:dim=N`` or ``static:/folder``);
@@ -171,11 +172,11 @@ class StaticEncoderTrainer:
         self.num_nodes = num_nodes
         self.strategy = strategy
 
-    def get_params(self) -> dict[str, Any]:
-        import inspect
+    fitted_attribute = "encoder_"
+    fit_hint = "fit(train_log)"
 
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
-                if name != "self"}
+    def _describe(self) -> str:
+        return "StaticEncoderTrainer"
 
     # ----------------------------------------------------------------- checks
     def _check(self) -> None:
@@ -314,9 +315,6 @@ class StaticEncoderTrainer:
             spec += f",max_chars={self.encoder_.max_chars or 'none'}"
         return StaticEncoder.load(folder, max_chars=self.encoder_.max_chars, spec=spec)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "encoder_"):
-            raise NotFittedError("StaticEncoderTrainer is not fitted; call fit(train_log) first")
 
 
 def token_tensor(encoder: StaticEncoder, texts: Sequence[str]) -> torch.Tensor:
