@@ -27,6 +27,7 @@ from routecast.cascade.deferral import Deferral, make_deferral
 from routecast.cascade.thresholds import ThresholdChoice, ThresholdSearch, simulate_stages
 from routecast.core.estimator import Estimator
 from routecast.core.registry import register_cascade
+from routecast.core.tags import PolicyTags
 from routecast.errors import ConfigError, RoutingError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,6 +105,7 @@ class Cascade(Estimator):
 
     fitted_attribute = "search_"
     fit_hint = "fit(train_log, val_log)"
+    tags = PolicyTags(quick_params={"router": "linear", "n_quantiles": 10})
 
     def __init__(self, chain: Sequence[str] | None = None, deferral: "str | Deferral" = "ex-ante",
                  router: Any = "knn", encoder: str = DEFAULT_ENCODER, n_quantiles: int = 40,

@@ -69,6 +69,7 @@ from routecast.core.estimator import Estimator
 from routecast.core.operating_points import OperatingPoints, check_one_knob
 from routecast.core.policy import OperatingCurve, RoutecastWarning, lam_grid, strong_weak
 from routecast.core.registry import register_cascade
+from routecast.core.tags import PolicyTags
 from routecast.errors import CheckpointError, ConfigError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
@@ -115,6 +116,8 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
     _POINTS_OWNER = "cascade"
     fitted_attribute = "lam_"
     fit_hint = "fit(train_log, val_log)"
+    tags = PolicyTags(quick_params={"router": "linear", "kappas": (0.0, 1.0), "n_lams": 15, "max_lams": 30,
+                                    "n_folds": 2, "n_draws": 8})
 
     def __init__(self, router: str = "linear", encoder: str = DEFAULT_ENCODER, max_calls: int = 3,
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,

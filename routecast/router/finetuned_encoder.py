@@ -46,7 +46,7 @@ from routecast.router.mlp import check_loss, split_validation
 from routecast.router.quality_net import TorchNetState, TransformerQualityNet
 from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 
 _BASE_MODELS = ("minilm", "tiny")
 _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -66,7 +66,7 @@ class FinetunedEncoderRouter(TorchNetState, Router):
 
     family = "a1"
     uses_embeddings = False
-    tags = RouterTags(requires_texts=True, needs_torch=True, slow_fit=True,
+    tags = PolicyTags(requires_texts=True, needs_torch=True, slow_fit=True,
                       quick_params={"base_model": "tiny", "max_epochs": 1, "max_seq_length": 32})
     search_space = {
         "lr": Float(1e-5, 1e-4, log=True),

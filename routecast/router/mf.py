@@ -44,7 +44,7 @@ from routecast.router.mlp import check_loss
 from routecast.router.net_state import TorchNetState, require_torch
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -131,9 +131,7 @@ def cost_vector(models: tuple[str, ...], costs: dict[str, float] | None) -> np.n
 class MatrixFactorizationRouter(TorchNetState, Router):
     """Matrix factorisation of prompt x model quality (RouteLLM's MF router)."""
 
-    family = "a1"
-    uses_embeddings = True
-    tags = RouterTags(needs_torch=True, quick_params={"epochs": 5, "dim": 16})
+    tags = PolicyTags(needs_torch=True, quick_params={"epochs": 5, "dim": 16})
     search_space = {
         "dim": Int(16, 256, log=True),
         "lr": Float(1e-4, 3e-2, log=True),

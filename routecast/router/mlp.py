@@ -23,7 +23,7 @@ from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.inner_split import split_validation  # noqa: F401 - re-exported
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -36,9 +36,7 @@ def check_loss(loss: str) -> None:
 class MlpRouter(TorchNetState, Router):
     """Multi-head MLP on sentence embeddings; predicted quality = sigmoid(head) per model."""
 
-    family = "a1"
-    uses_embeddings = True
-    tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
+    tags = PolicyTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
     search_space = {
         "hidden_dim": Int(64, 1024, log=True),
         "n_layers": Int(1, 3),

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from routecast.core.estimator import Estimator
 from routecast.errors import ConfigError, DataError
-from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, _write_folder
+from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder
 
 #: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
 #: (two heads on the same vectors), so the table suits a linear read-out and a non-linear one alike
@@ -143,15 +143,15 @@ class StaticEncoderTrainer(Estimator):
     ``fit(log)`` trains on ``log`` (pass the TRAIN split only: the routers evaluated with the result
     must never have seen its validation or test prompts), holding out ``val_fraction`` of it for
     early stopping; ``encoder_`` is then the trained :class:`StaticEncoder` and ``save(folder)``
-    writes it. ``accelerator``/``devices``/``num_nodes``/``strategy`` go to Lightning's Trainer.
+    writes it. Where it trains (``accelerator``/``devices``/``num_nodes``/``strategy``) is not a
+    hyperparameter: give ``trainer_options`` to ``fit`` (Lightning's Trainer gets them).
     """
 
     def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear",
                  table: str = "weights", hidden_dim: int = 256, dropout: float = 0.1, lr: float = 3e-3,
                  table_lr: float = 1e-2, weight_decay: float = 0.0, max_epochs: int = 30, batch_size: int = 128,
                  patience: int = 3,
-                 val_fraction: float = 0.1, loss: str = "bce", seed: int = 0, accelerator: str = "cpu",
-                 devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
+                 val_fraction: float = 0.1, loss: str = "bce", seed: int = 0):
         self.base = base
         self.dim = dim
         self.head = head
@@ -167,10 +167,6 @@ class StaticEncoderTrainer(Estimator):
         self.val_fraction = val_fraction
         self.loss = loss
         self.seed = seed
-        self.accelerator = accelerator
-        self.devices = devices
-        self.num_nodes = num_nodes
-        self.strategy = strategy
 
     fitted_attribute = "encoder_"
     fit_hint = "fit(train_log)"
@@ -180,7 +176,6 @@ class StaticEncoderTrainer(Estimator):
 
     # ----------------------------------------------------------------- checks
     def _check(self) -> None:
-        from routecast.router.distributed import check_trainer_options
         from routecast.router.mlp import check_loss
 
         if self.head not in HEADS:
@@ -199,7 +194,6 @@ class StaticEncoderTrainer(Estimator):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= float(self.val_fraction) < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        check_trainer_options(self.accelerator, self.devices, self.num_nodes, self.strategy)
 
     def base_encoder(self) -> StaticEncoder:
         """The static encoder to start from; any other kind is refused in one line."""
@@ -215,8 +209,10 @@ class StaticEncoderTrainer(Estimator):
         return encoder
 
     # -------------------------------------------------------------------- fit
-    def fit(self, log, callbacks: Sequence[Any] | None = None) -> "StaticEncoderTrainer":
-        """Train the table on ``log`` (the train split); ``callbacks`` go to the Lightning Trainer."""
+    def fit(self, log, callbacks: Sequence[Any] | None = None, *,
+            trainer_options: dict[str, Any] | None = None) -> "StaticEncoderTrainer":
+        """Train the table on ``log`` (the train split); ``callbacks`` and ``trainer_options``
+        (accelerator, devices, num_nodes, strategy; default one CPU process) go to the Lightning Trainer."""
         self._check()
         scores = np.asarray(getattr(log, "scores", np.zeros((0, 0))), dtype=np.float32)
         source = getattr(log, "source", None)
@@ -257,7 +253,7 @@ class StaticEncoderTrainer(Estimator):
             report = train_module(module, train, val, batch_size=int(self.batch_size),
                                   val_batch_size=max(len(val_idx), 1), seed=int(self.seed),
                                   max_epochs=int(self.max_epochs), patience=int(self.patience),
-                                  callbacks=callbacks, trainer_options=self._trainer_options())
+                                  callbacks=callbacks, trainer_options=trainer_options)
         net.eval()
         self.net_ = net
         self.net_config_ = config
@@ -274,13 +270,8 @@ class StaticEncoderTrainer(Estimator):
                                       max_chars=base.max_chars, spec="static")
         return self
 
-    def _trainer_options(self) -> dict[str, Any]:
-        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
-                "strategy": self.strategy}
-
     def _config(self, base: StaticEncoder, table: np.ndarray) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items()
-                  if k not in ("accelerator", "devices", "num_nodes", "strategy")}
+        params = self.get_params()
         return {"format": FORMAT, "dim": int(table.shape[1]), "vocab_size": int(table.shape[0]),
                 "n_distilled": base.config.get("n_distilled"), "dtype": "float16",
                 "pooling": "sum of routing-trained token vectors, L2-normalised",
@@ -308,8 +299,8 @@ class StaticEncoderTrainer(Estimator):
         if extra:
             config["routing_trained"] = {**config["routing_trained"], **extra}
         folder = Path(folder).expanduser()
-        _write_folder(folder, config, self.encoder_._stored, self.encoder_._stored_empty,
-                      self.encoder_._tokenizer_json)
+        StaticEncoder(config, self.encoder_._stored, self.encoder_._stored_empty, self.encoder_._tokenizer_json,
+                      max_chars=self.encoder_.max_chars).save(folder)
         spec = f"static:{folder.resolve()}"
         if self.encoder_.max_chars != DEFAULT_MAX_CHARS:
             spec += f",max_chars={self.encoder_.max_chars or 'none'}"
@@ -432,37 +423,3 @@ def resolve_trained_static(spec: str, train_log, *, seed: int = 0, progress: boo
                 trainer.save(folder, extra={"train_fingerprint": split_fingerprint(train_log),
                                             "requested_spec": spec})
     return f"static:{folder}"
-
-
-def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
-                           val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
-                           limit: int | None = None, columns=None, prices=None,
-                           distribution: dict[str, Any] | None = None) -> tuple[StaticEncoderTrainer, Any, Path | None]:
-    """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
-    the train split only, and (rank 0 only) write the encoder folder to ``out``.
-
-    Returns (fitted trainer, the prepared splits, the folder or None on a rank that writes nothing).
-    """
-    from routecast.router.distributed import is_rank_zero
-    from routecast.router.pipeline import prepare
-
-    params = dict(params or {})
-    params.setdefault("seed", seed)
-    for key, value in (distribution or {}).items():
-        if value is not None:
-            params[key] = value
-    try:
-        trainer = StaticEncoderTrainer(**params)
-    except TypeError as exc:
-        raise ConfigError(f"unknown trained-static parameter: {exc}") from None
-    trainer._check()
-    trainer.base_encoder()  # refuse a bad base before loading any data
-    prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
-                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
-    prepared.require_outcomes("training a static encoder")
-    trainer.fit(prepared.train)
-    if not is_rank_zero():
-        return trainer, prepared, None
-    split = {k: prepared.settings[k] for k in ("data", "val", "test", "seed", "use_logged_split", "limit")}
-    encoder = trainer.save(out, extra={"split": split, "train_fingerprint": split_fingerprint(prepared.train)})
-    return trainer, prepared, Path(encoder.spec.split(":", 1)[1].split(",")[0])
