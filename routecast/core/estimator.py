@@ -9,6 +9,8 @@ the same way, so that way is written once, here, after scikit-learn's ``BaseEsti
   unchanged under the same names; ``get_params``/``set_params`` read and write them, so
   ``sklearn.base.clone`` works without routecast importing scikit-learn;
 * learned attributes end in ``_`` and are set by ``fit``, which returns ``self``;
+* a name that stopped being a hyperparameter is listed in ``retired_params``, so what was saved
+  with it still loads (the registry drops it with a warning);
 * a method that needs a fitted estimator calls :meth:`_check_fitted`, which looks for the class's
   ``fitted_attribute`` and raises :class:`~routecast.errors.NotFittedError` naming how to fit;
 * what a class declares about itself for the contract test is its ``tags``
@@ -38,6 +40,9 @@ class Estimator:
     fitted_attribute: ClassVar[str] = "models_"
     #: how to fit, for the not-fitted error ("fit()", "fit(train_log, val_log)")
     fit_hint: ClassVar[str] = "fit()"
+    #: names that were hyperparameters in earlier versions: a checkpoint or config that still
+    #: gives them is accepted, the values ignored with a warning (:mod:`routecast.core.registry`)
+    retired_params: ClassVar[frozenset[str]] = frozenset()
 
     # ----------------------------------------------------------- parameters
     @classmethod

@@ -20,6 +20,7 @@ import importlib.util
 import inspect
 import numbers
 import re
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -115,6 +116,23 @@ _SIMPLE_TYPES = {"bool": ((bool,), "true or false"), "int": ((numbers.Integral,)
                  "float": ((numbers.Real,), "a number"), "str": ((str,), "a string")}
 
 
+def drop_retired(cls: type[Estimator], params: dict) -> dict:
+    """``params`` without the class's ``retired_params``, with one warning naming what was ignored.
+
+    Why: a checkpoint or config written when those were hyperparameters (e.g. the trainer options
+    of the Lightning routers) must still load; refusing it would strand every old checkpoint.
+    """
+    retired = sorted(set(params) & set(cls.retired_params))
+    if not retired:
+        return params
+    from routecast.core.policy import RoutecastWarning
+
+    warnings.warn(f"{cls.kind or 'policy'} {cls.name or cls.__name__!r}: ignored {', '.join(retired)}, "
+                  "no longer hyperparameters (written by an older routecast; see the class's docstring)",
+                  RoutecastWarning, stacklevel=3)
+    return {k: v for k, v in params.items() if k not in retired}
+
+
 def check_params(name: str, params: dict, kind: str | None = None) -> None:
     """Refuse unknown hyperparameters and values of the wrong type before any work is done.
 
@@ -124,6 +142,7 @@ def check_params(name: str, params: dict, kind: str | None = None) -> None:
     """
     cls = get_policy_class(name, kind)
     noun = cls.kind
+    params = {k: v for k, v in params.items() if k not in cls.retired_params}
     known = cls.param_names()
     unknown = sorted(set(params) - set(known))
     if unknown:
@@ -140,9 +159,10 @@ def check_params(name: str, params: dict, kind: str | None = None) -> None:
 
 def make_policy(name: str, params: dict | None = None, kind: str | None = None) -> Estimator:
     """Instantiate a policy by name, refusing unknown hyperparameters and mistyped values clearly."""
-    params = dict(params or {})
+    cls = get_policy_class(name, kind)
+    params = drop_retired(cls, dict(params or {}))
     check_params(name, params, kind)
-    return get_policy_class(name, kind)(**params)
+    return cls(**params)
 
 
 # ------------------------------------------------------------ the router view (most callers)

@@ -153,8 +153,12 @@ def router_params(name: str, params: dict[str, Any] | None, prepared: Prepared) 
     return params
 
 
-def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, on: str = "train"):
+def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, on: str = "train",
+               trainer_options: dict[str, Any] | None = None):
     """Build router ``name`` and fit it on split ``on``; returns (router, seconds spent fitting).
+
+    ``trainer_options`` (where a Lightning router trains: see :mod:`routecast.router.distributed`,
+    which checks them with ``distribution_params``) are set on the router before ``fit``.
 
     Evaluation-only routers (the oracle) are fitted on the whole log: they look answers up.
     Embeddings come from the prepared cache when the router uses the prepared encoder. On a
@@ -165,6 +169,8 @@ def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, 
 
     params = router_params(name, params, prepared)
     router = make_router(name, **params)
+    if trainer_options:
+        router.set_trainer_options(**trainer_options)
     split = "all" if router.evaluation_only else on
     log = prepared.split(split)
     X = None
@@ -207,7 +213,7 @@ def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[st
     prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
     prepared.require_outcomes("training a static encoder")
-    trainer.fit(prepared.train, trainer_options=options)
+    trainer.set_trainer_options(**options).fit(prepared.train)
     if not is_rank_zero():
         return trainer, prepared, None
     split = {k: prepared.settings[k] for k in ("data", "val", "test", "seed", "use_logged_split", "limit")}

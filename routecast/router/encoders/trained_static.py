@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from routecast.core.estimator import Estimator
+from routecast.router.distributed import LightningFit
 from routecast.errors import ConfigError, DataError
 from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder
 
@@ -136,7 +137,7 @@ class StaticTableNet(nn.Module):
         return table16, empty
 
 
-class StaticEncoderTrainer(Estimator):
+class StaticEncoderTrainer(LightningFit, Estimator):
     """Fine-tune a static encoder's token table to predict per-model quality (scikit-learn style).
 
     ``base`` is the spec of a static encoder (``static``, ``static:dim=N`` or ``static:/folder``);
@@ -144,7 +145,7 @@ class StaticEncoderTrainer(Estimator):
     must never have seen its validation or test prompts), holding out ``val_fraction`` of it for
     early stopping; ``encoder_`` is then the trained :class:`StaticEncoder` and ``save(folder)``
     writes it. Where it trains (``accelerator``/``devices``/``num_nodes``/``strategy``) is not a
-    hyperparameter: give ``trainer_options`` to ``fit`` (Lightning's Trainer gets them).
+    hyperparameter: :meth:`set_trainer_options` before ``fit`` (Lightning's Trainer gets them).
     """
 
     def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear",
@@ -209,10 +210,9 @@ class StaticEncoderTrainer(Estimator):
         return encoder
 
     # -------------------------------------------------------------------- fit
-    def fit(self, log, callbacks: Sequence[Any] | None = None, *,
-            trainer_options: dict[str, Any] | None = None) -> "StaticEncoderTrainer":
-        """Train the table on ``log`` (the train split); ``callbacks`` and ``trainer_options``
-        (accelerator, devices, num_nodes, strategy; default one CPU process) go to the Lightning Trainer."""
+    def fit(self, log, callbacks: Sequence[Any] | None = None) -> "StaticEncoderTrainer":
+        """Train the table on ``log`` (the train split); ``callbacks`` and the trainer options
+        (:meth:`set_trainer_options`; default one CPU process) go to the Lightning Trainer."""
         self._check()
         scores = np.asarray(getattr(log, "scores", np.zeros((0, 0))), dtype=np.float32)
         source = getattr(log, "source", None)
@@ -253,7 +253,7 @@ class StaticEncoderTrainer(Estimator):
             report = train_module(module, train, val, batch_size=int(self.batch_size),
                                   val_batch_size=max(len(val_idx), 1), seed=int(self.seed),
                                   max_epochs=int(self.max_epochs), patience=int(self.patience),
-                                  callbacks=callbacks, trainer_options=trainer_options)
+                                  callbacks=callbacks, trainer_options=self.trainer_options())
         net.eval()
         self.net_ = net
         self.net_config_ = config
