@@ -40,10 +40,12 @@ The choice among the actions (stop, call ``j``) is the kernel's decision rule
 
 Offline, :meth:`CascadeRouter.simulate` replays the policy from logged responses; online,
 :meth:`CascadeRouter.run` does the same with a live ``call(model, prompt) -> answer``. Both walk
-the same :class:`~routecast.cascade.planner.Planner`, so on a logged prompt they call the same models and return the same
-answer. ``run`` is a loop over the step-wise interface (:meth:`CascadeRouter.start`,
-:meth:`~CascadeRouter.next_model`, :meth:`~CascadeRouter.observe`, :meth:`~CascadeRouter.outcome`)
-that the server (:mod:`routecast.serving.cascade_chat`) drives itself, one backend call at a time.
+the same :class:`~routecast.cascade.planner.Planner`, so on a logged prompt they call the same
+models and return the same answer. ``run`` is a loop over the step-wise interface
+(:mod:`routecast.cascade.live`: ``start``, ``next_model``, ``observe``, ``outcome``) that the server
+(:mod:`routecast.serving.cascade_chat`) drives itself, one backend call at a time. The class builds
+on the kernel: its hyperparameters, tags and fitted check are :class:`routecast.core.estimator.Estimator`'s,
+its operating points and knob -> lam resolution :class:`routecast.core.operating_points.OperatingPoints`'.
 """
 
 from __future__ import annotations

@@ -127,17 +127,22 @@ def test_registry_entry_resolves(name):
         assert not cls.uses_embeddings, f"{name}: requires_texts contradicts uses_embeddings=True"
 
 
+def _built_with_hyperparameters_only(cls, params):
+    """``cls(**params)``, checked to store exactly its hyperparameters, unchanged, and nothing learned."""
+    policy = cls(**params)
+    learned = [k for k in vars(policy) if k.endswith("_") and not k.startswith("_")]
+    assert learned == [], f"__init__ set learned attributes {learned}"
+    got = policy.get_params()
+    assert list(got) == cls.param_names()
+    assert {k: got[k] for k in params} == params, "__init__ must store hyperparameters unchanged"
+    assert policy.get_params(deep=False) == got
+    return policy
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_init_stores_hyperparameters_only(name):
     cls = get_router_class(name)
-    params = _params(cls)
-    router = cls(**params)
-    learned = [k for k in vars(router) if k.endswith("_") and not k.startswith("_")]
-    assert learned == [], f"__init__ set learned attributes {learned}"
-    got = router.get_params()
-    assert list(got) == cls.param_names()
-    assert {k: got[k] for k in params} == params, "__init__ must store hyperparameters unchanged"
-    assert router.get_params(deep=False) == got
+    router = _built_with_hyperparameters_only(cls, _params(cls))
     with pytest.raises(NotFittedError):
         router.predict_quality(["hello"])
 
@@ -446,13 +451,8 @@ def test_policy_uses_the_kernel_estimator_contract(name):
 @pytest.mark.parametrize("name", OTHER_POLICIES)
 def test_policy_init_stores_hyperparameters_only(name):
     cls = get_policy_class(name)
-    params = _policy_params(cls)
-    policy = cls(**params)
-    learned = [k for k in vars(policy) if k.endswith("_") and not k.startswith("_")]
-    assert learned == [], f"__init__ set learned attributes {learned}"
+    policy = _built_with_hyperparameters_only(cls, _policy_params(cls))
     got = policy.get_params()
-    assert list(got) == cls.param_names()
-    assert {k: got[k] for k in params} == params, "__init__ must store hyperparameters unchanged"
     assert not policy.is_fitted()
     with pytest.raises(NotFittedError, match=r"not fitted; call fit\("):
         policy._check_fitted()
@@ -490,3 +490,18 @@ def test_cascade_router_operating_points_share_the_kernel_resolution(policy_part
     for policy in (cascade, router):
         with pytest.raises(RoutingError, match="not both"):
             policy.lam_for(lam=1.0, operating_point="mid")
+
+
+def test_retired_hyperparameters_load_with_a_warning():
+    """Trainer options were hyperparameters of the Lightning routers: a checkpoint or config that
+    still names them builds the router (values ignored, said once) instead of being refused."""
+    from routecast.core.policy import RoutecastWarning
+    from routecast.core.registry import check_router_params, make_router
+
+    with pytest.warns(RoutecastWarning, match="ignored accelerator, devices"):
+        router = make_router("mlp", hidden_dim=16, devices=2, accelerator="cpu")
+    assert router.get_params()["hidden_dim"] == 16 and "devices" not in router.get_params()
+    assert router.trainer_options()["devices"] == 1  # where it trains is set per fit, never read from a file
+    check_router_params("mlp", {"devices": 2})
+    with pytest.raises(ConfigError, match="no hyperparameter 'devices'"):
+        check_router_params("knn", {"devices": 2})
