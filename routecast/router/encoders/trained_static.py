@@ -148,14 +148,15 @@ class StaticEncoderTrainer(LightningFit, Estimator):
     hyperparameter: :meth:`set_trainer_options` before ``fit`` (Lightning's Trainer gets them).
     """
 
-    def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear",
+    def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear", loss: str = "bce",
                  table: str = "weights", hidden_dim: int = 256, dropout: float = 0.1, lr: float = 3e-3,
                  table_lr: float = 1e-2, weight_decay: float = 0.0, max_epochs: int = 30, batch_size: int = 128,
-                 patience: int = 3,
-                 val_fraction: float = 0.1, loss: str = "bce", seed: int = 0):
+                 patience: int = 3, val_fraction: float = 0.1, seed: int = 0):
+        # head and loss together: the throw-away head's kind and the masked loss it is trained with
         self.base = base
         self.dim = dim
         self.head = head
+        self.loss = loss
         self.table = table
         self.hidden_dim = hidden_dim
         self.dropout = dropout
@@ -166,7 +167,6 @@ class StaticEncoderTrainer(LightningFit, Estimator):
         self.batch_size = batch_size
         self.patience = patience
         self.val_fraction = val_fraction
-        self.loss = loss
         self.seed = seed
 
     fitted_attribute = "encoder_"
