@@ -208,7 +208,8 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     from routecast.cascade.cascade import Cascade, search_chains
     from routecast.cascade.deferral import ExPostDeferral
     from routecast.cascade.posterior_calibration import posterior_calibration
-    from routecast.cascade.cascade_router import CascadeRouter, frontier_models
+    from routecast.cascade.cascade_router import CascadeRouter
+    from routecast.cascade.pool import frontier_models
     from routecast.cascade.ensembles import majority_vote, oracle_ensemble
     from routecast.cascade.kinds import cascade_support
     from routecast.cascade.smoothie import smoothie_select

@@ -49,7 +49,7 @@ def main() -> None:
     rows = []
     for label, cls, extra in variants:
         before = round(os.getloadavg()[0], 2)
-        router = cls(**params, **extra)
+        router = cls(**params).set_trainer_options(**extra)
         start = time.perf_counter()
         router.fit(prepared.train, embeddings=X_train)
         seconds = time.perf_counter() - start

@@ -118,7 +118,7 @@ def train_rows(epochs: int) -> list[dict]:
     rows = []
     for label, extra in (("1 process", {}), ("2 DDP processes", {"devices": 2, "strategy": "ddp_spawn"})):
         before = load()
-        (router, fit_seconds), seconds = timed(lambda: fit_router("mlp", {**params, **extra}, prepared))
+        (router, fit_seconds), seconds = timed(lambda: fit_router("mlp", params, prepared, trainer_options=extra))
         curve = sweep_router(router, prepared.test, embeddings=prepared.embeddings("test"))
         score = evaluate({"mlp": curve}, prepared.test, n_boot=200).routers["mlp"]
         n = prepared.train.n_prompts

@@ -26,14 +26,14 @@ ANSWER_FORMATS = ("none", "boxed", "marker", "choice", "number", "text")
 
 def answer_format(text: object) -> str:
     """Which rule of :func:`final_answer` gives ``text``'s final answer (see :data:`ANSWER_FORMATS`)."""
-    from routecast.data.answers import _GSM8K, _last_boxed
+    from routecast.data.answers import GSM8K_MARKER, last_boxed
 
     if not isinstance(text, str) or final_answer(text) is None:
         return "none"
     text = text.strip()
-    if _last_boxed(text) is not None:
+    if last_boxed(text) is not None:
         return "boxed"
-    if _GSM8K.findall(text):
+    if GSM8K_MARKER.findall(text):
         return "marker"
     if extract_choice(text) is not None:
         return "choice"

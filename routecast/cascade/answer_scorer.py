@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from routecast.cascade.agreement import format_onehot
-from routecast.errors import ConfigError, DataError, NotFittedError
+from routecast.core.estimator import Estimator
+from routecast.core.registry import register_scorer
+from routecast.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -61,8 +63,14 @@ def require_responses(log: "OutcomeLog", models: Sequence[str], *, why: str) -> 
                 "prompts or use ex-ante deferral", path=log.source, row=first + 1, column="response")
 
 
-class AnswerScorer:
-    """Predicts the quality of a (prompt, response) pair produced by a named model."""
+@register_scorer("answer-scorer")
+class AnswerScorer(Estimator):
+    """Predicts the quality of a (prompt, response) pair produced by a named model.
+
+    Hyperparameters (what a checkpoint stores to rebuild the scorer before ``set_state``) are
+    ``__init__``'s arguments, read by the kernel's estimator contract."""
+
+    fitted_attribute = "heads_"
 
     def __init__(self, encoder: str = SCORER_ENCODER, head: str = "logistic", shared: bool = True,
                  good_threshold: float = 0.5, C: float = 1.0, alpha: float = 1.0, max_chars: int = 1000,
@@ -76,15 +84,8 @@ class AnswerScorer:
         self.max_chars = max_chars
         self.prompt_share = prompt_share
 
-    def get_params(self) -> dict:
-        """Hyperparameters (what a checkpoint stores to rebuild the scorer before ``set_state``)."""
-        return {"encoder": self.encoder, "head": self.head, "shared": self.shared,
-                "good_threshold": self.good_threshold, "C": self.C, "alpha": self.alpha,
-                "max_chars": self.max_chars, "prompt_share": self.prompt_share}
-
-    def __repr__(self) -> str:
-        return (f"AnswerScorer(encoder={self.encoder!r}, head={self.head!r}, shared={self.shared}, "
-                f"good_threshold={self.good_threshold})")
+    def _describe(self) -> str:
+        return "AnswerScorer"
 
     # ----------------------------------------------------------------- fit
     def fit(self, log: "OutcomeLog", models: Sequence[str] | None = None) -> "AnswerScorer":
@@ -134,8 +135,7 @@ class AnswerScorer:
     # -------------------------------------------------------------- state
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """Learned state as JSON + arrays (for a checkpoint's safetensors file; no pickle)."""
-        if not hasattr(self, "heads_"):
-            raise NotFittedError("AnswerScorer is not fitted; call fit() first")
+        self._check_fitted()
         keys = sorted(self.heads_)
         meta = {"models": list(self.models_), "heads": keys,
                 "logistic": [bool(self.heads_[k].logistic) for k in keys]}
@@ -159,8 +159,7 @@ class AnswerScorer:
     # ------------------------------------------------------------- predict
     def predict(self, prompts: Sequence[str], responses: Sequence[str], models: Sequence[str] | str) -> np.ndarray:
         """(k,) predicted quality (probability of a good answer for the logistic head) in [0, 1]."""
-        if not hasattr(self, "heads_"):
-            raise NotFittedError("AnswerScorer is not fitted; call fit() first")
+        self._check_fitted()
         if isinstance(models, str):
             models = [models] * len(prompts)
         unknown = sorted(set(models) - set(self.models_))

@@ -25,7 +25,10 @@ from routecast.router.encoders.default import DEFAULT_ENCODER
 
 from routecast.cascade.deferral import Deferral, make_deferral
 from routecast.cascade.thresholds import ThresholdChoice, ThresholdSearch, simulate_stages
-from routecast.errors import ConfigError, NotFittedError, RoutingError
+from routecast.core.estimator import Estimator
+from routecast.core.registry import register_cascade
+from routecast.core.tags import PolicyTags
+from routecast.errors import ConfigError, RoutingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -85,7 +88,8 @@ class CascadeCurve:
         return Curve.from_points(self.costs, self.quality, self.labels, **kwargs)
 
 
-class Cascade:
+@register_cascade("cascade")
+class Cascade(Estimator):
     """An ordered chain of models with learned deferral and stop thresholds.
 
     Parameters
@@ -99,15 +103,22 @@ class Cascade:
     n_quantiles, max_grid: bounds of the threshold search (see ``routecast.cascade.thresholds``).
     """
 
+    fitted_attribute = "search_"
+    fit_hint = "fit(train_log, val_log)"
+    tags = PolicyTags(quick_params={"router": "linear", "n_quantiles": 10})
+
     def __init__(self, chain: Sequence[str] | None = None, deferral: "str | Deferral" = "ex-ante",
                  router: Any = "knn", encoder: str = DEFAULT_ENCODER, n_quantiles: int = 40,
                  max_grid: int = 5000):
-        self.chain = None if chain is None else list(chain)
+        self.chain = chain
         self.deferral = deferral
         self.router = router
         self.encoder = encoder
         self.n_quantiles = n_quantiles
         self.max_grid = max_grid
+
+    def _describe(self) -> str:
+        return "the cascade"
 
     def __repr__(self) -> str:
         chain = getattr(self, "chain_", self.chain)
@@ -247,9 +258,6 @@ class Cascade:
         return CascadeOutcome(answer=responses[-1], model=self.chain_[len(responses) - 1],
                               models_called=list(self.chain_[:len(responses)]), deferral_scores=scores)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "search_"):
-            raise NotFittedError("the cascade is not fitted; call fit(train_log, val_log) first")
 
 
 # ---------------------------------------------------------------- chain search

@@ -40,93 +40,43 @@ The choice among the actions (stop, call ``j``) is the kernel's decision rule
 
 Offline, :meth:`CascadeRouter.simulate` replays the policy from logged responses; online,
 :meth:`CascadeRouter.run` does the same with a live ``call(model, prompt) -> answer``. Both walk
-the same :class:`_Planner`, so on a logged prompt they call the same models and return the same
-answer. ``run`` is a loop over the step-wise interface (:meth:`CascadeRouter.start`,
-:meth:`~CascadeRouter.next_model`, :meth:`~CascadeRouter.observe`, :meth:`~CascadeRouter.outcome`)
-that the server (:mod:`routecast.serving.cascade_chat`) drives itself, one backend call at a time.
+the same :class:`~routecast.cascade.planner.Planner`, so on a logged prompt they call the same
+models and return the same answer. ``run`` is a loop over the step-wise interface
+(:mod:`routecast.cascade.live`: ``start``, ``next_model``, ``observe``, ``outcome``) that the server
+(:mod:`routecast.serving.cascade_chat`) drives itself, one backend call at a time. The class builds
+on the kernel: its hyperparameters, tags and fitted check are :class:`routecast.core.estimator.Estimator`'s,
+its operating points and knob -> lam resolution :class:`routecast.core.operating_points.OperatingPoints`'.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from routecast.cascade.called_sets import masks, members, outcomes, spread
+from routecast.cascade.live import LiveCascade
 from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
-from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
-from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, logit, rate, state_features
-from routecast.errors import ConfigError, NotFittedError, RoutingError
+from routecast.cascade.planner import Planner, refine_grid, walk_all
+from routecast.cascade.pool import frontier_models, mean_unit_costs, response_notes
+from routecast.cascade.posterior import PosteriorQuality, compute_facts, logit, rate, state_features
+from routecast.core.estimator import Estimator
+from routecast.core.operating_points import OperatingPoints, check_one_knob
+from routecast.core.policy import OperatingCurve, RoutecastWarning, lam_grid, strong_weak
+from routecast.core.registry import register_cascade
+from routecast.core.tags import PolicyTags
+from routecast.errors import ConfigError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
-from routecast.core.operating_points import OperatingPoints
-from routecast.core.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
-    strong_weak
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
 
 
-
-@dataclass
-class CascadeRoutingOutcome:
-    """What one live run did: the returned answer, its model, every model called (in order) and
-    the posterior quality of each called model when the policy stopped."""
-
-    answer: str
-    model: str
-    models_called: list[str]
-    posterior: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class CascadeState:
-    """One live prompt in progress (:meth:`CascadeRouter.start`): its lam, ex-ante predictions
-    (pool model -> quality), the answers so far and the models called, in order."""
-
-    prompt: str
-    lam: float
-    prior: dict[str, float]
-    planner: "_Planner"
-    responses: np.ndarray
-    mask: int = 0
-    order: list[str] = field(default_factory=list)
-
-
-def frontier_models(log: "OutcomeLog", max_models: int = 5) -> list[str]:
-    """Models on the mean cost-quality frontier of ``log`` (no other model is both cheaper and
-    better), cheapest first; at most ``max_models``, keeping the best ones."""
-    cost, quality = log.mean_costs(), log.mean_scores()
-    if np.isnan(cost).all():
-        cost = np.zeros_like(quality)
-    order = sorted(range(log.n_models), key=lambda j: (cost[j], -quality[j], j))
-    frontier, best = [], -np.inf
-    for j in order:
-        if quality[j] > best + 1e-12:
-            frontier.append(j)
-            best = quality[j]
-    return [log.models[j] for j in frontier[-max_models:]]
-
-
-def response_notes(log: "OutcomeLog", models: Sequence[str]) -> list[str]:
-    """What is missing for answer evidence, one sentence per fact (empty: nothing missing)."""
-    if log.responses is None:
-        return [f"no responses logged in {log.source}: cascade routing uses ex-ante predictions only "
-                "(answer scorer, answer agreement and Smoothie signals need a response column)"]
-    notes = []
-    for name in models:
-        column = log.responses[:, log.model_index(name)]
-        missing = int(sum(not isinstance(r, str) for r in column))
-        if missing:
-            notes.append(f"model {name!r} has no response on {missing} of {len(column)} prompts of {log.source}: "
-                         "on those prompts its answer evidence is unknown (kept, marked as missing)")
-    return notes
-
-
-class CascadeRouter(OperatingPoints):
+@register_cascade("cascade-routing")
+class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
     """Cascade routing over the frontier models of a log (see the module docstring).
 
     Parameters
@@ -156,6 +106,10 @@ class CascadeRouter(OperatingPoints):
 
     _POINTS_HINT = "add_operating_point first"
     _POINTS_OWNER = "cascade"
+    fitted_attribute = "lam_"
+    fit_hint = "fit(train_log, val_log)"
+    tags = PolicyTags(quick_params={"router": "linear", "kappas": (0.0, 1.0), "n_lams": 15, "max_lams": 30,
+                                    "n_folds": 2, "n_draws": 8})
 
     def __init__(self, router: str = "linear", encoder: str = DEFAULT_ENCODER, max_calls: int = 3,
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
@@ -165,10 +119,10 @@ class CascadeRouter(OperatingPoints):
         self.router = router
         self.encoder = encoder
         self.scorer_encoder = scorer_encoder
-        self.lookaheads = tuple(lookaheads)
+        self.lookaheads = lookaheads
         self.max_calls = max_calls
         self.max_models = max_models
-        self.kappas = tuple(float(k) for k in kappas)
+        self.kappas = kappas
         self.n_folds = n_folds
         self.n_draws = n_draws
         self.n_lams = n_lams
@@ -177,16 +131,8 @@ class CascadeRouter(OperatingPoints):
         self.C = C
         self.seed = seed
 
-    def get_params(self) -> dict[str, Any]:
-        return {"router": self.router, "encoder": self.encoder, "scorer_encoder": self.scorer_encoder,
-                "lookaheads": list(self.lookaheads),
-                "max_calls": self.max_calls,
-                "max_models": self.max_models, "kappas": list(self.kappas), "n_folds": self.n_folds,
-                "n_draws": self.n_draws, "n_lams": self.n_lams,
-                "max_lams": self.max_lams, "refine_step": self.refine_step, "C": self.C, "seed": self.seed}
-
-    def __repr__(self) -> str:
-        return f"CascadeRouter({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+    def _describe(self) -> str:
+        return "the cascade router"
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: "OutcomeLog", val: "OutcomeLog", *, budget: float | None = None,
@@ -210,7 +156,7 @@ class CascadeRouter(OperatingPoints):
         tr = full.select_models(pool)
         self.pool_ = tuple(pool)
         self.max_calls_ = int(min(self.max_calls, len(pool)))
-        self.costs_ = _mean_unit_costs(tr)
+        self.costs_ = mean_unit_costs(tr)
         self.mean_quality_ = tr.mean_scores()
         self.strong_ = strong_weak(self.costs_, self.mean_quality_, models=pool).strong
         self.notes_ = response_notes(tr, pool)
@@ -236,16 +182,16 @@ class CascadeRouter(OperatingPoints):
                 facts.scorer[inside] = rate(scorer, list(tr.prompts[inside]), self._responses(tr)[inside], pool)
         self.scorer_ = self._fit_scorer(tr)
 
-        masks = _masks(len(pool), self.max_calls_, with_empty=True)
-        feats = np.stack([[state_features(logit(prior[i]), facts.row(i), _members(mask, len(pool)))
-                           for mask in masks] for i in range(tr.n_prompts)])  # (n, S, P, F)
+        sets = masks(len(pool), self.max_calls_, with_empty=True)
+        feats = np.stack([[state_features(logit(prior[i]), facts.row(i), members(mask, len(pool)))
+                           for mask in sets] for i in range(tr.n_prompts)])  # (n, S, P, F)
         n, s, p, nf = feats.shape
         targets = np.repeat(tr.scores[:, None, :], s, axis=1)
         self.posterior_ = PosteriorQuality(C=self.C).fit(feats.reshape(n * s, p, nf), targets.reshape(n * s, p))
         post = self.posterior_.predict(feats)  # (n, S, P)
-        self.tau_ = _spread(post, masks, len(pool), self.max_calls_)
-        self.mask_index_ = {m: i for i, m in enumerate(masks)}
-        self.shifts_ = empirical_shifts(post, masks, len(pool), self.max_calls_, self.n_draws, self.seed)
+        self.tau_ = spread(post, sets, len(pool), self.max_calls_)
+        self.mask_index_ = {m: i for i, m in enumerate(sets)}
+        self.shifts_ = empirical_shifts(post, sets, len(pool), self.max_calls_, self.n_draws, self.seed)
         self.draws_ = np.random.default_rng(self.seed).standard_normal((self.n_draws, len(pool)))
 
         # kappa and the operating curve on validation
@@ -254,7 +200,7 @@ class CascadeRouter(OperatingPoints):
             raise RoutingError(f"no prompt of the validation split {val.source} has every score logged")
         vl = vl.select_models(pool)
         self.lams_ = lam_grid(self.costs_, n_points=self.n_lams)
-        planners = self._planners(vl)
+        planners = self.planners(vl)
         unit = self._unit_costs(vl)
         lo, hi = float(unit.mean(axis=0).min()), float(unit.mean(axis=0).max())
         from routecast.evaluation.metrics import aiq
@@ -262,19 +208,19 @@ class CascadeRouter(OperatingPoints):
         best = None
         self.val_aiq_ = {}
         # kappa 0 means point estimates, the same under every look-ahead: tried once
-        candidates = [(mode, kappa) for mode in self.lookaheads for kappa in self.kappas
-                      if kappa > 0 or mode == self.lookaheads[0]]
+        modes, kappas = tuple(self.lookaheads), tuple(float(k) for k in self.kappas)
+        candidates = [(mode, kappa) for mode in modes for kappa in kappas if kappa > 0 or mode == modes[0]]
         for mode, kappa in candidates:
             self.lookahead_, self.kappa_ = mode, kappa
-            called, chosen_idx = self._walk_all(planners, self.lams_, reset=True)
-            cost, quality = _outcomes(called, chosen_idx, unit, vl.scores)
+            called, chosen_idx = walk_all(planners, self.lams_, reset=True)
+            cost, quality = outcomes(called, chosen_idx, unit, vl.scores)
             value = float(aiq(cost.mean(axis=1), quality.mean(axis=1), lo, hi))
             self.val_aiq_[kappa if mode == "normal" else f"{mode}:{kappa}"] = value
             if best is None or value > best[0] + 1e-9:
                 best = (value, (mode, kappa), called, cost, quality)
         _, (self.lookahead_, self.kappa_), called, cost, quality = best
-        self.lams_, called, cost, quality = self._refine_grid(planners, unit, vl.scores, self.lams_, called, cost,
-                                                             quality)
+        self.lams_, called, cost, quality = refine_grid(planners, unit, vl.scores, self.lams_, called, cost, quality,
+                                                        max_lams=self.max_lams, refine_step=self.refine_step)
         strong_called = (called >> self.strong_) & 1
         self.curve_ = OperatingCurve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
                                      strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
@@ -282,34 +228,6 @@ class CascadeRouter(OperatingPoints):
         request = {"budget": budget, "strong_share": strong_share, "target_quality": target_quality}
         self.lam_ = float(self.curve_.lam_for(**({knob: request[knob]} if knob else {})))
         return self
-
-    def _refine_grid(self, planners, unit, scores, lams, called, cost, quality):
-        """Insert lams where the validation curve jumps, so an operating point exists near every cost.
-
-        The base grid spans seven decades of lam, but a cascade's decisions all change within about
-        one: between two neighbouring grid points the validation cost can jump from the cheapest
-        model to the dearest, and a budget then lands far below it. Geometric midpoints are added
-        wherever the mean cost moves by more than ``refine_step`` of the cost range, until no such
-        gap remains, the gap is a tie (neighbours within 0.1 %) or the grid holds ``max_lams`` points.
-        """
-        span = float(np.ptp(cost.mean(axis=1)))
-        while span > 0 and len(lams) < self.max_lams:
-            order = np.argsort(lams)
-            lams, called, cost, quality = lams[order], called[order], cost[order], quality[order]
-            mean_cost = cost.mean(axis=1)
-            gaps = np.flatnonzero(np.abs(np.diff(mean_cost)) > self.refine_step * span)
-            lo, hi = lams[gaps], lams[gaps + 1]
-            new = np.where(lo > 0, np.sqrt(np.maximum(lo, 1e-300) * hi), hi / 10.0)
-            fresh = (new > lo * 1.001) & (new < hi / 1.001)
-            new = new[fresh][: self.max_lams - len(lams)]
-            if new.size == 0:
-                break
-            c_new, i_new = self._walk_all(planners, new, reset=True)
-            cost_new, quality_new = _outcomes(c_new, i_new, unit, scores)
-            lams, called = np.concatenate([lams, new]), np.concatenate([called, c_new])
-            cost, quality = np.concatenate([cost, cost_new]), np.concatenate([quality, quality_new])
-        order = np.argsort(lams)
-        return lams[order], called[order], cost[order], quality[order]
 
     def _check_params(self) -> None:
         if int(self.max_calls) < 1:
@@ -368,33 +286,13 @@ class CascadeRouter(OperatingPoints):
         return np.where(np.isnan(costs), self.costs_[None, :], costs)
 
     # ------------------------------------------------------------ planning
-    def _planners(self, log: "OutcomeLog") -> list["_Planner"]:
+    def planners(self, log: "OutcomeLog") -> list[Planner]:
         """One planner per prompt of ``log`` (columns: the pool), from logged responses."""
         sub = log.select_models(self.pool_)
         prior = self.router_.predict_quality(list(sub.prompts))[:, [self.router_.models_.index(m) for m in self.pool_]]
         facts = compute_facts(list(sub.prompts), self._responses(sub), self.pool_, scorer=self.scorer_,
                               encoder=self._encoder() if self.has_answers_ else None)
-        return [_Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
-
-    def _walk_all(self, planners: list["_Planner"], lams: np.ndarray, *, reset: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """(k, n) called-set bit masks and (k, n) index (into the pool) of the returned answer."""
-        k, n = len(lams), len(planners)
-        called = np.zeros((k, n), dtype=np.int64)
-        chosen_idx = np.zeros((k, n), dtype=np.int64)
-        for i, planner in enumerate(planners):
-            if reset:
-                planner.tables.clear()
-            for a in range(k):
-                mask = 0
-                while True:
-                    nxt = planner.next_model(mask, lams, a)
-                    if nxt is None:
-                        break
-                    mask |= 1 << nxt
-                called[a, i] = mask
-                chosen_idx[a, i] = planner.answer(mask)
-        return called, chosen_idx
+        return [Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
 
     # ------------------------------------------------------------- offline
     def simulate(self, log: "OutcomeLog", lams: Sequence[float] | None = None) -> dict[str, np.ndarray]:
@@ -407,8 +305,8 @@ class CascadeRouter(OperatingPoints):
         self._check_fitted()
         grid = np.array([self.lam_] if lams is None else lams, dtype=np.float64).reshape(-1)
         sub = log.select_models(self.pool_)
-        called, chosen_idx = self._walk_all(self._planners(sub), grid)
-        cost, quality = _outcomes(called, chosen_idx, self._unit_costs(sub), sub.scores)
+        called, chosen_idx = walk_all(self.planners(sub), grid)
+        cost, quality = outcomes(called, chosen_idx, self._unit_costs(sub), sub.scores)
         return {"lams": grid, "cost": cost, "quality": quality, "called": called, "chosen": chosen_idx}
 
     def curve(self, log: "OutcomeLog", label: str = "cascade-routing"):
@@ -428,127 +326,17 @@ class CascadeRouter(OperatingPoints):
                                  call_shares=shares, cost_unit=unit,
                                  meta={"pool": list(self.pool_), "kappa": self.kappa_, "max_calls": self.max_calls_})
 
-    def lam_for(self, **request) -> float:
-        """lam meeting a ``budget``, ``strong_share`` or ``target_quality`` on validation, or the
-        lam of a named ``operating_point``; no knob: the default point's lam, else the fitted one."""
-        self._check_fitted()
-        point = request.pop("operating_point", None)
-        knob = check_one_knob(**request)
-        if point is not None:
-            if knob is not None:
-                raise RoutingError(f"give an operating point or {knob}, not both")
-            return float(self.operating_point(point)["lam"])
-        if knob is None:
-            default = self.default_operating_point()
-            return self.lam_ if default is None else float(self.operating_point(default)["lam"])
-        if knob == "lam":
-            return float(request["lam"])
-        return float(self.curve_.lam_for(**{knob: request[knob]}))
-
     # ---------------------------------------------------- operating points
-    # operating_points / default_operating_point / operating_point: routecast.core.operating_points
-    def add_operating_point(self, name: str, *, make_default: bool = False, **request) -> "CascadeRouter":
-        """Store the lam of one knob (``lam``, ``budget``, ``strong_share`` or ``target_quality``,
-        resolved now on the validation curve) under ``name``."""
+    # operating_points, add_operating_point, lam_for and the knob -> lam resolution: routecast.core.operating_points
+    def operating_curve(self) -> OperatingCurve:
+        """The validation curve budgets, shares and quality targets are read from."""
         self._check_fitted()
-        if not isinstance(name, str) or not name or not name.isprintable() or ":" in name or len(name) > 64:
-            raise RoutingError(f"operating point name must be 1-64 printable characters without ':', got {name!r}")
-        if check_one_knob(**request) is None:
-            raise RoutingError("give one of lam, budget, strong_share, target_quality for the operating point")
-        points = self.operating_points()
-        points[name] = {"lam": self.lam_for(**request), "request": dict(request)}
-        self.operating_points_ = points
-        if make_default:
-            self.default_operating_point_ = name
-        return self
+        return self.curve_
 
-    # -------------------------------------------------------------- online
-    def start(self, prompt: str, *, lam: float | None = None, budget: float | None = None,
-              strong_share: float | None = None, target_quality: float | None = None,
-              operating_point: str | None = None) -> "CascadeState":
-        """Begin one live prompt: its ex-ante predictions and its lam (see :meth:`lam_for`).
-
-        The step-wise interface - ``start``, then :meth:`next_model` / :meth:`observe` until
-        ``next_model`` says stop, then :meth:`outcome` - lets a caller that cannot block (the
-        server's event loop) make the calls itself; :meth:`run` is the same loop with a callback.
-        """
-        self._check_fitted()
-        if not isinstance(prompt, str):
-            raise RoutingError(f"prompt must be a string, got {type(prompt).__name__}")
-        value = self.lam_for(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality,
-                             operating_point=operating_point)
-        p = len(self.pool_)
-        prior = self.router_.predict_quality([prompt])[0, [self.router_.models_.index(m) for m in self.pool_]]
-        planner = _Planner(self, logit(prior), AnswerFacts.empty(1, p))
-        return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
-                            planner=planner, responses=np.full((1, p), None, dtype=object))
-
-    def next_model(self, state: "CascadeState") -> str | None:
-        """The model to call next on ``state``'s prompt, or None: stop and take :meth:`outcome`."""
-        nxt = state.planner.next_model(state.mask, np.array([state.lam]), 0)
-        return None if nxt is None else self.pool_[nxt]
-
-    def is_last_call(self, state: "CascadeState", model: str) -> bool:
-        """Whether calling ``model`` now certainly ends the cascade, whatever it answers: it brings
-        the calls to ``max_calls`` (or exhausts the pool). Only this is known before the answer;
-        whether the planner will stop depends on what the answer says."""
-        return bin(state.mask).count("1") + (0 if model in state.order else 1) >= self.max_calls_
-
-    def observe(self, state: "CascadeState", model: str, answer: str) -> None:
-        """Record ``model``'s answer on ``state``'s prompt and update the evidence (answer scorer,
-        agreement, format) every later decision and the outcome read. Any pool model not yet
-        called may be observed (e.g. the one a server fell back to when the planned one failed)."""
-        if model not in self.pool_:
-            raise RoutingError(f"model {model!r} is not in the cascade's pool ({', '.join(self.pool_)})")
-        j = self.pool_.index(model)
-        if state.mask >> j & 1:
-            raise RoutingError(f"model {model!r} was already called on this prompt")
-        if not isinstance(answer, str):
-            raise RoutingError(f"call returned {type(answer).__name__} for model {model!r}; "
-                               "expected the response text")
-        state.responses[0, j] = answer
-        state.order.append(model)
-        state.mask |= 1 << j
-        planner = state.planner
-        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=self.scorer_,
-                                      encoder=self._encoder() if self.has_answers_ else None)
-        planner.tables.clear()
-        planner.posteriors.clear()
-
-    def outcome(self, state: "CascadeState") -> CascadeRoutingOutcome:
-        """The returned answer: the called model's answer with the highest posterior quality."""
-        if not state.mask:
-            raise RoutingError("no model has answered this prompt yet: nothing to return")
-        p = len(self.pool_)
-        best = state.planner.answer(state.mask)
-        post = state.planner.posterior(state.mask)
-        return CascadeRoutingOutcome(answer=state.responses[0, best], model=self.pool_[best],
-                                     models_called=list(state.order),
-                                     posterior={self.pool_[j]: float(post[j]) for j in range(p) if state.mask >> j & 1})
-
-    def run(self, prompt: str, call: Callable[[str, str], str], *, lam: float | None = None,
-            budget: float | None = None, strong_share: float | None = None,
-            target_quality: float | None = None, operating_point: str | None = None) -> CascadeRoutingOutcome:
-        """Answer one live prompt: decide, call, score, maybe call again, return the chosen answer.
-
-        ``call(model, prompt) -> response text``. The operating point is the fitted one (or the
-        default named point) unless one of ``lam``, ``budget``, ``strong_share``,
-        ``target_quality``, ``operating_point`` is given.
-        """
-        state = self.start(prompt, lam=lam, budget=budget, strong_share=strong_share,
-                           target_quality=target_quality, operating_point=operating_point)
-        while (model := self.next_model(state)) is not None:
-            self.observe(state, model, call(model, prompt))
-        return self.outcome(state)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "lam_"):
-            raise NotFittedError("the cascade router is not fitted; call fit(train_log, val_log) first")
+    def _fallback_lam(self) -> float:
+        return self.lam_
 
     # ---------------------------------------------------------- checkpoint
-    #: the registered short name (``router_type`` in config.json)
-    name = "cascade-router"
-
     def save(self, out_dir: str | os.PathLike, *, sign_key: str | os.PathLike | None = None) -> Path:
         """Write a checkpoint folder in the kernel's one format (:mod:`routecast.core.checkpoint`):
         config.json + weights.safetensors + the ex-ante router in ``router/`` + the answer scorer's
@@ -586,143 +374,5 @@ class CascadeRouter(OperatingPoints):
         from routecast.cascade.cascade_checkpoint import build_cascade, probe_cascade
 
         self = build_cascade(cls, folder)
-        self.mask_index_ = {m: i for i, m in enumerate(_masks(len(self.pool_), self.max_calls_, with_empty=True))}
+        self.mask_index_ = {m: i for i, m in enumerate(masks(len(self.pool_), self.max_calls_, with_empty=True))}
         return probe_cascade(self, folder)
-
-
-class _Planner:
-    """The policy on one prompt: posterior per called set, the decision table per called set.
-
-    Everything depends on the called set only (never on lam), so both are cached; a lam only
-    selects a column of the decision table.
-    """
-
-    def __init__(self, owner: CascadeRouter, prior_logit: np.ndarray, facts: AnswerFacts):
-        self.owner = owner
-        self.prior_logit = prior_logit
-        self.facts = facts
-        self.tables: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
-        self.posteriors: dict[int, np.ndarray] = {}
-        self._candidates = _masks(len(owner.pool_), owner.max_calls_, with_empty=False)
-
-    def posterior(self, mask: int) -> np.ndarray:
-        if mask not in self.posteriors:
-            p = len(self.owner.pool_)
-            self.posteriors[mask] = self.owner.posterior_.predict(
-                state_features(self.prior_logit, self.facts, _members(mask, p)))
-        return self.posteriors[mask]
-
-    def table(self, mask: int, lams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Actions at called set ``mask`` (-1 = stop, else the pool index to call) and the one
-        chosen at each lam (cached: it depends on the called set only)."""
-        key = (mask, lams.tobytes())
-        if key in self.tables:
-            return self.tables[key]
-        o = self.owner
-        p = len(o.pool_)
-        q = self.posterior(mask)
-        called = _members(mask, p)
-        actions = ([-1] if mask else []) + [j for j in range(p) if not called[j]]
-        if bin(mask).count("1") >= o.max_calls_:
-            actions = [-1]
-        k = len(lams)
-        value = np.empty((k, len(actions)))
-        cost = np.zeros(len(actions))
-        for a, j in enumerate(actions):
-            if j < 0:
-                value[:, a] = q[called].max()
-            else:
-                value[:, a] = self._value_of_calling(mask, j, q, lams)
-                cost[a] = o.costs_[j]
-        # the kernel's rule at every lam at once: utilities given, lam 0, ties to the cheaper action
-        choice = decide(value - lams[:, None] * cost[None, :], np.broadcast_to(cost, value.shape), 0.0)
-        self.tables[key] = (np.array(actions), choice)
-        return self.tables[key]
-
-    def _value_of_calling(self, mask: int, j: int, q: np.ndarray, lams: np.ndarray) -> np.ndarray:
-        """(k,) expected utility, before paying for ``j``, of calling ``j`` and then deciding again.
-
-        After the call, ``j``'s posterior is drawn around ``q[j]`` with spread kappa * tau[j]; the
-        policy then stops or commits to a further set ``M`` (kappa-spread draws for its new
-        models), maximising E[max quality] - lam * cost of ``M``'s new models, per draw.
-        """
-        o = self.owner
-        if o.lookahead_ == "empirical":
-            return empirical_value_of_calling(self, mask, j, q, lams)
-        p = len(o.pool_)
-        after = mask | 1 << j
-        spread = o.kappa_ * np.diag(o.tau_)
-        # j's answer moves every called model's posterior too (agreement is evidence on both
-        # answers): each is drawn around its current estimate with the spread measured on train
-        moved = np.clip(q[None, :] + o.kappa_ * o.tau_[j][None, :] * o.draws_, 0.0, 1.0)  # (R, P)
-        best_now = np.where(_members(after, p)[None, :], moved, -np.inf).max(axis=1)  # (R,)
-        follow = [0]
-        if bin(after).count("1") < o.max_calls_:
-            follow += [c & ~after for c in self._candidates if c & after == after and c != after]
-        # per follow-up set: the new models' best drawn quality (R',) (none: -inf) and their cost
-        inner_draws = np.clip(q[None, :] + spread[None, :] * o.draws_[::-1], 0.0, 1.0)  # independent of R
-        new_best = np.stack([np.where(_members(c, p)[None, :], inner_draws, -np.inf).max(axis=1) for c in follow])
-        new_cost = np.array([o.costs_[_members(c, p)].sum() for c in follow])
-        # E over R' of max(best_now[r], new_best[m, r']) -> (R, M)
-        expected = np.maximum(best_now[:, None, None], new_best[None, :, :]).mean(axis=2)
-        utility = expected[None, :, :] - lams[:, None, None] * new_cost[None, None, :]  # (k, R, M)
-        return utility.max(axis=2).mean(axis=1)
-
-    def next_model(self, mask: int, lams: np.ndarray, a: int) -> int | None:
-        """Pool index of the next model to call at lam ``lams[a]``, or None to stop."""
-        if bin(mask).count("1") >= self.owner.max_calls_:
-            return None
-        actions, choice = self.table(mask, lams)
-        action = int(actions[int(choice[a])])
-        return None if action < 0 else action
-
-    def answer(self, mask: int) -> int:
-        """Pool index of the called model whose answer has the highest posterior quality."""
-        q = self.posterior(mask)
-        called = _members(mask, len(self.owner.pool_))
-        return int(np.argmax(np.where(called, q, -np.inf)))
-
-
-# ----------------------------------------------------------------- helpers
-def _members(mask: int, p: int) -> np.ndarray:
-    return np.array([(mask >> j) & 1 for j in range(p)], dtype=bool)
-
-
-def _masks(p: int, max_calls: int, *, with_empty: bool) -> list[int]:
-    """Bit masks of the model sets of size <= max_calls (by size, then lexicographic)."""
-    out = [0] if with_empty else []
-    for size in range(1, max_calls + 1):
-        for combo in itertools.combinations(range(p), size):
-            out.append(sum(1 << j for j in combo))
-    return out
-
-
-def _spread(post: np.ndarray, masks: list[int], p: int, max_calls: int) -> np.ndarray:
-    """(P, P) std, over train states, of the change in model ``l``'s posterior when ``j`` is
-    called (``[j, l]``; the diagonal: a model's own answer; off it: ``l`` already called)."""
-    index = {m: s for s, m in enumerate(masks)}
-    tau = np.zeros((p, p))
-    for j in range(p):
-        for l in range(p):
-            diffs = [post[:, index[m | 1 << j], l] - post[:, index[m], l]
-                     for m in masks if not (m >> j) & 1 and bin(m).count("1") < max_calls
-                     and (l == j or (m >> l) & 1)]
-            tau[j, l] = float(np.std(np.concatenate(diffs))) if diffs else 0.0
-    return tau
-
-
-def _outcomes(called: np.ndarray, chosen_idx: np.ndarray, unit_costs: np.ndarray, scores: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(k, n) realised cost (sum over the called models) and quality (score of the returned answer)."""
-    p = unit_costs.shape[1]
-    bits = (called[..., None] >> np.arange(p)) & 1  # (k, n, P)
-    cost = (bits * unit_costs[None, :, :]).sum(axis=2)
-    rows = np.arange(called.shape[1])
-    return cost, scores[rows[None, :], chosen_idx]
-
-
-def _mean_unit_costs(log: "OutcomeLog") -> np.ndarray:
-    """(P,) mean cost per call on the training split; a log without costs uses the relative scale."""
-    from routecast.evaluation.curves import realised_costs
-
-    return realised_costs(log)[0].mean(axis=0)

@@ -59,7 +59,9 @@ class EnsembleResult:
         return Curve.from_points(self.cost[None], self.quality[None], [self.name], **kwargs)
 
 
-def _prepare(log: "OutcomeLog", models: Sequence[str] | None) -> tuple["OutcomeLog", np.ndarray]:
+def prepare_pool(log: "OutcomeLog", models: Sequence[str] | None) -> tuple["OutcomeLog", np.ndarray]:
+    """``log`` restricted to ``models`` (None: all) and the (n,) cost of calling them all; every post-hoc selector
+    (here and :mod:`routecast.cascade.smoothie`) pays for every model, so a missing cost is refused."""
     models = list(log.models if models is None else models)
     sub = log.select_models(models)
     if np.isnan(sub.costs).any():
@@ -74,7 +76,7 @@ def majority_vote(log: "OutcomeLog", models: Sequence[str] | None = None) -> Ens
     from routecast.cascade.agreement import answer_matrix
     from routecast.cascade.answer_scorer import require_responses
 
-    sub, cost = _prepare(log, models)
+    sub, cost = prepare_pool(log, models)
     require_responses(sub, sub.models, why="majority vote")
     answers = answer_matrix(sub.responses)
     choice = np.zeros(sub.n_prompts, dtype=np.int64)
@@ -99,7 +101,7 @@ def best_of_n(log: "OutcomeLog", scorer: "AnswerScorer | Callable", models: Sequ
     """
     from routecast.cascade.answer_scorer import require_responses
 
-    sub, cost = _prepare(log, models)
+    sub, cost = prepare_pool(log, models)
     require_responses(sub, sub.models, why="best-of-n")
     predict = scorer.predict if hasattr(scorer, "predict") else scorer
     ratings = np.stack([np.asarray(predict(list(sub.prompts), list(sub.responses[:, j]), name), dtype=np.float64)
@@ -111,7 +113,7 @@ def best_of_n(log: "OutcomeLog", scorer: "AnswerScorer | Callable", models: Sequ
 
 def oracle_ensemble(log: "OutcomeLog", models: Sequence[str] | None = None) -> EnsembleResult:
     """Best logged score of any model, paying for all of them: the ceiling of post-hoc selection."""
-    sub, cost = _prepare(log, models)
+    sub, cost = prepare_pool(log, models)
     filled = np.nan_to_num(sub.scores, nan=-np.inf)
     choice = np.argmax(filled, axis=1)
     quality = sub.scores[np.arange(sub.n_prompts), choice]

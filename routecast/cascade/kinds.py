@@ -55,7 +55,7 @@ def parse_kinds(spec: str | Sequence[str] | None) -> list[str]:
 
 def cascade_support(log: "OutcomeLog", kinds: str | Sequence[str] = "all", *, warn: bool = True) -> CascadeSupport:
     """Split ``kinds`` into those ``log`` can run and those it cannot (with the reason)."""
-    from routecast.cascade.cascade_router import response_notes
+    from routecast.cascade.pool import response_notes
 
     wanted = parse_kinds(kinds)
     skipped: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """Empirical look-ahead for cascade routing: what one more answer does to the posteriors.
 
-The planner of :mod:`routecast.cascade.cascade_router` values a call by the expected best
+The planner of :mod:`routecast.cascade.planner` values a call by the expected best
 posterior quality after it. Its default draws the posterior after the call from a normal around
 the current estimate, with one spread per (called model, affected model) pair averaged over every
 state, and independently per model. Both simplifications miss what makes agreement worth paying
@@ -26,6 +26,8 @@ the first cheap call. A look-ahead that conditions the follow-up on the drawn an
 from __future__ import annotations
 
 import numpy as np
+
+from routecast.cascade.called_sets import members
 
 #: the look-ahead modes :class:`~routecast.cascade.cascade_router.CascadeRouter` can choose from on validation
 LOOKAHEADS = ("normal", "empirical")
@@ -53,27 +55,25 @@ def empirical_shifts(post: np.ndarray, masks: list[int], p: int, max_calls: int,
 
 def value_of_calling(planner, mask: int, j: int, q: np.ndarray, lams: np.ndarray) -> np.ndarray:
     """(k,) expected utility, before paying for ``j``, of calling ``j`` at ``mask`` and deciding
-    again (see the module docstring; ``planner`` is the cascade router's ``_Planner``)."""
-    from routecast.cascade.cascade_router import _members
-
+    again (see the module docstring; ``planner`` is a :class:`routecast.cascade.planner.Planner`)."""
     o = planner.owner
     p = len(o.pool_)
     index = o.mask_index_
     after = mask | 1 << j
     shifts = o.shifts_
     moved = np.clip(q[None, :] + o.kappa_ * shifts[index[mask], j], 0.0, 1.0)  # (R, P), joint
-    best_now = np.where(_members(after, p)[None, :], moved, -np.inf).max(axis=1)  # (R,)
+    best_now = np.where(members(after, p)[None, :], moved, -np.inf).max(axis=1)  # (R,)
     follow = [0]
     if bin(after).count("1") < o.max_calls_:
-        follow += [c & ~after for c in planner._candidates if c & after == after and c != after]
+        follow += [c & ~after for c in planner.candidates if c & after == after and c != after]
     if len(follow) > 1:
         # a follow-up model m's own answer, from the state after j: its own-posterior shift there
         own = np.stack([shifts[index[after], m, :, m] for m in range(p)], axis=1)  # (R, P)
         inner = np.clip(q[None, :] + o.kappa_ * own[::-1], 0.0, 1.0)
     else:
         inner = np.zeros_like(moved)
-    new_best = np.stack([np.where(_members(c, p)[None, :], inner, -np.inf).max(axis=1) for c in follow])
-    new_cost = np.array([o.costs_[_members(c, p)].sum() for c in follow])
+    new_best = np.stack([np.where(members(c, p)[None, :], inner, -np.inf).max(axis=1) for c in follow])
+    new_cost = np.array([o.costs_[members(c, p)].sum() for c in follow])
     expected = np.maximum(best_now[:, None, None], new_best[None, :, :]).mean(axis=2)  # (R, M)
     utility = expected[None, :, :] - lams[:, None, None] * new_cost[None, None, :]  # (k, R, M)
     return utility.max(axis=2).mean(axis=1)

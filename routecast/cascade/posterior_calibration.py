@@ -32,19 +32,19 @@ GROUPS = ("ex-ante", "called", "not called")
 def posterior_calibration(router: "CascadeRouter", log: "OutcomeLog", n_bins: int = 10) -> dict[str, dict]:
     """``group -> calibration(...)`` (see :func:`routecast.cascade.posterior.calibration`) on the
     prompts of ``log`` with every pool score logged."""
-    from routecast.cascade.cascade_router import _masks, _members
+    from routecast.cascade import called_sets
 
     router._check_fitted()
     sub = log.select_models(router.pool_).complete()
     p = len(router.pool_)
-    planners = router._planners(sub)
-    masks = _masks(p, router.max_calls_, with_empty=True)
+    planners = router.planners(sub)
+    masks = called_sets.masks(p, router.max_calls_, with_empty=True)
     pred: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
     target: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
     for i, planner in enumerate(planners):
         for mask in masks:
             q = planner.posterior(mask)
-            called = _members(mask, p)
+            called = called_sets.members(mask, p)
             groups = [("ex-ante", np.ones(p, bool))] if mask == 0 else [("called", called), ("not called", ~called)]
             for group, members in groups:
                 pred[group].append(q[members])

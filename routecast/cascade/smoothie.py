@@ -64,10 +64,10 @@ def smoothie_select(log: "OutcomeLog", *, encoder: str = DEFAULT_ENCODER, models
     to the earlier model. Needs a response of every model on every prompt.
     """
     from routecast.cascade.answer_scorer import require_responses
-    from routecast.cascade.ensembles import EnsembleResult, _prepare
+    from routecast.cascade.ensembles import EnsembleResult, prepare_pool
     from routecast.router.encoders import get_encoder
 
-    sub, cost = _prepare(log, models)
+    sub, cost = prepare_pool(log, models)
     require_responses(sub, sub.models, why="the Smoothie selector")
     n, k = sub.n_prompts, sub.n_models
     emb = embed_responses(get_encoder(encoder), list(sub.responses.reshape(-1)), max_chars=max_chars)

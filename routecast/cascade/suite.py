@@ -31,7 +31,8 @@ def cascade_curves(prepared: "Prepared", kinds: str | Sequence[str] = "all", *, 
     from routecast.cascade.deferral import ExPostDeferral
 
     from routecast.cascade.cascade import Cascade, search_chains
-    from routecast.cascade.cascade_router import CascadeRouter, frontier_models
+    from routecast.cascade.cascade_router import CascadeRouter
+    from routecast.cascade.pool import frontier_models
     from routecast.cascade.ensembles import majority_vote, oracle_ensemble
     from routecast.cascade.kinds import cascade_support
     from routecast.cascade.smoothie import smoothie_select

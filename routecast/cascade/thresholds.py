@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from routecast.core.policy import utility_ranking
 from routecast.errors import RoutingError
 
 
@@ -163,6 +164,6 @@ class ThresholdSearch:
                     trial = np.repeat(current[None, :], len(self.grids[i]), axis=0)
                     trial[:, i] = self.grids[i]
                     c, q = mean_outcomes(self.scores, self.costs, self.quality, trial)
-                    current = trial[int(np.argmax(q - lam * c))]
+                    current = trial[int(utility_ranking(q, c, lam)[0])]
                 visited.append(current.copy())
         return np.unique(np.stack(visited), axis=0)

@@ -40,8 +40,8 @@ import numpy as np
 
 from routecast.errors import RoutingError
 
-__all__ = ["decide", "utility_ranking", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
-           "RoutecastWarning", "check_one_knob"]
+__all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
+           "RoutecastWarning", "utility_ranking"]
 
 _TOL = 1e-12
 
@@ -67,11 +67,16 @@ def decide(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
 
 
 def utility_ranking(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
-    """Model indices from the best utility ``quality - lam * cost`` to the worst, ties to the cheaper:
-    the order a server falls back in. ``quality`` (m,) or (n, m); the result has its shape."""
+    """Models ordered by utility ``quality - lam * cost``, best first: (m,) or (n, m) int indices.
+
+    The full order behind :func:`decide` (its first entry is ``decide``'s choice up to float noise):
+    utilities equal to 12 decimals go to the cheaper model, then to the lower index. It orders a
+    router's fallback list (``RouteResult.records``), a cascade's ex-ante fallback, and the
+    threshold search's step at each lam.
+    """
     quality = np.asarray(quality, dtype=np.float64)
     costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), quality.shape)
-    return np.lexsort((costs, -np.round(quality - float(lam) * costs, 12)), axis=-1)
+    return np.lexsort((costs, -np.round(quality - lam * costs, 12)), axis=-1)
 
 
 #: grid sizes: evaluation curves, and calibration (denser, so a share or budget is met closely)
@@ -112,22 +117,6 @@ def chosen(matrix: np.ndarray, choice: np.ndarray) -> np.ndarray:
     full = np.broadcast_to(np.asarray(matrix, dtype=np.float64), (n, np.shape(matrix)[-1]))
     rows = np.arange(n)
     return full[rows, choice] if choice.ndim == 1 else full[rows[None, :], choice]
-
-
-def check_one_knob(*, lam=None, budget=None, strong_share=None, target_quality=None) -> str | None:
-    """Name of the one operating knob given (None if none); two or more are an error."""
-    given = [k for k, v in (("lam", lam), ("budget", budget), ("strong_share", strong_share),
-                            ("target_quality", target_quality)) if v is not None]
-    if len(given) > 1:
-        raise RoutingError(f"give at most one of lam, budget, strong_share, target_quality (got {given})")
-    for name, value in (("lam", lam), ("budget", budget), ("target_quality", target_quality)):
-        if value is not None and (isinstance(value, bool) or not np.isfinite(float(value))
-                                  or (name != "target_quality" and float(value) < 0)):
-            raise RoutingError(f"{name} must be a finite number{' >= 0' if name != 'target_quality' else ''}, "
-                               f"got {value!r}")
-    if strong_share is not None and (isinstance(strong_share, bool) or not 0.0 <= float(strong_share) <= 1.0):
-        raise RoutingError(f"strong_share must be in [0, 1], got {strong_share!r}")
-    return given[0] if given else None
 
 
 def pair_share_curve(quality: np.ndarray, scores: np.ndarray, strong: int, weak: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,15 +1,18 @@
-"""Router tags: what a router class declares about itself, like scikit-learn's estimator tags.
+"""Policy tags: what a policy class declares about itself, like scikit-learn's estimator tags.
 
 The contract test (``tests/router/test_contract.py``) runs the same checks on every registered
-router. A router that legitimately cannot pass one of them says so HERE, on its class, with a
-``tags`` class attribute - never in a list inside a test - so a new router is checked in full
-unless its author declares, next to the code, why not::
+policy (routers, cascades, the answer scorer). A class that legitimately cannot pass one of them
+says so HERE, on its class, with a ``tags`` class attribute - never in a list inside a test - so a
+new policy is checked in full unless its author declares, next to the code, why not::
 
-    from routecast.core.tags import RouterTags
+    from routecast.core.tags import PolicyTags
 
     @register_router("my-router")
     class MyRouter(Router):
-        tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 2})
+        tags = PolicyTags(needs_torch=True, quick_params={"max_epochs": 2})
+
+``PolicyTags`` was called ``RouterTags`` before cascades shared the contract; the old names
+(``RouterTags``, ``router_tags``) stay importable from here for user code written against them.
 
 A subclass inherits its parent's tags; change one with ``dataclasses.replace(Parent.tags, ...)``.
 A class without a ``tags`` attribute has the defaults (every check applies).
@@ -28,8 +31,8 @@ from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
-class RouterTags:
-    """Declared properties of a router class. Every field defaults to "the ordinary case"."""
+class PolicyTags:
+    """Declared properties of a policy class. Every field defaults to "the ordinary case"."""
 
     #: ``predict_quality`` needs the prompt TEXTS; it cannot route from precomputed embeddings
     #: (the oracle looks prompts up, ``finetuned-encoder`` tokenises them). Routing from
@@ -67,22 +70,27 @@ class RouterTags:
         object.__setattr__(self, "quick_params", MappingProxyType(dict(self.quick_params)))
         for f in fields(self):
             if f.name != "quick_params" and not isinstance(getattr(self, f.name), bool):
-                raise TypeError(f"RouterTags.{f.name} must be a bool, got {getattr(self, f.name)!r}")
+                raise TypeError(f"PolicyTags.{f.name} must be a bool, got {getattr(self, f.name)!r}")
 
 
-#: the tags of a router class that declares none
-DEFAULT_TAGS = RouterTags()
+#: the tags of a policy class that declares none
+DEFAULT_TAGS = PolicyTags()
 
 
-def router_tags(router_or_class: Any) -> RouterTags:
-    """The tags of a router class or instance (``DEFAULT_TAGS`` when it declares none).
+def policy_tags(policy_or_class: Any) -> PolicyTags:
+    """The tags of a policy class or instance (``DEFAULT_TAGS`` when it declares none).
 
-    Refuses a ``tags`` attribute that is not a :class:`RouterTags` (a plain dict would silently
+    Refuses a ``tags`` attribute that is not a :class:`PolicyTags` (a plain dict would silently
     exempt nothing), so a mistyped declaration fails loudly instead of being ignored.
     """
-    cls = router_or_class if isinstance(router_or_class, type) else type(router_or_class)
+    cls = policy_or_class if isinstance(policy_or_class, type) else type(policy_or_class)
     tags = getattr(cls, "tags", DEFAULT_TAGS)
-    if not isinstance(tags, RouterTags):
-        raise TypeError(f"{cls.__qualname__}.tags must be a routecast.core.tags.RouterTags, "
+    if not isinstance(tags, PolicyTags):
+        raise TypeError(f"{cls.__qualname__}.tags must be a routecast.core.tags.PolicyTags, "
                         f"got {type(tags).__name__}")
     return tags
+
+
+#: the names used before cascades shared the contract (kept for user code; routecast uses the new ones)
+RouterTags = PolicyTags
+router_tags = policy_tags

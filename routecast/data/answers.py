@@ -25,7 +25,8 @@ import re
 import string
 
 _BOXED = re.compile(r"\\boxed\s*\{")
-_GSM8K = re.compile(r"####\s*(.+)")
+#: the GSM8K final-answer marker ("#### 42"); public so the answer-format feature reads the same rule
+GSM8K_MARKER = re.compile(r"####\s*(.+)")
 # an upper-case letter, or a lower-case one in brackets or closing the line ("answer: b.")
 _LETTER = r"(?:[\(\[\*]\s*([A-Ea-e])\s*[\)\]\*]|([A-E])(?![A-Za-z])|([a-e])(?=\s*[.)]?\s*(?:$|\n)))"
 _CHOICE_PATTERNS = [
@@ -45,10 +46,10 @@ def final_answer(text: object) -> str | None:
     text = text.strip()
     if not text:
         return None
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return _canonical_short(boxed)
-    gsm = _GSM8K.findall(text)
+    gsm = GSM8K_MARKER.findall(text)
     if gsm:
         number = extract_number(gsm[-1])
         return number if number is not None else normalise_text(gsm[-1])
@@ -100,7 +101,7 @@ def canonical_number(raw: str) -> str | None:
     return repr(round(value, 9)).rstrip("0").rstrip(".")
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``, with nested braces balanced."""
     starts = [m.end() for m in _BOXED.finditer(text)]
     if not starts:

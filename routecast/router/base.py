@@ -14,7 +14,6 @@ scikit-learn convention: ``__init__`` stores hyperparameters only, learned attri
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from abc import ABC, abstractmethod
@@ -24,11 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from routecast.errors import NotFittedError, RoutingError
-from routecast.core.operating_points import OperatingPoints
-from routecast.core.tags import DEFAULT_TAGS, RouterTags
-from routecast.core.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, check_one_knob, chosen,
-                                     decide, strong_weak, sweep)
+from routecast.errors import RoutingError
+from routecast.core.estimator import Estimator
+from routecast.core.operating_points import CURVE_KNOBS, OperatingPoints
+from routecast.core.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, chosen, decide, strong_weak,
+                                   sweep, utility_ranking)
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -77,8 +76,7 @@ class RouteResult:
         cost = np.broadcast_to(cost, quality.shape)
         picked = quality[np.arange(len(choice)), choice]
         ranks = ((quality > picked[:, None]).sum(axis=1) + 1).tolist()
-        utility = quality - lam * cost
-        orders = np.lexsort((cost, -np.round(utility, 12)), axis=-1).tolist()
+        orders = utility_ranking(quality, cost, lam).tolist()
         # tolist() once per array: per-element numpy scalar conversion dominated batch routing
         return [
             {"model": models[c], "rank": rank, "predicted_quality": dict(zip(models, row)), "expected_cost": expected,
@@ -88,11 +86,13 @@ class RouteResult:
         ]
 
 
-class Router(OperatingPoints, ABC):
-    """Base class of every router: a1 (learned) and a2 (baseline)."""
+class Router(Estimator, OperatingPoints, ABC):
+    """Base class of every router: a1 (learned) and a2 (baseline).
 
-    #: registry name, set by :func:`routecast.core.registry.register_router`
-    name: ClassVar[str] = ""
+    Hyperparameters, ``clone``, tags, the registry name and the fitted check are the kernel's
+    estimator contract (:class:`routecast.core.estimator.Estimator`)."""
+
+    kind: ClassVar[str] = "router"
     #: "a1" learns a quality model from outcomes; "a2" is a non-pretrained baseline
     family: ClassVar[str] = "a1"
     #: whether ``_fit``/``_predict_quality`` consume sentence embeddings (else texts only)
@@ -101,34 +101,9 @@ class Router(OperatingPoints, ABC):
     search_space: ClassVar[dict[str, Any]] = {}
     #: evaluation-only routers (the oracle) are never exported or served
     evaluation_only: ClassVar[bool] = False
-    #: what the contract test may not check on this router, and why (routecast.core.tags)
-    tags: ClassVar[RouterTags] = DEFAULT_TAGS
 
-    # ----------------------------------------------------------- parameters
-    @classmethod
-    def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters as given to ``__init__`` (JSON-able). ``deep`` is accepted so
-        ``sklearn.base.clone`` works; a router holds no nested estimators, so it changes nothing."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def set_params(self, **params) -> "Router":
-        known = set(self.param_names())
-        for key, value in params.items():
-            if key not in known:
-                from routecast.errors import ConfigError
-
-                raise ConfigError(f"router {self.name!r} has no hyperparameter {key!r}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def _describe(self) -> str:
+        return f"router {self.name or type(self).__name__!r}"
 
     # ----------------------------------------------------------------- fit
     def fit(self, log: "OutcomeLog", embeddings: np.ndarray | None = None) -> "Router":
@@ -211,42 +186,20 @@ class Router(OperatingPoints, ABC):
                            costs: np.ndarray | None = None) -> RouteResult:
         """The decision half of :meth:`route`, for predictions already made."""
         self._check_fitted()
-        knob = check_one_knob(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality)
-        if knob is not None and operating_point is not None:
-            raise RoutingError(f"give either operating_point or {knob}, not both")
-        point_name = None
-        if knob is None:
-            point_name = operating_point if operating_point is not None else self.default_operating_point()
-            if point_name is not None:
-                lam, knob = self.operating_point(point_name)["lam"], "lam"
-        needs_cost = knob is not None and not (lam is not None and lam == 0)
-        cost = self._route_costs(costs, quality.shape[0], required=needs_cost)
-        if lam is None:
-            lam = 0.0
-            if knob is not None:
-                request = {knob: {"budget": budget, "strong_share": strong_share,
-                                  "target_quality": target_quality}[knob]}
-                lam = self.operating_curve(quality, cost).lam_for(**request)
+        request = {"lam": lam, "budget": budget, "strong_share": strong_share, "target_quality": target_quality,
+                   "operating_point": operating_point}
+        n = quality.shape[0]
+        lam, point_name = self.resolve_lam(
+            request, curve=lambda: self.operating_curve(quality, self._route_costs(costs, n, required=True)))
+        # unknown costs are an error only when they change the decision: lam > 0, or a knob read off the curve
+        by_curve = any(request[k] is not None for k in CURVE_KNOBS)
+        cost = self._route_costs(costs, n, required=by_curve or lam != 0)
         choice = decide(quality, cost, lam)
         expected = chosen(cost, choice)
         return RouteResult(self.models_, choice, quality, expected, float(lam), point_name, costs=cost)
 
     # ----------------------------------------------------- operating points
-    # operating_points / default_operating_point / operating_point: routecast.core.operating_points
-    def add_operating_point(self, name: str, point: dict[str, Any], *, make_default: bool = True) -> "Router":
-        """Store a named point (``lam`` required, finite and >= 0); optionally make it the default."""
-        self._check_fitted()
-        lam = point.get("lam")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not np.isfinite(lam) or lam < 0:
-            raise RoutingError(f"operating point {name!r}: lam must be a finite number >= 0, got {lam!r}")
-        if not isinstance(name, str) or not name or not name.isprintable() or ":" in name or len(name) > 64:
-            raise RoutingError(f"operating point name must be 1-64 printable characters without ':', got {name!r}")
-        points = self.operating_points()
-        points[name] = {**point, "lam": float(lam)}
-        self.operating_points_ = points
-        if make_default:
-            self.default_operating_point_ = name
-        return self
+    # operating_points, add_operating_point, lam_for and the knob -> lam resolution: routecast.core.operating_points
 
     def operating_curve(self, quality: np.ndarray | None = None, cost: np.ndarray | None = None) -> OperatingCurve:
         """The curve budgets and targets are read from: the one measured by :meth:`calibrate`
@@ -303,10 +256,6 @@ class Router(OperatingPoints, ABC):
         return self
 
     # ------------------------------------------------------------ helpers
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise NotFittedError(f"router {self.name or type(self).__name__!r} is not fitted; call fit() first")
-
     def _embeddings_for(self, texts, embeddings):
         if embeddings is not None:
             X = np.asarray(embeddings, dtype=np.float32)

@@ -15,11 +15,10 @@ from routecast.core.registry import register_router
 
 @register_router("best-single")
 class BestSingleRouter(Router):
+    """Every prompt's predicted quality is each model's mean training score (no hyperparameters)."""
+
     family = "a2"
     uses_embeddings = False
-
-    def __init__(self):
-        pass
 
     def _fit(self, log, X):
         means = log.mean_scores()

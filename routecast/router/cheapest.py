@@ -11,11 +11,12 @@ from routecast.core.registry import register_router
 
 @register_router("cheapest")
 class CheapestRouter(Router):
+    """Predicts quality 1 for the model with the lowest mean training cost, 0 for the others.
+
+    No hyperparameters, so no ``__init__``: the estimator contract reads an empty signature."""
+
     family = "a2"
     uses_embeddings = False
-
-    def __init__(self):
-        pass
 
     def _fit(self, log, X):
         if np.isnan(self.costs_).all():

@@ -27,7 +27,7 @@ from routecast.router.group_prior import (STRENGTH_GRID, check_strength, masked_
 from routecast.router.inner_split import split_validation
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 
 #: numbers of clusters tried by ``k="auto"``
 K_GRID = (1, 5, 10, 20, 40, 80)
@@ -61,7 +61,7 @@ class ClusterPriorRouter(Router):
 
     family = "a2"
     uses_embeddings = True
-    tags = RouterTags(quick_params={"k": 5, "shrinkage": 2.0})
+    tags = PolicyTags(quick_params={"k": 5, "shrinkage": 2.0})
     search_space = {"k": Categorical(list(K_GRID[1:])), "shrinkage": Float(0.0, 100.0)}
 
     def __init__(self, k: Any = "auto", shrinkage: Any = "auto", val_fraction: float = 0.2,

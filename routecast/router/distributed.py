@@ -1,13 +1,17 @@
 """Lightning distribution options of the torch routers, and which process may write.
 
-The routers trained by Lightning (``mlp``, ``finetuned-encoder``) take four hyperparameters that
-go straight to ``pytorch_lightning.Trainer``: ``accelerator``, ``devices``, ``num_nodes`` and
-``strategy`` (``auto`` = one process; ``ddp_spawn`` = Lightning spawns the ranks and returns the
-rank-0 weights to the calling process; ``ddp`` = Lightning re-runs the command once per extra
-rank, or each node's command is started by the user with ``NODE_RANK``, ``MASTER_ADDR``,
-``MASTER_PORT``). They are hyperparameters in the scikit-learn sense of ``n_jobs``: stored by
-``__init__``, read by ``fit``, and they do not change what is learned beyond float summation
-order, because ``batch_size`` stays the *global* batch (each of N ranks takes ``batch_size / N``).
+The estimators trained by Lightning (``mlp``, ``mf``, ``finetuned-encoder``, the static-encoder
+trainer) take four trainer options that go straight to ``pytorch_lightning.Trainer``:
+``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` (``auto`` = one process;
+``ddp_spawn`` = Lightning spawns the ranks and returns the rank-0 weights to the calling process;
+``ddp`` = Lightning re-runs the command once per extra rank, or each node's command is started by
+the user with ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). They say where a fit runs, not what
+is learned (beyond float summation order: ``batch_size`` stays the *global* batch, each of N ranks
+takes ``batch_size / N``), so they are NOT hyperparameters: a checkpoint served on one CPU must not
+carry the GPU count it was trained with. They are set before ``fit`` with
+:meth:`LightningFit.set_trainer_options` (the training commands do it from ``--devices`` etc.), are
+not in ``get_params()`` and are not saved. Checkpoints and configs written when they were
+hyperparameters still load: the four keys are ``retired_params``, ignored with a warning.
 
 This module imports neither torch nor Lightning: the rank is read from the environment variables
 Lightning and torchrun set, so the training layer can decide before and after fitting whether the
@@ -21,7 +25,7 @@ from typing import Any, Mapping
 
 from routecast.errors import ConfigError, RoutecastError
 
-#: hyperparameter names shared by every Lightning-trained router, with their single-process defaults
+#: the trainer options of every Lightning-trained estimator, with their single-process defaults
 TRAINER_DEFAULTS: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -40,11 +44,34 @@ def check_trainer_options(accelerator: str, devices: int, num_nodes: int, strate
         raise ConfigError(f"devices={devices}, num_nodes={num_nodes} need strategy 'ddp' or 'ddp_spawn'")
 
 
-def trainer_options(router: Any) -> dict[str, Any]:
-    """The four distribution hyperparameters of ``router``, checked."""
-    options = {name: getattr(router, name) for name in TRAINER_DEFAULTS}
-    check_trainer_options(**options)
-    return options
+def merge_trainer_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` (None values: the default) over :data:`TRAINER_DEFAULTS`, checked; unknown keys refused."""
+    merged = {**TRAINER_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    unknown = sorted(set(merged) - set(TRAINER_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown distribution option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(TRAINER_DEFAULTS)}")
+    check_trainer_options(**merged)
+    return merged
+
+
+class LightningFit:
+    """Mixin of the estimators trained by Lightning: where ``fit`` runs is set per estimator
+    instance before fitting (:meth:`set_trainer_options`), never as a hyperparameter."""
+
+    #: the trainer options were hyperparameters before; old checkpoints and configs that still
+    #: name them load, the values ignored with a warning (routecast.core.registry)
+    retired_params = frozenset(TRAINER_DEFAULTS)
+
+    def set_trainer_options(self, **options: Any):
+        """Where the next ``fit`` trains (accelerator, devices, num_nodes, strategy), checked now.
+        Not a hyperparameter: not in ``get_params()``, not copied by ``clone``, not saved."""
+        self._trainer_options = merge_trainer_options(options)
+        return self
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The trainer options the next ``fit`` uses (default: one CPU process)."""
+        return dict(getattr(self, "_trainer_options", None) or TRAINER_DEFAULTS)
 
 
 def world_size(options: Mapping[str, Any]) -> int:
@@ -81,18 +108,14 @@ class DistributedTrainingError(RoutecastError):
 
 
 def distribution_params(router: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The distribution hyperparameters to add to ``router``'s parameters: only those that differ from
-    one CPU process, checked; a router that does not train with Lightning is refused by name."""
+    """The trainer options to set on ``router`` before fitting (:meth:`LightningFit.set_trainer_options`):
+    only those that differ from one CPU process, checked; a router that does not train with
+    Lightning is refused by name."""
     from routecast.core.registry import get_router_class
 
-    merged = {**TRAINER_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
-    unknown = sorted(set(merged) - set(TRAINER_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown distribution option(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(TRAINER_DEFAULTS)}")
-    check_trainer_options(**merged)
+    merged = merge_trainer_options(options)
     changed = {k: v for k, v in merged.items() if v != TRAINER_DEFAULTS[k]}
-    if changed and not set(TRAINER_DEFAULTS) <= set(get_router_class(router).param_names()):
+    if changed and not issubclass(get_router_class(router), LightningFit):
         raise ConfigError(f"router {router!r} does not train with Lightning, so "
                           f"{', '.join(sorted(changed))} cannot apply to it; routers that take them: "
                           f"{', '.join(lightning_routers())}")
@@ -100,8 +123,7 @@ def distribution_params(router: str, options: Mapping[str, Any] | None) -> dict[
 
 
 def lightning_routers() -> list[str]:
-    """Registered routers whose hyperparameters include the distribution options."""
+    """Registered routers trained by Lightning (those that take trainer options)."""
     from routecast.core.registry import get_router_class, router_names
 
-    return [name for name in router_names()
-            if set(TRAINER_DEFAULTS) <= set(get_router_class(name).param_names())]
+    return [name for name in router_names() if issubclass(get_router_class(name), LightningFit)]

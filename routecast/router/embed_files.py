@@ -18,28 +18,17 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from routecast.data.ray_engine import check_rows, complete_folder, concurrency, input_files
 from routecast.errors import ConfigError, DataError
-from routecast.router.embedding_cache import EmbeddingCache, text_key
+from routecast.router.embedding_cache import EmbeddingCache, embedding_table
 
 ENGINES = ("local", "ray")
 #: rows per output file of the local engine (and per task handed to a worker process)
 SHARD_ROWS = 20_000
-
-
-def embedding_table(ids: Sequence[Any], prompts: Sequence[str], vectors: np.ndarray):
-    """The one output shape: ``id``, ``key`` (cache key), ``embedding`` (fixed-size float32 list)."""
-    import pyarrow as pa
-
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    embedding = pa.FixedSizeListArray.from_arrays(flat, int(vectors.shape[1]))
-    keys = pa.array([text_key(str(p)).decode("ascii") for p in prompts], type=pa.string())
-    return pa.table({"id": pa.array(list(ids)), "key": keys, "embedding": embedding})
 
 
 def read_prompt_rows(path: str | os.PathLike) -> tuple[list[Any], list[str]]:

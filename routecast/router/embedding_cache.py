@@ -29,7 +29,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -219,4 +219,16 @@ def _dir_name(name: str) -> str:
     return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
-__all__ = ["EmbeddingCache", "embed", "default_cache_dir", "text_key", "PROGRESS_THRESHOLD"]
+def embedding_table(ids: Sequence[Any], prompts: Sequence[str], vectors: np.ndarray):
+    """The one output shape of embedded prompt files (local and Ray engines alike): ``id``, ``key``
+    (this cache's key of the prompt), ``embedding`` (fixed-size float32 list)."""
+    import pyarrow as pa
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    embedding = pa.FixedSizeListArray.from_arrays(flat, int(vectors.shape[1]))
+    keys = pa.array([text_key(str(p)).decode("ascii") for p in prompts], type=pa.string())
+    return pa.table({"id": pa.array(list(ids)), "key": keys, "embedding": embedding})
+
+
+__all__ = ["EmbeddingCache", "embed", "default_cache_dir", "text_key", "embedding_table", "PROGRESS_THRESHOLD"]

@@ -19,7 +19,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
 from routecast.core.registry import register_router
 from routecast.router.search_space import Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -27,7 +27,7 @@ from routecast.router.encoders.default import DEFAULT_ENCODER
 class ExemplarRouter(Router):
     family = "a2"
     search_space = {"n_auto": Int(5, 200, log=True)}
-    tags = RouterTags(quick_params={"n_auto": 5})
+    tags = PolicyTags(quick_params={"n_auto": 5})
 
     def __init__(self, exemplars: dict[str, list[str]] | None = None, n_auto: int = 50,
                  encoder: str = DEFAULT_ENCODER, seed: int = 0):

@@ -40,14 +40,14 @@ import torch
 
 from routecast.errors import ConfigError, RoutingError
 from routecast.router.base import Router
-from routecast.router.distributed import trainer_options
+from routecast.router.distributed import LightningFit
 from routecast.router.dual_contrastive import DualContrastiveObjective, check_dual_contrastive, model_similarities
 from routecast.router.mlp import check_loss, split_validation
 from routecast.router.net_state import TorchNetState
 from routecast.router.quality_net import TransformerQualityNet
 from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 
 _BASE_MODELS = ("minilm", "tiny")
 _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -61,13 +61,13 @@ def _minilm_path() -> Path:
 
 
 @register_router("finetuned-encoder")
-class FinetunedEncoderRouter(TorchNetState, Router):
+class FinetunedEncoderRouter(LightningFit, TorchNetState, Router):
     """MiniLM fine-tuned end to end with one sigmoid quality head per model, optionally with
     RouterDC's dual contrastive loss (``objective``)."""
 
     family = "a1"
     uses_embeddings = False
-    tags = RouterTags(requires_texts=True, needs_torch=True, slow_fit=True,
+    tags = PolicyTags(requires_texts=True, needs_torch=True, slow_fit=True,
                       quick_params={"base_model": "tiny", "max_epochs": 1, "max_seq_length": 32})
     search_space = {
         "lr": Float(1e-5, 1e-4, log=True),
@@ -81,11 +81,10 @@ class FinetunedEncoderRouter(TorchNetState, Router):
                  weight_decay: float = 0.01, val_fraction: float = 0.1, patience: int = 1,
                  loss: str = "bce", objective: str = "masked", top_k: int = 3, last_k: int = 3,
                  n_clusters: int = 5, temperature: float = 1.0, sample_weight: float = 1.0,
-                 seed: int = 0, accelerator: str = "cpu", devices: int = 1,
-                 num_nodes: int = 1, strategy: str = "auto"):
+                 seed: int = 0):
         # loss: the masked loss kind (bce/mse); objective/top_k/last_k/n_clusters/temperature/
         # sample_weight: RouterDC's dual contrastive loss (module docstring; defaults are the paper's)
-        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed)
+        # where it trains (accelerator, devices, ...) is set_trainer_options (routecast.router.distributed)
         self.base_model = base_model
         self.max_seq_length = max_seq_length
         self.max_epochs = max_epochs
@@ -103,10 +102,6 @@ class FinetunedEncoderRouter(TorchNetState, Router):
         self.temperature = temperature
         self.sample_weight = sample_weight
         self.seed = seed
-        self.accelerator = accelerator
-        self.devices = devices
-        self.num_nodes = num_nodes
-        self.strategy = strategy
 
     # ------------------------------------------------------------ helpers
     def _build_net(self, config: dict[str, Any]) -> TransformerQualityNet:
@@ -213,7 +208,7 @@ class FinetunedEncoderRouter(TorchNetState, Router):
 
     def _fit(self, log, X) -> None:
         check_loss(self.loss)
-        options = trainer_options(self)
+        options = self.trainer_options()
         from torch.utils.data import TensorDataset
 
         from routecast.router.lightning_module import LossHistory, QualityNetModule, train_module

@@ -26,16 +26,14 @@ from routecast.router.mlp import MlpRouter
 from routecast.router.net_state import require_torch
 from routecast.core.registry import register_router
 from routecast.router.search_space import Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 
 
 @register_router("irt")
 class IrtRouter(MlpRouter):
     """Multidimensional IRT: per-model abilities, per-prompt difficulty and discrimination."""
 
-    family = "a1"
-    uses_embeddings = True
-    tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
+    tags = PolicyTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
     search_space = {**MlpRouter.search_space, "ability_dim": Int(1, 32, log=True), "n_layers": Int(0, 2)}
 
     def __init__(self, *, ability_dim: int = 8, hidden_dim: int = 256, n_layers: int = 1,

@@ -14,7 +14,8 @@ learned embedding of each model. It learns from either kind of supervision:
   It orders models per prompt and is comparable across prompts, but it is a win rate, not an
   expected benchmark score; calibrate (``Router.calibrate``) before routing on budgets.
 
-Two training paths, one objective. In one CPU process (the defaults: ``accelerator="cpu"``,
+Two training paths, one objective. In one CPU process (the default trainer options,
+:meth:`~routecast.router.distributed.LightningFit.set_trainer_options`: ``accelerator="cpu"``,
 ``devices=1``, ``num_nodes=1``, ``strategy="auto"``) a plain torch loop trains it: the network is
 tiny, and Lightning's start-up and per-row data loader cost more than the training itself (see
 :data:`LIGHTNING_STARTUP_NOTE`). Any other setting (``ddp``/``ddp_spawn``, several devices or
@@ -39,12 +40,12 @@ import numpy as np
 
 from routecast.errors import DataError, RoutingError
 from routecast.router.base import Router
-from routecast.router.distributed import trainer_options, world_size
+from routecast.router.distributed import LightningFit, world_size
 from routecast.router.mlp import check_loss
 from routecast.router.net_state import TorchNetState, require_torch
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _WINNER_TARGET = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -128,12 +129,10 @@ def cost_vector(models: tuple[str, ...], costs: dict[str, float] | None) -> np.n
 
 
 @register_router("mf")
-class MatrixFactorizationRouter(TorchNetState, Router):
+class MatrixFactorizationRouter(LightningFit, TorchNetState, Router):
     """Matrix factorisation of prompt x model quality (RouteLLM's MF router)."""
 
-    family = "a1"
-    uses_embeddings = True
-    tags = RouterTags(needs_torch=True, quick_params={"epochs": 5, "dim": 16})
+    tags = PolicyTags(needs_torch=True, quick_params={"epochs": 5, "dim": 16})
     search_space = {
         "dim": Int(16, 256, log=True),
         "lr": Float(1e-4, 3e-2, log=True),
@@ -144,10 +143,9 @@ class MatrixFactorizationRouter(TorchNetState, Router):
 
     def __init__(self, *, dim: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
                  epochs: int = 20, batch_size: int = 256, loss: str = "bce",
-                 encoder: str = DEFAULT_ENCODER, seed: int = 0,
-                 accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
-        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed);
-        # anything but one CPU process trains with Lightning (see the module docstring)
+                 encoder: str = DEFAULT_ENCODER, seed: int = 0):
+        # where it trains (set_trainer_options, routecast.router.distributed): anything but one CPU
+        # process trains with Lightning (see the module docstring)
         self.dim = dim
         self.lr = lr
         self.weight_decay = weight_decay
@@ -156,10 +154,6 @@ class MatrixFactorizationRouter(TorchNetState, Router):
         self.loss = loss
         self.encoder = encoder
         self.seed = seed
-        self.accelerator = accelerator
-        self.devices = devices
-        self.num_nodes = num_nodes
-        self.strategy = strategy
 
     def _build_net(self, config: dict[str, Any]):
         from routecast.router.quality_net import MatrixFactorizationNet
@@ -185,7 +179,6 @@ class MatrixFactorizationRouter(TorchNetState, Router):
         if len(pairs.model_a) == 0:
             raise RoutingError("cannot fit router 'mf' on an empty preference log")
         torch = require_torch("training router 'mf'")
-        trainer_options(self)  # a bad distribution setting fails before the prompts are embedded
         models, a, b, y = preference_arrays(pairs)
         X = pair_embeddings(self, pairs, embeddings)
         self.models_ = models
@@ -200,7 +193,7 @@ class MatrixFactorizationRouter(TorchNetState, Router):
     # ------------------------------------------------------------ shared
     def uses_lightning(self) -> bool:
         """Whether ``fit`` trains with Lightning: any setting but one CPU process (see the module docstring)."""
-        options = trainer_options(self)
+        options = self.trainer_options()
         return world_size(options) > 1 or options["strategy"] != "auto" or options["accelerator"] != "cpu"
 
     def _train(self, in_dim: int, n_models: int, rows: tuple, batch_loss) -> None:
@@ -240,7 +233,7 @@ class MatrixFactorizationRouter(TorchNetState, Router):
         module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=batch_loss)
         # no validation split: mf trains for ``epochs`` epochs on both paths (no early stopping)
         train_module(module, TensorDataset(*rows), None, batch_size=batch, seed=int(self.seed),
-                     max_epochs=int(self.epochs), trainer_options=trainer_options(self))
+                     max_epochs=int(self.epochs), trainer_options=self.trainer_options())
 
     # ----------------------------------------------------------- predict
     def _predict_quality(self, X: np.ndarray, texts) -> np.ndarray:

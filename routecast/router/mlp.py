@@ -18,12 +18,12 @@ import numpy as np
 
 from routecast.errors import ConfigError
 from routecast.router.base import Router
-from routecast.router.distributed import trainer_options
+from routecast.router.distributed import LightningFit
 from routecast.router.net_state import TorchNetState, require_torch
 from routecast.router.inner_split import split_validation  # noqa: F401 - re-exported
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -33,12 +33,10 @@ def check_loss(loss: str) -> None:
 
 
 @register_router("mlp")
-class MlpRouter(TorchNetState, Router):
+class MlpRouter(LightningFit, TorchNetState, Router):
     """Multi-head MLP on sentence embeddings; predicted quality = sigmoid(head) per model."""
 
-    family = "a1"
-    uses_embeddings = True
-    tags = RouterTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
+    tags = PolicyTags(needs_torch=True, quick_params={"max_epochs": 5, "hidden_dim": 32})
     search_space = {
         "hidden_dim": Int(64, 1024, log=True),
         "n_layers": Int(1, 3),
@@ -51,9 +49,8 @@ class MlpRouter(TorchNetState, Router):
     def __init__(self, *, hidden_dim: int = 256, n_layers: int = 2, dropout: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-4, max_epochs: int = 100,
                  batch_size: int = 256, patience: int = 5, val_fraction: float = 0.1,
-                 loss: str = "bce", encoder: str = DEFAULT_ENCODER, seed: int = 0,
-                 accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
-        # accelerator/devices/num_nodes/strategy: Lightning's distribution (routecast.router.distributed)
+                 loss: str = "bce", encoder: str = DEFAULT_ENCODER, seed: int = 0):
+        # where it trains (accelerator, devices, ...) is set_trainer_options (routecast.router.distributed)
         self.hidden_dim = hidden_dim
         self.n_layers = n_layers
         self.dropout = dropout
@@ -66,10 +63,6 @@ class MlpRouter(TorchNetState, Router):
         self.loss = loss
         self.encoder = encoder
         self.seed = seed
-        self.accelerator = accelerator
-        self.devices = devices
-        self.num_nodes = num_nodes
-        self.strategy = strategy
 
     # ----------------------------------------------------------------- fit
     def fit_with_callbacks(self, log, embeddings: np.ndarray | None = None,
@@ -91,7 +84,7 @@ class MlpRouter(TorchNetState, Router):
 
     def _fit(self, log, X: np.ndarray) -> None:
         check_loss(self.loss)
-        options = trainer_options(self)
+        options = self.trainer_options()
         torch = require_torch(f"training router {self.name!r}")
         from torch.utils.data import TensorDataset
 

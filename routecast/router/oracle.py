@@ -13,7 +13,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.router.base import Router
 from routecast.core.registry import register_router
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 
 
 def _key(text: str) -> str:
@@ -25,7 +25,7 @@ class OracleRouter(Router):
     family = "a2"
     uses_embeddings = False
     evaluation_only = True
-    tags = RouterTags(requires_texts=True)  # looks prompts up by their text
+    tags = PolicyTags(requires_texts=True)  # looks prompts up by their text
 
     def __init__(self):
         pass

@@ -12,6 +12,7 @@ from pairs only: :mod:`routecast.router.from_pairs`).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from routecast.data.outcome_log import OutcomeLog
+from routecast.errors import ConfigError
 
 from routecast.router.encoders.default import DEFAULT_ENCODER  # noqa: E402 - re-exported
 
@@ -151,8 +153,12 @@ def router_params(name: str, params: dict[str, Any] | None, prepared: Prepared) 
     return params
 
 
-def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, on: str = "train"):
+def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, on: str = "train",
+               trainer_options: dict[str, Any] | None = None):
     """Build router ``name`` and fit it on split ``on``; returns (router, seconds spent fitting).
+
+    ``trainer_options`` (where a Lightning router trains: see :mod:`routecast.router.distributed`,
+    which checks them with ``distribution_params``) are set on the router before ``fit``.
 
     Evaluation-only routers (the oracle) are fitted on the whole log: they look answers up.
     Embeddings come from the prepared cache when the router uses the prepared encoder. On a
@@ -163,6 +169,8 @@ def fit_router(name: str, params: dict[str, Any] | None, prepared: Prepared, *, 
 
     params = router_params(name, params, prepared)
     router = make_router(name, **params)
+    if trainer_options:
+        router.set_trainer_options(**trainer_options)
     split = "all" if router.evaluation_only else on
     log = prepared.split(split)
     X = None
@@ -178,3 +186,36 @@ def split_embeddings(router, prepared: Prepared, split: str) -> np.ndarray | Non
     if router.uses_embeddings and getattr(router, "encoder", None) == prepared.encoder:
         return prepared.embeddings(split)
     return None
+
+
+def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
+                           val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
+                           limit: int | None = None, columns=None, prices=None,
+                           distribution: dict[str, Any] | None = None) -> tuple[Any, Any, Path | None]:
+    """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
+    the train split only, and (rank 0 only) write the encoder folder to ``out``.
+
+    ``distribution`` (accelerator, devices, num_nodes, strategy) is where it trains, given to ``fit``.
+    Returns (fitted trainer, the prepared splits, the folder or None on a rank that writes nothing).
+    """
+    from routecast.router.distributed import is_rank_zero
+    from routecast.router.encoders.trained_static import StaticEncoderTrainer, split_fingerprint
+
+    params = dict(params or {})
+    params.setdefault("seed", seed)
+    options = {key: value for key, value in (distribution or {}).items() if value is not None}
+    try:
+        trainer = StaticEncoderTrainer(**params)
+    except TypeError as exc:
+        raise ConfigError(f"unknown trained-static parameter: {exc}") from None
+    trainer._check()
+    trainer.base_encoder()  # refuse a bad base before loading any data
+    prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
+                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
+    prepared.require_outcomes("training a static encoder")
+    trainer.set_trainer_options(**options).fit(prepared.train)
+    if not is_rank_zero():
+        return trainer, prepared, None
+    split = {k: prepared.settings[k] for k in ("data", "val", "test", "seed", "use_logged_split", "limit")}
+    encoder = trainer.save(out, extra={"split": split, "train_fingerprint": split_fingerprint(prepared.train)})
+    return trainer, prepared, Path(encoder.spec.split(":", 1)[1].split(",")[0])

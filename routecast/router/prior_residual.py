@@ -38,7 +38,7 @@ from routecast.router.group_prior import masked_brier
 from routecast.router.inner_split import split_validation
 from routecast.core.registry import get_router_class, make_router, register_router
 from routecast.router.search_space import Categorical, Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.task_prior import TaskPriorRouter, task_labels
 
 PRIORS = ("cluster-prior", "task-prior")
@@ -65,7 +65,7 @@ class PriorResidualRouter(Router):
 
     family = "a1"
     uses_embeddings = True
-    tags = RouterTags(quick_params={"prior": "task-prior", "k": 10})
+    tags = PolicyTags(quick_params={"prior": "task-prior", "k": 10})
     search_space = {"prior": Categorical(list(PRIORS)), "residual": Categorical(list(RESIDUALS)),
                     "k": Int(5, 200, log=True), "alpha": Float(1e-1, 1e3, log=True)}
     # ``scope`` is not searched: scope="group" needs residual="linear", and the search space has no

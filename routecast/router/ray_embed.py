@@ -3,7 +3,7 @@
 Reads Parquet/JSONL shards (:func:`routecast.data.ray_engine.read_prompts`), embeds each block in
 :class:`EmbedActor` (``map_batches`` with an actor class: the weights are loaded in ``__init__``,
 not per batch), writes sharded Parquet of the same columns as the local engine
-(:func:`routecast.router.embed_files.embedding_table`) into a temporary folder and renames it once
+(:func:`routecast.router.embedding_cache.embedding_table`) into a temporary folder and renames it once
 the row count and the ids check out. An actor that dies is restarted by Ray and its batch retried;
 Ray's output files are named per write task, so the retry does not add rows.
 """
@@ -28,7 +28,7 @@ class EmbedActor:
         self.batch_size = int(batch_size)
 
     def __call__(self, batch):
-        from routecast.router.embed_files import embedding_table
+        from routecast.router.embedding_cache import embedding_table
 
         prompts = [str(p) for p in batch.column("prompt").to_pylist()]
         vectors = self.encoder.encode(prompts, batch_size=self.batch_size)

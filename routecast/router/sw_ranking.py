@@ -29,7 +29,7 @@ from routecast.router.base import Router
 from routecast.router.mf import cost_vector, pair_embeddings, preference_arrays
 from routecast.core.registry import register_router
 from routecast.router.search_space import Float, Int
-from routecast.core.tags import RouterTags
+from routecast.core.tags import PolicyTags
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 _BLOCK = 256  # queries per block: bounds the (block, n_train) similarity matrix
@@ -82,7 +82,7 @@ class SimilarityWeightedRankingRouter(Router):
     family = "a1"
     uses_embeddings = True
     # numpy only (routecast.router.mf, whose preference helpers it uses, imports torch only to train)
-    tags = RouterTags(quick_params={"newton_steps": 5, "max_prompts": 200})
+    tags = PolicyTags(quick_params={"newton_steps": 5, "max_prompts": 200})
     search_space = {
         "gamma": Float(1.5, 1e4, log=True),
         "l2": Float(1e-3, 10.0, log=True),

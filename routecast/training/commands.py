@@ -296,7 +296,7 @@ def encoder_train(
     on it with `routecast train --encoder static:OUT` (their checkpoints ship the table). -p sets
     lr, table_lr, batch_size, patience, hidden_dim, dropout, weight_decay, val_fraction, loss.
     """
-    from routecast.router.encoders.trained_static import train_static_to_folder
+    from routecast.router.pipeline import train_static_to_folder
 
     params = {**parse_params(param), "base": encoder, "dim": dim, "head": head, "max_epochs": epochs}
     trainer, prepared, folder = train_static_to_folder(

@@ -66,7 +66,8 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                    progress: bool = True, calibrate: bool = True,
                    cost_range: tuple[float, float] | None = None, strong: str | None = None,
                    weak: str | None = None, skip_failures: bool = False,
-                   skipped: Mapping[str, str] | None = None) -> Experiment:
+                   skipped: Mapping[str, str] | None = None,
+                   trainer_options: Mapping[str, Mapping[str, Any]] | None = None) -> Experiment:
     """Fit each router on the train split (calibrating on validation), sweep it on the test split
     and evaluate all curves together with the single models.
 
@@ -75,6 +76,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     ``skip_failures`` a router that cannot run on this data (e.g. ``task-prior`` on a log without a
     benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
     run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run).
+    ``trainer_options`` (router name -> where it trains) go to :func:`fit_router`.
 
     The priors (``cluster-prior``, ``task-prior``) are also scored on the validation split, and
     ``task-prior`` adds its logged-task form (``task-prior (logged task)``, the dataset oracle):
@@ -100,7 +102,8 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
         for name in routers:
             step(f"fitting {name}")
             try:
-                router, seconds = fit_router(name, params.get(name), prepared)
+                router, seconds = fit_router(name, params.get(name), prepared,
+                                             trainer_options=(trainer_options or {}).get(name))
             except RoutecastError as exc:
                 if not skip_failures:
                     raise

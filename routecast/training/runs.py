@@ -97,7 +97,8 @@ def _run_data(data: str) -> str:
 
 
 def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mapping[str, Any]],
-                  reference: Optional[str], n_boot: int, seed: int):
+                  reference: Optional[str], n_boot: int, seed: int,
+                  trainer_options: Optional[Mapping[str, Any]] = None):
     """Fit each router on the train pairs, calibrate it on the validation pairs when the price
     table gives every model a cost, and measure win rates against ``reference`` on the test pairs.
     Returns (PairwiseEvaluation, {name: (router, train seconds)})."""
@@ -111,7 +112,7 @@ def _pairwise_run(prepared, names: Sequence[str], *, params: Mapping[str, Mappin
         check_learns_from_pairs(get_router_class(name), prepared.log.source)
     fitted = {}
     for name in names:
-        router, seconds = fit_router(name, params.get(name), prepared)
+        router, seconds = fit_router(name, params.get(name), prepared, trainer_options=trainer_options)
         try:
             router.calibrate(prepared.val, embeddings=split_embeddings(router, prepared, "val"))
         except RoutingError:
@@ -236,7 +237,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     from routecast.training.experiment import run_experiment
 
     router, params = resolve_router(router, config, params or {})
-    params = {**params, **distribution_params(router, distribution)}
+    options = distribution_params(router, distribution)  # where it trains: set on the router, not a hyperparameter
     writer = is_rank_zero()
     _check_tracking(track and writer, tracking_uri)
     out = Path(out)
@@ -248,7 +249,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         from routecast.evaluation.pairwise import write_pairwise_report
 
         evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
-                                           n_boot=200, seed=seed)
+                                           n_boot=200, seed=seed, trainer_options=options)
         fitted_router, seconds = fitted[router]
         if not writer:
             return RunOutput(None, out, None, pairwise=evaluation)
@@ -258,12 +259,12 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         write_json(out / "run.json", {
             "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
             "encoder": encoder, "kind": "pairwise", "reference": evaluation.reference, "split": split,
-            "train_seconds": round(seconds, 3)})
+            "trainer_options": options, "train_seconds": round(seconds, 3)})
         _track("train", enabled=track, tracking_uri=tracking_uri,
-               params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
+               params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
         return RunOutput(None, out, report, pairwise=evaluation)
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
-                                cost_range=cost_range, strong=strong, weak=weak)
+                                cost_range=cost_range, strong=strong, weak=weak, trainer_options={router: options})
     run = experiment.runs[router]
     if not writer:
         return RunOutput(experiment, out, None)
@@ -273,12 +274,12 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     report = _write_report(experiment, out, title=f"routecast train: {router} on {data}")
     write_json(out / "run.json", {
         "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
-        "encoder": encoder, "split": split,
+        "encoder": encoder, "split": split, "trainer_options": options,
         "train_seconds": round(run.train_seconds, 3),
         "route_us_per_query": round(run.route_us_per_query, 2),
     })
     _track("train", enabled=track, tracking_uri=tracking_uri,
-           params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
+           params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
     return RunOutput(experiment, out, report)
 
 
@@ -330,7 +331,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
     if world_size(options) > 1 and options["strategy"] != "ddp_spawn":
         raise ConfigError(f"tuning with devices={options['devices']}, num_nodes={options['num_nodes']} needs "
                           f"strategy 'ddp_spawn' (each trial starts its own Trainer), got {options['strategy']!r}")
-    fixed = {**(params or {}), **distributed}
+    fixed = dict(params or {})
     check_router_params(router, fixed)
     out = Path(out) if out is not None else Path("runs") / f"tune-{router}"
     default_storage = storage is None
@@ -348,7 +349,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
         prepared.require_outcomes("tuning")
         result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
                       storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,
-                      timeout=timeout, fixed_params=fixed, prune=not distributed)
+                      timeout=timeout, fixed_params=fixed, prune=not distributed, trainer_options=distributed)
         config_path = save_router_config(out / "best_config.json", result)
         write_json(out / "tune.json", to_jsonable(result.to_dict()))
         if tracker.enabled:

@@ -261,12 +261,14 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
          budget: float | None = None, target: float | None = None, storage: str | None = None,
          study_name: str | None = None, seed: int = 0, tracker: "Tracker | None" = None,
          timeout: float | None = None, fixed_params: dict[str, Any] | None = None,
-         prune: bool = True, show_progress: bool | None = None) -> TuneResult:
+         prune: bool = True, show_progress: bool | None = None,
+         trainer_options: dict[str, Any] | None = None) -> TuneResult:
     """Tune ``router``'s hyperparameters on the validation split of ``prepared``.
 
     ``n_trials`` is the total number of finished trials the study should hold (see the module
     docstring; resuming runs only the missing ones). ``fixed_params`` are passed to every trial
-    unchanged (e.g. ``{"max_epochs": 30}``). ``tracker`` (an entered :class:`Tracker`) gets the
+    unchanged (e.g. ``{"max_epochs": 30}``); ``trainer_options`` say where every trial trains
+    (:mod:`routecast.router.distributed`). ``tracker`` (an entered :class:`Tracker`) gets the
     study as its run and one nested run per trial. Returns the best configuration and value.
     """
     import optuna
@@ -351,10 +353,13 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
                     from routecast.router.pipeline import split_embeddings
 
                     model = make_router(router, **router_params(router, {**fixed, **params}, view))
+                    if trainer_options:
+                        model.set_trainer_options(**trainer_options)
                     model.fit_with_callbacks(view.train, split_embeddings(model, view, "train"),
                                              [OptunaPruningCallback(trial, monitor="val_loss")])
                 else:
-                    model, _ = fit_router(router, {**fixed, **params}, view, on="train")
+                    model, _ = fit_router(router, {**fixed, **params}, view, on="train",
+                                          trainer_options=trainer_options)
             except optuna.TrialPruned as exc:
                 pruned = exc
             fit_seconds = time.perf_counter() - start

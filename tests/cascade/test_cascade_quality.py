@@ -165,7 +165,7 @@ def test_the_posterior_reads_a_called_models_answer_format_and_the_scorer_sees_i
 
 
 def test_empirical_shifts_are_the_joint_posterior_changes_of_sampled_training_prompts():
-    from routecast.cascade.cascade_router import _masks
+    from routecast.cascade.called_sets import masks as _masks
     from routecast.cascade.lookahead import empirical_shifts
 
     masks = _masks(2, 2, with_empty=True)  # [0, {0}, {1}, {0, 1}]

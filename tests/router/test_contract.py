@@ -10,7 +10,7 @@ the checkpoint format in a FRESH interpreter (so loading never depends on what t
 imported).
 
 Exemptions are not listed here: a router declares them on its class as
-:class:`routecast.core.tags.RouterTags` (``requires_texts``, ``needs_torch``, ``slow_fit``,
+:class:`routecast.core.tags.PolicyTags` (``requires_texts``, ``needs_torch``, ``slow_fit``,
 ``needs_preferences``, ``non_deterministic``, ``quick_params``), next to the code that needs them.
 """
 
@@ -29,7 +29,7 @@ from routecast.data.preferences import pairs_from_log
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.core.checkpoint import load_checkpoint, save_checkpoint
 from routecast.core.registry import get_router_class, router_names
-from routecast.core.tags import RouterTags, router_tags
+from routecast.core.tags import PolicyTags, policy_tags
 from tests._support.paths import REPO
 
 ENCODER = "hashing:dim=256"
@@ -47,7 +47,7 @@ def _names(where=None) -> list:
             continue
         try:
             cls = get_router_class(name)
-            tags = router_tags(cls)
+            tags = policy_tags(cls)
         except Exception:  # noqa: BLE001 - the tests over every name report it
             if where is None:
                 params.append(pytest.param(name, id=name))
@@ -62,7 +62,7 @@ NAMES = _names()
 
 def _params(cls) -> dict:
     """The class's declared quick hyperparameters, with the hashing encoder where it takes one."""
-    params = dict(router_tags(cls).quick_params)
+    params = dict(policy_tags(cls).quick_params)
     if "encoder" in cls.param_names():
         params["encoder"] = ENCODER
     return params
@@ -70,7 +70,7 @@ def _params(cls) -> dict:
 
 def _fit(cls, log):
     router = cls(**_params(cls))
-    if router_tags(cls).needs_preferences:
+    if policy_tags(cls).needs_preferences:
         fitted = router.fit_preferences(pairs_from_log(log), costs=dict(zip(log.models, log.mean_costs())))
     else:
         fitted = router.fit(log)
@@ -87,7 +87,7 @@ def _training_log(cls, train, test):
     evaluation-only router (the oracle); the first SLOW_FIT_PROMPTS of train for a slow_fit one."""
     if cls.evaluation_only:
         return test
-    if router_tags(cls).slow_fit:
+    if policy_tags(cls).slow_fit:
         return train.subset(np.arange(SLOW_FIT_PROMPTS))
     return train
 
@@ -115,7 +115,7 @@ def test_registry_entry_resolves(name):
     assert cls.name == name
     assert cls.family in ("a1", "a2"), f"{name}: family must be 'a1' or 'a2', got {cls.family!r}"
     assert inspect.getdoc(inspect.getmodule(cls)), f"module of {name} has no docstring"
-    tags = router_tags(cls)  # raises TypeError unless the class's tags are a RouterTags
+    tags = policy_tags(cls)  # raises TypeError unless the class's tags are a PolicyTags
     unknown = sorted(set(tags.quick_params) - set(cls.param_names()))
     assert not unknown, f"{name}: tags.quick_params names unknown hyperparameters {unknown}"
     assert "encoder" not in tags.quick_params, f"{name}: the contract test sets the encoder itself"
@@ -127,17 +127,22 @@ def test_registry_entry_resolves(name):
         assert not cls.uses_embeddings, f"{name}: requires_texts contradicts uses_embeddings=True"
 
 
+def _built_with_hyperparameters_only(cls, params):
+    """``cls(**params)``, checked to store exactly its hyperparameters, unchanged, and nothing learned."""
+    policy = cls(**params)
+    learned = [k for k in vars(policy) if k.endswith("_") and not k.startswith("_")]
+    assert learned == [], f"__init__ set learned attributes {learned}"
+    got = policy.get_params()
+    assert list(got) == cls.param_names()
+    assert {k: got[k] for k in params} == params, "__init__ must store hyperparameters unchanged"
+    assert policy.get_params(deep=False) == got
+    return policy
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_init_stores_hyperparameters_only(name):
     cls = get_router_class(name)
-    params = _params(cls)
-    router = cls(**params)
-    learned = [k for k in vars(router) if k.endswith("_") and not k.startswith("_")]
-    assert learned == [], f"__init__ set learned attributes {learned}"
-    got = router.get_params()
-    assert list(got) == cls.param_names()
-    assert {k: got[k] for k in params} == params, "__init__ must store hyperparameters unchanged"
-    assert router.get_params(deep=False) == got
+    router = _built_with_hyperparameters_only(cls, _params(cls))
     with pytest.raises(NotFittedError):
         router.predict_quality(["hello"])
 
@@ -169,7 +174,7 @@ def test_sklearn_clone_gives_an_unfitted_copy(name, fitted):
 def test_fit_predict_route(name, fitted, small_split):
     _, test = small_split
     router = fitted(name)
-    if router_tags(router).needs_preferences:  # pairs name their models in their own order
+    if policy_tags(router).needs_preferences:  # pairs name their models in their own order
         assert set(router.models_) == set(test.models)
     else:
         assert router.models_ == tuple(test.models)
@@ -199,7 +204,7 @@ def test_embeddings_route_like_texts(name, fitted, small_split):
     _, test = small_split
     router = fitted(name)
     texts = list(test.prompts)
-    if router_tags(router).requires_texts:
+    if policy_tags(router).requires_texts:
         with pytest.raises(RoutingError, match="text"):
             router.predict_quality(embeddings=np.zeros((len(texts), 8), dtype=np.float32))
         return
@@ -342,7 +347,7 @@ def torch_after_each_router():
             cls = get_router_class(name)
         except Exception:  # noqa: BLE001 - test_registry_entry_resolves reports it
             continue
-        if not router_tags(cls).needs_torch:
+        if not policy_tags(cls).needs_torch:
             jobs[name] = _params(cls)
     done = subprocess.run([sys.executable, "-c", _TORCH_FREE_PROCESS, json.dumps(jobs)],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -368,16 +373,135 @@ def test_tags_are_validated_and_frozen():
     class Mistagged:
         tags = {"slow_fit": True}  # a dict would silently exempt nothing
 
-    assert router_tags(Untagged) == RouterTags()
-    assert router_tags(Untagged()) is router_tags(Untagged)
-    with pytest.raises(TypeError, match="Mistagged.tags must be a routecast.core.tags.RouterTags"):
-        router_tags(Mistagged)
+    assert policy_tags(Untagged) == PolicyTags()
+    assert policy_tags(Untagged()) is policy_tags(Untagged)
+    with pytest.raises(TypeError, match="Mistagged.tags must be a routecast.core.tags.PolicyTags"):
+        policy_tags(Mistagged)
     with pytest.raises(TypeError, match="slow_fit must be a bool"):
-        RouterTags(slow_fit="yes")
-    tags = RouterTags(quick_params={"max_epochs": 1})
+        PolicyTags(slow_fit="yes")
+    tags = PolicyTags(quick_params={"max_epochs": 1})
     with pytest.raises(TypeError):
         tags.quick_params["max_epochs"] = 99  # read-only: tags are shared by every instance
     with pytest.raises(AttributeError):
         tags.slow_fit = True
-    assert router_tags(get_router_class("finetuned-encoder")).slow_fit is True
-    assert router_tags(get_router_class("knn")) == RouterTags()
+    assert policy_tags(get_router_class("finetuned-encoder")).slow_fit is True
+    assert policy_tags(get_router_class("knn")) == PolicyTags()
+
+
+# ------------------------------------------------------- every policy: cascades and the answer scorer
+# Routers are checked above; the same contract (hyperparameters from __init__, get/set_params,
+# clone, fit returning self, the fitted check) applies to every other registered policy, on a small
+# synthetic log with responses (cascades need a validation split; the answer scorer reads answers).
+
+from routecast.core.estimator import Estimator  # noqa: E402
+from routecast.core.registry import KINDS, get_policy_class, policy_names  # noqa: E402
+
+POLICIES = [pytest.param(name, id=name) for name in policy_names() if not name.startswith("test-")]
+OTHER_POLICIES = [pytest.param(name, id=name) for name in policy_names() if name not in router_names()]
+OTHER_NAMES = [p.values[0] for p in OTHER_POLICIES]
+
+
+def _policy_params(cls) -> dict:
+    """Declared quick hyperparameters, with the hashing encoder for every encoder hyperparameter."""
+    params = dict(policy_tags(cls).quick_params)
+    for key in cls.param_names():
+        if key == "encoder" or key.endswith("_encoder"):
+            params[key] = ENCODER
+    return params
+
+
+def _fit_policy(cls, parts):
+    train, val = parts
+    policy = cls(**_policy_params(cls))
+    fitted = policy.fit(train, val) if cls.kind == "cascade" else policy.fit(train)
+    assert fitted is policy, f"{cls.__name__}.fit must return self"
+    return policy
+
+
+@pytest.fixture(scope="module")
+def policy_parts():
+    from tests.cascade.test_cascade_router import parts, synthetic
+
+    train, val, _ = parts(synthetic(240, hedge=True, seed=3))
+    return train, val
+
+
+def test_every_policy_kind_is_registered():
+    kinds = {get_policy_class(name).kind for name in policy_names()}
+    assert {"router", "cascade", "scorer"} <= kinds
+    assert {"cascade-routing", "cascade", "answer-scorer"} <= set(OTHER_NAMES)
+    assert not set(OTHER_NAMES) & set(router_names()), "a cascade or scorer must not be offered as a router"
+    with pytest.raises(ConfigError, match="unknown router 'cascade-routing'"):
+        get_router_class("cascade-routing")
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_uses_the_kernel_estimator_contract(name):
+    """One way to read hyperparameters for every policy: no class writes its own get/set_params."""
+    cls = get_policy_class(name)
+    assert issubclass(cls, Estimator), f"{name} does not derive from routecast.core.estimator.Estimator"
+    assert cls.name == name and cls.kind in KINDS
+    for method in ("get_params", "set_params", "param_names"):
+        assert getattr(cls, method).__qualname__ == f"Estimator.{method}", f"{name} overrides {method}"
+    policy_tags(cls)  # a TypeError unless the tags are PolicyTags
+    unknown = sorted(set(policy_tags(cls).quick_params) - set(cls.param_names()))
+    assert not unknown, f"{name}: tags.quick_params names unknown hyperparameters {unknown}"
+
+
+@pytest.mark.parametrize("name", OTHER_POLICIES)
+def test_policy_init_stores_hyperparameters_only(name):
+    cls = get_policy_class(name)
+    policy = _built_with_hyperparameters_only(cls, _policy_params(cls))
+    got = policy.get_params()
+    assert not policy.is_fitted()
+    with pytest.raises(NotFittedError, match=r"not fitted; call fit\("):
+        policy._check_fitted()
+    assert policy.set_params(**got) is policy and policy.get_params() == got
+    with pytest.raises(ConfigError, match="no_such_knob"):
+        policy.set_params(no_such_knob=1)
+
+
+@pytest.mark.parametrize("name", OTHER_POLICIES)
+def test_policy_fit_and_clone(name, policy_parts):
+    cls = get_policy_class(name)
+    policy = _fit_policy(cls, policy_parts)
+    assert policy.is_fitted()
+    copy = clone(policy)
+    assert type(copy) is cls and copy is not policy and not copy.is_fitted()
+    assert copy.get_params() == policy.get_params()
+    assert _fit_policy(cls, policy_parts).get_params() == policy.get_params()
+
+
+def test_cascade_router_operating_points_share_the_kernel_resolution(policy_parts):
+    """CascadeRouter and Router resolve knobs and named points in routecast.core.operating_points."""
+    from routecast.core.operating_points import OperatingPoints
+
+    cascade = _fit_policy(get_policy_class("cascade-routing"), policy_parts)
+    router = get_router_class("linear")(encoder=ENCODER).fit(policy_parts[0])
+    for policy in (cascade, router):
+        assert type(policy).lam_for is OperatingPoints.lam_for
+        assert type(policy).add_operating_point is OperatingPoints.add_operating_point
+    lam = float(cascade.lams_[len(cascade.lams_) // 2])
+    cascade.add_operating_point("mid", lam=lam)
+    assert cascade.default_operating_point() == "mid" and cascade.lam_for() == lam
+    router.add_operating_point("mid", lam=2.0)
+    assert router.default_operating_point() == "mid" and router.lam_for() == 2.0
+    assert router.route(list(policy_parts[0].prompts[:3])).lam == 2.0
+    for policy in (cascade, router):
+        with pytest.raises(RoutingError, match="not both"):
+            policy.lam_for(lam=1.0, operating_point="mid")
+
+
+def test_retired_hyperparameters_load_with_a_warning():
+    """Trainer options were hyperparameters of the Lightning routers: a checkpoint or config that
+    still names them builds the router (values ignored, said once) instead of being refused."""
+    from routecast.core.policy import RoutecastWarning
+    from routecast.core.registry import check_router_params, make_router
+
+    with pytest.warns(RoutecastWarning, match="ignored accelerator, devices"):
+        router = make_router("mlp", hidden_dim=16, devices=2, accelerator="cpu")
+    assert router.get_params()["hidden_dim"] == 16 and "devices" not in router.get_params()
+    assert router.trainer_options()["devices"] == 1  # where it trains is set per fit, never read from a file
+    check_router_params("mlp", {"devices": 2})
+    with pytest.raises(ConfigError, match="no hyperparameter 'devices'"):
+        check_router_params("knn", {"devices": 2})

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from routecast.errors import RoutingError
-from routecast.core.policy import (OperatingCurve, RoutecastWarning, check_one_knob, chosen, pair_share_curve,
+from routecast.core.operating_points import check_one_knob
+from routecast.core.policy import (OperatingCurve, RoutecastWarning, chosen, pair_share_curve,
                                      strong_weak, sweep)
 
 

@@ -216,7 +216,7 @@ def test_two_process_ddp_matches_one_process(base_dir, logs):
 
     params = {"base": f"static:{base_dir}", **QUICK}
     single = StaticEncoderTrainer(**params).fit(logs[0])
-    double = StaticEncoderTrainer(**params, devices=2, strategy="ddp_spawn").fit(logs[0])
+    double = StaticEncoderTrainer(**params).set_trainer_options(devices=2, strategy="ddp_spawn").fit(logs[0])
     assert double.epochs_ >= 1 and double.best_val_loss_ < double.initial_val_loss_
     assert abs(double.best_val_loss_ - single.best_val_loss_) < 0.02, (single.best_val_loss_, double.best_val_loss_)
     prompts = [str(p) for p in logs[1].prompts]

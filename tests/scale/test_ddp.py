@@ -112,8 +112,9 @@ def test_two_process_ddp_matches_one_process(prepared):
     from routecast.router.pipeline import fit_router
 
     single, _ = fit_router("mlp", MLP, prepared)
-    double, _ = fit_router("mlp", {**MLP, **TWO_RANKS}, prepared)
-    assert double.devices == 2 and double.strategy == "ddp_spawn"
+    double, _ = fit_router("mlp", MLP, prepared, trainer_options=TWO_RANKS)
+    assert double.trainer_options()["devices"] == 2 and double.trainer_options()["strategy"] == "ddp_spawn"
+    assert "devices" not in double.get_params()  # where it trained is not a hyperparameter
     # the weights came back from rank 0 to this process, with the epoch report
     assert double.epochs_ == single.epochs_ == MLP["max_epochs"]
     assert 0 <= double.best_epoch_ < MLP["max_epochs"]
@@ -130,7 +131,7 @@ def test_a_dying_rank_gives_one_clear_error(prepared):
     from routecast.core.registry import make_router
     from tests._support.ddp import FailOnRank
 
-    router = make_router("mlp", encoder=HASHING, **{**MLP, "max_epochs": 2}, **TWO_RANKS)
+    router = make_router("mlp", encoder=HASHING, **{**MLP, "max_epochs": 2}).set_trainer_options(**TWO_RANKS)
     with pytest.raises(DistributedTrainingError) as info:
         router.fit_with_callbacks(prepared.train, prepared.embeddings("train"), callbacks=[FailOnRank(1)])
     message = str(info.value)
@@ -159,7 +160,7 @@ def test_cli_ddp_runs_the_command_per_rank_and_only_rank_zero_writes(tmp_path):
                             capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("run folder:") == 1, result.stdout
-    params = json.loads((out / "run.json").read_text())["params"]
+    params = json.loads((out / "run.json").read_text())["trainer_options"]
     assert params["devices"] == 2 and params["strategy"] == "ddp"
     assert (out / "router").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock or temp file left, no mlflow.db

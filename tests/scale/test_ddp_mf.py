@@ -24,16 +24,18 @@ def test_mf_takes_the_distribution_options():
     assert distribution_params("mf", {"devices": 2, "num_nodes": 2, "strategy": "ddp"}) == {
         "devices": 2, "num_nodes": 2, "strategy": "ddp"}
     assert not make_router("mf").uses_lightning()  # one CPU process: the plain loop
-    assert make_router("mf", **TWO_RANKS).uses_lightning()
-    assert make_router("mf", strategy="ddp_spawn").uses_lightning()  # one rank, but through Lightning
+    assert make_router("mf").set_trainer_options(**TWO_RANKS).uses_lightning()
+    assert make_router("mf").set_trainer_options(strategy="ddp_spawn").uses_lightning()  # one rank, but through Lightning
     with pytest.raises(ConfigError, match="need strategy 'ddp' or 'ddp_spawn'"):
-        make_router("mf", devices=2).uses_lightning()
+        make_router("mf").set_trainer_options(devices=2).uses_lightning()
+    assert "devices" not in make_router("mf").get_params()  # where it trains is not a hyperparameter
 
 
 def test_a_bad_distribution_setting_fails_before_training(small_split):
     train, _ = small_split
-    router = make_router("mf", devices=0, strategy="ddp", **MF)
+    router = make_router("mf", **MF)
     with pytest.raises(ConfigError, match="devices must be an integer >= 1"):
+        router.set_trainer_options(devices=0, strategy="ddp")
         router.fit(train, embeddings=np.zeros((train.n_prompts, 8), dtype=np.float32))
     assert not hasattr(router, "net_")
 
@@ -80,13 +82,13 @@ def test_two_process_ddp_mf_matches_one_process_and_only_rank_zero_writes(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("run folder:") == 1, result.stdout
     run = json.loads((out / "run.json").read_text())
-    assert run["params"]["devices"] == 2 and run["params"]["strategy"] == "ddp"
+    assert run["trainer_options"]["devices"] == 2 and run["trainer_options"]["strategy"] == "ddp"
     assert {k: run["split"][k] for k in ("val", "test", "seed", "limit")} == {
         k: prepared.settings[k] for k in ("val", "test", "seed", "limit")}  # the split of `prepared`
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock or temp file left, no mlflow.db
     double = load_checkpoint(out / "router")
     single, _ = fit_router("mf", MF, prepared)
-    assert not single.uses_lightning() and double.uses_lightning()
+    assert not single.uses_lightning() and "devices" not in double.get_params()  # trained with DDP (run.json)
     a1, a2 = _held_out_aiq(single, prepared), _held_out_aiq(double, prepared)
     assert 0.5 < a1 < 0.75 and abs(a1 - a2) < 0.02, (a1, a2)
     X = prepared.embeddings("test")[:50]
@@ -138,7 +140,7 @@ def test_two_process_ddp_mf_from_preferences_matches_one_process(prepared):
     test_pairs, test_rows = _pairs_from_scores(prepared.test, per_prompt=6, seed=1)
     X_train, X_test = prepared.embeddings("train"), prepared.embeddings("test")
     single = make_router("mf", **MF).fit_preferences(train_pairs, X_train[train_rows])
-    double = make_router("mf", **MF, **TWO_RANKS).fit_preferences(train_pairs, X_train[train_rows])
+    double = make_router("mf", **MF).set_trainer_options(**TWO_RANKS).fit_preferences(train_pairs, X_train[train_rows])
     assert single.trained_on_ == double.trained_on_ == "preferences"
     acc1 = _pair_accuracy(single, test_pairs, test_rows, X_test)
     acc2 = _pair_accuracy(double, test_pairs, test_rows, X_test)

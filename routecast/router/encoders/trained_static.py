@@ -43,8 +43,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from routecast.errors import ConfigError, DataError, NotFittedError
-from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder, write_static_folder
+from routecast.core.estimator import Estimator
+from routecast.router.distributed import LightningFit
+from routecast.errors import ConfigError, DataError
+from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder
 
 #: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
 #: (two heads on the same vectors), so the table suits a linear read-out and a non-linear one alike
@@ -135,25 +137,26 @@ class StaticTableNet(nn.Module):
         return table16, empty
 
 
-class StaticEncoderTrainer:
+class StaticEncoderTrainer(LightningFit, Estimator):
     """Fine-tune a static encoder's token table to predict per-model quality (scikit-learn style).
 
     ``base`` is the spec of a static encoder (``static``, ``static:dim=N`` or ``static:/folder``);
     ``fit(log)`` trains on ``log`` (pass the TRAIN split only: the routers evaluated with the result
     must never have seen its validation or test prompts), holding out ``val_fraction`` of it for
     early stopping; ``encoder_`` is then the trained :class:`StaticEncoder` and ``save(folder)``
-    writes it. ``accelerator``/``devices``/``num_nodes``/``strategy`` go to Lightning's Trainer.
+    writes it. Where it trains (``accelerator``/``devices``/``num_nodes``/``strategy``) is not a
+    hyperparameter: :meth:`set_trainer_options` before ``fit`` (Lightning's Trainer gets them).
     """
 
-    def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear",
+    def __init__(self, *, base: str = "static", dim: int | None = None, head: str = "linear", loss: str = "bce",
                  table: str = "weights", hidden_dim: int = 256, dropout: float = 0.1, lr: float = 3e-3,
                  table_lr: float = 1e-2, weight_decay: float = 0.0, max_epochs: int = 30, batch_size: int = 128,
-                 patience: int = 3,
-                 val_fraction: float = 0.1, loss: str = "bce", seed: int = 0, accelerator: str = "cpu",
-                 devices: int = 1, num_nodes: int = 1, strategy: str = "auto"):
+                 patience: int = 3, val_fraction: float = 0.1, seed: int = 0):
+        # head and loss together: the throw-away head's kind and the masked loss it is trained with
         self.base = base
         self.dim = dim
         self.head = head
+        self.loss = loss
         self.table = table
         self.hidden_dim = hidden_dim
         self.dropout = dropout
@@ -164,22 +167,16 @@ class StaticEncoderTrainer:
         self.batch_size = batch_size
         self.patience = patience
         self.val_fraction = val_fraction
-        self.loss = loss
         self.seed = seed
-        self.accelerator = accelerator
-        self.devices = devices
-        self.num_nodes = num_nodes
-        self.strategy = strategy
 
-    def get_params(self) -> dict[str, Any]:
-        import inspect
+    fitted_attribute = "encoder_"
+    fit_hint = "fit(train_log)"
 
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
-                if name != "self"}
+    def _describe(self) -> str:
+        return "StaticEncoderTrainer"
 
     # ----------------------------------------------------------------- checks
     def _check(self) -> None:
-        from routecast.router.distributed import check_trainer_options
         from routecast.router.mlp import check_loss
 
         if self.head not in HEADS:
@@ -198,7 +195,6 @@ class StaticEncoderTrainer:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= float(self.val_fraction) < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        check_trainer_options(self.accelerator, self.devices, self.num_nodes, self.strategy)
 
     def base_encoder(self) -> StaticEncoder:
         """The static encoder to start from; any other kind is refused in one line."""
@@ -215,7 +211,8 @@ class StaticEncoderTrainer:
 
     # -------------------------------------------------------------------- fit
     def fit(self, log, callbacks: Sequence[Any] | None = None) -> "StaticEncoderTrainer":
-        """Train the table on ``log`` (the train split); ``callbacks`` go to the Lightning Trainer."""
+        """Train the table on ``log`` (the train split); ``callbacks`` and the trainer options
+        (:meth:`set_trainer_options`; default one CPU process) go to the Lightning Trainer."""
         self._check()
         scores = np.asarray(getattr(log, "scores", np.zeros((0, 0))), dtype=np.float32)
         source = getattr(log, "source", None)
@@ -256,7 +253,7 @@ class StaticEncoderTrainer:
             report = train_module(module, train, val, batch_size=int(self.batch_size),
                                   val_batch_size=max(len(val_idx), 1), seed=int(self.seed),
                                   max_epochs=int(self.max_epochs), patience=int(self.patience),
-                                  callbacks=callbacks, trainer_options=self._trainer_options())
+                                  callbacks=callbacks, trainer_options=self.trainer_options())
         net.eval()
         self.net_ = net
         self.net_config_ = config
@@ -273,13 +270,8 @@ class StaticEncoderTrainer:
                                       max_chars=base.max_chars, spec="static")
         return self
 
-    def _trainer_options(self) -> dict[str, Any]:
-        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
-                "strategy": self.strategy}
-
     def _config(self, base: StaticEncoder, table: np.ndarray) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items()
-                  if k not in ("accelerator", "devices", "num_nodes", "strategy")}
+        params = self.get_params()
         return {"format": FORMAT, "dim": int(table.shape[1]), "vocab_size": int(table.shape[0]),
                 "n_distilled": base.config.get("n_distilled"), "dtype": "float16",
                 "pooling": "sum of routing-trained token vectors, L2-normalised",
@@ -307,16 +299,13 @@ class StaticEncoderTrainer:
         if extra:
             config["routing_trained"] = {**config["routing_trained"], **extra}
         folder = Path(folder).expanduser()
-        write_static_folder(folder, config, self.encoder_._stored, self.encoder_._stored_empty,
-                            self.encoder_._tokenizer_json)
+        StaticEncoder(config, self.encoder_._stored, self.encoder_._stored_empty, self.encoder_._tokenizer_json,
+                      max_chars=self.encoder_.max_chars).save(folder)
         spec = f"static:{folder.resolve()}"
         if self.encoder_.max_chars != DEFAULT_MAX_CHARS:
             spec += f",max_chars={self.encoder_.max_chars or 'none'}"
         return StaticEncoder.load(folder, max_chars=self.encoder_.max_chars, spec=spec)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "encoder_"):
-            raise NotFittedError("StaticEncoderTrainer is not fitted; call fit(train_log) first")
 
 
 def token_tensor(encoder: StaticEncoder, texts: Sequence[str]) -> torch.Tensor:
@@ -434,37 +423,3 @@ def resolve_trained_static(spec: str, train_log, *, seed: int = 0, progress: boo
                 trainer.save(folder, extra={"train_fingerprint": split_fingerprint(train_log),
                                             "requested_spec": spec})
     return f"static:{folder}"
-
-
-def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
-                           val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
-                           limit: int | None = None, columns=None, prices=None,
-                           distribution: dict[str, Any] | None = None) -> tuple[StaticEncoderTrainer, Any, Path | None]:
-    """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
-    the train split only, and (rank 0 only) write the encoder folder to ``out``.
-
-    Returns (fitted trainer, the prepared splits, the folder or None on a rank that writes nothing).
-    """
-    from routecast.router.distributed import is_rank_zero
-    from routecast.router.pipeline import prepare
-
-    params = dict(params or {})
-    params.setdefault("seed", seed)
-    for key, value in (distribution or {}).items():
-        if value is not None:
-            params[key] = value
-    try:
-        trainer = StaticEncoderTrainer(**params)
-    except TypeError as exc:
-        raise ConfigError(f"unknown trained-static parameter: {exc}") from None
-    trainer._check()
-    trainer.base_encoder()  # refuse a bad base before loading any data
-    prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
-                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
-    prepared.require_outcomes("training a static encoder")
-    trainer.fit(prepared.train)
-    if not is_rank_zero():
-        return trainer, prepared, None
-    split = {k: prepared.settings[k] for k in ("data", "val", "test", "seed", "use_logged_split", "limit")}
-    encoder = trainer.save(out, extra={"split": split, "train_fingerprint": split_fingerprint(prepared.train)})
-    return trainer, prepared, Path(encoder.spec.split(":", 1)[1].split(",")[0])
