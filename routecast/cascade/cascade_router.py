@@ -32,7 +32,7 @@ good partner can count for more than agreeing with a weak one.
 Training (honest by construction): ex-ante predictions and answer ratings for the posterior
 model are cross-fitted on train (each fold predicted by models that never saw it); ``kappa`` is
 chosen on validation by AIQ; lam is the operating point, set on validation from a budget, a
-strong-call share or a quality target through :class:`routecast.core.policy.OperatingCurve`,
+strong-call share or a quality target through :class:`routecast.core.curve.Curve`,
 on a grid refined on validation wherever the curve jumps (the base grid is far too coarse for a
 cascade, whose decisions all change within about one decade of lam).
 The choice among the actions (stop, call ``j``) is the kernel's decision rule
@@ -67,8 +67,8 @@ from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_f
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.core.operating_points import OperatingPoints
-from routecast.core.policy import OperatingCurve, RoutecastWarning, check_one_knob, decide, lam_grid, \
-    strong_weak
+from routecast.core.curve import RELATIVE, USD, Curve
+from routecast.core.policy import RoutecastWarning, check_one_knob, decide, lam_grid, strong_weak
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -285,9 +285,9 @@ class CascadeRouter(OperatingPoints):
         self.lams_, called, cost, quality = self._refine_grid(planners, unit, vl.scores, self.lams_, called, cost,
                                                              quality)
         strong_called = (called >> self.strong_) & 1
-        self.curve_ = OperatingCurve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
-                                     strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
-                                     measured=True, n_prompts=vl.n_prompts, n_dropped=val.n_prompts - vl.n_prompts)
+        self.curve_ = Curve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
+                            strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
+                            measured=True, n_prompts=vl.n_prompts, n_dropped=val.n_prompts - vl.n_prompts)
         request = {"budget": budget, "strong_share": strong_share, "target_quality": target_quality}
         self.lam_ = float(self.curve_.lam_for(**({knob: request[knob]} if knob else {})))
         return self
@@ -421,9 +421,7 @@ class CascadeRouter(OperatingPoints):
         return {"lams": grid, "cost": cost, "quality": quality, "called": called, "chosen": chosen_idx}
 
     def curve(self, log: "OutcomeLog", label: str = "cascade-routing"):
-        """The policy at every lam of the validation grid on ``log``, as an evaluation ``Curve``."""
-        from routecast.evaluation.curves import RELATIVE, USD, Curve
-
+        """The policy at every lam of the validation grid on ``log``, as a (per-prompt) ``Curve``."""
         sim = self.simulate(log, self.lams_)
         shares = np.zeros((len(self.lams_), log.n_models))
         for p, name in enumerate(self.pool_):
@@ -724,7 +722,7 @@ class CascadeRouter(OperatingPoints):
             encoder = load_shipped_encoder(root / SCORER_ENCODER_DIR, entry, shipped)
             self.scorer_ = AnswerScorer(**meta["hyperparameters"]).set_state(
                 meta, {k[len("scorer."):]: v for k, v in arrays.items() if k.startswith("scorer.")}, encoder=encoder)
-        self.curve_ = OperatingCurve.from_dict(config["operating_curve"])
+        self.curve_ = Curve.from_dict(config["operating_curve"])
         self.lams_ = self.curve_.lams.copy()
         return self
 

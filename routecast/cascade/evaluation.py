@@ -79,7 +79,7 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
     """
     from routecast.cascade.answer_scorer import AnswerScorer
     from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.evaluation.curves import USD
+    from routecast.core.curve import USD
     from routecast.evaluation.evaluate import evaluate, single_model_curves
 
     unit = cost_unit or USD

@@ -79,7 +79,8 @@ def default_point_name(request: dict[str, Any]) -> str:
 def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                   strong_share: float | None = None, target_quality: float | None = None,
                   match_model: str | None = None, name: str | None = None, make_default: bool = True,
-                  tracker: "Tracker | None" = None, save: bool = True) -> dict[str, Any]:
+                  conservative: bool = False, tracker: "Tracker | None" = None,
+                  save: bool = True) -> dict[str, Any]:
     """Calibrate ``RUN_DIR/router`` on the run's validation split and check it on the test split.
 
     Give exactly one request: ``budget`` (USD per query), ``strong_share`` (share of calls to the
@@ -94,11 +95,15 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     values measured on validation and test; with ``make_default`` it becomes the point ``route``,
     ``serve``, ``routecast.load().route()`` and the Python router use when a request names none.
     ``result["config_line"]`` is the line to paste into a server config.
+
+    ``conservative``: a budget is met by the upper end of a bootstrap interval of the validation
+    spend (``spend = "upper"``, :func:`routecast.evaluation.measure.upper_spend`) rather than by its
+    mean, so it also holds on unseen prompts; ``result["spend"]`` says which was used.
     """
+    from routecast.core.curve import SPEND_MEAN, SPEND_UPPER
+    from routecast.evaluation.measure import sweep_router
     from routecast.router.checkpoint import load_checkpoint, read_config, save_checkpoint
-    from routecast.evaluation.curves import realised_costs
     from routecast.router.pipeline import prepare, split_embeddings
-    from routecast.core.policy import OperatingCurve, sweep
 
     given = {k: v for k, v in (("budget", budget), ("strong_share", strong_share),
                                ("target_quality", target_quality), ("match_model", match_model))
@@ -133,35 +138,27 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         target_quality = float(np.nanmean(col))
         request["target_quality"] = target_quality
 
+    spend = SPEND_UPPER if conservative else SPEND_MEAN
+    if conservative and "budget" not in request:
+        raise ConfigError("--conservative applies to a budget (the spend's upper end); give --budget")
     X_val = split_embeddings(router, prepared, "val")
-    router.calibrate(val, embeddings=X_val)
+    router.calibrate(val, embeddings=X_val, spend=spend)
     curve = router.operating_curve()
     knob = next(k for k in ("budget", "strong_share", "target_quality") if k in request)
     point = curve.index_for(**{knob: request[knob]})
     lam = float(curve.lams[point])
-    on_cal = {"cost": float(curve.cost[point]), "quality": float(curve.quality[point]),
-              "strong_share": float(curve.strong_share[point]), "n_prompts": curve.n_prompts,
-              "n_dropped": curve.n_dropped}
+    on_cal = curve.point(point)
 
-    # the same lam on the untouched test split, measured by the same kernel (complete rows only)
+    # the same lam on the untouched test split, measured by the same function (complete rows only)
+    X_test = split_embeddings(router, prepared, "test")
     if prepared.pairwise:
         from routecast.evaluation.pairwise import measure_at
 
         on_cal["judged"] = int(router.calibration_["judged"][point])
-        on_test = measure_at(router, test, lam, split_embeddings(router, prepared, "test"), strong=curve.strong)
+        on_test = measure_at(router, test, lam, X_test, strong=curve.strong)
     else:
-        complete_test = test.complete()
-        X_test = split_embeddings(router, prepared, "test")
-        if X_test is not None:
-            X_test = X_test[test.complete_rows()]
-        q_test = router.predict_quality(list(complete_test.prompts), embeddings=X_test)
-        unit_costs, _, _ = realised_costs(complete_test, router.costs_)
-        lams, choices = sweep(q_test, router.costs_, [lam])
-        tested = OperatingCurve.from_choices(lams, choices, unit_costs, complete_test.scores, strong=curve.strong,
-                                             measured=True, n_dropped=test.n_prompts - complete_test.n_prompts)
-        on_test = {"cost": float(tested.cost[0]), "quality": float(tested.quality[0]),
-                   "strong_share": float(tested.strong_share[0]), "n_prompts": tested.n_prompts,
-                   "n_dropped": tested.n_dropped}
+        on_test = sweep_router(router, test, embeddings=X_test, lams=[lam], strong=curve.strong,
+                               diagnostics=False).point(0)
 
     achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[knob]
     point_name = name or default_point_name(request)
@@ -172,6 +169,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         "config_line": f"default_operating_point: {point_name}   # lam={lam:.6g}; {achieved_key} "
                        f"{on_cal[achieved_key]:.6g} on val, {on_test[achieved_key]:.6g} on test",
         "request": request,
+        "spend": spend,
         "lam": lam,
         "strong_model": router.models_[curve.strong],
         "notes": list(router.strong_weak().notes),

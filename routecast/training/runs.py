@@ -359,7 +359,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
 
 def calibrate_tracked(run_dir: str | os.PathLike, *, budget: Optional[float] = None,
                       strong_share: Optional[float] = None, target_quality: Optional[float] = None,
-                      match_model: Optional[str] = None, track: bool = True,
+                      match_model: Optional[str] = None, conservative: bool = False, track: bool = True,
                       tracking_uri: Optional[str] = None) -> dict[str, Any]:
     """:func:`routecast.training.calibrate.calibrate_run`, logged to MLflow as a ``calibrate`` run."""
     from routecast.training.calibrate import calibrate_run
@@ -369,4 +369,5 @@ def calibrate_tracked(run_dir: str | os.PathLike, *, budget: Optional[float] = N
     with Tracker(tracking_uri, run_name=f"calibrate-{run_dir.name}", enabled=track,
                  tags={"routecast.kind": "calibrate"}) as tracker:
         return calibrate_run(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
-                             match_model=match_model, tracker=tracker if tracker.enabled else None)
+                             match_model=match_model, conservative=conservative,
+                             tracker=tracker if tracker.enabled else None)

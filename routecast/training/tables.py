@@ -137,6 +137,11 @@ def tune_footer(result, config_path: Path) -> list[str]:
             f"wrote {config_path}  ->  routecast train --config {config_path} ..."]
 
 
+#: how calibration met a budget, as the table title says it (routecast.core.curve's spend modes)
+SPEND_WORDS = {"mean": "mean validation spend",
+               "upper": "upper end of a bootstrap interval of the validation spend (conservative)"}
+
+
 def calibration_table(result: dict[str, Any], run_dir: Path) -> dict:
     """Requested vs achieved cost, quality and strong share on the calibration (val) and test splits."""
     metric = result["metric"]
@@ -147,7 +152,8 @@ def calibration_table(result: dict[str, Any], run_dir: Path) -> dict:
         point = result[key]
         rows.append((label, str(point["n_prompts"]), fmt_short(result["requested"], 6), fmt_short(point["cost"], 6),
                      fmt_short(point["quality"]), fmt_short(point["strong_share"])))
-    return {"title": f"calibration of {run_dir} ({request}; lam = {result['lam']:.6g})", "columns": columns,
+    spend = f"; budget met by the {SPEND_WORDS[result.get('spend', 'mean')]}" if "budget" in result["request"] else ""
+    return {"title": f"calibration of {run_dir} ({request}; lam = {result['lam']:.6g}{spend})", "columns": columns,
             "rows": rows, "right": columns}
 
 
