@@ -163,3 +163,68 @@ def test_calibrated_budget_is_what_the_exported_checkpoint_serves(run_dir, train
     assert runtime.route(test_prompts[:3], lam=0.0)[0]["lam"] == 0.0
     with pytest.raises(RoutingError, match="unknown operating point 'nope'"):
         runtime.route(test_prompts[:1], operating_point="nope")
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory):
+    """linear on all of llmrouter_9models, default fractions and encoder: what ``routecast train -d
+    llmrouter_9models -r linear`` fits (the setting of issue 25 item 10)."""
+    out = tmp_path_factory.mktemp("linear")
+    settings = {"val": 0.1, "test": 0.2, "seed": 0, "use_logged_split": False, "limit": None, "models": None}
+    router, prepared = make_run(out, data="llmrouter_9models", router="linear", params=None, encoder="static",
+                                settings=settings)
+    return out, router, prepared
+
+
+def test_conservative_budget_holds_on_unseen_prompts_where_the_mean_overshoots(linear_run, tmp_path):
+    """Issue 25 item 10: a budget met by the mean validation spend overshoots on the test split;
+    met by the upper end of the spend's bootstrap interval (--conservative) it holds there, and
+    the result says which spend was used."""
+    import routecast
+    from routecast.router.checkpoint import load_checkpoint
+
+    out, _, prepared = linear_run
+    budget = 1e-4
+    spent = {}
+    for spend, conservative in (("mean", False), ("upper", True)):
+        run = tmp_path / spend
+        shutil.copytree(out, run)
+        result = calibrate_run(run, budget=budget, conservative=conservative)
+        assert result["spend"] == spend
+        cal = result["calibration_split"]
+        router = load_checkpoint(run / "router")
+        assert router.calibration_.get("spend", "mean") == spend
+        if conservative:  # the point is chosen by the interval's upper end, which is above the mean
+            assert cal["cost"] <= cal["cost_upper"] <= budget * (1 + 1e-9)
+            assert router.calibration_["spend_interval"]["level"] == 0.95
+        else:
+            assert "cost_upper" not in cal and cal["cost"] <= budget * (1 + 1e-9)
+        records = routecast.load(run / "router").route(list(prepared.test.prompts))
+        spent[spend] = (float(np.mean([r["expected_cost"] for r in records])), result["test_split"]["cost"])
+    assert spent["mean"][0] > budget and spent["mean"][1] > budget  # the mean promise does not transfer
+    assert spent["upper"][0] <= budget and spent["upper"][1] <= budget  # the conservative one does
+    assert spent["upper"][0] < spent["mean"][0]
+
+
+def test_conservative_needs_a_budget(run_dir):
+    with pytest.raises(ConfigError, match="--conservative applies to a budget"):
+        calibrate_run(run_dir, strong_share=0.3, conservative=True)
+
+
+def test_calibrate_counts_the_same_strong_model_as_train_and_the_router(linear_run, tmp_path):
+    """Issue 25 item 9: calibrate names the router's strong model (the best single model of the
+    training split, one definition: routecast.data.best_model) and measures shares of calls to it,
+    so the share it reports is the one the router, the server and train's checkpoint mean."""
+    from routecast.router.checkpoint import load_checkpoint
+
+    out, router, prepared = linear_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    result = calibrate_run(run, strong_share=0.3)
+    strong = router.models_[router.strong_weak().strong]
+    assert strong == prepared.train.best_single_model() == result["strong_model"]
+    saved = load_checkpoint(run / "router")
+    assert saved.models_[saved.calibration_["strong"]] == strong
+    assert saved.models_[saved.operating_curve().strong] == strong
+    assert 0.25 <= result["achieved"]["calibration"] <= 0.3 + 1e-12
+    assert result["achieved"]["test"] > 0.2
