@@ -24,7 +24,7 @@ Unlogged cells, one rule everywhere
 
 The strong and weak models
     :func:`strong_weak`: strong = the best single model, highest mean quality on the split (ties:
-    the cheaper, :func:`routecast.data.outcome_log.best_model`), weak =
+    the cheaper, :func:`routecast.data.best_model.best_model`), weak =
     cheapest (ties: higher quality); either can be named instead. APGR, CPT, strong-share
     calibration and the random router all use it. A note says when the strong model is not the
     most expensive one, since "pay more for less" logs (routerarena_2models) make a strong-call
@@ -200,7 +200,7 @@ def strong_weak(mean_costs: np.ndarray, mean_qualities: np.ndarray, *, models: S
                 warn: bool = False) -> StrongWeak:
     """The strong and weak models, defined once.
 
-    strong = the best single model, :func:`routecast.data.outcome_log.best_model` (highest mean
+    strong = the best single model, :func:`routecast.data.best_model.best_model` (highest mean
     quality; ties: the cheaper, then the lower index); weak = cheapest (ties:
     higher quality, then lower index). ``strong``/``weak`` name (or index) them instead. With
     unknown costs the weak model is the lowest-quality one. ``warn`` also emits the notes as
