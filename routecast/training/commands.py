@@ -168,7 +168,9 @@ def train(
                               reference=reference,
                               distribution=_distribution(devices, num_nodes, strategy, accelerator))
     if writer:
-        _print_run(run, footer=f"run folder: {run.out}  (report: {run.report})")
+        _print_run(run, footer=f"strong model: {run.strong_model} (best mean quality on the training split; "
+                               f"calibrate --strong-share counts calls to it)\n"
+                               f"run folder: {run.out}  (report: {run.report})")
 
 
 def routers() -> None:

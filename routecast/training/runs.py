@@ -33,6 +33,9 @@ class RunOutput:
     out: Path
     report: Path
     pairwise: Any = None
+    #: the trained router's strong model (best single model of the training split), the one
+    #: ``calibrate --strong-share`` and every strong share of this router count
+    strong_model: str | None = None
 
     @property
     def result(self):
@@ -174,7 +177,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
         _track("evaluate", enabled=track, tracking_uri=tracking_uri,
                params={"data": data, "routers": routers, "encoder": encoder, "seed": seed,
                        "reference": evaluation.reference}, out=out)
-        return RunOutput(None, out, report, pairwise=evaluation)
+        return RunOutput(None, out, report, pairwise=evaluation, strong_model=strong_model)
     kinds = parse_kinds(list(cascades))
     if ensembles:
         kinds += [k for k in ENSEMBLE_KINDS if k not in kinds]
@@ -250,6 +253,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
                                            n_boot=200, seed=seed)
         fitted_router, seconds = fitted[router]
+        strong_model = fitted_router.models_[fitted_router.strong_weak().strong]
         if not writer:
             return RunOutput(None, out, None, pairwise=evaluation)
         out.mkdir(parents=True, exist_ok=True)
@@ -258,13 +262,14 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         write_json(out / "run.json", {
             "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
             "encoder": encoder, "kind": "pairwise", "reference": evaluation.reference, "split": split,
-            "train_seconds": round(seconds, 3)})
+            "strong_model": strong_model, "train_seconds": round(seconds, 3)})
         _track("train", enabled=track, tracking_uri=tracking_uri,
                params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
-        return RunOutput(None, out, report, pairwise=evaluation)
+        return RunOutput(None, out, report, pairwise=evaluation, strong_model=strong_model)
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
                                 cost_range=cost_range, strong=strong, weak=weak)
     run = experiment.runs[router]
+    strong_model = run.router.models_[run.router.strong_weak().strong]
     if not writer:
         return RunOutput(experiment, out, None)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,13 +278,13 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     report = _write_report(experiment, out, title=f"routecast train: {router} on {data}")
     write_json(out / "run.json", {
         "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
-        "encoder": encoder, "split": split,
+        "encoder": encoder, "split": split, "strong_model": strong_model,
         "train_seconds": round(run.train_seconds, 3),
         "route_us_per_query": round(run.route_us_per_query, 2),
     })
     _track("train", enabled=track, tracking_uri=tracking_uri,
            params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
-    return RunOutput(experiment, out, report)
+    return RunOutput(experiment, out, report, strong_model=strong_model)
 
 
 def demo_to_folder(out: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, track: bool = False,
