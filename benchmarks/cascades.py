@@ -64,6 +64,8 @@ SHARED = Path("/work/shared/data")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from routecast.jsonable import finite_or_none  # noqa: E402  (after the path set-up)
+
 #: USD per million tokens (input, output); see the module docstring for where they come from
 PRICES = {
     # arena_bench_v1
@@ -594,10 +596,6 @@ def markdown(results: list[dict]) -> str:
                 "(15.5k prompts) has responses only on its GSM8K part, which is measured above as "
                 "routellm_gsm8k; elsewhere cascade routing has ex-ante evidence only.", ""]
     return "\n".join(out)
-
-
-def finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def _aiq_cell(r) -> str:
