@@ -76,6 +76,17 @@ def default_point_name(request: dict[str, Any]) -> str:
     return f"{prefix[key]}-{float(request[key]):.6g}"
 
 
+def holds_calibration(router, val, spend: str) -> bool:
+    """Whether ``router`` already holds the curve :meth:`Router.calibrate` measures on ``val``
+    with this ``spend``: ``routecast train`` calibrates on the same validation split before it
+    saves the checkpoint, so ``calibrate`` reads that curve instead of measuring it again. The
+    curve must count the router's strong model and as many prompts as ``val`` has complete rows."""
+    stored = getattr(router, "calibration_", None)
+    return (isinstance(stored, dict) and stored.get("kind") != "pairwise"
+            and stored.get("spend", "mean") == spend and stored.get("strong") == router.strong_weak().strong
+            and stored.get("n_prompts") == int(val.complete_rows().sum()))
+
+
 def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                   strong_share: float | None = None, target_quality: float | None = None,
                   match_model: str | None = None, name: str | None = None, make_default: bool = True,
@@ -95,6 +106,9 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     values measured on validation and test; with ``make_default`` it becomes the point ``route``,
     ``serve``, ``routecast.load().route()`` and the Python router use when a request names none.
     ``result["config_line"]`` is the line to paste into a server config.
+
+    The validation curve is the one ``routecast train`` stored when it matches
+    (:func:`holds_calibration`), else :meth:`Router.calibrate` measures it here.
 
     ``conservative``: a budget is met by the upper end of a bootstrap interval of the validation
     spend (``spend = "upper"``, :func:`routecast.evaluation.measure.upper_spend`) rather than by its
@@ -141,8 +155,9 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     spend = SPEND_UPPER if conservative else SPEND_MEAN
     if conservative and "budget" not in request:
         raise ConfigError("--conservative applies to a budget (the spend's upper end); give --budget")
-    X_val = split_embeddings(router, prepared, "val")
-    router.calibrate(val, embeddings=X_val, spend=spend)
+    reuse = not prepared.pairwise and holds_calibration(router, val, spend)
+    if not reuse:
+        router.calibrate(val, embeddings=split_embeddings(router, prepared, "val"), spend=spend)
     curve = router.operating_curve()
     knob = next(k for k in ("budget", "strong_share", "target_quality") if k in request)
     point = curve.index_for(**{knob: request[knob]})
@@ -170,6 +185,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                        f"{on_cal[achieved_key]:.6g} on val, {on_test[achieved_key]:.6g} on test",
         "request": request,
         "spend": spend,
+        "curve": "stored by train" if reuse else "measured",
         "lam": lam,
         "strong_model": router.models_[curve.strong],
         "notes": list(router.strong_weak().notes),

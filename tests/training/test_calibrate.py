@@ -230,23 +230,31 @@ def test_calibrate_counts_the_same_strong_model_as_train_and_the_router(linear_r
     assert result["achieved"]["test"] > 0.2
 
 
-def test_train_and_calibrate_name_the_same_strong_model_on_the_cli(tmp_path):
+def test_train_and_calibrate_name_the_same_strong_model_on_the_cli(tmp_path, monkeypatch):
     """Issue 25 item 9: ``routecast train`` then ``routecast calibrate --strong-share`` on the
-    built-in data name the same strong model, and the share calibrate reports counts it."""
+    built-in data name the same strong model, and the share calibrate reports counts it. The
+    validation curve train measured is read, not measured again (issue 22)."""
     import re
 
     from typer.testing import CliRunner
 
     from routecast.cli import app
+    from routecast.router.base import Router
 
     run = tmp_path / "run"
     trained = CliRunner().invoke(app, ["train", "-d", "llmrouter_9models", "-r", "linear", "--encoder", HASHING,
                                        "--limit", "600", "-o", str(run), "--no-track"], env={"COLUMNS": "200"})
     assert trained.exit_code == 0, trained.output + repr(trained.exception)
+
+    def measure_again(*args, **kwargs):
+        raise AssertionError("calibrate measured the validation curve train had stored")
+
+    monkeypatch.setattr(Router, "calibrate", measure_again)
     calibrated = CliRunner().invoke(app, ["calibrate", str(run), "--strong-share", "0.3", "--no-track"],
                                     env={"COLUMNS": "200"})
     assert calibrated.exit_code == 0, calibrated.output + repr(calibrated.exception)
     named = [re.search(r"strong model: (\S+?)[;( ]", out.output).group(1) for out in (trained, calibrated)]
     saved = json.loads((run / "calibration.json").read_text())
     assert named[0] == named[1] == saved["strong_model"] == json.loads((run / "run.json").read_text())["strong_model"]
+    assert saved["curve"] == "stored by train"
     assert saved["calibration_split"]["strong_share"] > 0.2 and saved["test_split"]["strong_share"] > 0.1
