@@ -67,13 +67,14 @@ def prepare_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def default_point_name(request: dict[str, Any]) -> str:
-    """``budget-0.0002``, ``share-0.3``, ``quality-0.6`` or ``match-MODEL`` for a request."""
+def default_point_name(request: dict[str, Any], spend: str = "mean") -> str:
+    """``budget-0.0002``, ``share-0.3``, ``quality-0.6`` or ``match-MODEL`` for a request; a budget
+    met by the upper end of the spend's interval is ``budget-0.0002-upper``."""
     if "match_model" in request:
         return "match-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in str(request["match_model"]))[:50]
     prefix = {"budget": "budget", "strong_share": "share", "target_quality": "quality"}
     key = next(k for k in prefix if k in request)
-    return f"{prefix[key]}-{float(request[key]):.6g}"
+    return f"{prefix[key]}-{float(request[key]):.6g}" + ("-upper" if key == "budget" and spend != "mean" else "")
 
 
 def holds_calibration(router, val, spend: str) -> bool:
@@ -176,7 +177,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                                diagnostics=False).point(0)
 
     achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[knob]
-    point_name = name or default_point_name(request)
+    point_name = name or default_point_name(request, spend)
     point = {"lam": lam, "request": dict(request), "val": on_cal, "test": on_test}
     router.add_operating_point(point_name, point, make_default=make_default)
     result = {

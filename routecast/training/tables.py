@@ -160,6 +160,10 @@ def calibration_table(result: dict[str, Any], run_dir: Path) -> dict:
 def calibration_footer(result: dict[str, Any], run_dir: Path) -> str:
     lines = [f"strong model: {result['strong_model']}; calibration saved in {result['checkpoint']} "
              f"and {run_dir / 'calibration.json'}"]
+    cal = result.get("calibration_split", {})
+    if "cost_upper" in cal:
+        lines.append(f"conservative: the upper end of the validation spend's interval is {cal['cost_upper']:.6g} "
+                     f"$/query (mean {cal['cost']:.6g}) for a budget of {result['requested']:.6g}")
     lines += [f"note: {note}" for note in result.get("notes", [])]
     if result.get("config_line"):
         lines += ["operating point (server config line):", result["config_line"]]

@@ -191,6 +191,7 @@ def test_conservative_budget_holds_on_unseen_prompts_where_the_mean_overshoots(l
         shutil.copytree(out, run)
         result = calibrate_run(run, budget=budget, conservative=conservative)
         assert result["spend"] == spend
+        assert result["operating_point"]["name"] == "budget-0.0001" + ("-upper" if conservative else "")
         cal = result["calibration_split"]
         router = load_checkpoint(run / "router")
         assert router.calibration_.get("spend", "mean") == spend
