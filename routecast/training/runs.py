@@ -177,7 +177,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
         _track("evaluate", enabled=track, tracking_uri=tracking_uri,
                params={"data": data, "routers": routers, "encoder": encoder, "seed": seed,
                        "reference": evaluation.reference}, out=out)
-        return RunOutput(None, out, report, pairwise=evaluation, strong_model=strong_model)
+        return RunOutput(None, out, report, pairwise=evaluation)
     kinds = parse_kinds(list(cascades))
     if ensembles:
         kinds += [k for k in ENSEMBLE_KINDS if k not in kinds]
