@@ -29,8 +29,8 @@ val 0.1 / test 0.2, the static encoder - the same path and defaults as every com
   (what a deployment sees), and the test hull's quality at 50 % of the best model's test cost
   (optimistic: it reads test outcomes to pick the point);
 * the quality-target stop rule: the cheapest operating point whose *validation* quality reaches
-  the best single model's validation quality (``target_quality``, the router layer's
-  OperatingCurve), applied to test - quality, cost (x the best model's) and the paired quality gap
+  the best single model's validation quality (``target_quality``, the kernel's
+  routecast.core.curve.Curve), applied to test - quality, cost (x the best model's) and the paired quality gap
   to the best model, with intervals, for every policy with validation operating points;
 * upper bounds (``routecast.cascade.bounds``; oracles reading the *test* scores, labelled as such):
   a perfect-verifier cascade (accept a cheaper answer iff it is as good as the best model's), the
@@ -63,6 +63,8 @@ REPO = HERE.parent
 SHARED = Path("/work/shared/data")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from routecast.jsonable import finite_or_none  # noqa: E402  (after the path set-up)
 
 #: USD per million tokens (input, output); see the module docstring for where they come from
 PRICES = {
@@ -153,7 +155,7 @@ UPPER = "upper bound (oracle)"
 
 def _cascade_routing_target(cr, log, target: float, unreachable: str):
     """(n,) test cost and quality of cascade routing at the cheapest validation lam reaching
-    ``target`` (routecast.core.policy.OperatingCurve's ``target_quality``), or why none does."""
+    ``target`` (routecast.core.curve.Curve's ``target_quality``), or why none does."""
     from routecast.errors import RoutecastError
 
     try:
@@ -523,7 +525,7 @@ def markdown(results: list[dict]) -> str:
             "as a multiple of its cost (>= 0.50x: the target is out of reach for that policy; 'never': not reached).",
             "",
             "Quality-target rule: the cheapest operating point whose **validation** quality >= the best single "
-            "model's validation quality (`target_quality`, routecast.core.policy.OperatingCurve), applied to "
+            "model's validation quality (`target_quality`, routecast.core.curve.Curve), applied to "
             "test; Δq = paired test quality minus the best single model's; cost x paired with its cost.", "",
             "| dataset | best single q* | perfect verifier: q at cost x | oracle-stop cascade q @ 50% [95% CI] "
             "| oracle router (pool) q @ 50% [95% CI] | cascade routing cost to q* (test hull) [95% CI] | "
@@ -595,10 +597,6 @@ def markdown(results: list[dict]) -> str:
                 "(15.5k prompts) has responses only on its GSM8K part, which is measured above as "
                 "routellm_gsm8k; elsewhere cascade routing has ex-ante evidence only.", ""]
     return "\n".join(out)
-
-
-def finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def _aiq_cell(r) -> str:

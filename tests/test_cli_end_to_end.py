@@ -81,12 +81,12 @@ def test_evaluate_train_export_route(tmp_path):
     assert [r["id"] for r in rows] == [0, 1, 2]
     assert all(r["model"] in info_models(ckpt) for r in rows)
     # the run was calibrated on its validation split: a budget maps to the lam measured there
-    from routecast.core.policy import OperatingCurve
+    from routecast.core.curve import Curve
 
     calibration = json.loads((ckpt / "config.json").read_text())["state"]["calibration_"]
     n_val = json.loads((run_dir / "metrics.json").read_text())["metadata"]["n_val"]
     assert calibration["measured"] is True and calibration["n_prompts"] == n_val == 40
-    curve = OperatingCurve.from_dict(calibration)
+    curve = Curve.from_dict(calibration)
     assert len(curve.lams) >= 2 and (curve.lams[1:] >= curve.lams[:-1]).all()
     model_costs = [m["expected_cost"] for m in json.loads((ckpt / "config.json").read_text())["models"]]
     assert min(model_costs) * 0.999 <= curve.cost.min() and curve.cost.max() <= max(model_costs) * 1.001

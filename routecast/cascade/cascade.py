@@ -72,7 +72,7 @@ class CascadeCurve:
         1 when prompts escalate) and, for two-model logs, the strong-model call share that
         RouteLLM's APGR/CPT need.
         """
-        from routecast.evaluation.curves import USD, Curve
+        from routecast.core.curve import USD, Curve
         from routecast.core.policy import strong_weak
 
         kwargs: dict[str, Any] = {"label": label, "family": family, "cost_unit": cost_unit or USD}

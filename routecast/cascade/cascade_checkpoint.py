@@ -33,7 +33,7 @@ from routecast.atomic import write_text
 from routecast.cascade.posterior import PosteriorQuality, feature_names
 from routecast.core.checkpoint import CONFIG_FILE, CheckpointFolder, array_index, dump_json, is_int, \
     load_component, save_arrays, write_component
-from routecast.core.policy import OperatingCurve
+from routecast.core.curve import Curve
 from routecast.errors import CheckpointError, ConfigError, RoutecastError, RoutingError
 
 FORMAT = "routecast-cascade-router"
@@ -272,7 +272,7 @@ def build_cascade(cls: type, folder: CheckpointFolder) -> Any:
     if not isinstance(config["operating_curve"], dict):
         raise _refuse(folder, "operating_curve", "must be a JSON object")
     try:
-        self.curve_ = OperatingCurve.from_dict(config["operating_curve"])
+        self.curve_ = Curve.from_dict(config["operating_curve"])
     except (RoutingError, KeyError, TypeError, ValueError) as exc:
         raise _refuse(folder, "operating_curve", f"is not a valid operating curve: {exc}") from None
     if not 0 <= self.curve_.strong < p:

@@ -32,7 +32,7 @@ good partner can count for more than agreeing with a weak one.
 Training (honest by construction): ex-ante predictions and answer ratings for the posterior
 model are cross-fitted on train (each fold predicted by models that never saw it); ``kappa`` is
 chosen on validation by AIQ; lam is the operating point, set on validation from a budget, a
-strong-call share or a quality target through :class:`routecast.core.policy.OperatingCurve`,
+strong-call share or a quality target through :class:`routecast.core.curve.Curve`,
 on a grid refined on validation wherever the curve jumps (the base grid is far too coarse for a
 cascade, whose decisions all change within about one decade of lam).
 The choice among the actions (stop, call ``j``) is the kernel's decision rule
@@ -65,7 +65,8 @@ from routecast.cascade.pool import frontier_models, mean_unit_costs, response_no
 from routecast.cascade.posterior import PosteriorQuality, compute_facts, logit, rate, state_features
 from routecast.core.estimator import Estimator
 from routecast.core.operating_points import OperatingPoints, check_one_knob
-from routecast.core.policy import OperatingCurve, RoutecastWarning, lam_grid, strong_weak
+from routecast.core.curve import RELATIVE, USD, Curve
+from routecast.core.policy import RoutecastWarning, lam_grid, strong_weak
 from routecast.core.registry import register_cascade
 from routecast.core.tags import PolicyTags
 from routecast.errors import ConfigError, RoutingError
@@ -222,9 +223,9 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         self.lams_, called, cost, quality = refine_grid(planners, unit, vl.scores, self.lams_, called, cost, quality,
                                                         max_lams=self.max_lams, refine_step=self.refine_step)
         strong_called = (called >> self.strong_) & 1
-        self.curve_ = OperatingCurve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
-                                     strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
-                                     measured=True, n_prompts=vl.n_prompts, n_dropped=val.n_prompts - vl.n_prompts)
+        self.curve_ = Curve(lams=self.lams_.copy(), cost=cost.mean(axis=1), quality=quality.mean(axis=1),
+                            strong_share=strong_called.mean(axis=1), strong=int(self.strong_),
+                            measured=True, n_prompts=vl.n_prompts, n_dropped=val.n_prompts - vl.n_prompts)
         request = {"budget": budget, "strong_share": strong_share, "target_quality": target_quality}
         self.lam_ = float(self.curve_.lam_for(**({knob: request[knob]} if knob else {})))
         return self
@@ -310,9 +311,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         return {"lams": grid, "cost": cost, "quality": quality, "called": called, "chosen": chosen_idx}
 
     def curve(self, log: "OutcomeLog", label: str = "cascade-routing"):
-        """The policy at every lam of the validation grid on ``log``, as an evaluation ``Curve``."""
-        from routecast.evaluation.curves import RELATIVE, USD, Curve
-
+        """The policy at every lam of the validation grid on ``log``, as a (per-prompt) ``Curve``."""
         sim = self.simulate(log, self.lams_)
         shares = np.zeros((len(self.lams_), log.n_models))
         for p, name in enumerate(self.pool_):
@@ -328,7 +327,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
 
     # ---------------------------------------------------- operating points
     # operating_points, add_operating_point, lam_for and the knob -> lam resolution: routecast.core.operating_points
-    def operating_curve(self) -> OperatingCurve:
+    def operating_curve(self) -> Curve:
         """The validation curve budgets, shares and quality targets are read from."""
         self._check_fitted()
         return self.curve_

@@ -48,7 +48,7 @@ class EnsembleResult:
 
     def to_curve(self, log: "OutcomeLog | None" = None, *, cost_unit: str | None = None):
         """A one-point ``routecast.evaluation.curves.Curve`` (every model is called: shares are 1)."""
-        from routecast.evaluation.curves import USD, Curve
+        from routecast.core.curve import USD, Curve
 
         kwargs = {"label": self.name, "family": "ensemble", "cost_unit": cost_unit or USD}
         if log is not None:

@@ -1,8 +1,10 @@
 """Cascades against single models and post-hoc ensembles, on one held-out test split.
 
-Used by ``routecast cascade`` and ``benchmarks/cascades.py``. Every policy becomes a curve of the
-evaluation package (:mod:`routecast.evaluation.curves`) so AIQ, cost-to-match-best and the report
-mean exactly what they mean for routers.
+Used by ``routecast cascade`` and ``benchmarks/cascades.py``. Every policy becomes the kernel's
+curve (:class:`routecast.core.curve.Curve`) and is compared by the evaluation package
+(:func:`routecast.evaluation.evaluate.evaluate`; the best single model is
+:func:`routecast.data.best_model.best_model`, as everywhere) so AIQ, cost-to-match-best and the
+report mean exactly what they mean for routers.
 
 Two answers to "does the cascade reach the best single model's quality for less?" are kept
 apart on purpose:
@@ -79,7 +81,8 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
     """
     from routecast.cascade.answer_scorer import AnswerScorer
     from routecast.cascade.ensembles import best_of_n, majority_vote, oracle_ensemble
-    from routecast.evaluation.curves import USD
+    from routecast.core.curve import USD
+    from routecast.data.best_model import best_model
     from routecast.evaluation.evaluate import evaluate, single_model_curves
 
     unit = cost_unit or USD
@@ -93,7 +96,7 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
         curves[name] = curve
     val_quality = val_c.scores.mean(axis=0)
     val_cost = val_c.costs.mean(axis=0)
-    best_j = sorted(range(val_c.n_models), key=lambda j: (-val_quality[j], val_cost[j], j))[0]
+    best_j = best_model(val_quality, val_cost)
     best_test_cost = float(test.costs[:, best_j].mean())
     best_test_quality = float(test.scores[:, best_j].mean())
 
@@ -106,18 +109,11 @@ def compare(train: "OutcomeLog", val: "OutcomeLog", test: "OutcomeLog", cascades
                                 "n_points": len(curve.labels)}
         try:
             choice = cascade.thresholds_for_quality(float(val_quality[best_j]))
-            cost, quality, stop = cascade.simulate(test, choice.thresholds)
-            info["match_best_on_test"] = {
-                "thresholds": [_json_threshold(x) for x in choice.thresholds],
-                "val_cost": choice.cost, "val_quality": choice.quality,
-                "cost": float(cost.mean()), "quality": float(np.nanmean(quality)),
-                "cost_ratio_to_best": float(cost.mean() / best_test_cost) if best_test_cost > 0 else None,
-                "quality_minus_best": float(np.nanmean(quality) - best_test_quality),
-                "stop_shares": np.bincount(stop, minlength=len(cascade.chain_)).astype(float).tolist()
-                if len(stop) else [],
-            }
-            n = max(len(stop), 1)
-            info["match_best_on_test"]["stop_shares"] = [x / n for x in info["match_best_on_test"]["stop_shares"]]
+            honest, stop = _replay(cascade, test, choice, best_test_cost)
+            honest["quality_minus_best"] = honest["quality"] - best_test_quality
+            counts = np.bincount(stop, minlength=len(cascade.chain_)).astype(float).tolist() if len(stop) else []
+            honest["stop_shares"] = [x / max(len(stop), 1) for x in counts]
+            info["match_best_on_test"] = honest
         except RoutecastError as exc:
             info["match_best_on_test"] = None
             info["match_best_error"] = str(exc)
@@ -146,11 +142,18 @@ def _at_budget(cascade: "Cascade", test: "OutcomeLog", budget: float, best_test_
         choice = cascade.thresholds_for_budget(budget)
     except RoutecastError:
         return None
-    cost, quality, _ = cascade.simulate(test, choice.thresholds)
-    return {"budget": budget, "thresholds": [_json_threshold(x) for x in choice.thresholds],
-            "val_cost": choice.cost, "val_quality": choice.quality, "cost": float(cost.mean()),
-            "quality": float(np.nanmean(quality)),
-            "cost_ratio_to_best": float(cost.mean() / best_test_cost) if best_test_cost > 0 else None}
+    return {"budget": budget, **_replay(cascade, test, choice, best_test_cost)[0]}
+
+
+def _replay(cascade: "Cascade", test: "OutcomeLog", choice, best_test_cost: float) -> tuple[dict, np.ndarray]:
+    """Thresholds chosen on validation (``choice``) applied unchanged to test: the honest point's
+    facts, and the (n,) stage each test prompt stopped at."""
+    cost, quality, stop = cascade.simulate(test, choice.thresholds)
+    facts = {"thresholds": [_json_threshold(x) for x in choice.thresholds],
+             "val_cost": choice.cost, "val_quality": choice.quality, "cost": float(cost.mean()),
+             "quality": float(np.nanmean(quality)),
+             "cost_ratio_to_best": float(cost.mean() / best_test_cost) if best_test_cost > 0 else None}
+    return facts, stop
 
 
 def _json_threshold(x: float) -> float | str:

@@ -6,7 +6,7 @@ a named point (``"model": "router:NAME"``) - so the check, the lookup, the defau
 user sees must not drift apart. :meth:`OperatingPoints.resolve_lam` is the only code that turns a
 request into lam: a named point or the default point gives its stored lam, ``lam`` is taken as
 is, and the other knobs are read from the owner's operating curve (``lam_for`` of
-:class:`routecast.core.policy.OperatingCurve`, measured on validation, or predicted for the batch).
+:class:`routecast.core.curve.Curve`, measured on validation, or predicted for the batch).
 
 The owner class sets ``operating_points_`` (name -> {lam, request, ...}) and
 ``default_operating_point_`` in ``fit``/calibration/loading, says in ``_POINTS_HINT`` how a user

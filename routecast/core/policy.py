@@ -9,10 +9,10 @@ The decision rule
 
 The sweep
     :func:`lam_grid` spans every decision from "best quality" (lam = 0) to "always the
-    cheapest"; :func:`sweep` applies the rule at each grid value. An
-    :class:`OperatingCurve` holds, per lam, the mean cost, quality and strong-call share that a
-    sweep *reached* (on a calibration split, with logged outcomes) or *predicts* (on the batch
-    being routed, from the router's own predictions). :meth:`OperatingCurve.lam_for` turns a
+    cheapest"; :func:`sweep` applies the rule at each grid value. A
+    :class:`routecast.core.curve.Curve` holds, per lam, the mean cost, quality and strong-call
+    share that a sweep *reached* (on a calibration split, with logged outcomes) or *predicts* (on
+    the batch being routed, from the router's own predictions). :meth:`Curve.lam_for` turns a
     budget, a strong-call share or a quality target into the lam that meets it.
 
 Unlogged cells, one rule everywhere
@@ -23,7 +23,8 @@ Unlogged cells, one rule everywhere
     (:func:`routecast.evaluation.curves.realised_costs`).
 
 The strong and weak models
-    :func:`strong_weak`: strong = highest mean quality on the split (ties: higher cost), weak =
+    :func:`strong_weak`: strong = the best single model, highest mean quality on the split (ties:
+    the cheaper, :func:`routecast.data.best_model.best_model`), weak =
     cheapest (ties: higher quality); either can be named instead. APGR, CPT, strong-share
     calibration and the random router all use it. A note says when the strong model is not the
     most expensive one, since "pay more for less" logs (routerarena_2models) make a strong-call
@@ -33,17 +34,20 @@ The strong and weak models
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
+from routecast.data.best_model import best_model
 from routecast.errors import RoutingError
 
-__all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
-           "RoutecastWarning", "utility_ranking"]
+__all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "StrongWeak", "strong_weak",
+           "RoutecastWarning", "utility_ranking", "TIE_TOLERANCE"]
 
 _TOL = 1e-12
+#: the decision rule's tie tolerance, shared by the curve lookups (routecast.core.curve)
+TIE_TOLERANCE = _TOL
 
 
 class RoutecastWarning(UserWarning):
@@ -179,95 +183,6 @@ def explore(quality: np.ndarray, costs: np.ndarray, lam: float, *, epsilon: floa
     return choice, probs[np.arange(n), choice]
 
 
-@dataclass
-class OperatingCurve:
-    """Mean cost, quality and strong-call share of the decision rule at each lam.
-
-    ``measured`` says whether the numbers were reached on logged outcomes (a calibration split)
-    or are the router's own predictions for a batch. ``strong`` is the index of the strong model
-    the shares count. Stored in checkpoints as :meth:`to_dict`.
-    """
-
-    lams: np.ndarray
-    cost: np.ndarray
-    quality: np.ndarray
-    strong_share: np.ndarray
-    strong: int
-    measured: bool
-    n_prompts: int
-    n_dropped: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_choices(cls, lams, choices, unit_costs, unit_scores, *, strong: int, measured: bool,
-                     n_dropped: int = 0) -> "OperatingCurve":
-        """Means of ``choices`` (k, n) over (n, m) per-call costs and scores."""
-        choices = np.asarray(choices)
-        return cls(lams=np.asarray(lams, dtype=np.float64),
-                   cost=chosen(unit_costs, choices).mean(axis=1),
-                   quality=chosen(unit_scores, choices).mean(axis=1),
-                   strong_share=(choices == strong).mean(axis=1), strong=int(strong), measured=measured,
-                   n_prompts=int(choices.shape[1]), n_dropped=int(n_dropped))
-
-    @classmethod
-    def predicted(cls, quality: np.ndarray, costs: np.ndarray, *, strong: int) -> "OperatingCurve":
-        """The curve a router predicts for a batch: its own qualities at the expected costs."""
-        lams, choices = sweep(quality, costs)
-        return cls.from_choices(lams, choices, costs, quality, strong=strong, measured=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"lam": self.lams.tolist(), "cost": self.cost.tolist(), "quality": self.quality.tolist(),
-                "strong_share": self.strong_share.tolist(), "strong": self.strong,
-                "measured": self.measured, "n_prompts": self.n_prompts, "n_dropped": self.n_dropped}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OperatingCurve":
-        arrays = {k: np.asarray(data[k], dtype=np.float64) for k in ("lam", "cost", "quality", "strong_share")}
-        k = arrays["lam"].shape
-        if len(k) != 1 or k[0] == 0 or any(a.shape != k for a in arrays.values()):
-            raise RoutingError("an operating curve needs equally long, non-empty lam/cost/quality/strong_share")
-        if not all(np.isfinite(a).all() for a in arrays.values()):
-            raise RoutingError("an operating curve holds a non-finite value")
-        return cls(lams=arrays["lam"], cost=arrays["cost"], quality=arrays["quality"],
-                   strong_share=arrays["strong_share"], strong=int(data.get("strong", -1)),
-                   measured=bool(data.get("measured", True)), n_prompts=int(data.get("n_prompts", 0)),
-                   n_dropped=int(data.get("n_dropped", 0)))
-
-    def index_for(self, *, budget: float | None = None, strong_share: float | None = None,
-                  target_quality: float | None = None) -> int:
-        """The grid point meeting one request.
-
-        * ``budget``: the best quality with mean cost <= budget (ties: cheaper);
-        * ``strong_share``: the largest strong-call share <= the share (ties: better, then cheaper);
-        * ``target_quality``: the cheapest point with quality >= target (ties: better).
-        """
-        where = "measured on the calibration split" if self.measured else "predicted for this batch"
-        if budget is not None:
-            ok = np.flatnonzero(self.cost <= budget * (1 + 1e-9) + 1e-15)
-            if ok.size == 0:
-                raise RoutingError(f"budget ${budget:.6g}/query is below the cheapest routing cost "
-                                   f"${self.cost.min():.6g}/query {where}")
-            return int(ok[np.lexsort((self.cost[ok], -self.quality[ok]))[0]])
-        if strong_share is not None:
-            ok = np.flatnonzero(self.strong_share <= strong_share + _TOL)
-            if ok.size == 0:
-                raise RoutingError(f"strong share {strong_share} is below the lowest share "
-                                   f"{self.strong_share.min():.4f} {where}")
-            # RouteLLM's meaning: send (up to) that share of calls to the strong model, so the
-            # largest share not above the target; ties: better quality, then cheaper
-            return int(ok[np.lexsort((self.cost[ok], -self.quality[ok], -self.strong_share[ok]))[0]])
-        if target_quality is not None:
-            ok = np.flatnonzero(self.quality >= target_quality - _TOL)
-            if ok.size == 0:
-                raise RoutingError(f"target quality {target_quality} is unreachable: the best {where} "
-                                   f"is {self.quality.max():.4f}")
-            return int(ok[np.lexsort((-self.quality[ok], self.cost[ok]))[0]])
-        return int(np.flatnonzero(self.lams == 0)[0]) if (self.lams == 0).any() else 0
-
-    def lam_for(self, **request) -> float:
-        return float(self.lams[self.index_for(**request)])
-
-
 @dataclass(frozen=True)
 class StrongWeak:
     """Indices of the strong and weak models of a log, and what a user should know about them."""
@@ -282,7 +197,8 @@ def strong_weak(mean_costs: np.ndarray, mean_qualities: np.ndarray, *, models: S
                 warn: bool = False) -> StrongWeak:
     """The strong and weak models, defined once.
 
-    strong = highest mean quality (ties: higher cost, then lower index); weak = cheapest (ties:
+    strong = the best single model, :func:`routecast.data.best_model.best_model` (highest mean
+    quality; ties: the cheaper, then the lower index); weak = cheapest (ties:
     higher quality, then lower index). ``strong``/``weak`` name (or index) them instead. With
     unknown costs the weak model is the lowest-quality one. ``warn`` also emits the notes as
     :class:`RoutecastWarning`.
@@ -306,10 +222,9 @@ def strong_weak(mean_costs: np.ndarray, mean_qualities: np.ndarray, *, models: S
         return names.index(value)
 
     known = np.isfinite(c)
-    cost_key = np.where(known, c, -np.inf)
     s = resolve(strong, "strong")
     if s is None:
-        s = int(np.lexsort((np.arange(m), -cost_key, -q))[0])
+        s = best_model(q, c)
     w = resolve(weak, "weak")
     if w is None:
         if known.all() and np.ptp(c) > 0:

@@ -6,16 +6,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from routecast.data.outcome_log import OutcomeLog
-
-
-def _num(x) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) else x
+from routecast.jsonable import finite_or_none
 
 
 def summarize(log, prices=None) -> dict:
@@ -31,7 +25,7 @@ def summarize(log, prices=None) -> dict:
         return summarize_pairs(log, prices)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
-    per_model = [{"model": m, "mean_score": _num(means[j]), "mean_cost": _num(costs[j]), "n_logged": int(logged[j])}
+    per_model = [{"model": m, "mean_score": finite_or_none(means[j]), "mean_cost": finite_or_none(costs[j]), "n_logged": int(logged[j])}
                  for j, m in enumerate(log.models)]
     best = log.best_single_model() if log.n_models else None
     benchmarks = {}
@@ -49,8 +43,8 @@ def summarize(log, prices=None) -> dict:
         "n_models": log.n_models,
         "per_model": per_model,
         "best_single_model": best,
-        "best_single_score": None if best is None else _num(means[log.models.index(best)]),
-        "oracle_quality": _num(log.oracle_quality()),
+        "best_single_score": None if best is None else finite_or_none(means[log.models.index(best)]),
+        "oracle_quality": finite_or_none(log.oracle_quality()),
         "missing_cells": log.missing_cells(),
         "cells": int(log.scores.size),
         "cost_known_cells": int((~np.isnan(log.costs)).sum()),

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from routecast.data.best_model import best_model
+
 
 @dataclass(frozen=True, eq=False)
 class OutcomeLog:
@@ -129,11 +131,9 @@ class OutcomeLog:
         return _nanmean_cols(self.costs)
 
     def best_single_model(self) -> str:
-        """The model with the highest mean score (ties: the cheaper, then the first)."""
-        means = self.mean_scores()
-        costs = np.nan_to_num(self.mean_costs(), nan=np.inf)
-        order = sorted(range(self.n_models), key=lambda j: (-np.nan_to_num(means[j], nan=-np.inf), costs[j], j))
-        return self.models[order[0]]
+        """The strong model of this log: :func:`routecast.data.best_model.best_model` of its mean
+        scores and costs (highest mean score; ties: the cheaper, then the first)."""
+        return self.models[best_model(self.mean_scores(), self.mean_costs())]
 
     def oracle_quality(self) -> float:
         """Mean over prompts of the best logged score: the ceiling of any router on this log."""

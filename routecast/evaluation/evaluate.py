@@ -3,10 +3,10 @@
 ``routecast evaluate``, the leaderboard benchmark, cascade comparisons and tuning all go
 through the same two steps, so a number means the same thing everywhere:
 
-1. :func:`sweep_router` predicts quality once per test prompt, then applies the shared decision
+1. :func:`~routecast.evaluation.measure.sweep_router` predicts quality once per test prompt, then applies the shared decision
    rule (:func:`routecast.core.policy.decide`) at every willingness-to-pay value of
    :func:`routecast.core.policy.lam_grid`, recording per prompt which model was chosen and what
-   that call really cost and scored in the log (a :class:`~routecast.evaluation.curves.Curve`).
+   that call really cost and scored in the log (a :class:`~routecast.core.curve.Curve`).
 2. :func:`evaluate` puts all curves on one declared cost range and computes RouterBench's AIQ
    (with a paired bootstrap interval over prompts), the cost to match the best single model, and
    for strong/weak pairs RouteLLM's APGR and CPT.
@@ -24,88 +24,29 @@ Missing scores and costs follow the kernel's one rule (:mod:`routecast.core.poli
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
 from routecast.errors import RoutingError
-from routecast.jsonable import finite_or_none as _num
+from routecast.jsonable import finite_or_none
 from routecast.jsonable import to_jsonable
+from routecast.core.curve import Curve
+from routecast.core.policy import strong_weak
+from routecast.data.best_model import best_model
 from routecast.evaluation import metrics
-from routecast.evaluation.curves import USD, Curve, realised_costs
-from routecast.evaluation.predictability import predictability
-from routecast.evaluation.priors import PRIOR_LABELS, PRIOR_ROUTERS, prior_choice
-from routecast.core.policy import pair_share_curve, strong_weak, sweep
+from routecast.evaluation.curves import realised_costs
+from routecast.evaluation.measure import complete_log, sweep_router
+from routecast.evaluation.prior_labels import PRIOR_LABELS, PRIOR_ROUTERS, prior_choice
 
 __all__ = ["Curve", "sweep_router", "single_model_curves", "evaluate", "single_model_cost_range",
            "EvaluationResult", "RouterScore", "aiq_difference", "PRIOR_ROUTERS"]
 
 
-def _complete(log):
-    mask = log.complete_rows()
-    if not mask.any():
-        raise RoutingError(f"no prompt of {log.source} has a score for every model "
-                           f"({', '.join(log.models)}); cannot evaluate routing on it")
-    return (log if mask.all() else log.subset(mask)), mask
-
-
-def sweep_router(router, test_log, *, embeddings: np.ndarray | None = None,
-                 lams: np.ndarray | None = None, costs: np.ndarray | None = None,
-                 label: str | None = None, meta: Mapping[str, Any] | None = None) -> Curve:
-    """Route every complete prompt of ``test_log`` at every lam and record realised outcomes.
-
-    Quality is predicted once (``embeddings`` of all of ``test_log``'s prompts may be passed to
-    skip encoding). Decisions use the router's expected per-model costs from training (or
-    ``costs``, a per-model price table); a model whose expected cost is unknown takes its mean
-    realised cost on the test log. The realised cost of a choice is the logged cost of that call
-    (missing cells filled as :func:`~routecast.evaluation.curves.realised_costs` says and counted
-    in ``Curve.n_cost_imputed``); the realised quality is the logged score.
-    """
-    if tuple(test_log.models) != tuple(router.models_):
-        missing = [m for m in router.models_ if m not in test_log.models]
-        if missing:
-            raise RoutingError(f"router was trained on model(s) {', '.join(missing)} "
-                               f"that the test log {test_log.source} lacks")
-        test_log = test_log.select_models(router.models_)
-    log, mask = _complete(test_log)
-    expected = np.asarray(router.costs_ if costs is None else costs, dtype=np.float64).reshape(-1)
-    unit_costs, n_imputed, unit = realised_costs(log, expected)
-    # decide on the costs the router expects (known before seeing the test log); only a model
-    # without any expected cost falls back to its mean cost here
-    observed = unit_costs.mean(axis=0)
-    decision_costs = np.where(np.isfinite(expected), expected, observed) if unit == USD else observed
-    if embeddings is not None:
-        embeddings = np.asarray(embeddings)
-        if len(embeddings) != test_log.n_prompts:
-            raise RoutingError(f"got {len(embeddings)} embeddings for {test_log.n_prompts} test prompts")
-        embeddings = embeddings[mask]
-    start = time.perf_counter()
-    quality = router.predict_quality(list(log.prompts), embeddings=embeddings)
-    predict_seconds = time.perf_counter() - start
-    grid, choices = sweep(quality, decision_costs, lams)
-    pair = strong_weak(unit_costs.mean(axis=0), log.scores.mean(axis=0))
-    strong = pair.strong
-    info = {"strong_index": strong, "n_dropped": int((~mask).sum()),
-            # batch prediction time (embeddings excluded when given): not single-query latency
-            "batch_predict_us_per_query": 1e6 * predict_seconds / max(log.n_prompts, 1)}
-    column = next((c for c in ("benchmark", "task") if c in log.meta.columns), None)
-    groups = None if column is None else log.meta[column].astype(str).to_numpy()
-    info["predictability"] = predictability(quality, log.scores, log.models, groups)
-    info.update(meta or {})
-    curve = Curve.from_choices(label or router.name or type(router).__name__, log.models, grid, choices,
-                              unit_costs, log.scores.copy(), strong=strong,
-                              family=getattr(router, "family", ""), prompt_index=np.flatnonzero(mask),
-                              cost_unit=unit, n_cost_imputed=n_imputed, meta=info)
-    if log.n_models == 2:  # RouteLLM's share axis: the margin threshold swept over every value
-        curve.pair_shares = (pair.strong, *pair_share_curve(quality, log.scores, pair.strong, pair.weak))
-    return curve
-
-
 def single_model_curves(test_log, *, costs: np.ndarray | None = None) -> dict[str, Curve]:
     """Each model alone as a one-point curve on the complete rows of ``test_log``."""
-    log, mask = _complete(test_log)
+    log, mask = complete_log(test_log)
     unit_costs, n_imputed, unit = realised_costs(log, costs)
     out = {}
     m = log.n_models
@@ -159,20 +100,20 @@ class RouterScore:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "label": self.label, "family": self.family, "status": self.status, "aiq": _num(self.aiq),
-            "aiq_ci": [_num(self.aiq_ci[0]), _num(self.aiq_ci[1])], "aiq_gain": _num(self.aiq_gain),
-            "max_quality": _num(self.max_quality), "min_cost": _num(self.min_cost),
-            "cost_to_match_best": _num(self.cost_to_match_best),
-            "cost_ratio_to_best": _num(self.cost_ratio_to_best),
-            "quality_at_best_cost": _num(self.quality_at_best_cost),
-            "apgr": None if self.apgr is None else _num(self.apgr),
-            "cpt50": None if self.cpt50 is None else _num(self.cpt50),
-            "cpt80": None if self.cpt80 is None else _num(self.cpt80),
-            "call_shares": {k: _num(v) for k, v in self.call_shares.items()},
+            "label": self.label, "family": self.family, "status": self.status, "aiq": finite_or_none(self.aiq),
+            "aiq_ci": [finite_or_none(self.aiq_ci[0]), finite_or_none(self.aiq_ci[1])], "aiq_gain": finite_or_none(self.aiq_gain),
+            "max_quality": finite_or_none(self.max_quality), "min_cost": finite_or_none(self.min_cost),
+            "cost_to_match_best": finite_or_none(self.cost_to_match_best),
+            "cost_ratio_to_best": finite_or_none(self.cost_ratio_to_best),
+            "quality_at_best_cost": finite_or_none(self.quality_at_best_cost),
+            "apgr": None if self.apgr is None else finite_or_none(self.apgr),
+            "cpt50": None if self.cpt50 is None else finite_or_none(self.cpt50),
+            "cpt80": None if self.cpt80 is None else finite_or_none(self.cpt80),
+            "call_shares": {k: finite_or_none(v) for k, v in self.call_shares.items()},
             "n_points": self.n_points, "n_cost_imputed": self.n_cost_imputed,
-            "prior": self.prior, "gain_over_prior": _num(self.gain_over_prior),
+            "prior": self.prior, "gain_over_prior": finite_or_none(self.gain_over_prior),
             "gain_over_prior_ci": None if self.gain_over_prior_ci is None
-            else [_num(self.gain_over_prior_ci[0]), _num(self.gain_over_prior_ci[1])],
+            else [finite_or_none(self.gain_over_prior_ci[0]), finite_or_none(self.gain_over_prior_ci[1])],
             "meta": to_jsonable(self.meta, fallback_repr=True),
         }
         return out
@@ -217,14 +158,14 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "models": list(self.models),
-            "single_models": {k: {kk: _num(vv) for kk, vv in v.items()} for k, v in self.single_models.items()},
+            "single_models": {k: {kk: finite_or_none(vv) for kk, vv in v.items()} for k, v in self.single_models.items()},
             "best_single_model": self.best_single_model,
             "strong_model": self.strong_model, "weak_model": self.weak_model,
-            "cost_range": [_num(self.cost_range[0]), _num(self.cost_range[1])],
+            "cost_range": [finite_or_none(self.cost_range[0]), finite_or_none(self.cost_range[1])],
             "cost_range_source": self.cost_range_source,
             "cost_unit": self.cost_unit,
-            "zero_router_aiq": _num(self.zero_router_aiq),
-            "oracle_quality": _num(self.oracle_quality),
+            "zero_router_aiq": finite_or_none(self.zero_router_aiq),
+            "oracle_quality": finite_or_none(self.oracle_quality),
             "n_prompts": self.n_prompts, "n_dropped": self.n_dropped,
             "n_boot": self.n_boot, "seed": self.seed,
             "leaderboard": self.leaderboard(),
@@ -266,7 +207,7 @@ def _align(curve: Curve, mask: np.ndarray, n_total: int) -> Curve:
 def single_model_cost_range(log, costs: np.ndarray | None = None) -> tuple[float, float]:
     """The default AIQ cost range: [cheapest, dearest] single model's mean cost on ``log``'s
     complete rows (the prompts every curve is measured on)."""
-    complete, _ = _complete(log)
+    complete, _ = complete_log(log)
     unit_costs, _, _ = realised_costs(complete, costs)
     means = unit_costs.mean(axis=0)
     return float(means.min()), float(means.max())
@@ -330,7 +271,8 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
       each ranked curve over it (:func:`routecast.evaluation.metrics.aiq`), with a
       percentile bootstrap interval (prompts resampled with replacement, the same draws for every
       curve, range held fixed); ``aiq_gain`` = AIQ - zero-router AIQ.
-    * best single model: highest mean score (ties: cheaper). ``cost_to_match_best``: lowest cost
+    * best single model: :func:`routecast.data.best_model.best_model` (highest mean score; ties:
+      the cheaper), the strong model of :func:`strong_weak` too. ``cost_to_match_best``: lowest cost
       at which the curve's hull reaches its quality (inf if never), and its ratio to that
       model's cost; ``quality_at_best_cost``: hull quality at that model's cost.
     * strong/weak models: :func:`routecast.core.policy.strong_weak` (``strong``/``weak`` name
@@ -345,7 +287,7 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
       ``benchmark`` (or ``task``) column, on the same cost range.
     * ``call_shares``: at the lam = 0 point of a router (else the best-quality point).
     """
-    log, mask = _complete(test_log)
+    log, mask = complete_log(test_log)
     aligned = {label: _align(c, mask, test_log.n_prompts) for label, c in curves.items()}
     for label, c in aligned.items():
         pc, pq = c.per_prompt()
@@ -365,8 +307,7 @@ def evaluate(curves: Mapping[str, Curve], test_log, *, n_boot: int = 200, seed: 
 
     single_cost = unit_costs.mean(axis=0)
     single_quality = log.scores.mean(axis=0)
-    order = sorted(range(log.n_models), key=lambda j: (-single_quality[j], single_cost[j], j))
-    best = order[0]
+    best = best_model(single_quality, single_cost)
     c_best, q_best = float(single_cost[best]), float(single_quality[best])
     if cost_range is None:
         c_min, c_max = float(single_cost.min()), float(single_cost.max())

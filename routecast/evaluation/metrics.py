@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from routecast.core.curve import call_shares  # re-exported: the per-model share of a choice matrix
+
 __all__ = [
     "upper_hull", "interpolate_hull", "aiq", "zero_router_points", "pgr", "apgr", "cpt",
     "quality_at_cost", "cost_at_quality", "call_shares", "bootstrap_ci", "bootstrap_cis",
@@ -220,19 +222,6 @@ def cost_at_quality(costs, qualities, target: float) -> float:
         return float(hc[0])
     frac = (target - hq[i - 1]) / (hq[i] - hq[i - 1])
     return float(hc[i - 1] + frac * (hc[i] - hc[i - 1]))
-
-
-def call_shares(choices, n_models: int) -> np.ndarray:
-    """Share of prompts sent to each model: (n,) choices -> (m,); (k, n) -> (k, m)."""
-    ch = np.asarray(choices)
-    if ch.ndim == 1:
-        if ch.size == 0:
-            return np.full(n_models, np.nan)
-        return np.bincount(ch.astype(np.int64), minlength=n_models)[:n_models] / ch.size
-    if ch.ndim != 2:
-        raise ValueError(f"choices must be 1-D or 2-D, got shape {ch.shape}")
-    return np.stack([call_shares(row, n_models) for row in ch]) if ch.shape[0] else \
-        np.empty((0, n_models))
 
 
 # ----------------------------------------------------------------- bootstrap

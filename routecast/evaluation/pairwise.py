@@ -14,8 +14,9 @@ calibration (:func:`pairwise_curve`, behind ``Router.calibrate``) and evaluation
   table: prompt tokens estimated from the text, the table's output tokens; a model without a
   price takes the router's mean cost); ``quality`` = mean judged score of the chosen model over
   the prompts where it was judged (its win rate in the pairs that involve it); ``strong_share`` =
-  share of calls to the strong model (best mean judged score on the split,
-  :func:`routecast.core.policy.strong_weak`). The number of prompts judged at each lam is kept
+  share of calls to the router's strong model (best mean win rate on its training pairs,
+  :func:`routecast.core.policy.strong_weak`), the model every strong share of that router
+  counts. The number of prompts judged at each lam is kept
   (``judged``); a lam at which no choice was judged is left out of the curve, never filled in.
 * **win rate against a reference model** ``R`` (evaluation): per prompt, the chosen model's mean
   outcome in the pairs of that prompt between it and ``R``; choosing ``R`` itself counts as a tie
@@ -36,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from routecast.errors import RoutingError
+from routecast.jsonable import finite_or_none
 
 #: outcome of (model_a, model_b) per winner value
 _OUTCOME = {"model_a": (1.0, 0.0), "model_b": (0.0, 1.0), "tie": (0.5, 0.5)}
@@ -156,32 +158,37 @@ def _router_inputs(router, pairs, embeddings):
     return judged, quality
 
 
-def pairwise_curve(router, pairs, embeddings: np.ndarray | None = None, *, n_points: int | None = None):
+def pairwise_curve(router, pairs, embeddings: np.ndarray | None = None, *, n_points: int | None = None,
+                   lams: np.ndarray | None = None, strong: int | None = None, keep_unjudged: bool = False):
     """The measured operating curve of ``router`` on a pairwise log (see the module docstring):
-    ``(OperatingCurve, judged prompts per lam)``. Needs a cost per model (a price table)."""
-    from routecast.core.policy import CALIBRATION_POINTS, OperatingCurve, strong_weak, sweep
+    ``(Curve, judged prompts per lam)``. Needs a cost per model (a price table).
+
+    ``lams`` (default: the calibration grid, or ``n_points`` of it); ``strong`` the model the
+    shares count (default: the router's strong model, :meth:`Router.strong_weak`). A lam at which
+    no choice was judged is left out, unless ``keep_unjudged`` (its quality is then NaN).
+    """
+    from routecast.core.curve import Curve
+    from routecast.core.policy import CALIBRATION_POINTS, sweep
 
     judged, quality = _router_inputs(router, pairs, embeddings)
     cost = router._route_costs(None, judged.n, required=True)
     unit_costs = prompt_costs(pairs, judged, fallback=cost)
     scores = judged.scores()
-    with np.errstate(invalid="ignore"), _quiet():
-        means = np.nanmean(scores, axis=0)
-    strong = strong_weak(cost, means, models=judged.models).strong
-    lams, choices = sweep(quality, cost, n_points=n_points or CALIBRATION_POINTS)
+    strong = router.strong_weak().strong if strong is None else int(strong)
+    lams, choices = sweep(quality, cost, lams, n_points=n_points or CALIBRATION_POINTS)
     picked = np.take_along_axis(np.broadcast_to(scores, (len(lams),) + scores.shape),
                                 choices.astype(np.int64)[..., None], axis=2)[..., 0]
     n_judged = np.isfinite(picked).sum(axis=1)
-    keep = n_judged > 0
+    keep = np.ones(len(lams), dtype=bool) if keep_unjudged else n_judged > 0
     if not keep.any():
         raise RoutingError(f"no choice of router {router.name!r} on the {judged.n} prompts of {pairs.source} "
                            "was judged (no pair involves the chosen model); cannot measure a curve")
     with np.errstate(invalid="ignore"), _quiet():
         quality_at = np.nanmean(picked[keep], axis=1)
     rows = np.arange(judged.n)
-    curve = OperatingCurve(lams=lams[keep], cost=unit_costs[rows[None, :], choices[keep]].mean(axis=1),
-                           quality=quality_at, strong_share=(choices[keep] == strong).mean(axis=1),
-                           strong=int(strong), measured=True, n_prompts=judged.n, n_dropped=0)
+    curve = Curve(lams=lams[keep], cost=unit_costs[rows[None, :], choices[keep]].mean(axis=1),
+                  quality=quality_at, strong_share=(choices[keep] == strong).mean(axis=1),
+                  strong=int(strong), measured=True, n_prompts=judged.n, n_dropped=0)
     return curve, n_judged[keep]
 
 
@@ -195,20 +202,11 @@ def calibrate_on_pairs(router, pairs, embeddings: np.ndarray | None = None):
 def measure_at(router, pairs, lam: float, embeddings: np.ndarray | None = None, *,
                strong: int | None = None) -> dict[str, Any]:
     """Cost, judged win rate and strong share of ``router`` at one ``lam`` on a pairwise log
-    (the calibration curve's definitions): what ``routecast calibrate`` reports for the test split."""
-    from routecast.core.policy import decide
-
-    judged, quality = _router_inputs(router, pairs, embeddings)
-    cost = router._route_costs(None, judged.n, required=True)
-    choice = decide(quality, cost, float(lam))
-    rows = np.arange(judged.n)
-    picked = judged.scores()[rows, choice]
-    strong = router.strong_weak().strong if strong is None else strong
-    n_judged = int(np.isfinite(picked).sum())
-    return {"cost": float(prompt_costs(pairs, judged, fallback=cost)[rows, choice].mean()),
-            "quality": float(np.nanmean(picked)) if n_judged else float("nan"),
-            "strong_share": float((choice == strong).mean()), "n_prompts": judged.n,
-            "n_dropped": judged.n - n_judged, "judged": n_judged}
+    (:func:`pairwise_curve` at that lam): what ``routecast calibrate`` reports for the test split."""
+    curve, n_judged = pairwise_curve(router, pairs, embeddings, lams=[float(lam)], strong=strong,
+                                     keep_unjudged=True)
+    judged = int(n_judged[0])
+    return {**curve.point(0), "n_dropped": curve.n_prompts - judged, "judged": judged}
 
 
 # ------------------------------------------------------------------ evaluation
@@ -226,9 +224,9 @@ class PairwisePoint:
     shares: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lam": self.lam, "win_rate": _none(self.win_rate), "ci95": [_none(x) for x in self.ci],
+        return {"lam": self.lam, "win_rate": finite_or_none(self.win_rate), "ci95": [finite_or_none(x) for x in self.ci],
                 "judged": self.judged, "not_judged": self.not_judged, "chose_reference": self.chose_reference,
-                "cost_per_query": _none(self.cost), "call_shares": self.shares}
+                "cost_per_query": finite_or_none(self.cost), "call_shares": self.shares}
 
 
 @dataclass
@@ -381,10 +379,6 @@ def write_pairwise_report(evaluation: PairwiseEvaluation, out: str | Path, *, ti
     report = out / "report.md"
     write_text(report, pairwise_markdown(evaluation, title=title))
     return report
-
-
-def _none(x):
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 class _quiet:

@@ -9,31 +9,27 @@ uses metadata a learned router does not see.
 Every learned policy's ``gain_over_prior`` is measured against ONE of them, chosen by
 **validation** AIQ (:func:`choose_prior`): choosing it by test AIQ would pick the prior that got
 lucky on the very prompts the gain is measured on, and bias every gain downwards. ``routecast
-evaluate`` (routecast.training.experiment) and benchmarks/plateau.py both choose here.
+evaluate`` (routecast.training.experiment) and benchmarks/plateau.py both choose here
+(:mod:`routecast.evaluation.prior_labels` holds the labels and the rule, re-exported here).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Mapping
-
 import numpy as np
 
 from routecast.errors import RoutingError
+from routecast.evaluation.evaluate import evaluate
+from routecast.evaluation.measure import sweep_router
+from routecast.evaluation.prior_labels import (CHOSEN_BY, LOGGED_TASK_PRIOR, PRIOR_LABELS, PRIOR_ROUTERS,
+                                               choose_prior, prior_choice)
 
-#: the a2 priors every learned policy must beat (registered router names)
-PRIOR_ROUTERS = ("cluster-prior", "task-prior")
-#: the report label of ``task-prior`` given each prompt's logged task (the dataset oracle)
-LOGGED_TASK_PRIOR = "task-prior (logged task)"
-#: every policy label that can be "the better prior", in tie-breaking order
-PRIOR_LABELS = PRIOR_ROUTERS + (LOGGED_TASK_PRIOR,)
-#: how the better prior is chosen, as reports state it
-CHOSEN_BY = "validation AIQ"
+__all__ = ["PRIOR_ROUTERS", "LOGGED_TASK_PRIOR", "PRIOR_LABELS", "CHOSEN_BY", "LoggedTaskQuality",
+           "validation_aiq", "choose_prior", "prior_choice", "score_prior"]
 
 
 class LoggedTaskQuality:
     """A fitted task prior (or a router holding one as ``prior_router_``, e.g. prior-residual)
-    seen through the interface :func:`~routecast.evaluation.evaluate.sweep_router` uses,
+    seen through the interface :func:`~routecast.evaluation.measure.sweep_router` uses,
     predicting from each prompt's logged task in ``log`` (``predict_quality_for_tasks``) instead of
     from its embedding.
 
@@ -68,29 +64,8 @@ class LoggedTaskQuality:
 def validation_aiq(policy, val_log, *, embeddings: np.ndarray | None = None) -> float:
     """AIQ of ``policy`` (a fitted router, or a wrapper like :class:`LoggedTaskQuality`) on
     ``val_log``, over that split's own single-model cost range; NaN when it is a single point."""
-    from routecast.evaluation.evaluate import evaluate, sweep_router
-
     curve = sweep_router(policy, val_log, embeddings=embeddings, label="policy")
     return float(evaluate({"policy": curve}, val_log, n_boot=0).routers["policy"].aiq)
-
-
-def choose_prior(val_aiq: Mapping[str, float]) -> str | None:
-    """The better prior: the highest finite validation AIQ (ties: the earlier of
-    :data:`PRIOR_LABELS`, then the given order); None when no prior has one."""
-    order = {label: i for i, label in enumerate(PRIOR_LABELS)}
-    scored = [(label, float(v)) for label, v in val_aiq.items() if v is not None and math.isfinite(float(v))]
-    if not scored:
-        return None
-    rank = {label: i for i, (label, _) in enumerate(scored)}
-    return max(scored, key=lambda lv: (lv[1], -order.get(lv[0], len(order)), -rank[lv[0]]))[0]
-
-
-def prior_choice(val_aiq: Mapping[str, float]) -> dict[str, Any]:
-    """What reports say about the choice: ``{"prior", "by", "validation_aiq"}`` (prior None when
-    no prior has a validation AIQ)."""
-    return {"prior": choose_prior(val_aiq), "by": CHOSEN_BY,
-            "validation_aiq": {k: (None if v is None or not math.isfinite(float(v)) else float(v))
-                               for k, v in val_aiq.items()}}
 
 
 def score_prior(name: str, router, val_log, test_log, *, val_embeddings=None, test_embeddings=None):
@@ -100,8 +75,6 @@ def score_prior(name: str, router, val_log, test_log, *, val_embeddings=None, te
     A validation split without complete rows gives no validation AIQ (the prior then cannot be
     chosen); nothing here looks at the test split's scores except the curve it returns.
     """
-    from routecast.evaluation.evaluate import sweep_router
-
     curves, val = {}, {}
     usable_val = val_log is not None and val_log.n_prompts > 0 and bool(val_log.complete_rows().any())
     if usable_val:

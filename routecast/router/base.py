@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from routecast.errors import RoutingError
+from routecast.core.curve import SPEND_MEAN, SPEND_UPPER, Curve
 from routecast.core.estimator import Estimator
 from routecast.core.operating_points import CURVE_KNOBS, OperatingPoints
-from routecast.core.policy import (CALIBRATION_POINTS, OperatingCurve, StrongWeak, chosen, decide, strong_weak,
-                                   sweep, utility_ranking)
+from routecast.core.policy import CALIBRATION_POINTS, StrongWeak, chosen, decide, strong_weak, utility_ranking
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -201,15 +201,15 @@ class Router(Estimator, OperatingPoints, ABC):
     # ----------------------------------------------------- operating points
     # operating_points, add_operating_point, lam_for and the knob -> lam resolution: routecast.core.operating_points
 
-    def operating_curve(self, quality: np.ndarray | None = None, cost: np.ndarray | None = None) -> OperatingCurve:
+    def operating_curve(self, quality: np.ndarray | None = None, cost: np.ndarray | None = None) -> Curve:
         """The curve budgets and targets are read from: the one measured by :meth:`calibrate`
         when there is one, else the one this batch's predictions give (optimistic)."""
         if self.calibration_ is not None:
-            return OperatingCurve.from_dict(self.calibration_)
+            return Curve.from_dict(self.calibration_)
         if quality is None:
             raise RoutingError("an uncalibrated router needs the batch's predictions to meet a budget")
         cost = self.costs_ if cost is None else cost
-        return OperatingCurve.predicted(quality, cost, strong=self.strong_weak().strong)
+        return Curve.predicted(quality, cost, strong=self.strong_weak().strong)
 
     def strong_weak(self) -> StrongWeak:
         """The strong and weak models on the training split (see :func:`routecast.core.policy.strong_weak`)."""
@@ -220,38 +220,39 @@ class Router(Estimator, OperatingPoints, ABC):
         return strong_weak(np.asarray(self.costs_, dtype=np.float64), means, models=self.models_)
 
     # --------------------------------------------------------- calibration
-    def calibrate(self, log: "OutcomeLog", embeddings: np.ndarray | None = None) -> "Router":
+    def calibrate(self, log: "OutcomeLog", embeddings: np.ndarray | None = None, *,
+                  spend: str = SPEND_MEAN) -> "Router":
         """Measure, on a held-out calibration log, the realised cost, quality and strong share
         reached at each lam, so budgets and targets given to :meth:`route` map to a lam that
         was measured on real outcomes rather than on the router's own predictions.
 
-        Only prompts with every score logged count (the kernel's one rule for unlogged cells);
-        the strong model is the calibration split's best-quality model. On a pairwise log the
-        curve is measured on the judged pairs (win rates; costs from its price table), as
-        defined in :mod:`routecast.evaluation.pairwise`.
+        The measurement is evaluation's (:func:`routecast.evaluation.measure.sweep_router` on
+        the dense calibration grid): only prompts with every score logged count, and strong
+        shares count this router's strong model (:meth:`strong_weak`, the best single model of
+        its training split), the model a strong share means everywhere else for this router.
+        ``spend="upper"`` (conservative) meets budgets by the upper end of a bootstrap interval
+        of the validation spend (:func:`routecast.evaluation.measure.upper_spend`) instead of
+        its mean, so a budget also holds on unseen prompts. On a pairwise log the curve is
+        measured on the judged pairs (win rates; costs from its price table), as defined in
+        :mod:`routecast.evaluation.pairwise`.
         """
-        from routecast.evaluation.curves import realised_costs
+        from routecast.evaluation.measure import sweep_router, upper_spend
 
+        if spend not in (SPEND_MEAN, SPEND_UPPER):
+            raise RoutingError(f"spend must be {SPEND_MEAN!r} or {SPEND_UPPER!r}, got {spend!r}")
         if _is_pairwise(log):
+            if spend != SPEND_MEAN:
+                raise RoutingError("a conservative (upper) spend needs per-prompt logged outcomes; "
+                                   "a pairwise log is calibrated on its mean spend only")
             from routecast.router.from_pairs import calibrate_from_pairs
 
             return calibrate_from_pairs(self, log, embeddings)
         self._check_fitted()
-        if tuple(log.models) != tuple(self.models_):
-            log = log.select_models(self.models_)
-        keep = log.complete_rows()
-        if not keep.any():
-            raise RoutingError(f"no prompt of {log.source} has every score logged; cannot calibrate on it")
-        if embeddings is not None:
-            embeddings = np.asarray(embeddings)[keep]
-        complete = log.complete()
-        quality = self.predict_quality(complete.prompts, embeddings=embeddings)
-        cost = self._route_costs(None, complete.n_prompts, required=True)
-        unit_costs, _, _ = realised_costs(complete, cost)
-        pair = strong_weak(unit_costs.mean(axis=0), complete.scores.mean(axis=0), models=self.models_)
-        lams, choices = sweep(quality, cost, n_points=CALIBRATION_POINTS)
-        curve = OperatingCurve.from_choices(lams, choices, unit_costs, complete.scores, strong=pair.strong,
-                                            measured=True, n_dropped=int((~keep).sum()))
+        cost = self._route_costs(None, log.n_prompts, required=True)
+        curve = sweep_router(self, log, embeddings=embeddings, n_points=CALIBRATION_POINTS, costs=cost,
+                             strong=self.strong_weak().strong, diagnostics=False)
+        if spend == SPEND_UPPER:
+            curve = upper_spend(curve)
         self.calibration_ = curve.to_dict()
         return self
 

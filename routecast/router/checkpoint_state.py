@@ -132,12 +132,12 @@ def _check_calibration(router: Any, n_models: int, cfg_path: Path) -> None:
     calibration = getattr(router, "calibration_", None)
     if calibration is None:
         return
-    from routecast.core.policy import OperatingCurve
+    from routecast.core.curve import Curve
 
     if not isinstance(calibration, dict):
         raise CheckpointError(f"{cfg_path}: field 'state.calibration_' must be an object or null")
     try:
-        curve = OperatingCurve.from_dict(calibration)
+        curve = Curve.from_dict(calibration)
     except (RoutingError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: field 'state.calibration_' is not a valid operating curve: {exc}") from None
     if not -1 <= curve.strong < n_models:

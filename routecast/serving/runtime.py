@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from routecast.core.policy import OperatingCurve
+from routecast.core.curve import Curve
 from routecast.errors import RoutingError
 
 #: batches up to this many prompts are routed with single-threaded BLAS (see module docstring)
@@ -83,7 +83,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._blas = _blas_controller()
         calibration = getattr(router, "calibration_", None)
-        self._budget_curve = None if calibration is None else OperatingCurve.from_dict(calibration)
+        self._budget_curve = None if calibration is None else Curve.from_dict(calibration)
 
     @property
     def max_calls_per_chat(self) -> int:
@@ -131,7 +131,7 @@ class Runtime:
         """The router's stored operating point ``name`` (unknown: a RoutecastError naming the known ones)."""
         return self.router.operating_point(name)
 
-    def budget_curve(self) -> OperatingCurve | None:
+    def budget_curve(self) -> Curve | None:
         """The calibration curve (None: an uncalibrated router meets budgets on each batch's predictions)."""
         return self._budget_curve
 

@@ -58,7 +58,7 @@ class ServingRuntime(Protocol):
         """The stored operating point ``name`` (an unknown name raises a RoutecastError naming the known ones)."""
 
     def budget_curve(self) -> Any:
-        """The measured :class:`routecast.core.policy.OperatingCurve` budgets are mapped through (None:
+        """The measured :class:`routecast.core.curve.Curve` budgets are mapped through (None:
         budgets map through each batch's own predictions); the server explains a saturated budget with it."""
 
     def describe(self) -> dict[str, Any]:

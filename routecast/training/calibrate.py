@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from routecast.errors import CheckpointError, ConfigError, RoutingError
+from routecast.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.training.tracking import Tracker
@@ -67,19 +67,32 @@ def prepare_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def default_point_name(request: dict[str, Any]) -> str:
-    """``budget-0.0002``, ``share-0.3``, ``quality-0.6`` or ``match-MODEL`` for a request."""
+def default_point_name(request: dict[str, Any], spend: str = "mean") -> str:
+    """``budget-0.0002``, ``share-0.3``, ``quality-0.6`` or ``match-MODEL`` for a request; a budget
+    met by the upper end of the spend's interval is ``budget-0.0002-upper``."""
     if "match_model" in request:
         return "match-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in str(request["match_model"]))[:50]
     prefix = {"budget": "budget", "strong_share": "share", "target_quality": "quality"}
     key = next(k for k in prefix if k in request)
-    return f"{prefix[key]}-{float(request[key]):.6g}"
+    return f"{prefix[key]}-{float(request[key]):.6g}" + ("-upper" if key == "budget" and spend != "mean" else "")
+
+
+def holds_calibration(router, val, spend: str) -> bool:
+    """Whether ``router`` already holds the curve :meth:`Router.calibrate` measures on ``val``
+    with this ``spend``: ``routecast train`` calibrates on the same validation split before it
+    saves the checkpoint, so ``calibrate`` reads that curve instead of measuring it again. The
+    curve must count the router's strong model and as many prompts as ``val`` has complete rows."""
+    stored = getattr(router, "calibration_", None)
+    return (isinstance(stored, dict) and stored.get("kind") != "pairwise"
+            and stored.get("spend", "mean") == spend and stored.get("strong") == router.strong_weak().strong
+            and stored.get("n_prompts") == int(val.complete_rows().sum()))
 
 
 def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
                   strong_share: float | None = None, target_quality: float | None = None,
                   match_model: str | None = None, name: str | None = None, make_default: bool = True,
-                  tracker: "Tracker | None" = None, save: bool = True) -> dict[str, Any]:
+                  conservative: bool = False, tracker: "Tracker | None" = None,
+                  save: bool = True) -> dict[str, Any]:
     """Calibrate ``RUN_DIR/router`` on the run's validation split and check it on the test split.
 
     Give exactly one request: ``budget`` (USD per query), ``strong_share`` (share of calls to the
@@ -94,11 +107,18 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     values measured on validation and test; with ``make_default`` it becomes the point ``route``,
     ``serve``, ``routecast.load().route()`` and the Python router use when a request names none.
     ``result["config_line"]`` is the line to paste into a server config.
+
+    The validation curve is the one ``routecast train`` stored when it matches
+    (:func:`holds_calibration`), else :meth:`Router.calibrate` measures it here.
+
+    ``conservative``: a budget is met by the upper end of a bootstrap interval of the validation
+    spend (``spend = "upper"``, :func:`routecast.evaluation.measure.upper_spend`) rather than by its
+    mean, so it also holds on unseen prompts; ``result["spend"]`` says which was used.
     """
     from routecast.core.checkpoint import load_checkpoint, read_config, save_checkpoint
-    from routecast.evaluation.curves import realised_costs
+    from routecast.core.curve import SPEND_MEAN, SPEND_UPPER
+    from routecast.evaluation.measure import sweep_router
     from routecast.router.pipeline import prepare, split_embeddings
-    from routecast.core.policy import OperatingCurve, sweep
 
     given = {k: v for k, v in (("budget", budget), ("strong_share", strong_share),
                                ("target_quality", target_quality), ("match_model", match_model))
@@ -133,38 +153,31 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         target_quality = float(np.nanmean(col))
         request["target_quality"] = target_quality
 
-    X_val = split_embeddings(router, prepared, "val")
-    router.calibrate(val, embeddings=X_val)
+    spend = SPEND_UPPER if conservative else SPEND_MEAN
+    if conservative and "budget" not in request:
+        raise ConfigError("--conservative applies to a budget (the spend's upper end); give --budget")
+    reuse = not prepared.pairwise and holds_calibration(router, val, spend)
+    if not reuse:
+        router.calibrate(val, embeddings=split_embeddings(router, prepared, "val"), spend=spend)
     curve = router.operating_curve()
     knob = next(k for k in ("budget", "strong_share", "target_quality") if k in request)
     point = curve.index_for(**{knob: request[knob]})
     lam = float(curve.lams[point])
-    on_cal = {"cost": float(curve.cost[point]), "quality": float(curve.quality[point]),
-              "strong_share": float(curve.strong_share[point]), "n_prompts": curve.n_prompts,
-              "n_dropped": curve.n_dropped}
+    on_cal = curve.point(point)
 
-    # the same lam on the untouched test split, measured by the same kernel (complete rows only)
+    # the same lam on the untouched test split, measured by the same function (complete rows only)
+    X_test = split_embeddings(router, prepared, "test")
     if prepared.pairwise:
         from routecast.evaluation.pairwise import measure_at
 
         on_cal["judged"] = int(router.calibration_["judged"][point])
-        on_test = measure_at(router, test, lam, split_embeddings(router, prepared, "test"), strong=curve.strong)
+        on_test = measure_at(router, test, lam, X_test, strong=curve.strong)
     else:
-        complete_test = test.complete()
-        X_test = split_embeddings(router, prepared, "test")
-        if X_test is not None:
-            X_test = X_test[test.complete_rows()]
-        q_test = router.predict_quality(list(complete_test.prompts), embeddings=X_test)
-        unit_costs, _, _ = realised_costs(complete_test, router.costs_)
-        lams, choices = sweep(q_test, router.costs_, [lam])
-        tested = OperatingCurve.from_choices(lams, choices, unit_costs, complete_test.scores, strong=curve.strong,
-                                             measured=True, n_dropped=test.n_prompts - complete_test.n_prompts)
-        on_test = {"cost": float(tested.cost[0]), "quality": float(tested.quality[0]),
-                   "strong_share": float(tested.strong_share[0]), "n_prompts": tested.n_prompts,
-                   "n_dropped": tested.n_dropped}
+        on_test = sweep_router(router, test, embeddings=X_test, lams=[lam], strong=curve.strong,
+                               diagnostics=False).point(0)
 
     achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[knob]
-    point_name = name or default_point_name(request)
+    point_name = name or default_point_name(request, spend)
     point = {"lam": lam, "request": dict(request), "val": on_cal, "test": on_test}
     router.add_operating_point(point_name, point, make_default=make_default)
     result = {
@@ -172,6 +185,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         "config_line": f"default_operating_point: {point_name}   # lam={lam:.6g}; {achieved_key} "
                        f"{on_cal[achieved_key]:.6g} on val, {on_test[achieved_key]:.6g} on test",
         "request": request,
+        "spend": spend,
+        "curve": "stored by train" if reuse else "measured",
         "lam": lam,
         "strong_model": router.models_[curve.strong],
         "notes": list(router.strong_weak().notes),

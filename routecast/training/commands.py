@@ -168,7 +168,9 @@ def train(
                               reference=reference,
                               distribution=_distribution(devices, num_nodes, strategy, accelerator))
     if writer:
-        _print_run(run, footer=f"run folder: {run.out}  (report: {run.report})")
+        _print_run(run, footer=f"strong model: {run.strong_model} (best mean quality on the training split; "
+                               f"calibrate --strong-share counts calls to it)\n"
+                               f"run folder: {run.out}  (report: {run.report})")
 
 
 def routers() -> None:
@@ -250,19 +252,24 @@ def calibrate(
     target_quality: Annotated[Optional[float], typer.Option(help="Mean quality to reach at the lowest cost.")] = None,
     match_model: Annotated[Optional[str], typer.Option(help="Reach this model's validation quality at the "
                                                        "lowest cost.")] = None,
+    conservative: Annotated[bool, typer.Option(help="Meet --budget by the upper end of a 95% bootstrap interval "
+                                               "of the validation spend (not its mean), so it also holds "
+                                               "on unseen prompts.")] = False,
     track: Track = True,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Calibrate a trained router's operating point on its validation split; check it on test.
 
     --budget, --strong-share, --target-quality or --match-model maps to a measured lam, saved in the
-    checkpoint (and RUN_DIR/calibration.json).
+    checkpoint (and RUN_DIR/calibration.json). The output says whether a budget was met by the mean
+    validation spend or, with --conservative, by its upper end.
     """
     from routecast.training.runs import calibrate_tracked
     from routecast.training.tables import calibration_footer, calibration_table
 
     result = calibrate_tracked(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
-                               match_model=match_model, track=track, tracking_uri=tracking_uri)
+                               match_model=match_model, conservative=conservative, track=track,
+                               tracking_uri=tracking_uri)
     print_table(**calibration_table(result, run_dir))
     typer.echo(calibration_footer(result, run_dir))
 

@@ -33,6 +33,9 @@ class RunOutput:
     out: Path
     report: Path
     pairwise: Any = None
+    #: the trained router's strong model (best single model of the training split), the one
+    #: ``calibrate --strong-share`` and every strong share of this router count
+    strong_model: str | None = None
 
     @property
     def result(self):
@@ -251,6 +254,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         evaluation, fitted = _pairwise_run(prepared, [router], params={router: params}, reference=reference,
                                            n_boot=200, seed=seed, trainer_options=options)
         fitted_router, seconds = fitted[router]
+        strong_model = fitted_router.models_[fitted_router.strong_weak().strong]
         if not writer:
             return RunOutput(None, out, None, pairwise=evaluation)
         out.mkdir(parents=True, exist_ok=True)
@@ -259,13 +263,14 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         write_json(out / "run.json", {
             "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
             "encoder": encoder, "kind": "pairwise", "reference": evaluation.reference, "split": split,
-            "trainer_options": options, "train_seconds": round(seconds, 3)})
+            "trainer_options": options, "strong_model": strong_model, "train_seconds": round(seconds, 3)})
         _track("train", enabled=track, tracking_uri=tracking_uri,
                params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
-        return RunOutput(None, out, report, pairwise=evaluation)
+        return RunOutput(None, out, report, pairwise=evaluation, strong_model=strong_model)
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
                                 cost_range=cost_range, strong=strong, weak=weak, trainer_options={router: options})
     run = experiment.runs[router]
+    strong_model = run.router.models_[run.router.strong_weak().strong]
     if not writer:
         return RunOutput(experiment, out, None)
     out.mkdir(parents=True, exist_ok=True)
@@ -274,13 +279,13 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     report = _write_report(experiment, out, title=f"routecast train: {router} on {data}")
     write_json(out / "run.json", {
         "data": _run_data(data), "router": router, "params": router_params(router, params, prepared),
-        "encoder": encoder, "split": split, "trainer_options": options,
+        "encoder": encoder, "split": split, "trainer_options": options, "strong_model": strong_model,
         "train_seconds": round(run.train_seconds, 3),
         "route_us_per_query": round(run.route_us_per_query, 2),
     })
     _track("train", enabled=track, tracking_uri=tracking_uri,
            params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
-    return RunOutput(experiment, out, report)
+    return RunOutput(experiment, out, report, strong_model=strong_model)
 
 
 def demo_to_folder(out: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, track: bool = False,
@@ -360,7 +365,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
 
 def calibrate_tracked(run_dir: str | os.PathLike, *, budget: Optional[float] = None,
                       strong_share: Optional[float] = None, target_quality: Optional[float] = None,
-                      match_model: Optional[str] = None, track: bool = True,
+                      match_model: Optional[str] = None, conservative: bool = False, track: bool = True,
                       tracking_uri: Optional[str] = None) -> dict[str, Any]:
     """:func:`routecast.training.calibrate.calibrate_run`, logged to MLflow as a ``calibrate`` run."""
     from routecast.training.calibrate import calibrate_run
@@ -370,4 +375,5 @@ def calibrate_tracked(run_dir: str | os.PathLike, *, budget: Optional[float] = N
     with Tracker(tracking_uri, run_name=f"calibrate-{run_dir.name}", enabled=track,
                  tags={"routecast.kind": "calibrate"}) as tracker:
         return calibrate_run(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
-                             match_model=match_model, tracker=tracker if tracker.enabled else None)
+                             match_model=match_model, conservative=conservative,
+                             tracker=tracker if tracker.enabled else None)

@@ -137,6 +137,11 @@ def tune_footer(result, config_path: Path) -> list[str]:
             f"wrote {config_path}  ->  routecast train --config {config_path} ..."]
 
 
+#: how calibration met a budget, as the table title says it (routecast.core.curve's spend modes)
+SPEND_WORDS = {"mean": "mean validation spend",
+               "upper": "upper end of a bootstrap interval of the validation spend (conservative)"}
+
+
 def calibration_table(result: dict[str, Any], run_dir: Path) -> dict:
     """Requested vs achieved cost, quality and strong share on the calibration (val) and test splits."""
     metric = result["metric"]
@@ -147,13 +152,18 @@ def calibration_table(result: dict[str, Any], run_dir: Path) -> dict:
         point = result[key]
         rows.append((label, str(point["n_prompts"]), fmt_short(result["requested"], 6), fmt_short(point["cost"], 6),
                      fmt_short(point["quality"]), fmt_short(point["strong_share"])))
-    return {"title": f"calibration of {run_dir} ({request}; lam = {result['lam']:.6g})", "columns": columns,
+    spend = f"; budget met by the {SPEND_WORDS[result.get('spend', 'mean')]}" if "budget" in result["request"] else ""
+    return {"title": f"calibration of {run_dir} ({request}; lam = {result['lam']:.6g}{spend})", "columns": columns,
             "rows": rows, "right": columns}
 
 
 def calibration_footer(result: dict[str, Any], run_dir: Path) -> str:
     lines = [f"strong model: {result['strong_model']}; calibration saved in {result['checkpoint']} "
              f"and {run_dir / 'calibration.json'}"]
+    cal = result.get("calibration_split", {})
+    if "cost_upper" in cal:
+        lines.append(f"conservative: the upper end of the validation spend's interval is {cal['cost_upper']:.6g} "
+                     f"$/query (mean {cal['cost']:.6g}) for a budget of {result['requested']:.6g}")
     lines += [f"note: {note}" for note in result.get("notes", [])]
     if result.get("config_line"):
         lines += ["operating point (server config line):", result["config_line"]]

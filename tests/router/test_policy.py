@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from routecast.errors import RoutingError
+from routecast.core.curve import Curve
 from routecast.core.operating_points import check_one_knob
-from routecast.core.policy import (OperatingCurve, RoutecastWarning, chosen, pair_share_curve,
+from routecast.core.policy import (RoutecastWarning, chosen, pair_share_curve,
                                      strong_weak, sweep)
 
 
@@ -22,10 +23,21 @@ def test_strong_is_best_quality_and_weak_is_cheapest():
     assert pair.notes == ()
 
 
-def test_ties_break_to_higher_cost_for_strong_and_higher_quality_for_weak():
-    pair = strong_weak(np.array([1.0, 1.0, 3.0, 2.0]), np.array([0.2, 0.4, 0.7, 0.7]))
-    assert pair.strong == 2  # quality tie 0.7: the dearer one
+def test_ties_break_to_the_cheaper_strong_model_and_the_better_weak_model():
+    """One definition of the strong model (issue 22): the best single model, ties to the cheaper,
+    the same as evaluation's "best single model" and the outcome log's ``best_single_model``."""
+    from routecast.data.best_model import best_model
+    from routecast.data.outcome_log import OutcomeLog
+
+    costs, quality = np.array([1.0, 1.0, 3.0, 2.0]), np.array([0.2, 0.4, 0.7, 0.7])
+    pair = strong_weak(costs, quality)
+    assert pair.strong == 3  # quality tie 0.7: the cheaper one (the decision rule's tie-break)
     assert pair.weak == 1  # cost tie 1.0: the better one
+    assert best_model(quality, costs) == 3
+    log = OutcomeLog(prompt_ids=np.arange(2), prompts=np.array(["a", "b"]), models=("w", "x", "y", "z"),
+                     scores=np.tile(quality, (2, 1)), costs=np.tile(costs, (2, 1)))
+    assert log.best_single_model() == "z"
+    assert best_model([0.5, np.nan, 0.5], [2.0, 1.0, np.nan]) == 0  # unknown quality last, unknown cost dearest
 
 
 def test_named_models_override_and_unknown_names_are_refused():
@@ -47,7 +59,7 @@ def test_a_cheaper_better_model_is_strong_with_a_note_and_the_other_is_weak():
 
 
 def test_operating_curve_lookups():
-    curve = OperatingCurve(lams=np.array([0.0, 1.0, 2.0, 3.0]), cost=np.array([4.0, 3.0, 2.0, 1.0]),
+    curve = Curve(lams=np.array([0.0, 1.0, 2.0, 3.0]), cost=np.array([4.0, 3.0, 2.0, 1.0]),
                            quality=np.array([0.9, 0.85, 0.7, 0.5]), strong_share=np.array([0.6, 0.45, 0.3, 0.0]),
                            strong=0, measured=True, n_prompts=10)
     assert curve.lam_for(budget=3.5) == 1.0
@@ -59,14 +71,14 @@ def test_operating_curve_lookups():
         curve.lam_for(budget=0.5)
     with pytest.raises(RoutingError, match="unreachable"):
         curve.lam_for(target_quality=0.95)
-    again = OperatingCurve.from_dict(curve.to_dict())
+    again = Curve.from_dict(curve.to_dict())
     assert again.to_dict() == curve.to_dict()
 
 
 def test_operating_curve_refuses_non_finite_values():
     data = {"lam": [0.0, 1.0], "cost": [1.0, float("nan")], "quality": [0.5, 0.4], "strong_share": [1, 0]}
     with pytest.raises(RoutingError, match="non-finite"):
-        OperatingCurve.from_dict(data)
+        Curve.from_dict(data)
 
 
 def test_check_one_knob_is_strict():

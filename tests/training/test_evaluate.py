@@ -22,7 +22,8 @@ import pytest
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import RoutingError
 from routecast.router.base import Router
-from routecast.evaluation.curves import RELATIVE, USD, Curve, realised_costs
+from routecast.core.curve import RELATIVE, USD, Curve
+from routecast.evaluation.curves import realised_costs
 from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
 from tests._support.routers import LookupRouter
 

@@ -33,7 +33,6 @@ train split only, ``save(folder)`` writes the encoder folder.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +46,7 @@ from routecast.core.estimator import Estimator
 from routecast.router.distributed import LightningFit
 from routecast.errors import ConfigError, DataError
 from routecast.router.encoders.static import DEFAULT_MAX_CHARS, FORMAT, StaticEncoder
+from routecast.jsonable import finite_or_none
 
 #: the throw-away head the table is trained through; "joint" sums the linear and the mlp head's losses
 #: (two heads on the same vectors), so the table suits a linear read-out and a non-linear one alike
@@ -278,8 +278,8 @@ class StaticEncoderTrainer(LightningFit, Estimator):
                 "routing_trained": {"base_spec": base.spec, "base_weights_sha256": base.weights_sha256,
                                     "params": params, "models": list(self.models_), "n_train": self.n_train_,
                                     "n_val": self.n_val_, "epochs": self.epochs_, "best_epoch": self.best_epoch_,
-                                    "initial_val_loss": _finite(self.initial_val_loss_),
-                                    "best_val_loss": _finite(self.best_val_loss_)}}
+                                    "initial_val_loss": finite_or_none(self.initial_val_loss_),
+                                    "best_val_loss": finite_or_none(self.best_val_loss_)}}
 
     # ------------------------------------------------------------------ output
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -358,10 +358,6 @@ def _loss_of(net: StaticTableNet, rows, kind: str) -> float:
             weight += n
     net.train(was_training)
     return total / weight if weight else float("nan")
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def split_fingerprint(log) -> str:
