@@ -18,6 +18,9 @@ import typer
 from routecast.cli_options import run_cli
 
 AREAS = ("data", "training", "cascade", "serving")
+#: help strings are plain text: with Rich markup, "[in, out]" or "[default: 8000]" inside a help
+#: string read as markup tags and vanished ("--price-table ... {"model": }", "TCP port .")
+HELP_MARKUP = None
 
 app = typer.Typer(
     name="routecast",
@@ -28,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 
@@ -56,7 +60,7 @@ def register_area(root: typer.Typer, module) -> None:
         if group:
             if group not in groups:
                 groups[group] = typer.Typer(name=group, help=getattr(module, "GROUPS", {}).get(group),
-                                            no_args_is_help=True)
+                                            no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
                 root.add_typer(groups[group], name=group)
             target = groups[group]
         target.command(command)(run_cli(fn, name))

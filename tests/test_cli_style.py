@@ -178,3 +178,31 @@ def test_evaluate_pins_the_cost_range_and_prints_full_numbers(tmp_path):
     assert f"| linear | a1 | {linear['aiq']:.4f} [{lo:.4f}, {hi:.4f}] |" in result.stdout
     assert "| cheapest | a2 | point |" in result.stdout  # a point: reported, not ranked
     assert "AIQ cost range [5e-05, 0.0002]" in result.stdout and "…" not in result.stdout
+
+
+def _help_sources(command) -> list[str]:
+    texts = [command.help or ""]
+    texts += [getattr(param, "help", None) or "" for param in command.params]
+    return texts
+
+
+def test_every_help_string_renders_as_written():
+    """Square brackets in help text ("{"model": [in, out]}", "[default: 8000]") were read as Rich
+    markup and vanished; every bracketed text of every command's help must show in its --help."""
+    import re
+
+    runner = CliRunner()
+    checked = 0
+    for name, command in ALL.items():
+        result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0, (name, result.output)
+        shown = "".join(result.stdout.split())  # wrapping moves line breaks, never characters
+        for text in _help_sources(command):
+            for bracketed in re.findall(r"\[[^\[\]]*\]", text):
+                assert "".join(bracketed.split()) in shown, (name, bracketed)
+                checked += 1
+    assert checked >= 5  # the price table's [in, out], serve's --port/--host defaults, ...
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "100"}).stdout
+    assert "TCP port [default: 8000]." in " ".join(serve.split())
+    train = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"}).stdout.split())
+    assert '{"model": [in, out]}' in train
