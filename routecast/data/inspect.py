@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -29,6 +30,10 @@ def summarize(log, prices=None) -> dict:
 
     if isinstance(log, PairwiseLog):
         return summarize_pairs(log, prices)
+    if prices is not None:
+        from routecast.data.costs import check_priced
+
+        check_priced(log, prices, path=str(prices) if isinstance(prices, (str, os.PathLike)) else None)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
     per_model = [{"model": m, "mean_score": _num(means[j]), "mean_cost": _num(costs[j]), "n_logged": int(logged[j])}

@@ -78,3 +78,22 @@ def test_cli_bad_file_is_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "row 1" in proc.stderr and "'score'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_refuses_a_price_table_that_misses_a_model(tmp_path):
+    """A price table without a model whose costs are not logged was silently half-applied (exit 0)."""
+    log = tmp_path / "log.csv"
+    log.write_text("prompt,model,score\nq1,a,0.5\nq1,b,1\nq2,a,0\nq2,b,1\n")
+    partial = tmp_path / "prices.json"
+    partial.write_text('{"a": [1, 2]}')
+    result = CliRunner().invoke(app, ["data", "inspect", str(log), "--price-table", str(partial)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: file {log}, column 'model': price table {partial} has no price for model(s) b "
+        "(their costs are not logged); priced: a"]
+    full = tmp_path / "full.json"
+    full.write_text('{"a": [1, 2], "b": [3, 4]}')
+    result = CliRunner().invoke(app, ["data", "inspect", str(log), "--price-table", str(full), "--json"])
+    assert result.exit_code == 0
+    costs = {r["model"]: r["mean_cost"] for r in json.loads(result.stdout)["per_model"]}
+    assert costs["a"] > 0 and costs["b"] > costs["a"]
