@@ -11,6 +11,7 @@ module level, so ``routecast --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Optional
 
 import typer
@@ -82,6 +83,19 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the CLI prints it: ``warning: MESSAGE`` (routecast's own warnings are facts
+    about the user's data; the source line that raised them means nothing to the user)."""
+    from routecast.errors import RoutecastWarning
+
+    if issubclass(category, RoutecastWarning):
+        return f"warning: {message}\n"
+    return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """Run the CLI (the ``routecast`` console script).
 
@@ -90,6 +104,7 @@ def main(args: Optional[list[str]] = None) -> None:
     """
     import sys
 
+    warnings.formatwarning = _one_line_warning
     try:
         code = app(args=args, prog_name="routecast", standalone_mode=False)
     except typer.Abort:

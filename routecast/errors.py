@@ -8,6 +8,11 @@ print one line instead of a traceback from inside pandas or torch.
 from __future__ import annotations
 
 
+class RoutecastWarning(UserWarning):
+    """A fact about the data a user should know (e.g. the strong model is not the dearest, a
+    column that looks like a cost is not read)."""
+
+
 class RoutecastError(Exception):
     """Base class of every error routecast raises deliberately."""
 

@@ -38,16 +38,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from routecast.errors import RoutingError
+from routecast.errors import RoutecastWarning, RoutingError  # noqa: F401 - RoutecastWarning is used here and re-exported
 
 __all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "OperatingCurve", "StrongWeak", "strong_weak",
            "RoutecastWarning", "check_one_knob"]
 
 _TOL = 1e-12
-
-
-class RoutecastWarning(UserWarning):
-    """A fact about the data a user should know (e.g. the strong model is not the dearest)."""
 
 
 def decide(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:

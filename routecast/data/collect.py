@@ -94,12 +94,12 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
     """The prompt file as rows to send (see the module docstring)."""
     from routecast.data.chat_text import NoRoutingText, routing_text
     from routecast.data.formats import ROW
-    from routecast.data.loaders import _as_text, _hash_ids, read_source
+    from routecast.data.loaders import as_text, hash_ids, read_source
 
     frame, label = read_source(source, columns)
     rows = frame[ROW].to_numpy()
     if "prompt" in frame.columns:
-        prompts = _as_text(frame["prompt"], rows, label, "prompt", allow_blank=False)
+        prompts = as_text(frame["prompt"], rows, label, "prompt", allow_blank=False)
         messages = [[{"role": "user", "content": p}] for p in prompts]
     elif "messages" in frame.columns:
         messages = list(frame["messages"].to_numpy(dtype=object))
@@ -112,8 +112,8 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
     else:
         raise DataError("a prompt file needs a 'prompt' column (or OpenAI chat 'messages')", path=label,
                         column="prompt")
-    ids = (_as_text(frame["prompt_id"], rows, label, "prompt_id", allow_blank=False)
-           if "prompt_id" in frame.columns else _hash_ids(prompts))
+    ids = (as_text(frame["prompt_id"], rows, label, "prompt_id", allow_blank=False)
+           if "prompt_id" in frame.columns else hash_ids(prompts))
     seen: dict[str, int] = {}
     meta_cols = [c for c in frame.columns if c not in ("prompt", "prompt_id", "messages", ROW, *CALL_FIELDS,
                                                        "model", "score")]
