@@ -37,8 +37,20 @@ Reference = Annotated[Optional[str], typer.Option(help="Pairwise logs: report wi
                                                   "(default: the model with most wins).")]
 
 
+def not_run_lines(skipped: dict[str, str]) -> list[str]:
+    """One ``not run:`` line per reason, naming every policy it stopped (six cascade kinds that
+    all need responses are one line, not six)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped.items():
+        by_reason.setdefault(str(reason), []).append(name)
+    return [f"not run: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
 def _print_run(run, *, footer: str) -> None:
-    from routecast.training.tables import leaderboard_footer, leaderboard_table, per_benchmark_table, unranked_table
+    """The leaderboard tables, the policies not run (grouped by reason), ``footer`` and, last, the
+    sentence saying whether learned routing beat the lookup table (when priors were compared)."""
+    from routecast.training.tables import (leaderboard_footer, leaderboard_table, per_benchmark_table,
+                                           routing_verdict, unranked_table)
 
     if run.pairwise is not None:  # a pairwise log: win rates against a reference model
         from routecast.evaluation.pairwise import pairwise_table
@@ -53,7 +65,12 @@ def _print_run(run, *, footer: str) -> None:
     if run.result.per_benchmark:
         print_table(**per_benchmark_table(run.result))
     typer.echo(leaderboard_footer(run.result))
+    for line in not_run_lines(run.experiment.skipped):
+        typer.echo(line)
     typer.echo(footer)
+    verdict = routing_verdict(run.result)
+    if verdict is not None:
+        typer.echo(verdict)
 
 
 def evaluate(
@@ -115,9 +132,6 @@ def evaluate(
                              track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
                              reference=reference, skip=skip)
     plot = "" if run.pairwise is not None else f"\nplot:   {run.out / 'cost_quality.png'}"
-    if run.experiment is not None:
-        for name, reason in run.experiment.skipped.items():
-            typer.echo(f"not run: {name}: {reason}")
     _print_run(run, footer=f"report: {run.report}{plot}")
 
 

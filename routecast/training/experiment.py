@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 from routecast.router.pipeline import Prepared, fit_router, split_embeddings
@@ -66,7 +66,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                    progress: bool = True, calibrate: bool = True,
                    cost_range: tuple[float, float] | None = None, strong: str | None = None,
                    weak: str | None = None, skip_failures: bool = False,
-                   skipped: Mapping[str, str] | None = None) -> Experiment:
+                   skipped: Mapping[str, str] | None = None, baselines: Sequence[str] = ()) -> Experiment:
     """Fit each router on the train split (calibrating on validation), sweep it on the test split
     and evaluate all curves together with the single models.
 
@@ -75,6 +75,9 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     ``skip_failures`` a router that cannot run on this data (e.g. ``task-prior`` on a log without a
     benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
     run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run).
+    ``baselines`` (e.g. the priors, :data:`~routecast.evaluation.priors.PRIOR_ROUTERS`) are fitted
+    after ``routers`` (those already in ``routers`` once); one that cannot run on this data is
+    always listed in ``skipped``, never an error: ``train`` shows them beside its one router.
 
     The priors (``cluster-prior``, ``task-prior``) are also scored on the validation split, and
     ``task-prior`` adds its logged-task form (``task-prior (logged task)``, the dataset oracle):
@@ -87,6 +90,8 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     from routecast.errors import RoutecastError
 
     experiment = Experiment(prepared, skipped=dict(skipped or {}))
+    optional = [name for name in baselines if name not in routers]
+    routers = list(routers) + optional
     needs_embeddings = any(_uses_prepared_encoder(name, params.get(name), prepared) for name in routers)
     if needs_embeddings:
         start = time.perf_counter()
@@ -102,7 +107,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
             try:
                 router, seconds = fit_router(name, params.get(name), prepared)
             except RoutecastError as exc:
-                if not skip_failures:
+                if not skip_failures and name not in optional:
                     raise
                 experiment.skipped[name] = str(exc)
                 continue

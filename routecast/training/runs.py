@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from routecast.errors import ConfigError
+from routecast.evaluation.priors import PRIOR_ROUTERS
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 DEMO_DATA = "llmrouter_9models"
 DEMO_ROUTERS = ("knn", "linear", "mlp", "mf", "best-single", "cheapest", "random", "oracle")
+#: the demo's cascades: ex-ante needs no responses (about a second on the built-in data);
+#: agreement runs where the log has responses and is listed as not run with the reason otherwise
+DEMO_CASCADES = ("ex-ante", "agreement")
 
 
 @dataclass
@@ -263,7 +267,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
                params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params}, out=out)
         return RunOutput(None, out, report, pairwise=evaluation)
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
-                                cost_range=cost_range, strong=strong, weak=weak)
+                                cost_range=cost_range, strong=strong, weak=weak, baselines=PRIOR_ROUTERS)
     run = experiment.runs[router]
     if not writer:
         return RunOutput(experiment, out, None)
@@ -284,14 +288,19 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
 
 def demo_to_folder(out: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, track: bool = False,
                    tracking_uri: Optional[str] = None) -> RunOutput:
-    """The main job on the built-in data: train :data:`DEMO_ROUTERS` on :data:`DEMO_DATA` and compare."""
+    """The main job on the built-in data: train :data:`DEMO_ROUTERS` on :data:`DEMO_DATA` and compare
+    them with the priors (the lookup tables a learned router has to beat) and :data:`DEMO_CASCADES`
+    (a kind the log cannot run, e.g. without responses, is listed in ``experiment.skipped``)."""
+    from routecast.cascade.suite import cascade_curves
     from routecast.router.pipeline import prepare
     from routecast.training.experiment import run_experiment
 
     _check_tracking(track, tracking_uri)
     out = Path(out)
     prepared = prepare(DEMO_DATA, encoder=encoder)  # seeded split: the logged one shares 114 questions
-    experiment = run_experiment(prepared, list(DEMO_ROUTERS))
+    cascades, skipped = cascade_curves(prepared, list(DEMO_CASCADES))
+    experiment = run_experiment(prepared, list(DEMO_ROUTERS), baselines=PRIOR_ROUTERS, extra_curves=cascades,
+                                skipped=skipped)
     report = _write_report(experiment, out, title=f"routecast demo: {DEMO_DATA}")
     _track("demo", enabled=track, tracking_uri=tracking_uri, params={"data": DEMO_DATA, "encoder": encoder}, out=out)
     return RunOutput(experiment, out, report)
