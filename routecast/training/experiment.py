@@ -85,6 +85,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     the one with the best validation AIQ (:mod:`routecast.evaluation.priors`)."""
     from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
     from routecast.evaluation.priors import PRIOR_ROUTERS, score_prior
+    from routecast.progress import Progress
 
     params = dict(params or {})
     from routecast.errors import RoutecastError
@@ -101,9 +102,9 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
 
     curves: dict[str, Any] = {}
     prior_val_aiq: dict[str, float] = {}
-    with _progress(progress, len(routers)) as step:
+    with Progress("evaluate", total=len(routers) + 1, enabled=progress) as report:
         for name in routers:
-            step(f"fitting {name}")
+            report.step(f"fitting {name}")
             try:
                 router, seconds = fit_router(name, params.get(name), prepared)
             except RoutecastError as exc:
@@ -128,16 +129,17 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                              if prepared.val.n_prompts else None)
                 curves.update(extra)
                 prior_val_aiq.update(val_aiq)
-    curves.update(extra_curves or {})
-    curves.update(single_model_curves(prepared.test))
-    experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
-                                 strong=strong, weak=weak, prior_val_aiq=prior_val_aiq,
-                                 metadata={"data": prepared.settings, "encoder": prepared.encoder,
-                                           "embed_seconds": round(experiment.embed_seconds, 2),
-                                           "n_train": prepared.train.n_prompts,
-                                           "n_val": prepared.val.n_prompts,
-                                           "n_test": prepared.test.n_prompts,
-                                           **({"skipped": experiment.skipped} if experiment.skipped else {})})
+        curves.update(extra_curves or {})
+        curves.update(single_model_curves(prepared.test))
+        report.step(f"scoring {len(curves)} curves ({n_boot} bootstrap resamples)")
+        experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
+                                     strong=strong, weak=weak, prior_val_aiq=prior_val_aiq,
+                                     metadata={"data": prepared.settings, "encoder": prepared.encoder,
+                                               "embed_seconds": round(experiment.embed_seconds, 2),
+                                               "n_train": prepared.train.n_prompts,
+                                               "n_val": prepared.val.n_prompts,
+                                               "n_test": prepared.test.n_prompts,
+                                               **({"skipped": experiment.skipped} if experiment.skipped else {})})
     return experiment
 
 
@@ -156,34 +158,3 @@ def _try_calibrate(router, prepared: Prepared) -> None:
         router.calibrate(prepared.val, embeddings=split_embeddings(router, prepared, "val"))
     except RoutingError:
         pass
-
-
-class _progress:
-    """A rich progress bar over routers (silent when not interactive or disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled = enabled
-        self.total = total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda description: None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=True)
-        self._bar.__enter__()
-        self._task = self._bar.add_task("routers", total=self.total)
-        self._started = False
-
-        def step(description: str) -> None:
-            if self._started:
-                self._bar.advance(self._task)
-            self._started = True
-            self._bar.update(self._task, description=description)
-
-        return step
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.__exit__(*exc)
-        return False
