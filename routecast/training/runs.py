@@ -341,7 +341,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
                    objective: str = "aiq", budget: Optional[float] = None, target: Optional[float] = None,
                    storage: Optional[str] = None, study: Optional[str] = None, encoder: str = DEFAULT_ENCODER,
                    seed: int = 0, val: float = 0.1, test: float = 0.2, limit: Optional[int] = None,
-                   timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
+                   use_logged_split: bool = False, timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
                    track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
                    distribution: Optional[Mapping[str, Any]] = None):
     """Tune ``router`` with optuna on the validation split; writes OUT/best_config.json (for
@@ -384,7 +384,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
         if default_storage:
             out.mkdir(parents=True, exist_ok=True)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed, limit=limit,
-                           columns=columns, prices=prices)
+                           use_logged_split=use_logged_split, columns=columns, prices=prices)
         prepared.require_outcomes("tuning")
         result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
                       storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,
