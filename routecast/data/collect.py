@@ -279,15 +279,14 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
     """Send the ``todo`` cells, journal each answer in ``journal_file`` and record it in ``done``;
     cells that fail after their retries go to ``failures``. The one sender of both engines (a
     ``--engine ray`` shard runs it on its cells with its share of the limits)."""
-    from tqdm import tqdm
-
     from routecast.data.chat_calls import CallFailed, EndpointSlot, chat
+    from routecast.progress import Progress
 
     slots = {m: EndpointSlot(endpoints[m]) for m in names}
     global_slots = asyncio.Semaphore(concurrency)
     remaining = {p.prompt_id: sum((p.prompt_id, m) not in done for m in names) for p in rows}
-    bar = tqdm(total=len(rows), initial=sum(1 for v in remaining.values() if v == 0), unit="prompt",
-               desc="collect", disable=not progress, dynamic_ncols=True)
+    bar = Progress("collect", total=len(rows), initial=sum(1 for v in remaining.values() if v == 0),
+                   unit="prompts", enabled=progress).__enter__()  # closed in the finally below
     journal = _Journal(journal_file)
 
     async def one(prompt: PromptRow, model: str) -> None:
@@ -306,7 +305,7 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
         done[(prompt.prompt_id, model)] = record
         remaining[prompt.prompt_id] -= 1
         if remaining[prompt.prompt_id] == 0:
-            bar.update(1)
+            bar.advance()
 
     try:
         # a bounded number of tasks alive at once (not one per cell of a million-cell run)
@@ -333,7 +332,7 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
             raise crashed[0]
     finally:
         await journal.close()
-        bar.close()
+        bar.__exit__(None, None, None)
         for slot in slots.values():
             await slot.close()
 

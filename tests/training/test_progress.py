@@ -63,3 +63,16 @@ def test_evaluate_and_tune_report_progress_on_a_non_tty_stderr(small_log, capsys
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "routecast: tune knn 0/3 done, now: trial 0 (0 s)"
     assert err[-1].startswith("routecast: tune knn 3/3 done (")
+
+
+def test_counted_units_are_reported_with_their_unit_at_most_every_few_seconds():
+    stream, clock = io.StringIO(), Clock()
+    with Progress("embedding (static)", total=5000, unit="prompts", stream=stream, clock=clock) as progress:
+        for t in (0.5, 1, 2, 5.6, 7):
+            clock.now = 100.0 + t
+            progress.advance(1000)
+    assert stream.getvalue().splitlines() == [
+        "routecast: embedding (static) 1,000/5,000 prompts done (0 s)",
+        "routecast: embedding (static) 4,000/5,000 prompts done (6 s)",
+        "routecast: embedding (static) 5,000/5,000 prompts done (7 s)",
+    ]
