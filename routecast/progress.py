@@ -44,6 +44,7 @@ class Progress:
         self._task = None
         self._started = 0.0
         self._last: Optional[float] = None
+        self._last_done: Optional[int] = None
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr
@@ -97,11 +98,12 @@ class Progress:
         out.write(f"routecast: {text} ({now - self._started:.0f} s)\n")
         out.flush()
         self._last = now
+        self._last_done = self.done
         self.lines += 1
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._bar is not None:
             self._bar.__exit__(exc_type, exc, tb)
-        elif self.enabled and exc is None and self.lines:
+        elif self.enabled and exc is None and self.lines and self._last_done != self.done:
             self._write(f"{self.what} {self._count()} done", self.clock())
         return False

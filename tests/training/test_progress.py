@@ -75,4 +75,4 @@ def test_counted_units_are_reported_with_their_unit_at_most_every_few_seconds():
         "routecast: embedding (static) 1,000/5,000 prompts done (0 s)",
         "routecast: embedding (static) 4,000/5,000 prompts done (6 s)",
         "routecast: embedding (static) 5,000/5,000 prompts done (7 s)",
-    ]
+    ]  # the end repeats no count already written
