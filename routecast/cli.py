@@ -11,6 +11,7 @@ module level, so ``routecast --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Optional
 
 import typer
@@ -18,6 +19,9 @@ import typer
 from routecast.cli_options import run_cli
 
 AREAS = ("data", "training", "cascade", "serving")
+#: help strings are plain text: with Rich markup, "[in, out]" or "[default: 8000]" inside a help
+#: string read as markup tags and vanished ("--price-table ... {"model": }", "TCP port .")
+HELP_MARKUP = None
 
 app = typer.Typer(
     name="routecast",
@@ -28,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 
@@ -56,7 +61,7 @@ def register_area(root: typer.Typer, module) -> None:
         if group:
             if group not in groups:
                 groups[group] = typer.Typer(name=group, help=getattr(module, "GROUPS", {}).get(group),
-                                            no_args_is_help=True)
+                                            no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
                 root.add_typer(groups[group], name=group)
             target = groups[group]
         target.command(command)(run_cli(fn, name))
@@ -78,6 +83,19 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the CLI prints it: ``warning: MESSAGE`` (routecast's own warnings are facts
+    about the user's data; the source line that raised them means nothing to the user)."""
+    from routecast.errors import RoutecastWarning
+
+    if issubclass(category, RoutecastWarning):
+        return f"warning: {message}\n"
+    return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """Run the CLI (the ``routecast`` console script).
 
@@ -86,6 +104,7 @@ def main(args: Optional[list[str]] = None) -> None:
     """
     import sys
 
+    warnings.formatwarning = _one_line_warning
     try:
         code = app(args=args, prog_name="routecast", standalone_mode=False)
     except typer.Abort:

@@ -16,6 +16,7 @@ import it; defaults that belong to a layer (the default encoder) stay in the com
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -57,6 +58,50 @@ Track = Annotated[bool, typer.Option("--track/--no-track", help="Log the run to 
 TrackingUri = Annotated[Optional[str], typer.Option("--tracking-uri", help=TRACKING_URI_HELP)]
 
 
+class OptionGroup:
+    """Options several commands share, declared once: a command writes ``split: dict = SPLIT``
+    and gets, instead of one parameter, every option of the group on its command line (typer
+    reads the signature :func:`run_cli` builds), passed to it as one dict ``{"val": 0.1, ...}``.
+
+    ``options`` maps a parameter name to ``(annotation, default)``, the annotation an
+    ``Annotated[..., typer.Option(...)]`` as for any parameter.
+    """
+
+    def __init__(self, **options: tuple[Any, Any]):
+        self.options = dict(options)
+
+    def __repr__(self) -> str:
+        return f"OptionGroup({', '.join(self.options)})"
+
+
+#: the split of an outcome log (what ``prepare`` takes), shared by evaluate, train, tune, cascade...
+SPLIT = OptionGroup(val=(Val, 0.1), test=(Test, 0.2), seed=(Seed, 0), use_logged_split=(UseLoggedSplit, False),
+                    limit=(Limit, None))
+#: how to read a log whose columns or costs are the user's own (``--map``, ``--price-table``), named
+#: as the library takes them: ``prepare(data, **files)``
+DATA_FILES = OptionGroup(columns=(ColumnMap, None), prices=(PriceTableFile, None))
+#: MLflow tracking of a run (on by default)
+TRACKING = OptionGroup(track=(Track, True), tracking_uri=(TrackingUri, None))
+
+
+def expand_option_groups(fn: Callable) -> tuple[Optional[inspect.Signature], dict[str, OptionGroup]]:
+    """``fn``'s signature with each :class:`OptionGroup` default replaced by the group's options
+    (in place, so ``--help`` lists them where the group stands), and the groups by name; (None,
+    {}) when ``fn`` has no group."""
+    if not any(isinstance(p.default, OptionGroup) for p in inspect.signature(fn).parameters.values()):
+        return None, {}
+    signature = inspect.signature(fn, eval_str=True)
+    params, groups = [], {}
+    for param in signature.parameters.values():
+        if isinstance(param.default, OptionGroup):
+            groups[param.name] = param.default
+            params += [inspect.Parameter(name, param.kind, default=default, annotation=annotation)
+                       for name, (annotation, default) in param.default.options.items()]
+        else:
+            params.append(param)
+    return signature.replace(parameters=params), groups
+
+
 def parse_params(items: Optional[Sequence[str]]) -> dict[str, Any]:
     """``["k=10", "weighting=similarity"]`` -> ``{"k": 10, "weighting": "similarity"}``.
 
@@ -93,8 +138,12 @@ def run_cli(fn: Callable, name: Optional[str] = None) -> Callable:
     from routecast.atomic import file_errors
     from routecast.errors import missing_extra
 
+    signature, groups = expand_option_groups(fn)
+
     @functools.wraps(fn)
     def command(*args, **kwargs):
+        for group_name, group in groups.items():  # typer passes each option; the command takes the group
+            kwargs[group_name] = {name: kwargs.pop(name) for name in group.options}
         try:
             with file_errors():
                 return fn(*args, **kwargs)
@@ -108,6 +157,8 @@ def run_cli(fn: Callable, name: Optional[str] = None) -> Callable:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
 
+    if signature is not None:
+        command.__signature__ = signature
     return command
 
 

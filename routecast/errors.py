@@ -15,6 +15,11 @@ def shown(value, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
 
 
+class RoutecastWarning(UserWarning):
+    """A fact about the data a user should know (e.g. the strong model is not the dearest, a
+    column that looks like a cost is not read)."""
+
+
 class RoutecastError(Exception):
     """Base class of every error routecast raises deliberately."""
 

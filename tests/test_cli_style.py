@@ -178,3 +178,58 @@ def test_evaluate_pins_the_cost_range_and_prints_full_numbers(tmp_path):
     assert f"| linear | a1 | {linear['aiq']:.4f} [{lo:.4f}, {hi:.4f}] |" in result.stdout
     assert "| cheapest | a2 | point |" in result.stdout  # a point: reported, not ranked
     assert "AIQ cost range [5e-05, 0.0002]" in result.stdout and "…" not in result.stdout
+
+
+def _help_sources(command) -> list[str]:
+    texts = [command.help or ""]
+    texts += [getattr(param, "help", None) or "" for param in command.params]
+    return texts
+
+
+def test_every_help_string_renders_as_written():
+    """Square brackets in help text ("{"model": [in, out]}", "[default: 8000]") were read as Rich
+    markup and vanished; every bracketed text of every command's help must show in its --help."""
+    import re
+
+    runner = CliRunner()
+    checked = 0
+    for name, command in ALL.items():
+        result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0, (name, result.output)
+        shown = "".join(result.stdout.split())  # wrapping moves line breaks, never characters
+        for text in _help_sources(command):
+            for bracketed in re.findall(r"\[[^\[\]]*\]", text):
+                assert "".join(bracketed.split()) in shown, (name, bracketed)
+                checked += 1
+    assert checked >= 5  # the price table's [in, out], serve's --port/--host defaults, ...
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "100"}).stdout
+    assert "TCP port [default: 8000]." in " ".join(serve.split())
+    train = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"}).stdout.split())
+    assert '{"model": [in, out]}' in train
+
+
+def test_option_groups_are_declared_once_and_passed_as_one_dict():
+    """The split, data-file and tracking options are one declaration each (cli_options), expanded
+    into every command that takes them, with the same flags, defaults and help."""
+    from routecast.cli_options import DATA_FILES, SPLIT, TRACKING, run_cli
+
+    seen = {}
+
+    def command(name: str, split: dict = SPLIT, files: dict = DATA_FILES, tracking: dict = TRACKING) -> None:
+        seen.update(name=name, split=split, files=files, tracking=tracking)
+
+    tiny = typer.Typer()
+    tiny.command()(run_cli(command))
+    result = CliRunner().invoke(tiny, ["x", "--val", "0.3", "--limit", "50", "--map", "prompt=Q",
+                                       "--no-track"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"name": "x", "split": {"val": 0.3, "test": 0.2, "seed": 0, "use_logged_split": False,
+                                           "limit": 50},
+                    "files": {"columns": "prompt=Q", "prices": None},
+                    "tracking": {"track": False, "tracking_uri": None}}
+    split_flags = {"--val", "--test", "--seed", "--use-logged-split", "--limit"}
+    for name in ("evaluate", "train", "tune", "cascade", "encoder train"):
+        params = {o: p for p in ALL[name].params for o in p.opts}
+        assert split_flags <= set(params), name
+        assert {"--map", "--price-table"} <= set(params), name
+        assert params["--val"].help == ALL["train"].params[[p.name for p in ALL["train"].params].index("val")].help

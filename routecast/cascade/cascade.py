@@ -314,24 +314,26 @@ def search_chains(train_log: "OutcomeLog", val_log: "OutcomeLog", *, max_len: in
         raise ConfigError(f"no chain of length {min_len}..{max_len} from {len(order)} model(s)")
     table: list[dict[str, Any]] = []
     best_value, best_chain = -np.inf, None
-    from tqdm.auto import tqdm
+    from routecast.progress import Progress
 
-    for idx in tqdm(chains, desc="cascade chains", unit="chain", disable=len(chains) < 50, leave=False):
-        cascade = Cascade(chain=[order[i] for i in idx], deferral=shared, **cascade_params)
-        cascade.chain_ = tuple(order[i] for i in idx)
-        cascade.deferral_ = shared
-        sub_signals = signals[:, _signal_columns(shared, signals, idx, len(order))]
-        search = cascade._search(val.select_models(cascade.chain_), sub_signals)
-        if metric == "aiq":
-            value = _aiq(search, grid, floor)
-        else:
-            ok = search.cand_cost <= budget * (1 + 1e-12)
-            value = float(search.cand_quality[ok].max()) if ok.any() else -np.inf
-        table.append({"chain": list(cascade.chain_), metric: value,
-                      "best_quality": float(search.cand_quality.max()),
-                      "min_cost": float(search.cand_cost.min())})
-        if value > best_value + 1e-12:
-            best_value, best_chain = value, cascade.chain_
+    with Progress("cascade chains", total=len(chains), unit="chains", enabled=len(chains) >= 50) as bar:
+        for idx in chains:
+            cascade = Cascade(chain=[order[i] for i in idx], deferral=shared, **cascade_params)
+            cascade.chain_ = tuple(order[i] for i in idx)
+            cascade.deferral_ = shared
+            sub_signals = signals[:, _signal_columns(shared, signals, idx, len(order))]
+            search = cascade._search(val.select_models(cascade.chain_), sub_signals)
+            if metric == "aiq":
+                value = _aiq(search, grid, floor)
+            else:
+                ok = search.cand_cost <= budget * (1 + 1e-12)
+                value = float(search.cand_quality[ok].max()) if ok.any() else -np.inf
+            table.append({"chain": list(cascade.chain_), metric: value,
+                          "best_quality": float(search.cand_quality.max()),
+                          "min_cost": float(search.cand_cost.min())})
+            if value > best_value + 1e-12:
+                best_value, best_chain = value, cascade.chain_
+            bar.advance()
     if best_chain is None:
         raise RoutingError(f"no chain reaches a mean cost <= ${budget:.6g}/query on the validation split")
     best = Cascade(chain=list(best_chain), deferral=shared, **cascade_params)

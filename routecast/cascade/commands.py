@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import (ColumnMap, Data, Encoder, Limit, Out, PriceTableFile, Seed, Test, UseLoggedSplit,
-                                   Val, split_names)
+from routecast.cli_options import DATA_FILES, SPLIT, Data, Encoder, Out, split_names
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -28,13 +27,8 @@ def cascade(
     router: Annotated[str, typer.Option(help="Router behind ex-ante deferral.")] = "knn",
     models: Annotated[Optional[str], typer.Option(help="Comma-separated candidate models (default: all).")] = None,
     max_len: Annotated[int, typer.Option(help="Longest chain tried by the chain search (0: no search).")] = 3,
-    price_table: PriceTableFile = None,
-    column_map: ColumnMap = None,
-    val: Val = 0.1,
-    test: Test = 0.2,
-    seed: Seed = 0,
-    use_logged_split: UseLoggedSplit = False,
-    limit: Limit = None,
+    files: dict = DATA_FILES,
+    split: dict = SPLIT,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the AIQ intervals.")] = 200,
     out: Out = Path("runs/cascade"),
 ) -> None:
@@ -47,10 +41,8 @@ def cascade(
     from routecast.cascade.evaluation import run_cascade_evaluation
 
     result = run_cascade_evaluation(data, chain=split_names(chain), deferral=deferral, encoder=encoder,
-                                    router=router, models=split_names(models), max_len=max_len, prices=price_table,
-                                    columns=column_map,
-                                    val=val, test=test, seed=seed, use_logged_split=use_logged_split,
-                                    limit=limit, n_boot=n_boot, out=out)
+                                    router=router, models=split_names(models), max_len=max_len, **files, **split,
+                                    n_boot=n_boot, out=out)
     for line in result.summary_lines():
         typer.echo(line)
     typer.echo(f"report: {result.report_path}")

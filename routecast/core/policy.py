@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from routecast.data.best_model import best_model
-from routecast.errors import RoutingError
+from routecast.errors import RoutecastWarning, RoutingError  # noqa: F401 - RoutecastWarning is used here and re-exported
 
 __all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore", "StrongWeak", "strong_weak",
            "RoutecastWarning", "utility_ranking", "TIE_TOLERANCE"]
@@ -48,10 +48,6 @@ __all__ = ["decide", "lam_grid", "sweep", "chosen", "pair_share_curve", "explore
 _TOL = 1e-12
 #: the decision rule's tie tolerance, shared by the curve lookups (routecast.core.curve)
 TIE_TOLERANCE = _TOL
-
-
-class RoutecastWarning(UserWarning):
-    """A fact about the data a user should know (e.g. the strong model is not the dearest)."""
 
 
 def decide(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:

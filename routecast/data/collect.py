@@ -94,12 +94,12 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
     """The prompt file as rows to send (see the module docstring)."""
     from routecast.data.chat_text import NoRoutingText, routing_text
     from routecast.data.formats import ROW
-    from routecast.data.loaders import _as_text, _hash_ids, read_source
+    from routecast.data.loaders import as_text, hash_ids, read_source
 
     frame, label = read_source(source, columns)
     rows = frame[ROW].to_numpy()
     if "prompt" in frame.columns:
-        prompts = _as_text(frame["prompt"], rows, label, "prompt", allow_blank=False)
+        prompts = as_text(frame["prompt"], rows, label, "prompt", allow_blank=False)
         messages = [[{"role": "user", "content": p}] for p in prompts]
     elif "messages" in frame.columns:
         messages = list(frame["messages"].to_numpy(dtype=object))
@@ -112,8 +112,8 @@ def read_prompts(source, *, columns=None) -> tuple[list[PromptRow], str]:
     else:
         raise DataError("a prompt file needs a 'prompt' column (or OpenAI chat 'messages')", path=label,
                         column="prompt")
-    ids = (_as_text(frame["prompt_id"], rows, label, "prompt_id", allow_blank=False)
-           if "prompt_id" in frame.columns else _hash_ids(prompts))
+    ids = (as_text(frame["prompt_id"], rows, label, "prompt_id", allow_blank=False)
+           if "prompt_id" in frame.columns else hash_ids(prompts))
     seen: dict[str, int] = {}
     meta_cols = [c for c in frame.columns if c not in ("prompt", "prompt_id", "messages", ROW, *CALL_FIELDS,
                                                        "model", "score")]
@@ -279,15 +279,14 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
     """Send the ``todo`` cells, journal each answer in ``journal_file`` and record it in ``done``;
     cells that fail after their retries go to ``failures``. The one sender of both engines (a
     ``--engine ray`` shard runs it on its cells with its share of the limits)."""
-    from tqdm import tqdm
-
     from routecast.data.chat_calls import CallFailed, EndpointSlot, chat
+    from routecast.progress import Progress
 
     slots = {m: EndpointSlot(endpoints[m]) for m in names}
     global_slots = asyncio.Semaphore(concurrency)
     remaining = {p.prompt_id: sum((p.prompt_id, m) not in done for m in names) for p in rows}
-    bar = tqdm(total=len(rows), initial=sum(1 for v in remaining.values() if v == 0), unit="prompt",
-               desc="collect", disable=not progress, dynamic_ncols=True)
+    bar = Progress("collect", total=len(rows), initial=sum(1 for v in remaining.values() if v == 0),
+                   unit="prompts", enabled=progress).__enter__()  # closed in the finally below
     journal = _Journal(journal_file)
 
     async def one(prompt: PromptRow, model: str) -> None:
@@ -306,7 +305,7 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
         done[(prompt.prompt_id, model)] = record
         remaining[prompt.prompt_id] -= 1
         if remaining[prompt.prompt_id] == 0:
-            bar.update(1)
+            bar.advance()
 
     try:
         # a bounded number of tasks alive at once (not one per cell of a million-cell run)
@@ -333,7 +332,7 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
             raise crashed[0]
     finally:
         await journal.close()
-        bar.close()
+        bar.__exit__(None, None, None)
         for slot in slots.values():
             await slot.close()
 

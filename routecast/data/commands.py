@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import ColumnMap, PriceTableFile, print_table
+from routecast.cli_options import DATA_FILES, print_table
 
 GROUPS = {"data": ("Look at query-outcome logs (one row per prompt x model with a score in [0, 1]). "
                    "A log is a .parquet/.csv/.jsonl/.json file, a folder holding data.parquet, or a built-in "
@@ -23,8 +23,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
     format: Annotated[Optional[str], typer.Option("--format", help="Force the table shape: long or wide "
                                                   "(default: detect).")] = None,
-    column_map: ColumnMap = None,
-    price_table: PriceTableFile = None,
+    files: dict = DATA_FILES,
 ) -> None:
     """Summarise a log: prompts, models, mean score and cost per model, best single model,
     oracle quality (the ceiling of any router), missing cells, benchmarks.
@@ -36,8 +35,8 @@ def inspect(
     from routecast.data.inspect import summarize, summary_tables
     from routecast.data.preferences import load_data
 
-    log = load_data(source, columns=column_map, prices=price_table, format=format)
-    summary = summarize(log, prices=price_table)
+    log = load_data(source, **files, format=format)
+    summary = summarize(log, prices=files["prices"])
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -192,6 +192,21 @@ def derive_costs(costs: np.ndarray, models, prompts, table: PriceTable, *, respo
     return costs
 
 
+def check_priced(log, prices, *, path: str | None = None) -> None:
+    """Refuse a price table that leaves a model of ``log`` without any cost: every model whose
+    logged costs are missing must have a price, else its costs stay unknown and the table was
+    probably meant to cover it (a misspelt or forgotten entry). ``path`` names the table file."""
+    table = PriceTable.coerce(prices)
+    if table is None:
+        return
+    costs = np.asarray(log.costs, dtype=float)
+    unpriced = [m for j, m in enumerate(log.models) if np.isnan(costs[:, j]).any() and m not in table]
+    if unpriced:
+        where = f"price table {path}" if path else "the price table"
+        raise DataError(f"{where} has no price for model(s) {', '.join(unpriced)} (their costs are not logged); "
+                        f"priced: {', '.join(sorted(table.prices)) or 'none'}", path=log.source, column="model")
+
+
 def reprice(log, prices) -> "OutcomeLog":  # noqa: F821 - forward reference to routecast.data.OutcomeLog
     """``log`` with every cost recomputed from ``prices`` (logged costs discarded), e.g. to try your own
     price assumptions on a built-in dataset. Tokens are re-estimated by the rule in the module docstring

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 from routecast.data.outcome_log import OutcomeLog
@@ -23,6 +26,10 @@ def summarize(log, prices=None) -> dict:
 
     if isinstance(log, PairwiseLog):
         return summarize_pairs(log, prices)
+    if prices is not None:
+        from routecast.data.costs import check_priced
+
+        check_priced(log, prices, path=str(prices) if isinstance(prices, (str, os.PathLike)) else None)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
     per_model = [{"model": m, "mean_score": finite_or_none(means[j]), "mean_cost": finite_or_none(costs[j]), "n_logged": int(logged[j])}

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -192,9 +193,9 @@ def _wide_to_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for m in models:
         part = base.copy()
         part["model"] = model_name(m)
-        part["score"] = _as_float(frame[m], rows, source, m, kind="score")
+        part["score"] = as_float(frame[m], rows, source, m, kind="score")
         cost_col = m + WIDE_COST
-        part["cost"] = (_as_float(frame[cost_col], rows, source, cost_col, kind="cost")
+        part["cost"] = (as_float(frame[cost_col], rows, source, cost_col, kind="cost")
                         if cost_col in frame.columns else np.nan)
         resp_col = m + WIDE_RESPONSE
         if resp_col in frame.columns:
@@ -211,18 +212,18 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
             raise DataError(f"missing required column {col!r} (columns present: "
                             f"{[c for c in frame.columns if c != ROW][:20]})", path=source, column=col)
     rows = frame[ROW].to_numpy()
-    prompts = _as_text(frame["prompt"], rows, source, "prompt", allow_blank=False)
-    model = clean_model_names(_as_text(frame["model"], rows, source, "model", allow_blank=False))
+    prompts = as_text(frame["prompt"], rows, source, "prompt", allow_blank=False)
+    model = clean_model_names(as_text(frame["model"], rows, source, "model", allow_blank=False))
     if "prompt_id" in frame.columns:
-        pid = _as_text(frame["prompt_id"], rows, source, "prompt_id", allow_blank=False)
+        pid = as_text(frame["prompt_id"], rows, source, "prompt_id", allow_blank=False)
     else:
-        pid = _hash_ids(prompts)
-    score = _as_float(frame["score"], rows, source, "score", kind="score")
-    cost = (_as_float(frame["cost"], rows, source, "cost", kind="cost") if "cost" in frame.columns
+        pid = hash_ids(prompts)
+    score = as_float(frame["score"], rows, source, "score", kind="score")
+    cost = (as_float(frame["cost"], rows, source, "cost", kind="cost") if "cost" in frame.columns
             else np.full(len(frame), np.nan))
-    t_in = (_as_float(frame["tokens_in"], rows, source, "tokens_in", kind="tokens")
+    t_in = (as_float(frame["tokens_in"], rows, source, "tokens_in", kind="tokens")
             if "tokens_in" in frame.columns else None)
-    t_out = (_as_float(frame["tokens_out"], rows, source, "tokens_out", kind="tokens")
+    t_out = (as_float(frame["tokens_out"], rows, source, "tokens_out", kind="tokens")
              if "tokens_out" in frame.columns else None)
 
     # (prompt_id, model) unique
@@ -272,9 +273,31 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
                              tokens_in=None if t_in is None else matrix(t_in),
                              tokens_out=None if t_out is None else matrix(t_out))
 
+    if "cost" not in frame.columns:
+        _warn_unread_cost_columns(frame, source)
     meta = _prompt_meta(frame, p_codes, first_row)
     return OutcomeLog(prompt_ids=np.asarray(p_uniques, dtype=object), prompts=text_first, models=model_names,
                       scores=scores, costs=costs, responses=responses, meta=meta, source=source)
+
+
+_COST_LIKE = re.compile(r"cost|price|usd|\$", re.IGNORECASE)
+
+
+def _warn_unread_cost_columns(frame: pd.DataFrame, source: str) -> None:
+    """Name a numeric column that looks like a cost (``Cost ($)``, ``usd``) when none is read as
+    ``cost``: it varies per call, so it is not metadata either, and would vanish while the costs
+    stay unknown (a relative cost scale) without a word."""
+    import warnings
+
+    from routecast.errors import RoutecastWarning
+
+    for col in frame.columns:
+        if col in PER_CALL or not _COST_LIKE.search(str(col)):
+            continue
+        if pd.to_numeric(frame[col], errors="coerce").notna().any():
+            warnings.warn(f"file {source}: column {col!r} looks like a cost but is not read (no column is "
+                          f"mapped to 'cost'), so its values are ignored; to use it, map it: cost=\"{col}\"",
+                          RoutecastWarning, stacklevel=2)
 
 
 def _prompt_meta(frame: pd.DataFrame, p_codes: np.ndarray, first_row: np.ndarray) -> pd.DataFrame:
@@ -301,8 +324,8 @@ def _prices_from_frame(frame, model, rows, source) -> PriceTable | None:
     for col in ("price_in_per_mtok", "price_out_per_mtok"):
         if col not in frame.columns:
             raise DataError(f"price columns come in pairs: {col!r} is missing", path=source, column=col)
-    p_in = _as_float(frame["price_in_per_mtok"], rows, source, "price_in_per_mtok", kind="cost")
-    p_out = _as_float(frame["price_out_per_mtok"], rows, source, "price_out_per_mtok", kind="cost")
+    p_in = as_float(frame["price_in_per_mtok"], rows, source, "price_in_per_mtok", kind="cost")
+    p_out = as_float(frame["price_out_per_mtok"], rows, source, "price_out_per_mtok", kind="cost")
     prices = {}
     table = pd.DataFrame({"m": model, "i": p_in, "o": p_out, "r": rows})
     table = table[~(np.isnan(p_in) | np.isnan(p_out))]
@@ -318,7 +341,9 @@ def _prices_from_frame(frame, model, rows, source) -> PriceTable | None:
 
 
 # ------------------------------------------------------------ cell checks
-def _hash_ids(prompts: np.ndarray) -> np.ndarray:
+def hash_ids(prompts: np.ndarray) -> np.ndarray:
+    """The id of each prompt text without a logged ``prompt_id``: ``"sha1:"`` + 16 hex digits, so
+    the same text gets the same id in every file (outcome logs, pairs, prompt lists)."""
     cache: dict[str, str] = {}
     out = np.empty(len(prompts), dtype=object)
     for i, p in enumerate(prompts):
@@ -329,7 +354,7 @@ def _hash_ids(prompts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _as_text(series: pd.Series, rows, source, column, *, allow_blank: bool) -> np.ndarray:
+def as_text(series: pd.Series, rows, source, column, *, allow_blank: bool) -> np.ndarray:
     """Column -> object array of str. Null cells (and blank ones unless allowed) are errors."""
     missing = series.isna().to_numpy()
     if missing.any():
@@ -355,7 +380,7 @@ def _as_text(series: pd.Series, rows, source, column, *, allow_blank: bool) -> n
     return values
 
 
-def _as_float(series: pd.Series, rows, source, column, *, kind: str) -> np.ndarray:
+def as_float(series: pd.Series, rows, source, column, *, kind: str) -> np.ndarray:
     """Column -> float64 array, NaN for empty cells. ``kind``: score | cost | tokens."""
     if pd.api.types.is_bool_dtype(series.dtype):
         raise DataError("expected a number, got booleans", path=source, row=int(rows[0]), column=column)

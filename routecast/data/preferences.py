@@ -172,7 +172,7 @@ def frame_to_pairs(frame, *, source: str = "<memory>") -> PairwiseLog:
     import pandas as pd
 
     from routecast.data.formats import ROW
-    from routecast.data.loaders import _as_text, _hash_ids
+    from routecast.data.loaders import as_text, hash_ids
     from routecast.data.names import model_names
 
     src = source
@@ -182,18 +182,18 @@ def frame_to_pairs(frame, *, source: str = "<memory>") -> PairwiseLog:
     for col in ("prompt", "model_a", "model_b"):
         if col not in frame.columns:
             raise DataError(f"missing required column {col!r}", path=src, column=col)
-    prompts = _as_text(frame["prompt"], rows, src, "prompt", allow_blank=False)
-    a = model_names(_as_text(frame["model_a"], rows, src, "model_a", allow_blank=False))
-    b = model_names(_as_text(frame["model_b"], rows, src, "model_b", allow_blank=False))
+    prompts = as_text(frame["prompt"], rows, src, "prompt", allow_blank=False)
+    a = model_names(as_text(frame["model_a"], rows, src, "model_a", allow_blank=False))
+    b = model_names(as_text(frame["model_b"], rows, src, "model_b", allow_blank=False))
     same = a == b
     if same.any():
         i = int(np.flatnonzero(same)[0])
         raise DataError(f"model_a and model_b are both {a[i]!r}", path=src, row=int(rows[i]), column="model_b")
     id_col = next((c for c in ("prompt_id", "question_id") if c in frame.columns), None)
-    ids = _as_text(frame[id_col], rows, src, id_col, allow_blank=False) if id_col else _hash_ids(prompts)
+    ids = as_text(frame[id_col], rows, src, id_col, allow_blank=False) if id_col else hash_ids(prompts)
 
     if "winner" in frame.columns:
-        raw = _as_text(frame["winner"], rows, src, "winner", allow_blank=False)
+        raw = as_text(frame["winner"], rows, src, "winner", allow_blank=False)
         low = np.array([w.strip().lower() for w in raw], dtype=object)
         winner = np.where(low == "model_a", "model_a", np.where(low == "model_b", "model_b", None)).astype(object)
         winner[np.char.startswith(low.astype(str), "tie")] = "tie"
@@ -206,9 +206,9 @@ def frame_to_pairs(frame, *, source: str = "<memory>") -> PairwiseLog:
             raise DataError(f"winner {raw[i]!r} is neither model_a, model_b, tie nor one of the pair "
                             f"({a[i]!r}, {b[i]!r})", path=src, row=int(rows[i]), column="winner")
     elif {"winner_model_a", "winner_model_b", "winner_tie"} <= set(frame.columns):
-        from routecast.data.loaders import _as_float
+        from routecast.data.loaders import as_float
 
-        onehot = np.stack([_as_float(frame[c], rows, src, c, kind="score")
+        onehot = np.stack([as_float(frame[c], rows, src, c, kind="score")
                            for c in ("winner_model_a", "winner_model_b", "winner_tie")], axis=1)
         valid = np.isin(onehot, (0.0, 1.0)).all(axis=1) & (onehot.sum(axis=1) == 1)
         if not valid.all():

@@ -273,10 +273,10 @@ class _Progress:
         self.remaining = {p.prompt_id: sum((p.prompt_id, m) not in done for m in names) for p in rows}
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from routecast.progress import Progress
 
-            self.bar = tqdm(total=len(rows), initial=sum(1 for v in self.remaining.values() if v == 0),
-                            unit="prompt", desc="collect (ray)", dynamic_ncols=True)
+            self.bar = Progress("collect (ray)", total=len(rows), unit="prompts",
+                                initial=sum(1 for v in self.remaining.values() if v == 0)).__enter__()
 
     def update(self) -> None:
         if not self.enabled or not self.folder.is_dir():
@@ -301,9 +301,9 @@ class _Progress:
                 self.seen.add(key)
                 self.remaining[key[0]] -= 1
                 if self.remaining[key[0]] == 0:
-                    self.bar.update(1)
+                    self.bar.advance()
 
     def close(self) -> None:
         if self.bar is not None:
             self.update()
-            self.bar.close()
+            self.bar.__exit__(None, None, None)

@@ -114,18 +114,20 @@ def score_log(source, scorer: str | Scorer, out: str | Path, *, reference: str =
                 raise DataError(f"{exc}: {_short(output)}", path=label, row=rows[i], column="judge_output") from None
             records[i]["score"] = scorer.score_of(output)
     else:
-        from tqdm import tqdm
+        from routecast.progress import Progress
 
-        for i in tqdm(todo, unit="row", desc=f"score ({scorer.name})", disable=not progress):
-            record = records[i]
-            row = ScoringRow(prompt=str(record["prompt"]), response=str(record["response"]),
-                             model=str(record["model"]), reference=record.get(reference), record=dict(record))
-            try:
-                value = scorer.score(row)
-            except Exception as exc:  # the scorer is user code: any failure is one line naming the row
-                raise DataError(f"scorer {scorer.name!r} raised {type(exc).__name__}: {exc}"[:400], path=label,
-                                row=rows[i], column="response") from None
-            records[i]["score"] = _check_score(value, scorer, label, rows[i])
+        with Progress(f"score ({scorer.name})", total=len(todo), unit="rows", enabled=progress) as bar:
+            for i in todo:
+                record = records[i]
+                row = ScoringRow(prompt=str(record["prompt"]), response=str(record["response"]),
+                                 model=str(record["model"]), reference=record.get(reference), record=dict(record))
+                try:
+                    value = scorer.score(row)
+                except Exception as exc:  # the scorer is user code: any failure is one line naming the row
+                    raise DataError(f"scorer {scorer.name!r} raised {type(exc).__name__}: {exc}"[:400],
+                                    path=label, row=rows[i], column="response") from None
+                records[i]["score"] = _check_score(value, scorer, label, rows[i])
+                bar.advance()
     write_records(Path(out), records)
     scores = [r["score"] for r in records if not _missing(r.get("score"))]
     scores = [float(s) for s in scores]

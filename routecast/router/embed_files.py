@@ -123,19 +123,20 @@ def embed_file(input_path: str | os.PathLike, out: str | os.PathLike, *, encoder
 def _embed_local(input_path, out: Path, *, encoder: str, workers: int, batch_size: int,
                  progress: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+
+    from routecast.progress import Progress
 
     ids, prompts = read_prompt_rows(input_path)
     starts = list(range(0, len(prompts), SHARD_ROWS))
-    with complete_folder(out) as temp, tqdm(total=len(prompts), unit="prompt", desc=f"embed ({encoder})",
-                                            disable=not progress) as bar:
+    with complete_folder(out) as temp, Progress(f"embed ({encoder})", total=len(prompts), unit="prompts",
+                                                enabled=progress) as bar:
         temp.mkdir()
 
         def write(index: int, start: int, vectors: np.ndarray) -> None:
             stop = start + len(vectors)
             pq.write_table(embedding_table(ids[start:stop], prompts[start:stop], vectors),
                            temp / f"part-{index:05d}.parquet")
-            bar.update(len(vectors))
+            bar.advance(len(vectors))
 
         if workers == 1:
             from routecast.router.encoders import get_encoder

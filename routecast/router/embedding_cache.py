@@ -192,16 +192,16 @@ def _encode_missing(encoder, missing: dict, show_progress: bool | None, batch_si
     if batch_size is None:
         batch_size = 4096 if not getattr(encoder, "cacheable", True) else 64
     show = len(items) > PROGRESS_THRESHOLD if show_progress is None else bool(show_progress)
-    from tqdm.auto import tqdm
+    from routecast.progress import Progress
 
-    with tqdm(total=len(items), desc=f"embedding ({getattr(encoder, 'spec', encoder.name)})", unit="prompt",
-              disable=not show, leave=False) as bar:
+    with Progress(f"embedding ({getattr(encoder, 'spec', encoder.name)})", total=len(items), unit="prompts",
+                  enabled=show) as bar:
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             vectors = np.asarray(encoder.encode([t for _, t in chunk], batch_size=batch_size), dtype=np.float32)
             if vectors.shape != (len(chunk), int(encoder.dim)):
                 raise RuntimeError(f"encoder {encoder.name} returned shape {vectors.shape} for {len(chunk)} texts")
-            bar.update(len(chunk))
+            bar.advance(len(chunk))
             yield [k for k, _ in chunk], vectors
 
 

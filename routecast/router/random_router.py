@@ -1,11 +1,13 @@
-"""The random baseline, RouteLLM-style: send a share ``ratio`` of prompts to the strong model
-(the best-quality one, :func:`routecast.core.policy.strong_weak`).
+"""The random baseline: every prompt goes to a model drawn uniformly at random (the default,
+RouterBench's random router); with ``ratio`` a share ``ratio`` goes to the strong model (the
+best-quality one, :func:`routecast.core.policy.strong_weak`) and the rest uniformly to the others
+(RouteLLM's random router).
 
-With ``ratio=None`` every model is equally likely. Randomness is a hash of the prompt text and
-the seed, so the same prompt always gets the same draw (routing is reproducible and batch order
-does not matter). Sweeping lam moves calls towards cheaper models; evaluation sweeps ``ratio``
-as well to draw the random-mixing line.
-"""
+The default spreads calls over all models because that is the baseline a learned router over
+all of them must beat; ``ratio`` is the two-model form. Randomness is a hash of the prompt text
+and the seed, so the same prompt always gets the same draw (routing is reproducible and batch
+order does not matter). Sweeping lam moves calls towards cheaper models; evaluation sweeps
+``ratio`` as well to draw the random-mixing line."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class RandomRouter(Router):
     search_space = {"ratio": Float(0.0, 1.0)}
 
     def __init__(self, ratio: float | None = None, seed: int = 0):
+        #: share of prompts sent to the strong model; None (default): every model equally likely
         self.ratio = ratio
         self.seed = seed
 

@@ -282,7 +282,7 @@ def route_file(runtime, input_path: str | os.PathLike, output_path: str | os.Pat
 def _route_into(runtime, input_path: Path, partial: Path, done_ids: list[Any], counts: dict[str, int], *,
                 batch_size: int, fmt: str, show_progress: bool | None, route_kwargs: dict) -> int:
     """Append the decisions of every prompt after the first ``len(done_ids)`` to ``partial``."""
-    from tqdm.auto import tqdm
+    from routecast.progress import Progress
 
     total_bytes = input_path.stat().st_size
     if show_progress is None:
@@ -292,8 +292,8 @@ def _route_into(runtime, input_path: Path, partial: Path, done_ids: list[Any], c
     ids: list[Any] = []
     passed: list[dict[str, Any]] = []
     texts: list[str] = []
-    with open(partial, "ab") as out, tqdm(total=total_bytes, unit="B", unit_scale=True, desc="routing",
-                                          disable=not show_progress) as bar:
+    with open(partial, "ab") as out, Progress("routing", total=total_bytes, unit="bytes",
+                                              enabled=show_progress) as bar:
         def flush() -> None:
             nonlocal routed
             if not texts:
@@ -314,7 +314,7 @@ def _route_into(runtime, input_path: Path, partial: Path, done_ids: list[Any], c
             texts.clear()
 
         for item in iter_prompts(input_path, fmt=fmt, allow_duplicates=True):
-            bar.update(item.nbytes)
+            bar.advance(item.nbytes)
             if item.prompt is None:
                 continue
             if skipped < len(done_ids):

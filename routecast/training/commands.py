@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import (DATA_HELP, ColumnMap, Data, Encoder, Limit, Out, Params, PriceTableFile, Seed, Test, Track,
-                                   TrackingUri, UseLoggedSplit, Val, parse_params, print_table, split_names)
+from routecast.cli_options import (DATA_FILES, DATA_HELP, SPLIT, TRACKING, Data, Encoder, OptionGroup, Out, Params,
+                                   Track, TrackingUri, parse_params, print_table, split_names)
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 CostRange = Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Pin AIQ's cost range (USD per query) "
@@ -29,16 +29,37 @@ NumNodes = Annotated[int, typer.Option("--num-nodes", help="Machines taking part
 Strategy = Annotated[str, typer.Option("--strategy", help="auto (one process), ddp (Lightning re-runs this "
                                        "command per rank) or ddp_spawn (ranks are spawned).")]
 Accelerator = Annotated[str, typer.Option("--accelerator", help="cpu (gloo), gpu/cuda, mps or auto.")]
-
-
-def _distribution(devices: int, num_nodes: int, strategy: str, accelerator: str) -> dict:
-    return {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "accelerator": accelerator}
+#: the Lightning distribution options, passed as ``{"devices", "num_nodes", "strategy", "accelerator"}``
+DISTRIBUTION = OptionGroup(devices=(Devices, 1), num_nodes=(NumNodes, 1), strategy=(Strategy, "auto"),
+                           accelerator=(Accelerator, "cpu"))
 Reference = Annotated[Optional[str], typer.Option(help="Pairwise logs: report win rates against this model "
                                                   "(default: the model with most wins).")]
+#: how evaluate and train score the test split: AIQ's cost range, APGR's pair, the pairwise reference
+SCORING = OptionGroup(cost_range=(CostRange, None), strong=(Strong, None), weak=(Weak, None),
+                      reference=(Reference, None))
+
+
+def _scoring(options: dict) -> dict:
+    """The :data:`SCORING` options as the library takes them (the cost range parsed)."""
+    from routecast.training.runs import parse_cost_range
+
+    return {**options, "cost_range": parse_cost_range(options["cost_range"])}
+
+
+def not_run_lines(skipped: dict[str, str]) -> list[str]:
+    """One ``not run:`` line per reason, naming every policy it stopped (six cascade kinds that
+    all need responses are one line, not six)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped.items():
+        by_reason.setdefault(str(reason), []).append(name)
+    return [f"not run: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
 
 def _print_run(run, *, footer: str) -> None:
-    from routecast.training.tables import leaderboard_footer, leaderboard_table, per_benchmark_table, unranked_table
+    """The leaderboard tables, the policies not run (grouped by reason), ``footer`` and, last, the
+    sentence saying whether learned routing beat the lookup table (when priors were compared)."""
+    from routecast.training.tables import (leaderboard_footer, leaderboard_table, per_benchmark_table,
+                                           routing_verdict, unranked_table)
 
     if run.pairwise is not None:  # a pairwise log: win rates against a reference model
         from routecast.evaluation.pairwise import pairwise_table
@@ -53,7 +74,12 @@ def _print_run(run, *, footer: str) -> None:
     if run.result.per_benchmark:
         print_table(**per_benchmark_table(run.result))
     typer.echo(leaderboard_footer(run.result))
+    for line in not_run_lines(run.experiment.skipped):
+        typer.echo(line)
     typer.echo(footer)
+    verdict = routing_verdict(run.result)
+    if verdict is not None:
+        typer.echo(verdict)
 
 
 def evaluate(
@@ -63,11 +89,7 @@ def evaluate(
                                          "(see `routecast routers`).")] = "knn,linear,mlp,best-single,random,oracle",
     encoder: Encoder = DEFAULT_ENCODER,
     out: Out = Path("runs/evaluate"),
-    val: Val = 0.1,
-    test: Test = 0.2,
-    seed: Seed = 0,
-    use_logged_split: UseLoggedSplit = False,
-    limit: Limit = None,
+    split: dict = SPLIT,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 200,
     skip: Annotated[Optional[str], typer.Option(help="With --routers all: routers to leave out "
                                                 "(comma-separated).")] = None,
@@ -77,14 +99,9 @@ def evaluate(
                                           "oracle-ensemble; kinds the data cannot run are listed with the reason.")] = "",
     ensembles: Annotated[bool, typer.Option("--ensembles/--no-ensembles", help="Also compare post-hoc ensembles "
                                             "(smoothie, majority vote, best-of-n, oracle).")] = False,
-    cost_range: CostRange = None,
-    strong: Strong = None,
-    weak: Weak = None,
-    reference: Reference = None,
-    column_map: ColumnMap = None,
-    price_table: PriceTableFile = None,
-    track: Track = True,
-    tracking_uri: TrackingUri = None,
+    scoring: dict = SCORING,
+    files: dict = DATA_FILES,
+    tracking: dict = TRACKING,
     off_policy: Annotated[Optional[Path], typer.Option("--off-policy", metavar="DECISION_LOG", help="Instead: "
                           "estimate each of --routers (checkpoint folders, or names fitted on --data) on the "
                           "server's logged, feedback-scored traffic (IPS, SNIPS, DR with 95% intervals).")] = None,
@@ -100,24 +117,18 @@ def evaluate(
         from routecast.training.off_policy import evaluate_off_policy, off_policy_markdown
 
         typer.echo(off_policy_markdown(evaluate_off_policy(off_policy, split_names(routers), data=data, lam=lam,
-                                                           n_boot=n_boot, seed=seed)))
+                                                           n_boot=n_boot, seed=split["seed"])))
         return
     if data is None:
         from routecast.errors import ConfigError
 
         raise ConfigError("give --data (or --off-policy DECISION_LOG)")
-    from routecast.training.runs import evaluate_to_folder, parse_cost_range
+    from routecast.training.runs import evaluate_to_folder
 
-    run = evaluate_to_folder(data, routers, out=out, encoder=encoder, val=val, test=test, seed=seed,
-                             use_logged_split=use_logged_split, limit=limit, n_boot=n_boot,
-                             cascades=split_names(cascades) or (), ensembles=ensembles,
-                             cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
-                             track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
-                             reference=reference, skip=skip)
+    run = evaluate_to_folder(data, routers, out=out, encoder=encoder, **split, n_boot=n_boot,
+                             cascades=split_names(cascades) or (), ensembles=ensembles, **_scoring(scoring),
+                             **tracking, **files, skip=skip)
     plot = "" if run.pairwise is not None else f"\nplot:   {run.out / 'cost_quality.png'}"
-    if run.experiment is not None:
-        for name, reason in run.experiment.skipped.items():
-            typer.echo(f"not run: {name}: {reason}")
     _print_run(run, footer=f"report: {run.report}{plot}")
 
 
@@ -129,23 +140,11 @@ def train(
                                                    "(e.g. from `routecast tune`); --param values override it.")] = None,
     param: Params = None,
     encoder: Encoder = DEFAULT_ENCODER,
-    val: Val = 0.1,
-    test: Test = 0.2,
-    seed: Seed = 0,
-    use_logged_split: UseLoggedSplit = False,
-    limit: Limit = None,
-    cost_range: CostRange = None,
-    strong: Strong = None,
-    weak: Weak = None,
-    reference: Reference = None,
-    column_map: ColumnMap = None,
-    price_table: PriceTableFile = None,
-    track: Track = True,
-    tracking_uri: TrackingUri = None,
-    devices: Devices = 1,
-    num_nodes: NumNodes = 1,
-    strategy: Strategy = "auto",
-    accelerator: Accelerator = "cpu",
+    split: dict = SPLIT,
+    scoring: dict = SCORING,
+    files: dict = DATA_FILES,
+    tracking: dict = TRACKING,
+    distribution: dict = DISTRIBUTION,
 ) -> None:
     """Train one router, calibrate it on validation, evaluate it on test, save a run folder.
 
@@ -157,16 +156,13 @@ def train(
 
     from routecast.atomic import out_lock
     from routecast.router.distributed import is_rank_zero
-    from routecast.training.runs import parse_cost_range, train_to_folder
+    from routecast.training.runs import train_to_folder
 
     writer = is_rank_zero()
     with out_lock(out) if writer else nullcontext():  # a second `train` into the same --out fails at once
         run = train_to_folder(data, out=out, router=router, config=config, params=parse_params(param),
-                              encoder=encoder, val=val, test=test, seed=seed, use_logged_split=use_logged_split,
-                              limit=limit, cost_range=parse_cost_range(cost_range), strong=strong, weak=weak,
-                              track=track, tracking_uri=tracking_uri, columns=column_map, prices=price_table,
-                              reference=reference,
-                              distribution=_distribution(devices, num_nodes, strategy, accelerator))
+                              encoder=encoder, **split, **_scoring(scoring), **tracking, **files,
+                              distribution=distribution)
     if writer:
         _print_run(run, footer=f"strong model: {run.strong_model} (best mean quality on the training split; "
                                f"calibrate --strong-share counts calls to it)\n"
@@ -210,21 +206,13 @@ def tune(
                                                    "(default: sqlite:///OUT/optuna.db, resumable).")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: routecast-ROUTER-OBJECTIVE).")] = None,
     encoder: Encoder = DEFAULT_ENCODER,
-    seed: Seed = 0,
-    val: Val = 0.1,
-    test: Test = 0.2,
-    limit: Limit = None,
+    split: dict = SPLIT,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after S seconds.")] = None,
     param: Params = None,
     out: Out = None,
-    column_map: ColumnMap = None,
-    price_table: PriceTableFile = None,
-    track: Track = True,
-    tracking_uri: TrackingUri = None,
-    devices: Devices = 1,
-    num_nodes: NumNodes = 1,
-    strategy: Strategy = "auto",
-    accelerator: Accelerator = "cpu",
+    files: dict = DATA_FILES,
+    tracking: dict = TRACKING,
+    distribution: dict = DISTRIBUTION,
 ) -> None:
     """Tune a router's hyperparameters with optuna on the validation split.
 
@@ -235,11 +223,9 @@ def tune(
     from routecast.training.tables import tune_footer, tune_table
 
     result, config_path = tune_to_folder(data, router, out=out, trials=trials, objective=objective, budget=budget,
-                                         target=target, storage=storage, study=study, encoder=encoder, seed=seed,
-                                         val=val, test=test, limit=limit, timeout=timeout,
-                                         params=parse_params(param), track=track, tracking_uri=tracking_uri,
-                                         columns=column_map, prices=price_table,
-                                         distribution=_distribution(devices, num_nodes, strategy, accelerator))
+                                         target=target, storage=storage, study=study, encoder=encoder, **split,
+                                         timeout=timeout, params=parse_params(param), **tracking,
+                                         **files, distribution=distribution)
     print_table(**tune_table(result))
     typer.echo("\n".join(tune_footer(result, config_path)))
 
@@ -255,8 +241,7 @@ def calibrate(
     conservative: Annotated[bool, typer.Option(help="Meet --budget by the upper end of a 95% bootstrap interval "
                                                "of the validation spend (not its mean), so it also holds "
                                                "on unseen prompts.")] = False,
-    track: Track = True,
-    tracking_uri: TrackingUri = None,
+    tracking: dict = TRACKING,
 ) -> None:
     """Calibrate a trained router's operating point on its validation split; check it on test.
 
@@ -268,8 +253,7 @@ def calibrate(
     from routecast.training.tables import calibration_footer, calibration_table
 
     result = calibrate_tracked(run_dir, budget=budget, strong_share=strong_share, target_quality=target_quality,
-                               match_model=match_model, conservative=conservative, track=track,
-                               tracking_uri=tracking_uri)
+                               match_model=match_model, conservative=conservative, **tracking)
     print_table(**calibration_table(result, run_dir))
     typer.echo(calibration_footer(result, run_dir))
 
@@ -284,17 +268,9 @@ def encoder_train(
                                       "losses summed; dropped after training).")] = "linear",
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on a share of the train split).")] = 30,
     param: Params = None,
-    val: Val = 0.1,
-    test: Test = 0.2,
-    seed: Seed = 0,
-    use_logged_split: UseLoggedSplit = False,
-    limit: Limit = None,
-    column_map: ColumnMap = None,
-    price_table: PriceTableFile = None,
-    devices: Devices = 1,
-    num_nodes: NumNodes = 1,
-    strategy: Strategy = "auto",
-    accelerator: Accelerator = "cpu",
+    split: dict = SPLIT,
+    files: dict = DATA_FILES,
+    distribution: dict = DISTRIBUTION,
 ) -> None:
     """Fine-tune a static encoder's token table on the train split's outcomes (masked quality loss).
 
@@ -306,9 +282,8 @@ def encoder_train(
     from routecast.router.pipeline import train_static_to_folder
 
     params = {**parse_params(param), "base": encoder, "dim": dim, "head": head, "max_epochs": epochs}
-    trainer, prepared, folder = train_static_to_folder(
-        data, out, params=params, val=val, test=test, seed=seed, use_logged_split=use_logged_split, limit=limit,
-        columns=column_map, prices=price_table, distribution=_distribution(devices, num_nodes, strategy, accelerator))
+    trainer, prepared, folder = train_static_to_folder(data, out, params=params, **split, **files,
+                                                       distribution=distribution)
     if folder is None:  # a DDP rank above 0: trained its shard, writes and prints nothing
         return
     typer.echo(f"trained static encoder on the {trainer.n_train_} + {trainer.n_val_} (early stopping) train-split "

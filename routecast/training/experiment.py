@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 from routecast.router.pipeline import Prepared, fit_router, split_embeddings
@@ -66,7 +66,7 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                    progress: bool = True, calibrate: bool = True,
                    cost_range: tuple[float, float] | None = None, strong: str | None = None,
                    weak: str | None = None, skip_failures: bool = False,
-                   skipped: Mapping[str, str] | None = None,
+                   skipped: Mapping[str, str] | None = None, baselines: Sequence[str] = (),
                    trainer_options: Mapping[str, Mapping[str, Any]] | None = None) -> Experiment:
     """Fit each router on the train split (calibrating on validation), sweep it on the test split
     and evaluate all curves together with the single models.
@@ -77,6 +77,9 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     benchmark column) is listed in ``Experiment.skipped`` with its error instead of stopping the
     run; ``skipped`` adds reasons found earlier (cascade kinds the log cannot run).
     ``trainer_options`` (router name -> where it trains) go to :func:`fit_router`.
+    ``baselines`` (e.g. the priors, :data:`~routecast.evaluation.priors.PRIOR_ROUTERS`) are fitted
+    after ``routers`` (those already in ``routers`` once); one that cannot run on this data is
+    always listed in ``skipped``, never an error: ``train`` shows them beside its one router.
 
     The priors (``cluster-prior``, ``task-prior``) are also scored on the validation split, and
     ``task-prior`` adds its logged-task form (``task-prior (logged task)``, the dataset oracle):
@@ -84,11 +87,14 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
     the one with the best validation AIQ (:mod:`routecast.evaluation.priors`)."""
     from routecast.evaluation.evaluate import evaluate, single_model_curves, sweep_router
     from routecast.evaluation.priors import PRIOR_ROUTERS, score_prior
+    from routecast.progress import Progress
 
     params = dict(params or {})
     from routecast.errors import RoutecastError
 
     experiment = Experiment(prepared, skipped=dict(skipped or {}))
+    optional = [name for name in baselines if name not in routers]
+    routers = list(routers) + optional
     needs_embeddings = any(_uses_prepared_encoder(name, params.get(name), prepared) for name in routers)
     if needs_embeddings:
         start = time.perf_counter()
@@ -98,14 +104,14 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
 
     curves: dict[str, Any] = {}
     prior_val_aiq: dict[str, float] = {}
-    with _progress(progress, len(routers)) as step:
+    with Progress("evaluate", total=len(routers) + 1, enabled=progress) as report:
         for name in routers:
-            step(f"fitting {name}")
+            report.step(f"fitting {name}")
             try:
                 router, seconds = fit_router(name, params.get(name), prepared,
                                              trainer_options=(trainer_options or {}).get(name))
             except RoutecastError as exc:
-                if not skip_failures:
+                if not skip_failures and name not in optional:
                     raise
                 experiment.skipped[name] = str(exc)
                 continue
@@ -126,16 +132,17 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                              if prepared.val.n_prompts else None)
                 curves.update(extra)
                 prior_val_aiq.update(val_aiq)
-    curves.update(extra_curves or {})
-    curves.update(single_model_curves(prepared.test))
-    experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
-                                 strong=strong, weak=weak, prior_val_aiq=prior_val_aiq,
-                                 metadata={"data": prepared.settings, "encoder": prepared.encoder,
-                                           "embed_seconds": round(experiment.embed_seconds, 2),
-                                           "n_train": prepared.train.n_prompts,
-                                           "n_val": prepared.val.n_prompts,
-                                           "n_test": prepared.test.n_prompts,
-                                           **({"skipped": experiment.skipped} if experiment.skipped else {})})
+        curves.update(extra_curves or {})
+        curves.update(single_model_curves(prepared.test))
+        report.step(f"scoring {len(curves)} curves ({n_boot} bootstrap resamples)")
+        experiment.result = evaluate(curves, prepared.test, n_boot=n_boot, seed=seed, cost_range=cost_range,
+                                     strong=strong, weak=weak, prior_val_aiq=prior_val_aiq,
+                                     metadata={"data": prepared.settings, "encoder": prepared.encoder,
+                                               "embed_seconds": round(experiment.embed_seconds, 2),
+                                               "n_train": prepared.train.n_prompts,
+                                               "n_val": prepared.val.n_prompts,
+                                               "n_test": prepared.test.n_prompts,
+                                               **({"skipped": experiment.skipped} if experiment.skipped else {})})
     return experiment
 
 
@@ -154,34 +161,3 @@ def _try_calibrate(router, prepared: Prepared) -> None:
         router.calibrate(prepared.val, embeddings=split_embeddings(router, prepared, "val"))
     except RoutingError:
         pass
-
-
-class _progress:
-    """A rich progress bar over routers (silent when not interactive or disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled = enabled
-        self.total = total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda description: None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=True)
-        self._bar.__enter__()
-        self._task = self._bar.add_task("routers", total=self.total)
-        self._started = False
-
-        def step(description: str) -> None:
-            if self._started:
-                self._bar.advance(self._task)
-            self._started = True
-            self._bar.update(self._task, description=description)
-
-        return step
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.__exit__(*exc)
-        return False

@@ -10,15 +10,20 @@ MLflow. Errors name parameters (``router``, ``config``), never CLI flags.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from routecast.errors import ConfigError
+from routecast.evaluation.priors import PRIOR_ROUTERS
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 DEMO_DATA = "llmrouter_9models"
 DEMO_ROUTERS = ("knn", "linear", "mlp", "mf", "best-single", "cheapest", "random", "oracle")
+#: the demo's cascades: ex-ante needs no responses (about a second on the built-in data);
+#: agreement runs where the log has responses and is listed as not run with the reason otherwise
+DEMO_CASCADES = ("ex-ante", "agreement")
 
 
 @dataclass
@@ -72,12 +77,34 @@ def run_name(kind: str, data: Any, router: Any) -> str:
     return " ".join(str(p) for p in (kind, data_name, router) if p not in (None, ""))
 
 
-def _track(kind: str, *, enabled: bool, tracking_uri: Optional[str], params: Mapping[str, Any], out: Path) -> None:
-    from routecast.training.tracking import track_run
+def _track(kind: str, *, enabled: bool, tracking_uri: Optional[str], params: Mapping[str, Any], out: Path,
+           started: float, experiment=None) -> None:
+    """Log a finished run to MLflow, its duration counted from ``started`` (``time.time()``).
 
-    track_run(kind, params=dict(params), metrics_path=out / "metrics.json", artifacts_dir=out,
-              enabled=enabled, tracking_uri=tracking_uri,
-              run_name=run_name(kind, params.get("data"), params.get("router", params.get("routers"))))
+    With an ``experiment`` (an outcome-log evaluation): headline metrics of its policy (train's
+    router, else the best learned one), the router's hyperparameters as params and the
+    per-policy tables as artifacts (:func:`~routecast.training.tracking.track_evaluation`);
+    a pairwise run logs its metrics.json as it is."""
+    from routecast.training.tracking import track_evaluation, track_run
+
+    name = run_name(kind, params.get("data"), params.get("router", params.get("routers")))
+    if experiment is None or not enabled:
+        track_run(kind, params=dict(params), metrics_path=out / "metrics.json", artifacts_dir=out,
+                  enabled=enabled, tracking_uri=tracking_uri, run_name=name, start_time=started)
+        return
+    policy = params.get("router")
+    fitted = experiment.runs.get(policy) if policy is not None else None
+    hyperparameters = fitted.router.get_params() if fitted is not None else None
+    track_evaluation(kind, metrics_path=out / "metrics.json", params=params, hyperparameters=hyperparameters,
+                     policy=policy, artifacts_dir=out, start_time=started, tracking_uri=tracking_uri,
+                     enabled=enabled, run_name=name)
+
+
+def prepared_settings(prepared) -> dict[str, Any]:
+    """The split settings of a run as MLflow params: seed, val, test, limit, use_logged_split
+    (the seed is a setting to filter runs by, never a metric)."""
+    return {k: prepared.settings[k] for k in ("seed", "val", "test", "limit", "use_logged_split")
+            if k in prepared.settings}
 
 
 def _data_settings(columns, prices) -> dict[str, Any]:
@@ -163,6 +190,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
     from routecast.cascade.suite import cascade_curves
     from routecast.training.experiment import parse_router_list, run_experiment
 
+    started = time.time()
     names = parse_router_list(routers, skip)
     _check_tracking(track, tracking_uri)
     out = Path(out)
@@ -177,7 +205,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
         report = write_pairwise_report(evaluation, out, title=f"routecast evaluate: {data} (pairwise)")
         _track("evaluate", enabled=track, tracking_uri=tracking_uri,
                params={"data": data, "routers": routers, "encoder": encoder, "seed": seed,
-                       "reference": evaluation.reference}, out=out)
+                       "reference": evaluation.reference}, out=out, started=started)
         return RunOutput(None, out, report, pairwise=evaluation)
     kinds = parse_kinds(list(cascades))
     if ensembles:
@@ -188,7 +216,8 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
                                 skip_failures=routers.strip() == "all", skipped=skipped)
     report = _write_report(experiment, out, title=f"routecast evaluate: {data}")
     _track("evaluate", enabled=track, tracking_uri=tracking_uri,
-           params={"data": data, "routers": routers, "encoder": encoder, "seed": seed}, out=out)
+           params={"data": data, "routers": routers, "encoder": encoder, **prepared_settings(prepared)},
+           out=out, started=started, experiment=experiment)
     return RunOutput(experiment, out, report)
 
 
@@ -239,6 +268,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     from routecast.router.pipeline import prepare, router_params
     from routecast.training.experiment import run_experiment
 
+    started = time.time()
     router, params = resolve_router(router, config, params or {})
     options = distribution_params(router, distribution)  # where it trains: set on the router, not a hyperparameter
     writer = is_rank_zero()
@@ -265,10 +295,12 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
             "encoder": encoder, "kind": "pairwise", "reference": evaluation.reference, "split": split,
             "trainer_options": options, "strong_model": strong_model, "train_seconds": round(seconds, 3)})
         _track("train", enabled=track, tracking_uri=tracking_uri,
-               params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
+               params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out,
+               started=started)
         return RunOutput(None, out, report, pairwise=evaluation, strong_model=strong_model)
     experiment = run_experiment(prepared, [router], params={router: params}, seed=seed,
-                                cost_range=cost_range, strong=strong, weak=weak, trainer_options={router: options})
+                                cost_range=cost_range, strong=strong, weak=weak, baselines=PRIOR_ROUTERS,
+                                trainer_options={router: options})
     run = experiment.runs[router]
     strong_model = run.router.models_[run.router.strong_weak().strong]
     if not writer:
@@ -284,22 +316,31 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
         "route_us_per_query": round(run.route_us_per_query, 2),
     })
     _track("train", enabled=track, tracking_uri=tracking_uri,
-           params={"data": data, "router": router, "encoder": encoder, "seed": seed, **params, **options}, out=out)
+           params={"data": data, "router": router, "encoder": encoder, **prepared_settings(prepared), **options},
+           out=out, started=started, experiment=experiment)
     return RunOutput(experiment, out, report, strong_model=strong_model)
 
 
 def demo_to_folder(out: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, track: bool = False,
                    tracking_uri: Optional[str] = None) -> RunOutput:
-    """The main job on the built-in data: train :data:`DEMO_ROUTERS` on :data:`DEMO_DATA` and compare."""
+    """The main job on the built-in data: train :data:`DEMO_ROUTERS` on :data:`DEMO_DATA` and compare
+    them with the priors (the lookup tables a learned router has to beat) and :data:`DEMO_CASCADES`
+    (a kind the log cannot run, e.g. without responses, is listed in ``experiment.skipped``)."""
+    from routecast.cascade.suite import cascade_curves
     from routecast.router.pipeline import prepare
     from routecast.training.experiment import run_experiment
 
+    started = time.time()
     _check_tracking(track, tracking_uri)
     out = Path(out)
     prepared = prepare(DEMO_DATA, encoder=encoder)  # seeded split: the logged one shares 114 questions
-    experiment = run_experiment(prepared, list(DEMO_ROUTERS))
+    cascades, skipped = cascade_curves(prepared, list(DEMO_CASCADES))
+    experiment = run_experiment(prepared, list(DEMO_ROUTERS), baselines=PRIOR_ROUTERS, extra_curves=cascades,
+                                skipped=skipped)
     report = _write_report(experiment, out, title=f"routecast demo: {DEMO_DATA}")
-    _track("demo", enabled=track, tracking_uri=tracking_uri, params={"data": DEMO_DATA, "encoder": encoder}, out=out)
+    _track("demo", enabled=track, tracking_uri=tracking_uri,
+           params={"data": DEMO_DATA, "encoder": encoder, **prepared_settings(prepared)}, out=out, started=started,
+           experiment=experiment)
     return RunOutput(experiment, out, report)
 
 
@@ -307,7 +348,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
                    objective: str = "aiq", budget: Optional[float] = None, target: Optional[float] = None,
                    storage: Optional[str] = None, study: Optional[str] = None, encoder: str = DEFAULT_ENCODER,
                    seed: int = 0, val: float = 0.1, test: float = 0.2, limit: Optional[int] = None,
-                   timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
+                   use_logged_split: bool = False, timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
                    track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
                    distribution: Optional[Mapping[str, Any]] = None):
     """Tune ``router`` with optuna on the validation split; writes OUT/best_config.json (for
@@ -350,7 +391,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
         if default_storage:
             out.mkdir(parents=True, exist_ok=True)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed, limit=limit,
-                           columns=columns, prices=prices)
+                           use_logged_split=use_logged_split, columns=columns, prices=prices)
         prepared.require_outcomes("tuning")
         result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
                       storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,

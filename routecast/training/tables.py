@@ -97,6 +97,27 @@ def leaderboard_footer(result) -> str:
     return "\n".join(lines)
 
 
+def routing_verdict(result) -> str | None:
+    """In words: did learned routing beat the lookup table (the better prior, chosen by validation
+    AIQ) on this data? Judged by the best learned (a1) router's paired 95% interval of its AIQ gain
+    over that prior; None when no prior or no learned router was compared."""
+    prior = (getattr(result, "prior_choice", None) or {}).get("prior")
+    learned = [r for r in result.leaderboard() if r["family"] == "a1" and r.get("gain_over_prior") is not None]
+    if prior is None or not learned:
+        return None
+    best = learned[0]
+    lo, hi = best.get("gain_over_prior_ci") or (None, None)
+    figures = (f"{best['label']} AIQ {fmt(best['aiq'])} vs {prior} {fmt(result.routers[prior].aiq)}, "
+               f"gain {best['gain_over_prior']:+.4f} [95% CI {fmt(lo, '+.4f')}, {fmt(hi, '+.4f')}]")
+    if _finite(lo) and lo > 0:
+        return f"Learned routing beat the lookup table on this data: {figures}."
+    if _finite(hi) and hi < 0:
+        return (f"Learned routing did not beat the lookup table on this data: the better prior is ahead of "
+                f"the best learned router ({figures}).")
+    return (f"Learned routing did not clearly beat the lookup table on this data: the interval of the best "
+            f"learned router's gain includes 0 ({figures}).")
+
+
 def routers_table() -> dict:
     """Every registered router: name, family, default hyperparameters, first line of its module doc."""
     import inspect

@@ -194,7 +194,10 @@ class Tracker:
     def __init__(self, tracking_uri: str | None = None, *, experiment: str = DEFAULT_EXPERIMENT,
                  run_name: str | None = None, enabled: bool = True, tags: Mapping[str, str] | None = None,
                  probe_timeout: float = PROBE_TIMEOUT, _parent: "Tracker | None" = None,
-                 resume_tag: str | None = None):
+                 resume_tag: str | None = None, start_time: float | None = None):
+        #: when the run's work began (``time.time()``); default: when the run is opened. A run
+        #: logged after its work (``track_run``) passes it, so MLflow shows the real duration
+        self.start_time = start_time
         #: a tag key in ``tags``: when a top-level run with the same value exists, it is continued (a
         #: resumed tuning study logs into its first parent run instead of opening another)
         self.resume_tag = resume_tag
@@ -229,8 +232,9 @@ class Tracker:
             self.run_id, self.resumed = previous, True
             self._call("continue the run", self._client.update_run, previous, status="RUNNING")
             return self
+        start = None if self.start_time is None else int(self.start_time * 1000)
         run = self._call("create a run", self._client.create_run, self.experiment_id,
-                         run_name=self.run_name, tags=tags)
+                         run_name=self.run_name, tags=tags, start_time=start)
         self.run_id = run.info.run_id
         return self
 
@@ -343,6 +347,16 @@ class Tracker:
         for key, value in tags.items():
             self._call("set a tag", self._client.set_tag, self.run_id, metric_key(key), str(value))
 
+    def log_table(self, artifact_file: str, rows: list[Mapping[str, Any]]) -> None:
+        """A table (a list of rows with the same keys) as a JSON artifact MLflow's UI shows as a
+        table; per-policy figures go here instead of hundreds of metrics."""
+        if not self.enabled or self.run_id is None or not rows:
+            return
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        data = {c: [json.dumps(row.get(c)) if isinstance(row.get(c), (list, dict)) else row.get(c) for row in rows]
+                for c in columns}
+        self._call("log a table", self._client.log_table, self.run_id, data, artifact_file)
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if not self.enabled or self.run_id is None:
             return
@@ -378,23 +392,106 @@ def _read_json(path: Path) -> Any:
         raise TrackingError(f"file {path}: not readable JSON ({exc})") from None
 
 
+#: the leaderboard columns each per-policy table artifact keeps (the rest is in metrics.json)
+TABLE_COLUMNS = ("label", "family", "status", "aiq", "aiq_ci", "gain_over_prior", "gain_over_prior_ci", "prior",
+                 "max_quality", "min_cost", "cost_to_match_best", "cost_ratio_to_best", "apgr", "cpt50", "cpt80")
+
+
+def headline_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """The figures runs are compared by, of one policy (a leaderboard row of metrics.json): its
+    ``aiq`` with ``aiq_ci_low/high``, ``cost_to_match_best`` (USD per query at which it reaches
+    the best single model's quality) and ``cost_ratio_to_best`` (that as a share of the model's
+    cost), ``gain_over_prior`` with its interval, ``max_quality`` and its fit and routing times.
+    Non-finite values (a policy that never matches the best model) are left out."""
+    aiq_lo, aiq_hi = row.get("aiq_ci") or (None, None)
+    gain_lo, gain_hi = row.get("gain_over_prior_ci") or (None, None)
+    meta = row.get("meta") or {}
+    values = {"aiq": row.get("aiq"), "aiq_ci_low": aiq_lo, "aiq_ci_high": aiq_hi,
+              "cost_to_match_best": row.get("cost_to_match_best"), "cost_ratio_to_best": row.get("cost_ratio_to_best"),
+              "gain_over_prior": row.get("gain_over_prior"), "gain_over_prior_ci_low": gain_lo,
+              "gain_over_prior_ci_high": gain_hi, "max_quality": row.get("max_quality"),
+              "train_seconds": meta.get("train_seconds"), "route_us_per_query": meta.get("route_us_per_query")}
+    return {k: float(v) for k, v in values.items() if _is_number(v)}
+
+
+def headline_policy(metrics: Mapping[str, Any], policy: str | None = None) -> dict[str, Any] | None:
+    """The row a run is summarised by: ``policy`` (train's router) wherever it is listed, else the
+    best-ranked learned (a1) policy, else the best-ranked one; None when nothing is listed."""
+    rows = list(metrics.get("leaderboard") or []) + list(metrics.get("unranked") or [])
+    if policy is not None:
+        return next((r for r in rows if r.get("label") == policy), None)
+    ranked = list(metrics.get("leaderboard") or [])
+    return next((r for r in ranked if r.get("family") == "a1"), ranked[0] if ranked else None)
+
+
+def track_evaluation(kind: str, *, metrics_path: str | os.PathLike, params: Mapping[str, Any],
+                     hyperparameters: Mapping[str, Any] | None = None, policy: str | None = None,
+                     artifacts_dir: str | os.PathLike | None = None, start_time: float | None = None,
+                     tracking_uri: str | None = None, enabled: bool = True, run_name: str | None = None,
+                     experiment: str = DEFAULT_EXPERIMENT) -> str | None:
+    """Log a finished ``train``/``evaluate``/``demo`` run so runs can be compared in MLflow's table.
+
+    * metrics: :func:`headline_metrics` of its policy (``policy``, else the best learned one, named
+      in tag ``routecast.policy``), ``zero_router_aiq``, ``oracle_quality``, ``n_prompts`` and, when
+      several policies are ranked, ``aiq.<policy>`` of each: a few dozen columns, not hundreds;
+    * params: ``params`` (data, router, encoder, seed, split...) and the router's
+      ``hyperparameters`` (one that shares a name with a run setting but differs is ``router.<name>``);
+    * artifacts: the per-policy tables (``tables/leaderboard.json``, ``tables/unranked.json``,
+      ``tables/per_benchmark.json``) and the whole ``artifacts_dir`` (metrics.json, report, plots);
+    * ``start_time`` (``time.time()`` when the work began) makes the run's duration the real one.
+    Returns the MLflow run id (None when disabled).
+    """
+    if not enabled:
+        return None
+    metrics = _read_json(Path(metrics_path)) or {}
+    row = headline_policy(metrics, policy)
+    summary = headline_metrics(row) if row is not None else {}
+    for key in ("zero_router_aiq", "oracle_quality", "n_prompts"):
+        if _is_number(metrics.get(key)):
+            summary[key] = float(metrics[key])
+    ranked = list(metrics.get("leaderboard") or [])
+    if len(ranked) > 1:
+        summary.update({metric_key(f"aiq.{r['label']}"): float(r["aiq"]) for r in ranked if _is_number(r.get("aiq"))})
+    settings = dict(params)
+    for key, value in (hyperparameters or {}).items():
+        clash = key in settings and str(settings[key]) != str(value)
+        settings[f"router.{key}" if clash else key] = value
+    tags = {"routecast.kind": kind, **({"routecast.policy": row["label"]} if row is not None else {})}
+    with Tracker(tracking_uri, experiment=experiment, run_name=run_name or kind, tags=tags,
+                 start_time=start_time) as tracker:
+        tracker.log_params(settings)
+        tracker.log_metrics(summary)
+        for name in ("leaderboard", "unranked"):
+            tracker.log_table(f"tables/{name}.json",
+                              [{c: r.get(c) for c in TABLE_COLUMNS if c in r} for r in metrics.get(name) or []])
+        tracker.log_table("tables/per_benchmark.json",
+                          [{"benchmark": b["benchmark"], "n_prompts": b["n_prompts"], "policy": label, **figures}
+                           for b in metrics.get("per_benchmark") or [] for label, figures in b["policies"].items()])
+        if artifacts_dir is not None and Path(artifacts_dir).is_dir():
+            tracker.log_artifacts(artifacts_dir)
+        return tracker.run_id
+
+
 def track_run(kind: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
               artifacts_dir: str | os.PathLike | None = None, *, metrics_path: str | os.PathLike | None = None,
               tracking_uri: str | None = None,
               enabled: bool = True, run_name: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
-              tags: Mapping[str, Any] | None = None) -> str | None:
+              tags: Mapping[str, Any] | None = None, start_time: float | None = None) -> str | None:
     """Log one finished run in one call; returns the MLflow run id (None when disabled).
 
     ``kind`` ("train", "evaluate", "tune", "calibrate") becomes tag ``routecast.kind``. ``params``
     and ``metrics`` may be nested (see :func:`numeric_metrics`); ``metrics_path`` is a JSON file
     (metrics.json) logged the same way; ``artifacts_dir`` is uploaded whole and, when neither
     params nor metrics are given, its run.json/metrics.json are logged. Call :func:`check_tracking` before the work so an unreachable
-    server fails before, not after, an hour of training.
+    server fails before, not after, an hour of training. ``start_time`` (``time.time()`` when the
+    work began) gives the run its real duration. :func:`track_evaluation` logs an evaluation the
+    way runs are compared (headline metrics, per-policy tables as artifacts).
     """
     if not enabled:
         return None
     all_tags = {"routecast.kind": kind, **{k: str(v) for k, v in (tags or {}).items()}}
-    with Tracker(tracking_uri, experiment=experiment, run_name=run_name or kind, tags=all_tags) as tracker:
+    with Tracker(tracking_uri, experiment=experiment, run_name=run_name or kind, tags=all_tags,
+                 start_time=start_time) as tracker:
         if artifacts_dir is not None and params is None and metrics is None and metrics_path is None:
             tracker.log_run_dir(artifacts_dir)
         else:

@@ -270,6 +270,8 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
     unchanged (e.g. ``{"max_epochs": 30}``); ``trainer_options`` say where every trial trains
     (:mod:`routecast.router.distributed`). ``tracker`` (an entered :class:`Tracker`) gets the
     study as its run and one nested run per trial. Returns the best configuration and value.
+    Progress (:class:`routecast.progress.Progress`): a bar on a terminal, else a line with the
+    trial counter and the best value so far every few seconds; ``show_progress=False`` silences it.
     """
     import optuna
 
@@ -339,6 +341,7 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
 
     def run_trial(trial: "optuna.Trial") -> float:
         params = {name: rng.suggest(trial, name) for name, rng in space.items()}
+        report.step(f"trial {trial.number}{_best_so_far(trial.study)}")
         child = tracker.child(f"trial-{trial.number}", tags={"routecast.kind": "tune-trial"}) \
             if tracker is not None else None
         pruned = None
@@ -382,13 +385,12 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
     remaining = max(0, n_trials - n_done)
     start = time.perf_counter()
     if remaining:
-        if show_progress is None:
-            import sys
+        from routecast.progress import Progress
 
-            show_progress = sys.stderr.isatty()
-        with _quiet_optuna():
-            study.optimize(run_trial, n_trials=remaining, timeout=timeout, catch=(),
-                           show_progress_bar=bool(show_progress), gc_after_trial=False)
+        # a bar on a terminal, a line every few seconds in a CI log (with the trial counter)
+        with _quiet_optuna(), Progress(f"tune {router}", total=remaining,
+                                       enabled=show_progress is not False) as report:
+            study.optimize(run_trial, n_trials=remaining, timeout=timeout, catch=(), gc_after_trial=False)
     seconds = time.perf_counter() - start
     trials = [t for t in study.trials if t.state.name in _DONE_STATES]
     completed = [t for t in trials if t.state.name == "COMPLETE"]
@@ -418,6 +420,15 @@ def tune(prepared: "Prepared", router: str, *, n_trials: int, objective: str = "
         tracker.log_curve({"trial_value": [t["value"] if t["value"] is not None else float("nan")
                                             for t in result.trials]})
     return result
+
+
+def _best_so_far(study) -> str:
+    """``", best 0.6123 (trial 4)"`` once a trial has completed, else ``""``."""
+    try:
+        best = study.best_trial
+    except ValueError:  # no completed trial yet
+        return ""
+    return f", best {best.value:.4g} (trial {best.number})"
 
 
 def loss_median_pruner(**kwargs):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -78,3 +79,44 @@ def test_cli_bad_file_is_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "row 1" in proc.stderr and "'score'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_refuses_a_price_table_that_misses_a_model(tmp_path):
+    """A price table without a model whose costs are not logged was silently half-applied (exit 0)."""
+    log = tmp_path / "log.csv"
+    log.write_text("prompt,model,score\nq1,a,0.5\nq1,b,1\nq2,a,0\nq2,b,1\n")
+    partial = tmp_path / "prices.json"
+    partial.write_text('{"a": [1, 2]}')
+    result = CliRunner().invoke(app, ["data", "inspect", str(log), "--price-table", str(partial)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: file {log}, column 'model': price table {partial} has no price for model(s) b "
+        "(their costs are not logged); priced: a"]
+    full = tmp_path / "full.json"
+    full.write_text('{"a": [1, 2], "b": [3, 4]}')
+    result = CliRunner().invoke(app, ["data", "inspect", str(log), "--price-table", str(full), "--json"])
+    assert result.exit_code == 0
+    costs = {r["model"]: r["mean_cost"] for r in json.loads(result.stdout)["per_model"]}
+    assert costs["a"] > 0 and costs["b"] > costs["a"]
+
+
+def test_an_unmapped_cost_column_is_named_not_dropped(tmp_path):
+    """'Cost ($)' varies per call, so it is not metadata; unmapped it vanished and costs became relative."""
+    from routecast.errors import RoutecastWarning
+
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("Question,LLM,Accuracy,Cost ($)\nq1,a,0.5,0.01\nq1,b,1,0.02\nq2,a,0,0.01\nq2,b,1,0.03\n")
+    with pytest.warns(RoutecastWarning, match=r"column 'Cost \(\$\)' looks like a cost but is not read") as caught:
+        log = load_log(sheet, columns="prompt=Question,model=LLM,score=Accuracy")
+    assert len(caught) == 1 and 'map it: cost="Cost ($)"' in str(caught[0].message)
+    assert np.isnan(log.costs).all()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoutecastWarning)  # mapped: read as the cost, no warning
+        mapped = load_log(sheet, columns='prompt=Question,model=LLM,score=Accuracy,cost="Cost ($)"')
+    assert mapped.mean_costs().tolist() == pytest.approx([0.01, 0.025])
+    from routecast.cli import _one_line_warning
+
+    assert _one_line_warning(caught[0].message, RoutecastWarning, "loaders.py", 1) == \
+        f"warning: {caught[0].message}\n"  # the CLI prints it as one line

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "serving": {"base", "data", "core", "router", "cascade"},
     "top": {"base", "data", "core", "evaluation", "router", "cascade", "training", "serving"},
 }
-BASE_MODULES = {"errors", "atomic", "jsonable", "cli_options", "_version"}
+BASE_MODULES = {"errors", "atomic", "jsonable", "cli_options", "progress", "_version"}
 
 
 def layer_of(parts: tuple[str, ...]) -> str:

@@ -82,3 +82,77 @@ def test_plots_are_atomic_and_log_scaled_when_costs_span_decades(result, tmp_pat
     assert plot_cost_quality(result, target) == target
     assert plot_call_shares(result, tmp_path / "shares.png").stat().st_size > 1000
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _mixing_curve(log, label, family, strength, k=6, rng=None):
+    """A policy that sends a growing share of prompts to the strong model, picking well with
+    probability ``strength``: (k, n) per-prompt cost and quality."""
+    from routecast.evaluation.curves import Curve
+
+    rng = rng or np.random.default_rng(abs(hash(label)) % 2**32)
+    n = log.n_prompts
+    costs, quality = [], []
+    for share in np.linspace(0, 1, k):
+        strong = rng.random(n) < share
+        smart = rng.random(n) < strength
+        pick = np.where(smart, np.argmax(log.scores, axis=1), np.where(strong, 2, 0))
+        costs.append(log.costs[np.arange(n), pick])
+        quality.append(log.scores[np.arange(n), pick])
+    return Curve.from_points(costs, quality, [f"s{i}" for i in range(k)], label=label, models=log.models,
+                             family=family)
+
+
+def test_the_cost_quality_plot_groups_families_labels_the_best_and_bands_the_leaders():
+    from matplotlib.collections import PathCollection, PolyCollection
+    from matplotlib.lines import Line2D
+
+    from routecast.evaluation.plots import _pyplot, cost_quality_figure
+
+    rng = np.random.default_rng(0)
+    n = 200
+    scores = (rng.random((n, 3)) < [0.4, 0.6, 0.75]).astype(float)
+    log = OutcomeLog(prompt_ids=[f"p{i}" for i in range(n)], prompts=[f"q{i}" for i in range(n)],
+                     models=("small", "mid", "large"), scores=scores, costs=np.tile([1.0, 2.0, 4.0], (n, 1)))
+    curves = {name: _mixing_curve(log, name, "a1", s) for name, s in
+              (("mlp", 0.5), ("knn", 0.4), ("linear", 0.3), ("mf", 0.1))}
+    curves.update({name: _mixing_curve(log, name, "a2", s) for name, s in (("task-prior", 0.45),
+                                                                          ("cluster-prior", 0.2))})
+    curves["cascade (ex-ante)"] = _mixing_curve(log, "cascade (ex-ante)", "cascade", 0.35)
+    curves["random"] = _mixing_curve(log, "random", "a2", 0.0)
+    from routecast.evaluation.curves import Curve
+
+    pc, pq = log.costs[:, 1][None, :], log.scores[:, 1][None, :] * 0 + 0.9
+    curves["best-of-one"] = Curve.from_points(pc, pq, ["only"], label="best-of-one", models=log.models, family="a2")
+    curves.update(single_model_curves(log))
+    result = evaluate(curves, log, n_boot=20, seed=0, prior_val_aiq={"task-prior": 0.6, "cluster-prior": 0.5})
+    fig = cost_quality_figure(result)
+    try:
+        ax = fig.axes[0]
+        names = [t.get_text() for t in ax.get_legend().get_texts()]
+        aiq = {label: result.routers[label].aiq for label in curves if label in result.routers}
+        learned = sorted(("mlp", "knn", "linear", "mf"), key=lambda label: -aiq[label])
+        # grouped: a title per group, then its members; the three best learned routers are labelled
+        assert names[0] == "learned routers"
+        assert names[1:4] == [f"{label} (AIQ {aiq[label]:.3f})" for label in learned[:3]]
+        assert not any(name.startswith(learned[3] + " ") for name in names)
+        assert "priors (lookup tables)" in names and "cascades / ensembles" in names
+        for prior in ("task-prior", "cluster-prior"):  # every prior is always shown
+            assert f"{prior} (AIQ {aiq[prior]:.3f})" in names
+        assert names[-1] == f"zero router (AIQ {result.zero_router_aiq:.3f})"
+        # a one-point policy is a marker, not a line across the plot
+        assert result.routers["best-of-one"].status == "point"
+        assert not any(len(line.get_ydata()) and np.allclose(np.asarray(line.get_ydata(), float), 0.9)
+                       for line in ax.get_lines() if isinstance(line, Line2D))
+        markers = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+        assert any(len(o) == 1 and np.allclose(o[0], [2.0, 0.9]) for o in markers)
+        # a band for the leading learned router, prior and cascade
+        assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3
+        assert any(isinstance(c, PathCollection) for c in ax.collections)
+        # the learned routers are drawn in blues, the priors in oranges
+        entries = dict(zip(names, ax.get_legend().legend_handles))
+        r, _, b, _ = entries[f"{learned[0]} (AIQ {aiq[learned[0]]:.3f})"].get_color()
+        assert b > r
+        r, _, b, _ = entries[f"task-prior (AIQ {aiq['task-prior']:.3f})"].get_color()
+        assert r > b
+    finally:
+        _pyplot().close(fig)

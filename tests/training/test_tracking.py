@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,57 @@ def test_metric_names_are_made_mlflow_safe():
                                        "rows": [{"label": "knn", "aiq": 0.5}]})
     assert scalars == {"a.b": 1.0, "rows.knn.aiq": 0.5}
     assert series == {"a.d": [(0, 0.1), (2, 0.3)]}
+
+
+def test_a_tracked_train_run_has_the_headline_aiq_and_the_routers_hyperparameters(store, tmp_path):
+    """Runs are compared in MLflow's table: one `aiq` (the printed one) with its interval, the gain
+    over the prior, the router's hyperparameters as params, seed as a param, per-policy tables as
+    artifacts (not hundreds of metrics), and the run's real duration."""
+    from typer.testing import CliRunner
+
+    from routecast.cli import app
+
+    out = tmp_path / "run"
+    started = time.time()
+    result = CliRunner().invoke(app, ["train", "-d", "llmrouter_9models", "-r", "linear", "-p", "alpha=3.0",
+                                      "--encoder", HASHING, "--limit", "500", "-o", str(out),
+                                      "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    finished = time.time()
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| linear |"))
+    printed_aiq = float(row.split("|")[3].split("[")[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    linear = next(r for r in metrics["leaderboard"] if r["label"] == "linear")
+
+    client, runs = _runs(store, "routecast", filter_string="tags.`routecast.kind` = 'train'")
+    run = next(r for r in runs if r.info.run_name == "train llmrouter_9models linear")
+    logged, params = run.data.metrics, run.data.params
+    assert logged["aiq"] == pytest.approx(printed_aiq, abs=5e-5)
+    assert logged["aiq"] == pytest.approx(linear["aiq"], rel=1e-12)
+    assert [logged["aiq_ci_low"], logged["aiq_ci_high"]] == pytest.approx(linear["aiq_ci"], rel=1e-12)
+    assert logged["gain_over_prior"] == pytest.approx(linear["gain_over_prior"], rel=1e-12)
+    assert [logged["gain_over_prior_ci_low"], logged["gain_over_prior_ci_high"]] == pytest.approx(
+        linear["gain_over_prior_ci"], rel=1e-12)
+    ratio = linear["cost_ratio_to_best"]  # None in metrics.json when the router never matches the best model
+    assert logged.get("cost_ratio_to_best") == (None if ratio is None else pytest.approx(ratio, rel=1e-12))
+    assert logged["aiq.task-prior"] == pytest.approx(
+        next(r["aiq"] for r in metrics["leaderboard"] if r["label"] == "task-prior"), rel=1e-12)
+    assert run.data.tags["routecast.policy"] == "linear"
+    # the router's hyperparameters (given and default) are params; the seed is a param, not a metric
+    from routecast.core.registry import make_router
+
+    defaults = make_router("linear").get_params()
+    assert params["alpha"] == "3.0" and params["router"] == "linear" and params["seed"] == "0"
+    assert set(defaults) - {"encoder"} <= set(params)
+    assert "seed" not in logged and not any("seed" in k for k in logged)
+    assert len(logged) < 40  # headline figures, not hundreds of per-point metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "tables")}
+    assert {"tables/leaderboard.json", "tables/unranked.json"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, "tables/leaderboard.json", str(tmp_path))
+    table = json.loads(Path(local).read_text())
+    rows = {r[table["columns"].index("label")]: r for r in table["data"]}
+    assert set(rows) == {r["label"] for r in metrics["leaderboard"]}
+    assert rows["linear"][table["columns"].index("aiq")] == pytest.approx(linear["aiq"], abs=1e-9)  # JSON: 10 digits
+    # the duration is the run's, not the logging's
+    seconds = (run.info.end_time - run.info.start_time) / 1000
+    assert seconds >= 0.6 * (finished - started) and run.info.start_time / 1000 >= started - 1

@@ -233,20 +233,21 @@ def distill_static(source_folder: str | os.PathLike | None, out_dir: str | os.Pa
     model = load_sentence_transformer(source)
     transformer = model[0].auto_model.eval()
     raw = np.empty((len(usable), int(transformer.config.hidden_size)), dtype=np.float32)
-    bar = _progress(len(usable), "distilling static encoder", progress)
+    from routecast.progress import Progress
+
     ids = torch.tensor(usable, dtype=torch.long)
-    with torch.inference_mode():
+    with torch.inference_mode(), Progress("distilling static encoder", total=len(usable), unit="tokens",
+                                          enabled=progress) as bar:
         for start in range(0, len(usable), batch_size):
             batch = ids[start:start + batch_size]
             inputs = torch.stack([torch.full_like(batch, eos), batch, torch.full_like(batch, bos)], dim=1)
             hidden = transformer(input_ids=inputs, attention_mask=torch.ones_like(inputs),
                                  token_type_ids=torch.zeros_like(inputs)).last_hidden_state
             raw[start:start + len(batch)] = hidden.mean(dim=1).float().numpy()
-            bar.update(len(batch))
+            bar.advance(len(batch))
         empty_input = torch.tensor([[bos, eos]], dtype=torch.long)
         empty_raw = transformer(input_ids=empty_input, attention_mask=torch.ones_like(empty_input),
                                 token_type_ids=torch.zeros_like(empty_input)).last_hidden_state.mean(dim=1).numpy()
-    bar.close()
 
     from sklearn.decomposition import PCA
 
@@ -310,8 +311,3 @@ def default_static_encoder(dim: int = DEFAULT_DIM, *, max_chars: int | None = DE
         spec += f"{',' if ':' in spec else ':'}max_chars={max_chars}"
     return StaticEncoder.load(folder, max_chars=max_chars, spec=spec)
 
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tok", disable=not enabled, leave=False)
