@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from routecast.data.answers import ANSWER_SOURCES, read_answer
+
 FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_response", "called*has_answer",
             "called*log_length", "called*has_others", "called*answer_agreement", "called*embedding_agreement",
             "has_others", "others_mean_scorer", "others_agree")
@@ -39,9 +41,9 @@ FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_resp
 PAIR_KINDS = ("agree", "disagree", "one_missing")
 
 
-#: per model, read once it is called: how its final answer is stated (one-hot; "none" is the
-#: absence of ``has_answer`` already)
-FORMAT_KINDS = ("boxed", "marker", "choice", "number", "text")
+#: per model, read once it is called: how its final answer is stated (one-hot over the rules of
+#: :func:`routecast.data.answers.read_answer`; "none" is the absence of ``has_answer`` already)
+FORMAT_KINDS = ANSWER_SOURCES[1:]
 
 
 def feature_names(k: int) -> list[str]:
@@ -101,15 +103,14 @@ class AnswerFacts:
 
 
 def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequence[str], *, scorer=None,
-                  encoder=None, max_chars: int = 1000) -> AnswerFacts:
+                  encoder=None, max_chars: int = 1000, answer_format: str | None = "auto") -> AnswerFacts:
     """Evidence from ``responses`` (n, k) object array (str or None) of ``models`` on ``prompts``.
 
     ``scorer`` (a fitted AnswerScorer, or None: no ratings) and ``encoder`` (None: no embedding
     agreement) are the ones the cascade router was trained with. Used for logged responses and,
-    with n = 1 and one column filled, for a live answer.
+    with n = 1 and one column filled, for a live answer. ``answer_format``: the log's declared format
+    (:func:`routecast.data.answers.read_answer`).
     """
-    from routecast.cascade.agreement import answer_format
-    from routecast.cascade.answers import final_answer
     from routecast.cascade.math_checks import math_evidence
     from routecast.cascade.smoothie import embed_responses, similarity_matrix
 
@@ -122,12 +123,12 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
     answers = np.full((n, k), None, dtype=object)
     for (i, j), r in np.ndenumerate(responses):
         if present[i, j]:
-            answers[i, j] = final_answer(r)
+            read = read_answer(r, answer_format)
+            answers[i, j] = read.value
             facts.log_length[i, j] = np.log1p(len(r)) / 10.0
-            kind = answer_format(r)
-            if kind in FORMAT_KINDS:
-                facts.answer_format[i, j, FORMAT_KINDS.index(kind)] = 1.0
-            facts.math[i, j] = math_evidence(r, prompts[i])
+            if read.source in FORMAT_KINDS:
+                facts.answer_format[i, j, FORMAT_KINDS.index(read.source)] = 1.0
+            facts.math[i, j] = math_evidence(r, prompts[i], read=read)
     facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
     for a in range(k):
         for b in range(k):
