@@ -60,6 +60,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from routecast.cascade.evidence_gate import fit_gate, fit_twin, gate_state, gated, live_owner, set_gate_state, \
+    unreadable_notes
 from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
 from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
 from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, feature_names, logit, rate, \
@@ -170,7 +172,7 @@ class CascadeRouter(OperatingPoints):
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
                  n_draws: int = 32, n_lams: int = 41, max_lams: int = 121, refine_step: float = 0.02,
                  C: float = 1.0, seed: int = 0, scorer_encoder: str | None = None,
-                 lookaheads: Sequence[str] = ("normal",)):
+                 lookaheads: Sequence[str] = ("normal",), gate_min_prompts: int = 30):
         self.router = router
         self.encoder = encoder
         self.scorer_encoder = scorer_encoder
@@ -185,6 +187,7 @@ class CascadeRouter(OperatingPoints):
         self.refine_step = refine_step
         self.C = C
         self.seed = seed
+        self.gate_min_prompts = gate_min_prompts
 
     def get_params(self) -> dict[str, Any]:
         return {"router": self.router, "encoder": self.encoder, "scorer_encoder": self.scorer_encoder,
@@ -192,7 +195,8 @@ class CascadeRouter(OperatingPoints):
                 "max_calls": self.max_calls,
                 "max_models": self.max_models, "kappas": list(self.kappas), "n_folds": self.n_folds,
                 "n_draws": self.n_draws, "n_lams": self.n_lams,
-                "max_lams": self.max_lams, "refine_step": self.refine_step, "C": self.C, "seed": self.seed}
+                "max_lams": self.max_lams, "refine_step": self.refine_step, "C": self.C, "seed": self.seed,
+                "gate_min_prompts": self.gate_min_prompts}
 
     def __repr__(self) -> str:
         return f"CascadeRouter({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -228,6 +232,12 @@ class CascadeRouter(OperatingPoints):
         binary = bool(np.isin(tr.scores, (0.0, 1.0)).all())
         self.scorer_head_ = "logistic" if binary else "ridge"
         self.has_answers_ = tr.responses is not None and any(isinstance(r, str) for r in tr.responses.reshape(-1))
+        unreadable, none_read = unreadable_notes(tr, pool)  # evidence_gate: unreadable answers are warned about
+        for note in unreadable:
+            warnings.warn(note, RoutecastWarning, stacklevel=2)
+        self.notes_ += unreadable
+        self.has_answers_ = self.has_answers_ and not none_read
+        self.gate_ = self.twin_ = None
 
         # cross-fitted ex-ante predictions and answer ratings on train
         rng = np.random.default_rng(self.seed)
@@ -256,6 +266,8 @@ class CascadeRouter(OperatingPoints):
         self.mask_index_ = {m: i for i, m in enumerate(masks)}
         self.shifts_ = empirical_shifts(post, masks, len(pool), self.max_calls_, self.n_draws, self.seed)
         self.draws_ = np.random.default_rng(self.seed).standard_normal((self.n_draws, len(pool)))
+        if self.has_answers_:  # the ex-ante twin the evidence gate compares with (evidence_gate)
+            self.twin_ = fit_twin(self, prior, tr.scores, masks, _members)
 
         # kappa and the operating curve on validation
         vl = val.complete()
@@ -263,7 +275,7 @@ class CascadeRouter(OperatingPoints):
             raise RoutingError(f"no prompt of the validation split {val.source} has every score logged")
         vl = vl.select_models(pool)
         self.lams_ = lam_grid(self.costs_, n_points=self.n_lams)
-        planners = self._planners(vl)
+        planners, exante = self._planners(vl, both=True)
         unit = self._unit_costs(vl)
         lo, hi = float(unit.mean(axis=0).min()), float(unit.mean(axis=0).max())
         from routecast.evaluation.metrics import aiq
@@ -282,6 +294,10 @@ class CascadeRouter(OperatingPoints):
             if best is None or value > best[0] + 1e-9:
                 best = (value, (mode, kappa), called, cost, quality)
         _, (self.lookahead_, self.kappa_), called, cost, quality = best
+        if self.twin_ is not None:  # answer evidence per slice only where it beats the ex-ante twin
+            self.gate_, planners, called, chosen_idx = fit_gate(self, vl, tr, planners, exante, self._walk_all,
+                                                                _outcomes, unit, lo, hi, self.gate_min_prompts)
+            cost, quality = _outcomes(called, chosen_idx, unit, vl.scores)
         self.lams_, called, cost, quality = self._refine_grid(planners, unit, vl.scores, self.lams_, called, cost,
                                                              quality)
         strong_called = (called >> self.strong_) & 1
@@ -377,13 +393,19 @@ class CascadeRouter(OperatingPoints):
         return np.where(np.isnan(costs), self.costs_[None, :], costs)
 
     # ------------------------------------------------------------ planning
-    def _planners(self, log: "OutcomeLog") -> list["_Planner"]:
-        """One planner per prompt of ``log`` (columns: the pool), from logged responses."""
+    def _planners(self, log: "OutcomeLog", *, both: bool = False):
+        """One planner per prompt of ``log`` (columns: the pool), from logged responses: with answer
+        evidence or ex ante as the evidence gate says (``both``: the two lists, before the gate)."""
         sub = log.select_models(self.pool_)
         prior = self.router_.predict_quality(list(sub.prompts))[:, [self.router_.models_.index(m) for m in self.pool_]]
         facts = compute_facts(list(sub.prompts), self._responses(sub), self.pool_, scorer=self.scorer_,
                               encoder=self._encoder() if self.has_answers_ else None)
-        return [_Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
+        planners = [_Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
+        if self.twin_ is None:
+            return (planners, planners) if both else planners
+        empty = AnswerFacts.empty(1, len(self.pool_))
+        exante = [_Planner(self.twin_, logit(prior[i]), empty) for i in range(sub.n_prompts)]
+        return (planners, exante) if both else gated(self, list(sub.prompts), planners, exante)
 
     def _walk_all(self, planners: list["_Planner"], lams: np.ndarray, *, reset: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -488,7 +510,7 @@ class CascadeRouter(OperatingPoints):
                              operating_point=operating_point)
         p = len(self.pool_)
         prior = self.router_.predict_quality([prompt])[0, [self.router_.models_.index(m) for m in self.pool_]]
-        planner = _Planner(self, logit(prior), AnswerFacts.empty(1, p))
+        planner = _Planner(live_owner(self, prompt), logit(prior), AnswerFacts.empty(1, p))
         return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
                             planner=planner, responses=np.full((1, p), None, dtype=object))
 
@@ -576,6 +598,8 @@ class CascadeRouter(OperatingPoints):
             arrays = {"posterior.coef": self.posterior_.coef_, "posterior.intercept": self.posterior_.intercept_,
                       "tau": self.tau_, "draws": self.draws_, "costs": self.costs_, "mean_quality": self.mean_quality_,
                       "shifts": self.shifts_}
+            gate_config, gate_arrays = gate_state(self)  # the evidence gate and its ex-ante twin
+            arrays.update(gate_arrays)
             scorer_meta = None
             if self.scorer_ is not None:
                 scorer_meta, scorer_arrays = self.scorer_.get_state()
@@ -594,7 +618,7 @@ class CascadeRouter(OperatingPoints):
                       "scorer": scorer_meta, "has_answers": bool(self.has_answers_),
                       "operating_curve": self.curve_.to_dict(), "notes": list(self.notes_),
                       "operating_points": self.operating_points(),
-                      "default_operating_point": self.default_operating_point(),
+                      "default_operating_point": self.default_operating_point(), "evidence_gate": gate_config,
                       "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
             write_text(tmp / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2, sort_keys=True))
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -709,6 +733,7 @@ class CascadeRouter(OperatingPoints):
             raise CheckpointError(f"{root / CONFIG_FILE}: look-ahead {self.lookahead_!r} is not one of "
                                   f"{', '.join(LOOKAHEADS)} or its shifts are missing")
         self.mean_quality_ = arrays["mean_quality"]
+        set_gate_state(self, config.get("evidence_gate"), arrays)
         self.scorer_ = None
         if config["scorer"] is not None:
             meta = config["scorer"]

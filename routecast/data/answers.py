@@ -212,13 +212,16 @@ def declared_format(meta) -> str:
     return check_format(values.pop()) if len(values) == 1 else "auto"
 
 
-def read_share(responses) -> float:
+def read_share(responses, meta=None) -> float:
     """Share of the present responses (str) whose final answer is read beyond the whole-text
-    fallback (NaN when none is present): how much a log's answers can be compared."""
+    fallback, in the format ``meta`` (a log's metadata) declares (NaN when none is present): how
+    much a log's answers can be compared."""
+    fmt = declared_format(meta)
     present = [r for r in responses if isinstance(r, str)]
     if not present:
         return float("nan")
-    return sum(read_answer(r).source not in ("none", "text") for r in present) / len(present)
+    unread = ("none",) if fmt == "text" else ("none", "text")
+    return sum(read_answer(r, fmt).source not in unread for r in present) / len(present)
 
 
 # ------------------------------------------------------------------ rules
