@@ -95,10 +95,13 @@ DATASETS = {
                                     "the judge's own baseline (0.5 everywhere); cost = list price x chars/4"),
     "routerarena_2models": (str(SHARED / "routerarena_2models" / "data.parquet"), {}, None,
                             "logged USD costs; 809 prompts; gemini is cheaper and better on average"),
+    "zeroeval_gsm_13models": (str(SHARED / "zeroeval_gsm_13models" / "data.parquet"), {}, None,
+                              "GSM8K test, 13 models, one JSON answer each, estimated USD costs (README)"),
 }
 ROUTERS = ("knn", "linear")
 #: the logs with responses that issue 13's cascade targets name (routellm_strong_weak by its GSM8K part)
-TARGET_LOGS = ("routellm_gsm8k", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge", "routerarena_2models")
+TARGET_LOGS = ("routellm_gsm8k", "zeroeval_gsm_13models", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge",
+               "routerarena_2models")
 HALF = 0.5
 
 
@@ -430,6 +433,8 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
                                       "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
                                       "wins": bool(aiq_of(cr_pol) > aiq_of(blind_pol))}
+    slices = slice_comparisons(test, cr_pol, blind_pol, next(p for p in policies if p.name == "linear"), lo, hi,
+                               n_boot, seed)
     chosen = cr_pol.chosen
     reaches = bool(chosen is not None and chosen[1] >= q_best - 1e-12 and chosen[0] <= HALF * c_best)
     return {"dataset": label, "note": note, "cost_unit": cost_unit,
@@ -447,7 +452,36 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                                                          and np.isfinite(r["hull_quality_at_half_cost"])
                                                          and r["hull_quality_at_half_cost"] >= q_best - 1e-12)
                                        for r in rows if r["family"] == UPPER},
+            "slices": slices, "evidence_gate": None if cr.gate_ is None else cr.gate_.report,
             "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
+
+
+def slice_comparisons(test, cr: Policy, exante: Policy, router: Policy, lo: float, hi: float, n_boot: int,
+                      seed: int) -> list[dict]:
+    """Per benchmark of the test split (one row for the whole log too): cascade routing's AIQ against
+    its own ex-ante twin (the same policy with the responses hidden) and against its ex-ante router
+    (linear), with paired bootstrap intervals over the slice's prompts."""
+    from routecast.evaluation import metrics
+
+    labels = test.meta["benchmark"].astype(str).to_numpy() if "benchmark" in test.meta.columns else None
+    groups = {"(all)": np.arange(test.n_prompts)}
+    if labels is not None and len(set(labels)) > 1:
+        groups.update({b: np.flatnonzero(labels == b) for b in sorted(set(labels))})
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for name, rows in groups.items():
+        def value(p: Policy, idx) -> float:
+            return float(metrics.aiq(p.cost[:, idx].mean(axis=1), p.quality[:, idx].mean(axis=1), lo, hi))
+
+        draws = [rows[rng.integers(0, len(rows), size=len(rows))] for _ in range(n_boot)]
+        row = {"slice": name, "n": int(len(rows)), "cascade_routing": value(cr, rows)}
+        for key, other in (("vs_ex_ante_twin", exante), ("vs_linear_router", router)):
+            diff = np.array([value(cr, d) - value(other, d) for d in draws])
+            diff = diff[np.isfinite(diff)]
+            row[key] = {"aiq": value(other, rows), "difference": value(cr, rows) - value(other, rows),
+                        "ci": [float(x) for x in np.quantile(diff, [0.025, 0.975])] if diff.size else [None, None]}
+        out.append(row)
+    return out
 
 
 def markdown(results: list[dict]) -> str:
@@ -587,6 +621,26 @@ def markdown(results: list[dict]) -> str:
         for note in res["warnings"]:
             out.append(f"- warning: {note}")
         out.append("")
+    out += ["## Per slice: cascade routing against its own ex-ante decision", "",
+            "Issue 27, item 4: per benchmark of the test split, cascade routing's AIQ (same cost range as the log) "
+            "against the same policy with the responses hidden (its ex-ante twin) and against its ex-ante router "
+            "(linear); paired 95 % bootstrap intervals over the slice's prompts. `gate`: whether the evidence gate, "
+            "chosen on validation, uses answer evidence on that slice.", "",
+            "| dataset | slice | n | cascade routing AIQ | Δ vs ex-ante twin [95% CI] | Δ vs linear router [95% CI] | "
+            "gate |", "|---|---|---:|---:|---:|---:|---|"]
+    for res in results:
+        gate = res.get("evidence_gate") or {}
+        for row in res.get("slices", []):
+            g = gate.get("all") if row["slice"] == "(all)" else gate.get(row["slice"], gate.get("rest"))
+            cells = [f"{row[k]['difference']:+.4f} [{_f(row[k]['ci'][0], '+.4f')}, {_f(row[k]['ci'][1], '+.4f')}]"
+                     for k in ("vs_ex_ante_twin", "vs_linear_router")]
+            used = "—" if g is None else ("evidence" if g.get("uses_evidence") else "ex ante")
+            out.append(f"| {res['dataset']} | {row['slice']} | {row['n']} | {row['cascade_routing']:.4f} | "
+                       f"{' | '.join(cells)} | {used} |")
+    out += ["", "Evidence gate per slice on validation (AIQ with answer evidence / ex ante): " + "; ".join(
+        f"{res['dataset']}: " + ", ".join(f"{k} {_f(v.get('val_aiq_evidence'))}/{_f(v.get('val_aiq_ex_ante'))} "
+                                          f"(n {v['val_prompts']})" for k, v in (res.get("evidence_gate") or {}).items())
+        for res in results) + ".", ""]
     missing = [label for label in DATASETS if label not in {r["dataset"] for r in results}]
     if missing:
         out += ["## Not in this run", "",
