@@ -49,11 +49,17 @@ FORMAT_KINDS = ANSWER_SOURCES[1:]
 def feature_names(k: int) -> list[str]:
     """Names of the state features for a pool of ``k`` models (the base ones, the answer format,
     per pair, then the math checks)."""
-    from routecast.cascade.math_checks import MATH_FEATURES
-
     return (list(FEATURES) + [f"called*format={f}" for f in FORMAT_KINDS]
             + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)]
-            + [f"called*{m}" for m in MATH_FEATURES])
+            + [f"called*{m}" for m in check_features()])
+
+
+def check_features() -> tuple[str, ...]:
+    """Names of the per-answer checks: the maths checks, then the code checks."""
+    from routecast.cascade.code_checks import CODE_FEATURES
+    from routecast.cascade.math_checks import MATH_FEATURES
+
+    return MATH_FEATURES + CODE_FEATURES
 
 _EPS = 0.01
 
@@ -71,7 +77,8 @@ class AnswerFacts:
     bool; ``log_length`` (n, k); ``same_answer`` (n, k, k) bool, equal extractable final answers;
     ``similarity`` (n, k, k) cosine similarity of the response embeddings; ``answer_format``
     (n, k, len(FORMAT_KINDS)) one-hot of how each final answer is stated (all 0: none); ``math``
-    (n, k, len(MATH_FEATURES)) :func:`routecast.cascade.math_checks.math_evidence` of each answer.
+    (n, k, len(check_features())) :func:`routecast.cascade.math_checks.math_evidence` and
+    :func:`routecast.cascade.code_checks.code_evidence` of each answer.
     """
 
     scorer: np.ndarray
@@ -84,12 +91,10 @@ class AnswerFacts:
     math: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        from routecast.cascade.math_checks import MATH_FEATURES
-
         if self.answer_format is None:
             self.answer_format = np.zeros(self.scorer.shape + (len(FORMAT_KINDS),))
         if self.math is None:
-            self.math = np.zeros(self.scorer.shape + (len(MATH_FEATURES),))
+            self.math = np.zeros(self.scorer.shape + (len(check_features()),))
 
     @classmethod
     def empty(cls, n: int, k: int) -> "AnswerFacts":
@@ -111,6 +116,7 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
     with n = 1 and one column filled, for a live answer. ``answer_format``: the log's declared format
     (:func:`routecast.data.answers.read_answer`).
     """
+    from routecast.cascade.code_checks import code_evidence
     from routecast.cascade.math_checks import math_evidence
     from routecast.cascade.smoothie import embed_responses, similarity_matrix
 
@@ -128,7 +134,8 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
             facts.log_length[i, j] = np.log1p(len(r)) / 10.0
             if read.source in FORMAT_KINDS:
                 facts.answer_format[i, j, FORMAT_KINDS.index(read.source)] = 1.0
-            facts.math[i, j] = math_evidence(r, prompts[i], read=read)
+            facts.math[i, j] = np.concatenate([math_evidence(r, prompts[i], read=read),
+                                               code_evidence(r, prompts[i])])
     facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
     for a in range(k):
         for b in range(k):

@@ -296,8 +296,14 @@ def _phrase_rule(text: str):
     return (value, kind) if kind in ("number", "expression") else None
 
 
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of ``text`` tagged Python or untagged, in order (an unclosed last
+    fence runs to the end: a truncated answer still shows its code)."""
+    return [body for lang, body in _FENCE.findall(text[:_MAX_SCAN]) if lang.lower() in _CODE_LANGS]
+
+
 def _code_rule(text: str):
-    blocks = [body for lang, body in _FENCE.findall(text) if lang.lower() in _CODE_LANGS]
+    blocks = code_blocks(text)
     return None if not blocks else code_value(blocks[-1])
 
 
