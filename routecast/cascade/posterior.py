@@ -28,11 +28,12 @@ from typing import Sequence
 
 import numpy as np
 
+from routecast.cascade.agreement_posterior import agreement_evidence
 from routecast.data.answers import ANSWER_SOURCES, read_answer
 
 FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_response", "called*has_answer",
             "called*log_length", "called*has_others", "called*answer_agreement", "called*embedding_agreement",
-            "has_others", "others_mean_scorer", "others_agree")
+            "has_others", "others_mean_scorer", "others_agree", "called*agreement_evidence")
 
 #: per pair (this model, pool model l), read only once both are called: equal extractable final
 #: answers, different ones, or at least one answer missing. One weight per partner lets the
@@ -183,10 +184,12 @@ def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarr
     own = np.where(c, 2 * pairs.sum(axis=1), 0)
     others_agree = np.where(n_others >= 2, (pairs.sum() - own) / np.maximum(n_others * (n_others - 1), 1), 0.0)
     prior = np.asarray(prior_logit, dtype=np.float64)
+    # the latent-truth posterior of each called answer given all called answers (agreement_posterior)
+    support = agreement_evidence(prior, facts.same_answer[0], facts.has_answer[0], c)
     base = np.stack([
         prior, cf, cf * prior, cf * np.where(has_resp, facts.scorer[0], 0.0), has_resp.astype(np.float64),
         cf * facts.has_answer[0], cf * facts.log_length[0], cf * has_others, cf * agree, cf * emb_agree,
-        has_others, mean_scorer, others_agree,
+        has_others, mean_scorer, others_agree, cf * support,
     ], axis=1)
     both = c[:, None] & others  # both[j, l]: j and l are called, l != j
     answered = facts.has_answer[0]
