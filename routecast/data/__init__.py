@@ -23,6 +23,8 @@ _EXPORTS = {
     "PriceTable": "routecast.data.costs",
     "builtin_names": "routecast.data.builtin",
     "summarize": "routecast.data.inspect",
+    "read_answer": "routecast.data.answers",
+    "Answer": "routecast.data.answers",
 }
 
 __all__ = sorted(_EXPORTS)
