@@ -64,6 +64,7 @@ from routecast.cascade.evidence_gate import fit_gate, fit_twin, gate_state, gate
     unreadable_notes
 from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
 from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
+from routecast.data.answers import check_format, declared_format
 from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, feature_names, logit, rate, \
     state_features
 from routecast.errors import CheckpointError, ConfigError, NotFittedError, RoutingError
@@ -238,6 +239,7 @@ class CascadeRouter(OperatingPoints):
         self.notes_ += unreadable
         self.has_answers_ = self.has_answers_ and not none_read
         self.gate_ = self.twin_ = None
+        self.answer_format_ = declared_format(tr.meta)  # the log's declared answer format (data.answers)
 
         # cross-fitted ex-ante predictions and answer ratings on train
         rng = np.random.default_rng(self.seed)
@@ -245,7 +247,7 @@ class CascadeRouter(OperatingPoints):
         prior = np.zeros((tr.n_prompts, len(pool)))
         encoder = self._fit_encoder_and_router(tr)
         facts = compute_facts(list(tr.prompts), self._responses(tr), pool, scorer=None,
-                              encoder=encoder if self.has_answers_ else None)
+                              encoder=encoder if self.has_answers_ else None, answer_format=self.answer_format_)
         for f in range(self.n_folds):
             inside, outside = fold == f, fold != f
             router = self._make_router().fit(tr.subset(outside))
@@ -399,7 +401,7 @@ class CascadeRouter(OperatingPoints):
         sub = log.select_models(self.pool_)
         prior = self.router_.predict_quality(list(sub.prompts))[:, [self.router_.models_.index(m) for m in self.pool_]]
         facts = compute_facts(list(sub.prompts), self._responses(sub), self.pool_, scorer=self.scorer_,
-                              encoder=self._encoder() if self.has_answers_ else None)
+                              encoder=self._encoder() if self.has_answers_ else None, answer_format=self.answer_format_)
         planners = [_Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
         if self.twin_ is None:
             return (planners, planners) if both else planners
@@ -542,7 +544,8 @@ class CascadeRouter(OperatingPoints):
         state.mask |= 1 << j
         planner = state.planner
         planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=self.scorer_,
-                                      encoder=self._encoder() if self.has_answers_ else None)
+                                      encoder=self._encoder() if self.has_answers_ else None,
+                                      answer_format=self.answer_format_)
         planner.tables.clear()
         planner.posteriors.clear()
 
@@ -619,6 +622,7 @@ class CascadeRouter(OperatingPoints):
                       "operating_curve": self.curve_.to_dict(), "notes": list(self.notes_),
                       "operating_points": self.operating_points(),
                       "default_operating_point": self.default_operating_point(), "evidence_gate": gate_config,
+                      "answer_format": self.answer_format_,
                       "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
             write_text(tmp / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2, sort_keys=True))
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -734,6 +738,7 @@ class CascadeRouter(OperatingPoints):
                                   f"{', '.join(LOOKAHEADS)} or its shifts are missing")
         self.mean_quality_ = arrays["mean_quality"]
         set_gate_state(self, config.get("evidence_gate"), arrays)
+        self.answer_format_ = check_format(config.get("answer_format"))
         self.scorer_ = None
         if config["scorer"] is not None:
             meta = config["scorer"]

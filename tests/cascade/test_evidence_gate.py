@@ -114,3 +114,19 @@ def test_unreadable_answers_warn_with_the_share_and_fall_back_to_ex_ante():
                                n_folds=2).fit(log.subset(np.arange(40)), log.subset(np.arange(40, 60)))
     assert any("cannot be read" in str(w.message) for w in caught)
     assert not router.has_answers_ and router.gate_ is None and router.scorer_ is None
+
+
+def test_a_declared_format_is_what_cascade_routing_reads():
+    """Prose answers ending on numbers: guessed, they are read (last number); declared JSON, they are not."""
+    log = two_benchmarks(60, 0, seed=5)
+    meta = log.meta.assign(answer_format="json")
+    declared = OutcomeLog(log.prompt_ids, log.prompts, log.models, log.scores, log.costs, log.responses, meta,
+                          "<declared json>")
+    assert unreadable_notes(log, log.models) == ([], False)
+    notes, none_read = unreadable_notes(declared, declared.models)
+    assert none_read and "A (0% read)" in notes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        router = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0,), n_lams=9,
+                               n_folds=2).fit(declared.subset(np.arange(40)), declared.subset(np.arange(40, 60)))
+    assert router.answer_format_ == "json" and not router.has_answers_
