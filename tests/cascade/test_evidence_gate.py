@@ -130,3 +130,16 @@ def test_a_declared_format_is_what_cascade_routing_reads():
         router = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(0.0,), n_lams=9,
                                n_folds=2).fit(declared.subset(np.arange(40)), declared.subset(np.arange(40, 60)))
     assert router.answer_format_ == "json" and not router.has_answers_
+
+
+def test_evaluate_lists_answer_kinds_as_skipped_when_no_answer_can_be_read():
+    from routecast.cascade.kinds import cascade_support
+
+    log = two_benchmarks(20, 0, seed=6)
+    prose = np.full(log.responses.shape, "I could not say, sorry.", dtype=object)
+    log = OutcomeLog(log.prompt_ids, log.prompts, log.models, log.scores, log.costs, prose, log.meta, "<prose>")
+    support = cascade_support(log, "all", warn=False)
+    assert {"agreement", "majority-vote"} <= set(support.skipped)
+    assert "cannot be read" in support.skipped["agreement"] and "A (0% read)" in support.skipped["agreement"]
+    assert "cascade-routing" in support.runnable and "ex-post" in support.runnable
+    assert any("cannot be read" in note for note in support.warnings)
