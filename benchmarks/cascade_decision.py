@@ -38,17 +38,35 @@ DATA = Path("/work/shared/data/zeroeval_gsm_13models/data.parquet")
 POOL = ["gemini-1.5-flash", "gpt-4o-mini-2024-07-18", "Meta-Llama-3.1-70B-Instruct", "gpt-4o-2024-08-06"]
 
 
-def timed_pass(router, log) -> np.ndarray:
-    """(n,) seconds of the cascade's own work per prompt (backend = the logged answer, instant)."""
-    out = []
-    for i, prompt in enumerate(log.prompts):
-        t0 = time.perf_counter()
-        state = router.start(prompt)
-        while (model := router.next_model(state)) is not None:
-            router.observe(state, model, log.responses[i, log.model_index(model)])
-        router.outcome(state)
-        out.append(time.perf_counter() - t0)
-    return np.array(out)
+def timed_pass(router, log) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) seconds per prompt of all the cascade's work (backend = the logged answer, instant) and
+    (n,) of it spent in the answer scorer (its encoder; the target excludes it)."""
+    scorer = router.scorer_
+    spent = [0.0]
+    predict = scorer.predict
+
+    def timed_predict(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return predict(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    scorer.predict = timed_predict
+    total, in_scorer = [], []
+    try:
+        for i, prompt in enumerate(log.prompts):
+            spent[0] = 0.0
+            t0 = time.perf_counter()
+            state = router.start(prompt)
+            while (model := router.next_model(state)) is not None:
+                router.observe(state, model, log.responses[i, log.model_index(model)])
+            router.outcome(state)
+            total.append(time.perf_counter() - t0)
+            in_scorer.append(spent[0])
+    finally:
+        del scorer.predict
+    return np.array(total), np.array(in_scorer)
 
 
 def grow_cache(encoder, shards: int, per_shard: int = 2000) -> None:
@@ -88,11 +106,14 @@ def main() -> None:
     for label, extra in (("cache as fitted", 0), (f"+{args.extra_shards} shards of 2,000 vectors", args.extra_shards)):
         grow_cache(encoder, extra)
         shards = len(EmbeddingCache(encoder).shard_paths())
-        cold = timed_pass(router, test)
-        warm = timed_pass(router, test)
+        cold, cold_scorer = timed_pass(router, test)
+        warm, warm_scorer = timed_pass(router, test)
+        own, cold_own = warm - warm_scorer, cold - cold_scorer
         rows.append({"cache": label, "shards": shards, "prompts": test.n_prompts,
-                     "cold_p50_ms": 1e3 * float(np.median(cold)), "p50_ms": 1e3 * float(np.median(warm)),
-                     "p90_ms": 1e3 * float(np.quantile(warm, 0.9)), "meets_5ms_p50": bool(np.median(warm) <= 0.005)})
+                     "cold_p50_ms": 1e3 * float(np.median(cold_own)), "p50_ms": 1e3 * float(np.median(own)),
+                     "p90_ms": 1e3 * float(np.quantile(own, 0.9)),
+                     "scorer_p50_ms": 1e3 * float(np.median(warm_scorer)),
+                     "total_p50_ms": 1e3 * float(np.median(warm)), "meets_5ms_p50": bool(np.median(own) <= 0.005)})
         print(rows[-1], flush=True)
     result = {"python": platform.python_version(), "machine": platform.machine(), "pool": POOL,
               "n_lams": len(router.lams_), "rows": rows}
@@ -101,10 +122,13 @@ def main() -> None:
           "`benchmarks/cascade_decision.py`: start / next_model / observe / outcome with logged answers as the "
           "backend (no backend time); answer scorer on the hashing encoder (its encoder time is excluded by the "
           "target). 2 shared cores: indicative.", "",
-          "| embedding cache | shards | prompts | cold p50 (ms) | p50 (ms) | p90 (ms) | p50 <= 5 ms |",
-          "|---|---:|---:|---:|---:|---:|---|"]
+          "Own time = all the cascade's work minus the answer scorer's (`scorer.predict`: its encoder and head).", "",
+          "| embedding cache | shards | prompts | own p50, cold (ms) | own p50 (ms) | own p90 (ms) | scorer p50 (ms) | "
+          "total p50 (ms) | own p50 <= 5 ms |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     md += [f"| {r['cache']} | {r['shards']} | {r['prompts']} | {r['cold_p50_ms']:.2f} | {r['p50_ms']:.2f} | "
-           f"{r['p90_ms']:.2f} | {'yes' if r['meets_5ms_p50'] else 'no'} |" for r in rows]
+           f"{r['p90_ms']:.2f} | {r['scorer_p50_ms']:.2f} | {r['total_p50_ms']:.2f} | "
+           f"{'yes' if r['meets_5ms_p50'] else 'no'} |" for r in rows]
     write_text(args.out + ".md", "\n".join(md) + "\n")
     print(f"wrote {args.out}.json and {args.out}.md")
 

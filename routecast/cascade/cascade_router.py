@@ -543,9 +543,13 @@ class CascadeRouter(OperatingPoints):
         state.order.append(model)
         state.mask |= 1 << j
         planner = state.planner
-        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=self.scorer_,
+        rated = planner.facts.scorer.copy()  # earlier answers keep their rating: only the new one is scored
+        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=None,
                                       encoder=self._encoder() if self.has_answers_ else None,
                                       answer_format=self.answer_format_)
+        planner.facts.scorer[:] = rated
+        if self.scorer_ is not None:
+            planner.facts.scorer[0, j] = rate(self.scorer_, [state.prompt], state.responses[:, [j]], [model])[0, 0]
         planner.tables.clear()
         planner.posteriors.clear()
 
