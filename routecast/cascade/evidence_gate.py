@@ -105,11 +105,12 @@ class EvidenceGate:
         self.use = np.asarray(use, dtype=bool)
         self.report = report or {}
 
-    def slices(self, embeddings: np.ndarray | None) -> np.ndarray:
-        """(n,) slice index of prompts with these embeddings (one slice: all zeros)."""
-        if embeddings is None or len(self.centroids) <= 1:
-            return np.zeros(0 if embeddings is None else len(embeddings), dtype=np.int64)
-        e = np.asarray(embeddings, dtype=np.float64)
+    def slices(self, owner, prompts: Sequence[str]) -> np.ndarray:
+        """(n,) slice index of ``prompts`` (nearest benchmark centroid of ``owner``'s prompt
+        embeddings; one slice: all zeros, nothing embedded)."""
+        if len(self.names) <= 1:
+            return np.zeros(len(prompts), dtype=np.int64)
+        e = np.asarray(prompt_embeddings(owner, prompts), dtype=np.float64)
         e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         return self.slice_of_benchmark[np.argmax(e @ self.centroids.T, axis=1)]
 
@@ -161,7 +162,7 @@ def fit_gate(owner, val: "OutcomeLog", train: "OutcomeLog", evidence: list, exan
 
     names, centroids, of = benchmark_slices(owner, train, val, min_prompts)
     gate = EvidenceGate(names, centroids, of, np.ones(len(names), bool))
-    which = gate.slices(prompt_embeddings(owner, val.prompts)) if len(names) > 1 else np.zeros(val.n_prompts, int)
+    which = gate.slices(owner, list(val.prompts))
     runs = [walk(evidence, owner.lams_, reset=True), walk(exante, owner.lams_, reset=True)]
     curves = [outcomes(called, chosen, unit, val.scores) for called, chosen in runs]
     for s, name in enumerate(names):
@@ -186,7 +187,7 @@ def gated(owner, prompts: Sequence[str], evidence: list, exante: list) -> list:
     gate = getattr(owner, "gate_", None)
     if gate is None:
         return evidence
-    which = gate.slices(prompt_embeddings(owner, prompts)) if len(gate.names) > 1 else np.zeros(len(prompts), int)
+    which = gate.slices(owner, prompts)
     return [e if gate.use[s] else x for e, x, s in zip(evidence, exante, which)]
 
 
@@ -195,8 +196,7 @@ def live_owner(owner, prompt: str):
     gate = getattr(owner, "gate_", None)
     if gate is None or gate.use.all():
         return owner
-    s = gate.slices(prompt_embeddings(owner, [prompt]))[0] if len(gate.names) > 1 else 0
-    return owner if gate.use[s] else owner.twin_
+    return owner if gate.use[gate.slices(owner, [prompt])[0]] else owner.twin_
 
 
 def gate_state(owner) -> tuple[dict | None, dict]:
