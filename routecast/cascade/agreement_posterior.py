@@ -4,7 +4,8 @@ Two models that agree are more likely right than either alone - but how much mor
 who they are: two strong models agreeing settle a question, two weak ones agreeing on a wrong
 answer is common enough. This module turns the answers obtained so far into, for every called
 model, the posterior probability that *its* answer is the true one, under a one-coin latent-truth
-model (Dawid and Skene, 1979, with one reliability per model):
+model (Dawid and Skene, 1979, with one reliability per model; the E-step is
+:func:`routecast.data.latent_truth.truth_posterior`, which also fits logs without scores):
 
 * each called model ``l`` answers the truth with probability ``acc_l`` - its ex-ante predicted
   quality *on this prompt* (the router's prediction: reliability per prompt, not one number per
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: chance that two wrong answers to one question are the same (a modelling assumption, see above)
-COLLISION = 0.1
-_CLIP = 1e-4
+from routecast.data.latent_truth import COLLISION, truth_posterior
 
 
 def agreement_evidence(prior_logit: np.ndarray, same_answer: np.ndarray, has_answer: np.ndarray,
@@ -37,27 +36,12 @@ def agreement_evidence(prior_logit: np.ndarray, same_answer: np.ndarray, has_ans
     ``prior_logit`` (k,) ex-ante log-odds of each model; ``same_answer`` (k, k) equal final answers;
     ``has_answer`` (k,) bool; ``called`` (k,) bool.
     """
-    acc = np.clip(1.0 / (1.0 + np.exp(-np.asarray(prior_logit, dtype=np.float64))), _CLIP, 1 - _CLIP)
+    acc = 1.0 / (1.0 + np.exp(-np.asarray(prior_logit, dtype=np.float64)))
     voters = np.flatnonzero(np.asarray(called, bool) & np.asarray(has_answer, bool))
     out = np.zeros(len(acc))
     if len(voters) < 2:
         return out
-    wrong = np.log((1 - acc[voters]) * collision)
-    right = np.log(acc[voters])
-    groups: list[list[int]] = []
-    for a in range(len(voters)):
-        for g in groups:
-            if same_answer[voters[a], voters[g[0]]]:
-                g.append(a)
-                break
-        else:
-            groups.append([a])
-    other = wrong.sum()  # the truth is an answer no one gave
-    weights = [np.log(collision) + other + (right[g] - wrong[g]).sum() for g in groups]
-    log_norm = np.logaddexp.reduce(np.array(weights + [other]))
-    for g, w in zip(groups, weights):
-        p = float(np.clip(np.exp(w - log_norm), _CLIP, 1 - _CLIP))
-        for a in g:
-            j = voters[a]
-            out[j] = p - acc[j]
+    # answer labels from the equality matrix: each voter takes the label of the first equal voter
+    labels = [next(b for b in voters if same_answer[a, b] or a == b) for a in voters]
+    out[voters] = truth_posterior(acc[voters], labels, collision) - acc[voters]
     return out

@@ -24,6 +24,7 @@ _EXPORTS = {
     "builtin_names": "routecast.data.builtin",
     "summarize": "routecast.data.inspect",
     "read_answer": "routecast.data.answers",
+    "agreement_scores": "routecast.data.latent_truth",
     "Answer": "routecast.data.answers",
 }
 
