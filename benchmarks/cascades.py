@@ -97,10 +97,17 @@ DATASETS = {
                                     "the judge's own baseline (0.5 everywhere); cost = list price x chars/4"),
     "routerarena_2models": (str(SHARED / "routerarena_2models" / "data.parquet"), {}, None,
                             "logged USD costs; 809 prompts; gemini is cheaper and better on average"),
+    "zeroeval_gsm_13models": (str(SHARED / "zeroeval_gsm_13models" / "data.parquet"), {"use_logged_split": True}, None,
+                              "GSM8K test, 13 models, one JSON answer each, estimated USD costs (README); the "
+                              "logged split (test 508 prompts, validation carved from its train part)"),
 }
+#: logs whose targets name a reference model (issue 27: "gpt-4o's quality at <= 0.35x its cost"): there the
+#: quality-target rule and the cost-to-q* columns read that model in place of the best single test model
+REFERENCE = {"zeroeval_gsm_13models": "gpt-4o-2024-08-06"}
 ROUTERS = ("knn", "linear")
 #: the logs with responses that issue 13's cascade targets name (routellm_strong_weak by its GSM8K part)
-TARGET_LOGS = ("routellm_gsm8k", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge", "routerarena_2models")
+TARGET_LOGS = ("routellm_gsm8k", "zeroeval_gsm_13models", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge",
+               "routerarena_2models")
 HALF = 0.5
 
 
@@ -229,8 +236,12 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     unit, _, cost_unit = realised_costs(test)
     single_cost, single_q = unit.mean(axis=0), test.scores.mean(axis=0)
     best = sorted(range(test.n_models), key=lambda j: (-single_q[j], single_cost[j], j))[0]
+    if label in REFERENCE:
+        best = test.model_index(REFERENCE[label])
     val_cost_single = realised_costs(val_c)[0].mean(axis=0)
     val_best = sorted(range(val_c.n_models), key=lambda j: (-val_c.scores[:, j].mean(), val_cost_single[j], j))[0]
+    if label in REFERENCE:
+        val_best = val_c.model_index(REFERENCE[label])
     budget = HALF * float(val_cost_single[val_best])
     #: the quality-target stop rule's target: the best single model's quality on validation
     val_target = float(val_c.scores[:, val_best].mean())
@@ -433,12 +444,15 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
                                       "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
                                       "wins": bool(aiq_of(cr_pol) > aiq_of(blind_pol))}
+    slices = slice_comparisons(test, cr_pol, blind_pol, next(p for p in policies if p.name == "linear"), lo, hi,
+                               n_boot, seed)
     chosen = cr_pol.chosen
     reaches = bool(chosen is not None and chosen[1] >= q_best - 1e-12 and chosen[0] <= HALF * c_best)
     return {"dataset": label, "note": note, "cost_unit": cost_unit,
             "prompts": {"train": train.n_prompts, "val": val.n_prompts, "test": prepared.test.n_prompts,
                         "test_complete": n},
             "best_single": test.models[best], "best_single_quality": q_best, "best_single_cost": c_best,
+            "reference_model": REFERENCE.get(label),
             "cost_range": [lo, hi], "val_budget_half": budget, "rows": rows, "comparisons": comparisons,
             "scorer_encoder": scorer_encoder,
             "cascade_routing_reaches_best_at_half_cost_val_chosen": reaches,
@@ -450,7 +464,36 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                                                          and np.isfinite(r["hull_quality_at_half_cost"])
                                                          and r["hull_quality_at_half_cost"] >= q_best - 1e-12)
                                        for r in rows if r["family"] == UPPER},
+            "slices": slices, "evidence_gate": None if cr.gate_ is None else cr.gate_.report,
             "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
+
+
+def slice_comparisons(test, cr: Policy, exante: Policy, router: Policy, lo: float, hi: float, n_boot: int,
+                      seed: int) -> list[dict]:
+    """Per benchmark of the test split (one row for the whole log too): cascade routing's AIQ against
+    its own ex-ante twin (the same policy with the responses hidden) and against its ex-ante router
+    (linear), with paired bootstrap intervals over the slice's prompts."""
+    from routecast.evaluation import metrics
+
+    labels = test.meta["benchmark"].astype(str).to_numpy() if "benchmark" in test.meta.columns else None
+    groups = {"(all)": np.arange(test.n_prompts)}
+    if labels is not None and len(set(labels)) > 1:
+        groups.update({b: np.flatnonzero(labels == b) for b in sorted(set(labels))})
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for name, rows in groups.items():
+        def value(p: Policy, idx) -> float:
+            return float(metrics.aiq(p.cost[:, idx].mean(axis=1), p.quality[:, idx].mean(axis=1), lo, hi))
+
+        draws = [rows[rng.integers(0, len(rows), size=len(rows))] for _ in range(n_boot)]
+        row = {"slice": name, "n": int(len(rows)), "cascade_routing": value(cr, rows)}
+        for key, other in (("vs_ex_ante_twin", exante), ("vs_linear_router", router)):
+            diff = np.array([value(cr, d) - value(other, d) for d in draws])
+            diff = diff[np.isfinite(diff)]
+            row[key] = {"aiq": value(other, rows), "difference": value(cr, rows) - value(other, rows),
+                        "ci": [float(x) for x in np.quantile(diff, [0.025, 0.975])] if diff.size else [None, None]}
+        out.append(row)
+    return out
 
 
 def markdown(results: list[dict]) -> str:
@@ -515,6 +558,7 @@ def markdown(results: list[dict]) -> str:
                 f"best model's cost on {', '.join(pv) or 'none'}; the oracle-stop cascade (test hull) on "
                 f"{', '.join(reach) or 'none'}; out of reach even for it on "
                 f"{', '.join(r['dataset'] for r in targets if r['dataset'] not in reach) or 'none'}.", ""]
+    out += issue27_targets(results)
     out += ["## Is the 50 % target reachable, and does the quality-target rule reach it?", "",
             "Upper bounds (oracle: they read the **test** scores, so no deployable policy is above them) over "
             "cascade routing's pool: the *perfect-verifier cascade* accepts a cheaper model's answer iff its test "
@@ -547,7 +591,8 @@ def markdown(results: list[dict]) -> str:
     for res in results:
         out += [f"## {res['dataset']}", "", res["note"] + ".", "",
                 f"Prompts train/val/test: {res['prompts']['train']}/{res['prompts']['val']}/{res['prompts']['test']} "
-                f"(test with every score logged: {res['prompts']['test_complete']}). Best single model on test: "
+                f"(test with every score logged: {res['prompts']['test_complete']}). "
+                f"{'Reference model (named by the issue; it stands for the best single model below)' if res.get('reference_model') else 'Best single model on test'}: "
                 f"**{res['best_single']}** (quality {res['best_single_quality']:.4f}, cost {res['best_single_cost']:.4g} "
                 f"{res['cost_unit']}). AIQ cost range: [{res['cost_range'][0]:.4g}, {res['cost_range'][1]:.4g}]. "
                 f"Reaches the best single model's quality at <= 50 % of its cost (val-chosen point): "
@@ -590,6 +635,28 @@ def markdown(results: list[dict]) -> str:
         for note in res["warnings"]:
             out.append(f"- warning: {note}")
         out.append("")
+    out += ["## Per slice: cascade routing against its own ex-ante decision", "",
+            "Issue 27, item 4: per benchmark of the test split, cascade routing's AIQ (same cost range as the log) "
+            "against the same policy with the responses hidden (its ex-ante twin) and against its ex-ante router "
+            "(linear); paired 95 % bootstrap intervals over the slice's prompts. `gate`: whether the evidence gate, "
+            "chosen on validation, uses answer evidence on that slice (a benchmark the gate pooled: its `rest` "
+            "slice). Benchmarks with fewer than 5 test prompts are left out of the table (they are in the JSON).",
+            "",
+            "| dataset | slice | n | cascade routing AIQ | Δ vs ex-ante twin [95% CI] | Δ vs linear router [95% CI] | "
+            "gate |", "|---|---|---:|---:|---:|---:|---|"]
+    for res in results:
+        gate = res.get("evidence_gate") or {}
+        for row in [r for r in res.get("slices", []) if r["n"] >= 5]:
+            g = gate.get("all") if row["slice"] == "(all)" else gate.get(row["slice"], gate.get("rest", gate.get("all")))
+            cells = [f"{row[k]['difference']:+.4f} [{_f(row[k]['ci'][0], '+.4f')}, {_f(row[k]['ci'][1], '+.4f')}]"
+                     for k in ("vs_ex_ante_twin", "vs_linear_router")]
+            used = "—" if g is None else ("evidence" if g.get("uses_evidence") else "ex ante")
+            out.append(f"| {res['dataset']} | {row['slice']} | {row['n']} | {row['cascade_routing']:.4f} | "
+                       f"{' | '.join(cells)} | {used} |")
+    out += ["", "Evidence gate per slice on validation (AIQ with answer evidence / ex ante): " + "; ".join(
+        f"{res['dataset']}: " + ", ".join(f"{k} {_f(v.get('val_aiq_evidence'))}/{_f(v.get('val_aiq_ex_ante'))} "
+                                          f"(n {v['val_prompts']})" for k, v in (res.get("evidence_gate") or {}).items())
+        for res in results) + ".", ""]
     missing = [label for label in DATASETS if label not in {r["dataset"] for r in results}]
     if missing:
         out += ["## Not in this run", "",
@@ -597,6 +664,49 @@ def markdown(results: list[dict]) -> str:
                 "(15.5k prompts) has responses only on its GSM8K part, which is measured above as "
                 "routellm_gsm8k; elsewhere cascade routing has ex-ante evidence only.", ""]
     return "\n".join(out)
+
+
+def issue27_targets(results: list[dict]) -> list[str]:
+    """The closing check of issue 27's targets, from the measured rows (met or not, with the numbers)."""
+    by = {r["dataset"]: r for r in results}
+    lines = ["## Issue 27 targets", ""]
+
+    def row(res, name):
+        return next((r for r in res["rows"] if r["policy"] == name), None)
+
+    zero = by.get("zeroeval_gsm_13models")
+    if zero is not None:
+        t = row(zero, "cascade-routing")["target_rule"] or {}
+        ci = t.get("quality_minus_best_ci", [None, None])
+        met = "unreachable_on_validation" not in t and ci[1] is not None and ci[1] >= 0 \
+            and t["cost_ratio_to_best"] <= 0.35
+        lines.append(f"- zeroeval: validation-chosen point (quality-target rule) vs {zero['best_single']}: "
+                     + (t.get("unreachable_on_validation") or
+                        f"Δq {t['quality_minus_best']:+.4f} [{_f(ci[0], '+.4f')}, {_f(ci[1], '+.4f')}] at "
+                        f"{t['cost_ratio_to_best']:.2f}x its cost")
+                     + f" — **{'met' if met else 'not met'}** (needs the interval to include or exceed 0 at <= 0.35x).")
+        rule = zero["comparisons"].get("vs agreement-escalation")
+        if rule is not None:
+            cr, ae = row(zero, "cascade-routing"), row(zero, rule["against"])
+            lines.append(f"- zeroeval: cascade routing vs agreement-escalation on AIQ {rule['aiq_difference']:+.4f} "
+                         f"[{_f(rule['ci'][0], '+.4f')}, {_f(rule['ci'][1], '+.4f')}] "
+                         f"(**{'higher' if rule['wins'] else 'not higher'}**); test-hull cost to match "
+                         f"{zero['best_single']}: {_reach_cell(cr)} against {_reach_cell(ae)}.")
+    below = [f"{res['dataset']}/{s['slice']}" for res in results for s in res.get("slices", [])
+             if s["vs_ex_ante_twin"]["ci"][1] is not None and s["vs_ex_ante_twin"]["ci"][1] < 0]
+    lines.append(f"- slices where cascade routing is below its ex-ante twin with the paired interval entirely below 0: "
+                 f"**{', '.join(below) or 'none'}**.")
+    ge = [res["dataset"] for res in results if res["comparisons"].get("vs best router", {}).get("aiq_difference", -1)
+          >= -1e-12]
+    lines.append(f"- cascade routing >= the best router on AIQ on **{len(ge)} of {len(results)}** logs "
+                 f"({', '.join(ge) or 'none'}; target: at least 4 of 5).")
+    gsm = by.get("routellm_gsm8k")
+    if gsm is not None:
+        comp = gsm["comparisons"]["vs best router"]
+        lines.append(f"- routellm gsm8k: {comp['aiq_difference']:+.4f} [{_f(comp['ci'][0], '+.4f')}, "
+                     f"{_f(comp['ci'][1], '+.4f')}] over the best router ({comp['against']}); target >= +0.04: "
+                     f"**{'met' if comp['aiq_difference'] >= 0.04 else 'not met'}**.")
+    return lines + [""]
 
 
 def _aiq_cell(r) -> str:
@@ -650,7 +760,15 @@ def main() -> None:
     parser.add_argument("--scorer-encoder", default=None,
                         help="answer scorer encoder spec (default: the scorer's default, minilm)")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
+    parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args()
+    if args.render:
+        import json
+
+        from routecast.atomic import write_text
+
+        write_text(args.out + ".md", markdown(json.loads(Path(args.out + ".json").read_text())["datasets"]))
+        return
 
     from routecast.atomic import write_json, write_text
 

@@ -13,41 +13,30 @@ from typing import Sequence
 
 import numpy as np
 
-from routecast.cascade.answers import extract_choice, extract_number, final_answer
+from routecast.cascade.answers import final_answer
+from routecast.data.answers import ANSWER_SOURCES, read_answer
 
-#: how a response states its final answer, in :func:`final_answer`'s order of rules: ``none`` (no
-#: usable text), ``boxed`` (``\\boxed{...}``), ``marker`` (GSM8K ``#### 42``), ``choice`` (a letter
-#: stated as the answer), ``number`` (only a last number in the text), ``text`` (the whole text).
+#: how a response states its final answer: the rule of
+#: :func:`routecast.data.answers.read_answer` that read it (``none``: no usable text; ``json``, ``boxed``,
+#: ``marker`` (GSM8K ``#### 42``), ``choice``, ``phrase`` ("the answer is 3/4"), ``code``, ``number``
+#: (only a last number in the text), ``text`` (the whole text)).
 #: The format is evidence on its own: a maths answer that skips the requested marker, or a
 #: RouterArena answer without the requested box, is right far less often (GSM8K Mixtral: 0.68
 #: with the marker, 0.23 without; RouterArena gemini: 0.71 boxed, 0.45 not).
-ANSWER_FORMATS = ("none", "boxed", "marker", "choice", "number", "text")
+ANSWER_FORMATS = ANSWER_SOURCES
 
 
-def answer_format(text: object) -> str:
-    """Which rule of :func:`final_answer` gives ``text``'s final answer (see :data:`ANSWER_FORMATS`)."""
-    from routecast.data.answers import GSM8K_MARKER, last_boxed
-
-    if not isinstance(text, str) or final_answer(text) is None:
-        return "none"
-    text = text.strip()
-    if last_boxed(text) is not None:
-        return "boxed"
-    if GSM8K_MARKER.findall(text):
-        return "marker"
-    if extract_choice(text) is not None:
-        return "choice"
-    if extract_number(text) is not None:
-        return "number"
-    return "text"
+def answer_format(text: object, declared: str | None = "auto") -> str:
+    """Which rule of :func:`routecast.data.answers.read_answer` gives ``text``'s final answer."""
+    return read_answer(text, declared).source
 
 
-def format_onehot(responses) -> np.ndarray:
+def format_onehot(responses, declared: str | None = "auto") -> np.ndarray:
     """(n, len(ANSWER_FORMATS)) one-hot of :func:`answer_format` for a sequence of responses."""
     index = {f: i for i, f in enumerate(ANSWER_FORMATS)}
     out = np.zeros((len(responses), len(ANSWER_FORMATS)))
     for row, text in enumerate(responses):
-        out[row, index[answer_format(text)]] = 1.0
+        out[row, index[answer_format(text, declared)]] = 1.0
     return out
 
 
@@ -66,9 +55,9 @@ def agreement_score(answers: Sequence[str | None]) -> float:
     return float(sum(a == current for a in earlier) / len(earlier))
 
 
-def answer_matrix(responses: np.ndarray) -> np.ndarray:
+def answer_matrix(responses: np.ndarray, declared: str | None = "auto") -> np.ndarray:
     """(n, k) object array of normalised final answers for an (n, k) array of response texts."""
-    flat = [final_answer(r) for r in np.asarray(responses, dtype=object).reshape(-1)]
+    flat = [final_answer(r, declared) for r in np.asarray(responses, dtype=object).reshape(-1)]
     return np.asarray(flat, dtype=object).reshape(np.shape(responses))
 
 

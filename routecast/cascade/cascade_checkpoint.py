@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from routecast.atomic import write_text
+from routecast.cascade.evidence_gate import gate_state, set_gate_state
 from routecast.cascade.posterior import PosteriorQuality, feature_names
 from routecast.core.checkpoint import CONFIG_FILE, CheckpointFolder, array_index, dump_json, is_int, \
     load_component, save_arrays, write_component
 from routecast.core.curve import Curve
+from routecast.data.answers import check_format
 from routecast.errors import CheckpointError, ConfigError, RoutecastError, RoutingError
 
 FORMAT = "routecast-cascade-router"
@@ -59,6 +61,8 @@ def cascade_state(cascade: Any, folder: Path) -> dict[str, Any]:
     arrays = {"posterior.coef": cascade.posterior_.coef_, "posterior.intercept": cascade.posterior_.intercept_,
               "tau": cascade.tau_, "draws": cascade.draws_, "costs": cascade.costs_,
               "mean_quality": cascade.mean_quality_, "shifts": cascade.shifts_}
+    gate_config, gate_arrays = gate_state(cascade)  # the evidence gate and its ex-ante twin
+    arrays.update(gate_arrays)
     scorer_meta = None
     if cascade.scorer_ is not None:
         scorer_meta, scorer_arrays = cascade.scorer_.get_state()
@@ -76,7 +80,8 @@ def cascade_state(cascade: Any, folder: Path) -> dict[str, Any]:
             "scorer": scorer_meta, "has_answers": bool(cascade.has_answers_),
             "operating_curve": cascade.curve_.to_dict(), "notes": list(cascade.notes_),
             "operating_points": cascade.operating_points(),
-            "default_operating_point": cascade.default_operating_point(),
+            "default_operating_point": cascade.default_operating_point(), "evidence_gate": gate_config,
+            "answer_format": cascade.answer_format_,
             "weights": WEIGHTS_FILE, "arrays": array_index(arrays)}
 
 
@@ -269,6 +274,11 @@ def build_cascade(cls: type, folder: CheckpointFolder) -> Any:
     self.tau_, self.draws_, self.costs_ = arrays["tau"], arrays["draws"], arrays["costs"]
     self.shifts_, self.mean_quality_ = arrays["shifts"], arrays["mean_quality"]
     self.scorer_ = _load_scorer(folder, arrays, pool)
+    try:
+        self.answer_format_ = check_format(config.get("answer_format"))
+        set_gate_state(self, config.get("evidence_gate"), arrays)
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise _refuse(folder, "evidence_gate", f"is not a valid evidence gate: {exc}") from None
     if not isinstance(config["operating_curve"], dict):
         raise _refuse(folder, "operating_curve", "must be a JSON object")
     try:

@@ -59,11 +59,13 @@ import numpy as np
 
 from routecast.cascade.called_sets import masks, members, outcomes, spread
 from routecast.cascade.live import LiveCascade
+from routecast.cascade.evidence_gate import fit_gate, fit_twin, gated, unreadable_notes
 from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
 from routecast.cascade.planner import Planner, refine_grid, walk_all
 from routecast.cascade.pool import frontier_models, mean_unit_costs, response_notes
-from routecast.cascade.posterior import PosteriorQuality, compute_facts, logit, rate, state_features
+from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, logit, rate, state_features
 from routecast.core.estimator import Estimator
+from routecast.data.answers import declared_format
 from routecast.core.operating_points import OperatingPoints, check_one_knob
 from routecast.core.curve import RELATIVE, USD, Curve
 from routecast.core.policy import RoutecastWarning, lam_grid, strong_weak
@@ -116,7 +118,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
                  n_draws: int = 32, n_lams: int = 41, max_lams: int = 121, refine_step: float = 0.02,
                  C: float = 1.0, seed: int = 0, scorer_encoder: str | None = None,
-                 lookaheads: Sequence[str] = ("normal",)):
+                 lookaheads: Sequence[str] = ("normal",), gate_min_prompts: int = 30):
         self.router = router
         self.encoder = encoder
         self.scorer_encoder = scorer_encoder
@@ -131,6 +133,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         self.refine_step = refine_step
         self.C = C
         self.seed = seed
+        self.gate_min_prompts = gate_min_prompts
 
     def _describe(self) -> str:
         return "the cascade router"
@@ -166,6 +169,13 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         binary = bool(np.isin(tr.scores, (0.0, 1.0)).all())
         self.scorer_head_ = "logistic" if binary else "ridge"
         self.has_answers_ = tr.responses is not None and any(isinstance(r, str) for r in tr.responses.reshape(-1))
+        unreadable, none_read = unreadable_notes(tr, pool)  # evidence_gate: unreadable answers are warned about
+        for note in unreadable:
+            warnings.warn(note, RoutecastWarning, stacklevel=2)
+        self.notes_ += unreadable
+        self.has_answers_ = self.has_answers_ and not none_read
+        self.gate_ = self.twin_ = None
+        self.answer_format_ = declared_format(tr.meta)  # the log's declared answer format (data.answers)
 
         # cross-fitted ex-ante predictions and answer ratings on train
         rng = np.random.default_rng(self.seed)
@@ -173,7 +183,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         prior = np.zeros((tr.n_prompts, len(pool)))
         encoder = self._fit_encoder_and_router(tr)
         facts = compute_facts(list(tr.prompts), self._responses(tr), pool, scorer=None,
-                              encoder=encoder if self.has_answers_ else None)
+                              encoder=encoder if self.has_answers_ else None, answer_format=self.answer_format_)
         for f in range(self.n_folds):
             inside, outside = fold == f, fold != f
             router = self._make_router().fit(tr.subset(outside))
@@ -194,6 +204,8 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         self.mask_index_ = {m: i for i, m in enumerate(sets)}
         self.shifts_ = empirical_shifts(post, sets, len(pool), self.max_calls_, self.n_draws, self.seed)
         self.draws_ = np.random.default_rng(self.seed).standard_normal((self.n_draws, len(pool)))
+        if self.has_answers_:  # the ex-ante twin the evidence gate compares with (evidence_gate)
+            self.twin_ = fit_twin(self, prior, tr.scores, sets, members)
 
         # kappa and the operating curve on validation
         vl = val.complete()
@@ -201,7 +213,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
             raise RoutingError(f"no prompt of the validation split {val.source} has every score logged")
         vl = vl.select_models(pool)
         self.lams_ = lam_grid(self.costs_, n_points=self.n_lams)
-        planners = self.planners(vl)
+        planners, exante = self.planners(vl, both=True)
         unit = self._unit_costs(vl)
         lo, hi = float(unit.mean(axis=0).min()), float(unit.mean(axis=0).max())
         from routecast.evaluation.metrics import aiq
@@ -220,6 +232,10 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
             if best is None or value > best[0] + 1e-9:
                 best = (value, (mode, kappa), called, cost, quality)
         _, (self.lookahead_, self.kappa_), called, cost, quality = best
+        if self.twin_ is not None:  # answer evidence per slice only where it beats the ex-ante twin
+            self.gate_, planners, called, chosen_idx = fit_gate(self, vl, tr, planners, exante, walk_all,
+                                                                outcomes, unit, lo, hi, self.gate_min_prompts)
+            cost, quality = outcomes(called, chosen_idx, unit, vl.scores)
         self.lams_, called, cost, quality = refine_grid(planners, unit, vl.scores, self.lams_, called, cost, quality,
                                                         max_lams=self.max_lams, refine_step=self.refine_step)
         strong_called = (called >> self.strong_) & 1
@@ -287,13 +303,19 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         return np.where(np.isnan(costs), self.costs_[None, :], costs)
 
     # ------------------------------------------------------------ planning
-    def planners(self, log: "OutcomeLog") -> list[Planner]:
-        """One planner per prompt of ``log`` (columns: the pool), from logged responses."""
+    def planners(self, log: "OutcomeLog", *, both: bool = False):
+        """One planner per prompt of ``log`` (columns: the pool), from logged responses: with answer
+        evidence or ex ante as the evidence gate says (``both``: the two lists, before the gate)."""
         sub = log.select_models(self.pool_)
         prior = self.router_.predict_quality(list(sub.prompts))[:, [self.router_.models_.index(m) for m in self.pool_]]
         facts = compute_facts(list(sub.prompts), self._responses(sub), self.pool_, scorer=self.scorer_,
-                              encoder=self._encoder() if self.has_answers_ else None)
-        return [Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
+                              encoder=self._encoder() if self.has_answers_ else None, answer_format=self.answer_format_)
+        planners = [Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
+        if self.twin_ is None:
+            return (planners, planners) if both else planners
+        empty = AnswerFacts.empty(1, len(self.pool_))
+        exante = [Planner(self.twin_, logit(prior[i]), empty) for i in range(sub.n_prompts)]
+        return (planners, exante) if both else gated(self, list(sub.prompts), planners, exante)
 
     # ------------------------------------------------------------- offline
     def simulate(self, log: "OutcomeLog", lams: Sequence[float] | None = None) -> dict[str, np.ndarray]:

@@ -28,6 +28,8 @@ CASCADE_KINDS = ("ex-ante", "ex-post", "agreement", "agreement-escalation", "cas
 ENSEMBLE_KINDS = ("smoothie", "majority-vote", "best-of-n", "oracle-ensemble")
 #: kinds that read response texts of every model on every prompt
 NEEDS_RESPONSES = ("ex-post", "agreement", "agreement-escalation", "smoothie", "majority-vote", "best-of-n")
+#: kinds that compare final answers: skipped when no model's answers can be read
+ANSWER_KINDS = ("agreement", "agreement-escalation", "majority-vote")
 
 
 @dataclass
@@ -78,6 +80,13 @@ def cascade_support(log: "OutcomeLog", kinds: str | Sequence[str] = "all", *, wa
             reason = (f"responses missing for {first}: this kind needs a response of every model on every prompt "
                       "(cascade routing runs, treating the missing answers as unknown)")
             skipped.update({k: reason for k in wanted if k in NEEDS_RESPONSES and k not in skipped})
+    if log.responses is not None:  # answers that cannot be read give no agreement evidence (evidence_gate)
+        from routecast.cascade.evidence_gate import unreadable_notes
+
+        unreadable, none_read = unreadable_notes(log, log.models)
+        notes.extend(unreadable)
+        if none_read:
+            skipped.update({k: unreadable[0] for k in wanted if k in ANSWER_KINDS and k not in skipped})
     if "cascade-routing" in wanted:
         notes.extend(response_notes(log, log.models))
     if np.isnan(log.costs).all():

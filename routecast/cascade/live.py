@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from routecast.cascade.planner import CascadeRoutingOutcome, CascadeState, Planner
-from routecast.cascade.posterior import AnswerFacts, compute_facts, logit
+from routecast.cascade.evidence_gate import live_owner
+from routecast.cascade.posterior import AnswerFacts, compute_facts, logit, rate
 from routecast.errors import RoutingError
 
 
@@ -41,7 +42,7 @@ class LiveCascade:
                              operating_point=operating_point)
         p = len(self.pool_)
         prior = self.router_.predict_quality([prompt])[0, [self.router_.models_.index(m) for m in self.pool_]]
-        planner = Planner(self, logit(prior), AnswerFacts.empty(1, p))
+        planner = Planner(live_owner(self, prompt), logit(prior), AnswerFacts.empty(1, p))
         return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
                             planner=planner, responses=np.full((1, p), None, dtype=object))
 
@@ -72,8 +73,13 @@ class LiveCascade:
         state.order.append(model)
         state.mask |= 1 << j
         planner = state.planner
-        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=self.scorer_,
-                                      encoder=self._encoder() if self.has_answers_ else None)
+        rated = planner.facts.scorer.copy()  # earlier answers keep their rating: only the new one is scored
+        planner.facts = compute_facts([state.prompt], state.responses, self.pool_, scorer=None,
+                                      encoder=self._encoder() if self.has_answers_ else None,
+                                      answer_format=self.answer_format_)
+        planner.facts.scorer[:] = rated
+        if self.scorer_ is not None:
+            planner.facts.scorer[0, j] = rate(self.scorer_, [state.prompt], state.responses[:, [j]], [model])[0, 0]
         planner.tables.clear()
         planner.posteriors.clear()
 

@@ -30,8 +30,7 @@ import re
 
 import numpy as np
 
-from routecast.cascade.agreement import answer_format
-from routecast.data.answers import canonical_number, final_answer
+from routecast.data.answers import Answer, canonical_number, read_answer
 
 #: per answer, read once its model is called (see :func:`math_evidence`)
 MATH_FEATURES = ("math_steps", "math_wrong_step", "math_wrong_share", "math_final_computed",
@@ -106,18 +105,24 @@ def numbers_in(text: str) -> set[float]:
     return out
 
 
-def math_evidence(response: object, prompt: str | None = None) -> np.ndarray:
+#: answer formats that state a final answer apart from the working (a box, a marker, a JSON field)
+_STATED = ("boxed", "marker", "json")
+
+
+def math_evidence(response: object, prompt: str | None = None, read: Answer | None = None) -> np.ndarray:
     """(len(MATH_FEATURES),) evidence of one response to ``prompt`` (None: the given-number
-    features stay 0); zeros unless it is a worked numeric answer."""
+    features stay 0); zeros unless it is a worked numeric answer. ``read``: the response's
+    :func:`~routecast.data.answers.read_answer`, when the caller has it already."""
     out = np.zeros(len(MATH_FEATURES))
     if not isinstance(response, str):
         return out
-    answer = final_answer(response)
+    read = read_answer(response) if read is None else read
+    answer = read.value
     final = None if answer is None or canonical_number(answer) is None else _number(answer)
     if final is None:
         return out
     results, wrong = check_steps(response)
-    if not results and answer_format(response) not in ("boxed", "marker"):
+    if not results and read.source not in _STATED:
         return out  # a prose answer that happens to end on a number: no worked solution to check
     out[0] = np.log1p(len(results)) / 3.0
     out[1] = float(wrong > 0)

@@ -28,9 +28,12 @@ from typing import Sequence
 
 import numpy as np
 
+from routecast.cascade.agreement_posterior import agreement_evidence
+from routecast.data.answers import ANSWER_SOURCES, read_answer
+
 FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_response", "called*has_answer",
             "called*log_length", "called*has_others", "called*answer_agreement", "called*embedding_agreement",
-            "has_others", "others_mean_scorer", "others_agree")
+            "has_others", "others_mean_scorer", "others_agree", "called*agreement_evidence")
 
 #: per pair (this model, pool model l), read only once both are called: equal extractable final
 #: answers, different ones, or at least one answer missing. One weight per partner lets the
@@ -39,19 +42,25 @@ FEATURES = ("prior", "called", "called*prior", "called*scorer", "called*has_resp
 PAIR_KINDS = ("agree", "disagree", "one_missing")
 
 
-#: per model, read once it is called: how its final answer is stated (one-hot; "none" is the
-#: absence of ``has_answer`` already)
-FORMAT_KINDS = ("boxed", "marker", "choice", "number", "text")
+#: per model, read once it is called: how its final answer is stated (one-hot over the rules of
+#: :func:`routecast.data.answers.read_answer`; "none" is the absence of ``has_answer`` already)
+FORMAT_KINDS = ANSWER_SOURCES[1:]
 
 
 def feature_names(k: int) -> list[str]:
     """Names of the state features for a pool of ``k`` models (the base ones, the answer format,
     per pair, then the math checks)."""
-    from routecast.cascade.math_checks import MATH_FEATURES
-
     return (list(FEATURES) + [f"called*format={f}" for f in FORMAT_KINDS]
             + [f"pair_{kind}[{l}]" for kind in PAIR_KINDS for l in range(k)]
-            + [f"called*{m}" for m in MATH_FEATURES])
+            + [f"called*{m}" for m in check_features()])
+
+
+def check_features() -> tuple[str, ...]:
+    """Names of the per-answer checks: the maths checks, then the code checks."""
+    from routecast.cascade.code_checks import CODE_FEATURES
+    from routecast.cascade.math_checks import MATH_FEATURES
+
+    return MATH_FEATURES + CODE_FEATURES
 
 _EPS = 0.01
 
@@ -69,7 +78,8 @@ class AnswerFacts:
     bool; ``log_length`` (n, k); ``same_answer`` (n, k, k) bool, equal extractable final answers;
     ``similarity`` (n, k, k) cosine similarity of the response embeddings; ``answer_format``
     (n, k, len(FORMAT_KINDS)) one-hot of how each final answer is stated (all 0: none); ``math``
-    (n, k, len(MATH_FEATURES)) :func:`routecast.cascade.math_checks.math_evidence` of each answer.
+    (n, k, len(check_features())) :func:`routecast.cascade.math_checks.math_evidence` and
+    :func:`routecast.cascade.code_checks.code_evidence` of each answer.
     """
 
     scorer: np.ndarray
@@ -82,12 +92,10 @@ class AnswerFacts:
     math: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        from routecast.cascade.math_checks import MATH_FEATURES
-
         if self.answer_format is None:
             self.answer_format = np.zeros(self.scorer.shape + (len(FORMAT_KINDS),))
         if self.math is None:
-            self.math = np.zeros(self.scorer.shape + (len(MATH_FEATURES),))
+            self.math = np.zeros(self.scorer.shape + (len(check_features()),))
 
     @classmethod
     def empty(cls, n: int, k: int) -> "AnswerFacts":
@@ -101,15 +109,15 @@ class AnswerFacts:
 
 
 def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequence[str], *, scorer=None,
-                  encoder=None, max_chars: int = 1000) -> AnswerFacts:
+                  encoder=None, max_chars: int = 1000, answer_format: str | None = "auto") -> AnswerFacts:
     """Evidence from ``responses`` (n, k) object array (str or None) of ``models`` on ``prompts``.
 
     ``scorer`` (a fitted AnswerScorer, or None: no ratings) and ``encoder`` (None: no embedding
     agreement) are the ones the cascade router was trained with. Used for logged responses and,
-    with n = 1 and one column filled, for a live answer.
+    with n = 1 and one column filled, for a live answer. ``answer_format``: the log's declared format
+    (:func:`routecast.data.answers.read_answer`).
     """
-    from routecast.cascade.agreement import answer_format
-    from routecast.cascade.answers import final_answer
+    from routecast.cascade.code_checks import code_evidence
     from routecast.cascade.math_checks import math_evidence
     from routecast.cascade.smoothie import embed_responses, similarity_matrix
 
@@ -122,12 +130,13 @@ def compute_facts(prompts: Sequence[str], responses: np.ndarray, models: Sequenc
     answers = np.full((n, k), None, dtype=object)
     for (i, j), r in np.ndenumerate(responses):
         if present[i, j]:
-            answers[i, j] = final_answer(r)
+            read = read_answer(r, answer_format)
+            answers[i, j] = read.value
             facts.log_length[i, j] = np.log1p(len(r)) / 10.0
-            kind = answer_format(r)
-            if kind in FORMAT_KINDS:
-                facts.answer_format[i, j, FORMAT_KINDS.index(kind)] = 1.0
-            facts.math[i, j] = math_evidence(r, prompts[i])
+            if read.source in FORMAT_KINDS:
+                facts.answer_format[i, j, FORMAT_KINDS.index(read.source)] = 1.0
+            facts.math[i, j] = np.concatenate([math_evidence(r, prompts[i], read=read),
+                                               code_evidence(r, prompts[i])])
     facts.has_answer[:] = answers != None  # noqa: E711 - elementwise
     for a in range(k):
         for b in range(k):
@@ -175,10 +184,12 @@ def state_features(prior_logit: np.ndarray, facts: AnswerFacts, called: np.ndarr
     own = np.where(c, 2 * pairs.sum(axis=1), 0)
     others_agree = np.where(n_others >= 2, (pairs.sum() - own) / np.maximum(n_others * (n_others - 1), 1), 0.0)
     prior = np.asarray(prior_logit, dtype=np.float64)
+    # the latent-truth posterior of each called answer given all called answers (agreement_posterior)
+    support = agreement_evidence(prior, facts.same_answer[0], facts.has_answer[0], c)
     base = np.stack([
         prior, cf, cf * prior, cf * np.where(has_resp, facts.scorer[0], 0.0), has_resp.astype(np.float64),
         cf * facts.has_answer[0], cf * facts.log_length[0], cf * has_others, cf * agree, cf * emb_agree,
-        has_others, mean_scorer, others_agree,
+        has_others, mean_scorer, others_agree, cf * support,
     ], axis=1)
     both = c[:, None] & others  # both[j, l]: j and l are called, l != j
     answered = facts.has_answer[0]

@@ -23,6 +23,9 @@ _EXPORTS = {
     "PriceTable": "routecast.data.costs",
     "builtin_names": "routecast.data.builtin",
     "summarize": "routecast.data.inspect",
+    "read_answer": "routecast.data.answers",
+    "agreement_scores": "routecast.data.latent_truth",
+    "Answer": "routecast.data.answers",
 }
 
 __all__ = sorted(_EXPORTS)

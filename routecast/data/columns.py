@@ -14,6 +14,7 @@ Most people's outcome logs are spreadsheets with their own headers (``Question``
         model: LLM
         score: Accuracy
         cost: Cost ($)
+      answer_format: json   # optional: how responses state their final answer (routecast.data.answers)
 
 An explicit mapping wins over the card, key by key. A mapped column the file does not have, a
 file column mapped twice, or a target that would collide with a column the file already has, is
@@ -32,7 +33,7 @@ from routecast.errors import DataError
 
 CARD_SUFFIX = ".card.yaml"
 FOLDER_CARD = "dataset.yaml"
-_CARD_KEYS = {"columns", "description", "licence", "license", "source", "format"}
+_CARD_KEYS = {"columns", "description", "licence", "license", "source", "format", "answer_format"}
 
 
 def parse_mapping(text: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -98,6 +99,12 @@ def read_card(card: str | Path) -> dict:
         data["columns"] = parse_mapping({str(k): v for k, v in columns.items()})
     except DataError as exc:
         raise DataError(exc.reason, path=str(card), column="columns") from None
+    if "answer_format" in data:  # how the responses state their final answer (routecast.data.answers)
+        from routecast.data.answers import DECLARED_FORMATS
+
+        if str(data["answer_format"]).strip().lower() not in DECLARED_FORMATS:
+            raise DataError(f"dataset card: answer_format {data['answer_format']!r} is not one of "
+                            f"{', '.join(DECLARED_FORMATS)}", path=str(card), column="answer_format")
     return data
 
 

@@ -32,8 +32,8 @@ def summarize(log, prices=None) -> dict:
         check_priced(log, prices, path=str(prices) if isinstance(prices, (str, os.PathLike)) else None)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
-    per_model = [{"model": m, "mean_score": finite_or_none(means[j]), "mean_cost": finite_or_none(costs[j]), "n_logged": int(logged[j])}
-                 for j, m in enumerate(log.models)]
+    per_model = [{"model": m, "mean_score": finite_or_none(means[j]), "mean_cost": finite_or_none(costs[j]),
+                  "n_logged": int(logged[j]), "answers_read": answers_read(log, j)} for j, m in enumerate(log.models)]
     best = log.best_single_model() if log.n_models else None
     benchmarks = {}
     if "benchmark" in log.meta.columns:
@@ -60,6 +60,16 @@ def summarize(log, prices=None) -> dict:
         "benchmarks": benchmarks,
         "splits": splits,
     }
+
+
+def answers_read(log, j: int) -> float | None:
+    """Share of model ``j``'s responses whose final answer :func:`routecast.data.answers.read_answer`
+    reads (in the log's declared format), None without responses: how far answers can be compared."""
+    from routecast.data.answers import read_share
+
+    if log.responses is None:
+        return None
+    return finite_or_none(read_share(log.responses[:, j], log.meta))
 
 
 def summarize_pairs(pairs, prices=None) -> dict:
@@ -117,10 +127,10 @@ def summary_tables(summary: dict) -> list[dict]:
     ranked = sorted(summary["per_model"], key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
     tables = [
         {"title": "outcome log", "columns": ("field", "value"), "rows": head},
-        {"title": "per model", "columns": ("model", "mean score", "mean cost (USD)", "logged"),
-         "right": ("mean score", "mean cost (USD)", "logged"),
-         "rows": [(r["model"], fmt(r["mean_score"], ".4f"), fmt(r["mean_cost"], ".3g"), f"{r['n_logged']:,}")
-                  for r in ranked]},
+        {"title": "per model", "columns": ("model", "mean score", "mean cost (USD)", "logged", "answers read"),
+         "right": ("mean score", "mean cost (USD)", "logged", "answers read"),
+         "rows": [(r["model"], fmt(r["mean_score"], ".4f"), fmt(r["mean_cost"], ".3g"), f"{r['n_logged']:,}",
+                   fmt(r.get("answers_read"), ".1%")) for r in ranked]},
     ]
     if summary["benchmarks"]:
         tables.append({"title": "benchmarks", "columns": ("benchmark", "prompts"), "right": ("prompts",),

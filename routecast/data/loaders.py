@@ -130,13 +130,18 @@ def resolve_source(source: str | Path) -> tuple[Path, str]:
 def read_source(source: str | Path, columns=None) -> tuple[pd.DataFrame, str]:
     """Read ``source`` into a frame whose columns carry routecast's names (mapping/card applied)."""
     from routecast.data.builtin import is_builtin
-    from routecast.data.columns import apply_mapping, mapping_for, parse_mapping
+    from routecast.data.columns import apply_mapping, find_card, mapping_for, parse_mapping, read_card
 
     path, label = resolve_source(source)
     frame = read_table(path)
     builtin = isinstance(source, str) and is_builtin(source)
     mapping = parse_mapping(columns) if builtin else mapping_for(path, columns)
-    return apply_mapping(frame, mapping, source=label), label
+    frame = apply_mapping(frame, mapping, source=label)
+    card = None if builtin else find_card(path)
+    declared = read_card(card).get("answer_format") if card is not None else None
+    if declared is not None and "answer_format" not in frame.columns:  # the card declares the answer format
+        frame["answer_format"] = str(declared).strip().lower()
+    return frame, label
 
 
 def detect_format(columns) -> str:

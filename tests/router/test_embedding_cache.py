@@ -85,7 +85,7 @@ def test_corrupted_shard_is_skipped_with_a_warning(tmp_path):
     cache = EmbeddingCache(enc, tmp_path)
     (shard,) = cache.shard_paths()
     shard.write_bytes(b"PK\x03\x04 this is not a zip file")
-    enc.encoded = []
+    enc = CountingEncoder()  # as in a new process: an encoder object keeps its open cache (open_cache)
     with pytest.warns(RuntimeWarning, match="unreadable shard"):
         out = embed(enc, _texts(10), cache_dir=tmp_path)
     assert len(enc.encoded) == 10  # re-encoded, not crashed
@@ -157,3 +157,19 @@ def test_progress_bar_and_flush_in_chunks(tmp_path, capsys):
     assert out.shape == (300, 32)
     assert len(cache.shard_paths()) == 3  # a crash mid-way would have kept the flushed shards
     assert "embedding (counting)" in capsys.readouterr().err
+
+
+def test_an_encoder_opens_its_cache_once_and_hits_touch_no_disk(tmp_path, monkeypatch):
+    from routecast.router.embedding_cache import open_cache
+
+    enc = CountingEncoder()
+    first = embed(enc, _texts(10), cache_dir=tmp_path)
+    assert open_cache(enc, tmp_path) is open_cache(enc, tmp_path)
+    assert open_cache(CountingEncoder(), tmp_path) is not open_cache(enc, tmp_path)
+
+    def no_disk(self):
+        raise AssertionError("a cached prompt must not touch the disk")
+
+    monkeypatch.setattr(EmbeddingCache, "refresh", no_disk)
+    np.testing.assert_array_equal(embed(enc, _texts(10)[3:5], cache_dir=tmp_path), first[3:5])
+    assert len(enc.encoded) == 10
