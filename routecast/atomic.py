@@ -47,17 +47,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with _renamed_into_place(tmp, path):
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -70,8 +64,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
-    try:
+    with _renamed_into_place(tmp, path):
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: str, path: Path) -> Iterator[None]:
+    """Run the body that fills ``tmp``; then give it the umask's mode and rename it over ``path``
+    (atomic on POSIX), or on any error - a kill included - remove it, leaving ``path`` untouched."""
+    try:
+        yield
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
