@@ -22,7 +22,9 @@ unexpected -> 500 with the same body shape, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from contextlib import asynccontextmanager
 from typing import Any, Iterable
 
@@ -33,15 +35,15 @@ from fastapi import FastAPI, Request
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, load_backends, redact
 from routecast.serving.conversations import ConversationMemory
-from routecast.serving.endpoints import chat, feedback, info, route
+from routecast.serving.endpoints import admin, chat, feedback, info, route
 from routecast.serving.guard.auth import ApiKeys
 from routecast.serving.guard.gate import Gate
 from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.guard.key_slots import KeySlots
 from routecast.serving.guard.protocol import GuardedHttpToolsProtocol, protocol_class
 from routecast.serving.metrics import ServerMetrics
-from routecast.serving.microbatch import MicroBatcher
 from routecast.serving.proxy import ChatProxy
+from routecast.serving.rollout import Rollout, listen_for_sighup
 from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
 from routecast.serving.state import ROUTER_ALIASES, ServerState
@@ -70,7 +72,9 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                decision_log: str | os.PathLike | None = None, log_text: bool = False,
                price_table: "str | os.PathLike | dict | None" = None,
                store: "LimitStore | str | None" = None,
-               admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None) -> FastAPI:
+               admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
+               trusted_key: str | os.PathLike | None = None, expect_sha256: str | None = None,
+               workers: int = 1, allow_missing_backends: bool = False) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -87,7 +91,9 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     ``store``: where per-key rate limits and budgets live (routecast.serving.store.open_store:
     ``memory`` (default), ``sqlite:///PATH``, ``redis://HOST:PORT/DB``), shared by server processes.
     ``admin_keys`` (as ``api_keys``): keys accepted everywhere that may also give feedback on
-    requests other keys made.
+    requests other keys made, and call the admin endpoints (routecast.serving.endpoints.admin).
+    ``trusted_key``, ``expect_sha256``, ``allow_missing_backends``: how a hot-reloaded checkpoint is
+    verified and checked, as at start-up; ``workers`` > 1 refuses hot reload (routecast.serving.rollout).
     """
     settings = ServerSettings.from_any(settings)
     backend_map: dict[str, Backend] = load_backends(backends if backends is not None else backends_config)
@@ -97,7 +103,9 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     metrics = ServerMetrics()
     state = ServerState(settings=settings, backends=backend_map, metrics=metrics,
                         limits=KeyLimits.from_settings(settings, open_store(store)),
-                        conversations=ConversationMemory(settings.sticky_conversations))
+                        conversations=ConversationMemory(settings.sticky_conversations),
+                        rollout=Rollout(trusted_key=trusted_key, expect_sha256=expect_sha256, workers=workers,
+                                        allow_missing_backends=allow_missing_backends))
     if price_table is not None:
         from routecast.data.costs import PriceTable
 
@@ -119,19 +127,17 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
 
             log = await anyio.to_thread.run_sync(lambda: DecisionLog(decision_log, store_text=log_text))
             state.writer = DecisionWriter(log)
-        if settings.micro_batch:
-            state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
-                                         max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
-                                         quantum_chars=settings.fair_quantum_chars,
-                                         max_chars=getattr(runtime.encoder, "max_chars", None),
-                                         on_batch=metrics.batch_prompts.observe).start()
+        state.batcher = state.start_batcher(runtime)
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         state.proxy = ChatProxy(backend_map, client, max_response_bytes=settings.max_response_bytes,
                                 breaker_failures=settings.breaker_failures,
                                 breaker_cooldown_s=settings.breaker_cooldown_s)
+        sighup = listen_for_sighup(state)
         try:
             yield
         finally:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if state.batcher is not None:
                 await state.batcher.aclose()
             await client.aclose()
@@ -142,7 +148,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     app = FastAPI(title="routecast", lifespan=lifespan, **docs)
     app.state.server = state
     app.state.admin_key_ids = frozenset() if admins is None else admins.key_ids()
-    for endpoints in (route, chat, feedback, info):
+    for endpoints in (route, chat, feedback, info, admin):
         app.include_router(endpoints.router)
     app.add_exception_handler(ApiError, _answer_api_error)
     public = {"/health"} | ({"/metrics"} if settings.public_metrics else set())

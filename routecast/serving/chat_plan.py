@@ -117,7 +117,8 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
         state.writer.append(decision_record(chat.request_id, decision, text=text, key_id=chat.caller, chosen=chosen,
                                             propensity=propensity, conversation_id=conversation,
                                             expected_cost=decision["expected_costs"].get(chosen),
-                                            extra={"sticky": True} if sticky else None))
+                                            extra={"sticky": True} if sticky else None,
+                                            checkpoint=runtime.manifest_sha256))
         logged = True
     return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
 

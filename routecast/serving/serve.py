@@ -87,7 +87,9 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     app = create_app(runtime, settings, backends=opts.backends, api_keys=keys, admin_keys=admins,
                      decision_log=opts.decision_log,
                      log_text=opts.log_text, price_table=opts.price_table,
-                     store=check_store_spec(opts.store or "memory", opts.workers))
+                     store=check_store_spec(opts.store or "memory", opts.workers),
+                     trusted_key=opts.trusted_key, expect_sha256=opts.expect_sha256, workers=opts.workers,
+                     allow_missing_backends=opts.allow_missing_backends)
     kwargs = {"host": opts.host, "port": opts.port, "access_log": opts.access_log, "log_level": "info",
               **uvicorn_options(settings)}
     return PreparedServer(app, kwargs, opts, notes)

@@ -6,7 +6,7 @@ the app's lifespan (the model is loaded there, not at import or construction).""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -47,6 +47,25 @@ class ServerState:
     writer: DecisionWriter | None = None
     #: prices for realised costs from token usage (None: expected costs)
     prices: PriceTable | None = None
+    #: how the serving checkpoint changes while the server runs (routecast.serving.rollout.Rollout)
+    rollout: Any = None
+
+    def pinned(self) -> "ServerState":
+        """This state with the runtime and batcher of now. Why: a request routes, calls its backends
+        and logs with the checkpoint it started with, whatever a hot reload swaps in meanwhile
+        (routecast.serving.rollout); everything else (limits, metrics, log) is shared."""
+        return replace(self)
+
+    def start_batcher(self, runtime: ServingRuntime) -> MicroBatcher | None:
+        """A started micro-batcher for ``runtime`` (None: ``micro_batch`` off)."""
+        settings = self.settings
+        if not settings.micro_batch:
+            return None
+        return MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
+                            max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
+                            quantum_chars=settings.fair_quantum_chars,
+                            max_chars=getattr(runtime.encoder, "max_chars", None),
+                            on_batch=self.metrics.batch_prompts.observe).start()
 
     @property
     def ready(self) -> bool:
@@ -84,10 +103,15 @@ class ServerState:
         """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
         kwargs = self.knob_kwargs(knobs)
         start = time.perf_counter()
+        batcher, decisions = self.batcher, None
         try:
-            if self.batcher is not None:
-                decisions = await self.batcher.submit(texts, key=key_id, **kwargs)
-            else:
+            if batcher is not None and not batcher.retired:
+                try:
+                    decisions = await batcher.submit(texts, key=key_id, **kwargs)
+                except BatcherClosed:
+                    if not batcher.retired:
+                        raise
+            if decisions is None:  # no batcher, or a hot reload retired it: this request's own runtime routes
                 decisions = await anyio.to_thread.run_sync(partial(self.runtime.route, texts, **kwargs))
                 self.metrics.batch_prompts.observe(len(texts))
         except RoutecastError as exc:

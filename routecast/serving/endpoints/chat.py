@@ -53,7 +53,7 @@ def new_request_id() -> str:
 
 @router.post("/v1/chat/completions")
 async def chat(request: Request):
-    state = server(request)
+    state = server(request).pinned()  # this request's runtime, whatever a reload swaps in meanwhile
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "expected a JSON object (an OpenAI chat completion request)", code="invalid_request")

@@ -24,7 +24,7 @@ router = APIRouter()
 
 @router.post("/v1/route")
 async def route(request: Request):
-    state = server(request)
+    state = server(request).pinned()  # this request's runtime, whatever a reload swaps in meanwhile
     req = validated(RouteRequest, await read_json(request))
     if (req.prompt is None) == (req.prompts is None):
         raise ApiError(400, "give exactly one of 'prompt' (a string) or 'prompts' (a list of strings)",
@@ -46,7 +46,8 @@ async def route(request: Request):
         d["fallback"] = None
         if state.writer is not None:
             state.writer.append(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
-                                                propensity=1.0, expected_cost=d["expected_cost"]))
+                                                propensity=1.0, expected_cost=d["expected_cost"],
+                                                checkpoint=state.runtime.manifest_sha256))
     # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
     return JSONResponse({"request_id": request_id, "router_type": state.runtime.router_type, "decisions": decisions},
                         headers={"x-routecast-request-id": request_id, **state.knob_headers(knobs)})
