@@ -46,7 +46,7 @@ from routecast.serving.proxy import ChatProxy
 from routecast.serving.rollout import Rollout, listen_for_sighup
 from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
-from routecast.serving.state import ROUTER_ALIASES, ServerState
+from routecast.serving.state import ROUTER_ALIASES, ServerState, budget_pacer
 from routecast.serving.store import LimitStore, open_store
 
 __all__ = ["create_app", "ServerSettings", "ApiError", "UVICORN_OPTIONS", "uvicorn_options",
@@ -120,6 +120,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
             runtime = await anyio.to_thread.run_sync(load_runtime, runtime_or_path)
         if settings.default_operating_point is not None:
             runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
+        state.pacer = budget_pacer(settings, runtime)
         state.runtime = runtime
         if decision_log is not None:
             from routecast.data.decision_log import DecisionLog

@@ -79,7 +79,7 @@ async def answer_with_plan(state: ServerState, chat: ChatRequest, plan: Plan) ->
             _price_stream(state, chat, plan, response, model)  # charged when the stream ends
         else:
             response, cost = _with_cost(state, chat, plan, response, model)
-            state.limits.charge(chat.caller, cost)
+            state.charge(chat.caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
     _log_outcome(state, plan, model, status=response.status_code, started=chat.started, cost=cost, fallback=chain)
@@ -173,7 +173,7 @@ def _price_stream(state: ServerState, chat: ChatRequest, plan: Plan, response: S
             response.headers["x-routecast-cost-usd"] = f"{expected:.6g}"
 
     def settle(cost: float | None) -> None:
-        state.limits.charge(chat.caller, cost)
+        state.charge(chat.caller, cost)
         if plan.logged:
             state.writer.update(plan.request_id, realised_cost=cost)
 

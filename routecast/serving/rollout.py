@@ -32,7 +32,7 @@ from routecast.serving.api_error import ApiError
 from routecast.serving.backends import check_backend_models
 from routecast.serving.loading import load_runtime
 from routecast.serving.runtime_protocol import ServingRuntime
-from routecast.serving.state import ServerState
+from routecast.serving.state import ServerState, budget_pacer
 
 #: the changes an admin status lists, newest last (older ones are dropped)
 HISTORY = 50
@@ -70,7 +70,7 @@ def status(state: ServerState) -> dict[str, Any]:
     """What ``GET /admin/status`` answers: the serving checkpoint and its recent changes."""
     rollout = state.rollout
     return {"checkpoint": describe_checkpoint(state.runtime), "workers": rollout.workers,
-            "changes": list(rollout.history)}
+            "changes": list(rollout.history), "pacing": None if state.pacer is None else state.pacer.state()}
 
 
 def check_candidate(state: ServerState, runtime: ServingRuntime) -> None:
@@ -78,6 +78,7 @@ def check_candidate(state: ServerState, runtime: ServingRuntime) -> None:
     if state.settings.default_operating_point is not None:
         runtime.operating_point(state.settings.default_operating_point)
     check_backend_models(state.backends, runtime.models, allow_missing=state.rollout.allow_missing_backends)
+    budget_pacer(state.settings, runtime)  # a pacer must be buildable for it
 
 
 async def reload_checkpoint(state: ServerState, checkpoint: str | os.PathLike, *, expect_sha256: str | None = None,
@@ -115,7 +116,7 @@ def swap_runtime(state: ServerState, runtime: ServingRuntime) -> None:
     """Serve ``runtime`` from the next request on (runtime and batcher replaced in one step; the old
     batcher retired without waiting, see the module docstring)."""
     old_batcher = state.batcher
-    state.runtime, state.batcher = runtime, state.start_batcher(runtime)
+    state.runtime, state.batcher, state.pacer = runtime, state.start_batcher(runtime), budget_pacer(state.settings, runtime)
     if old_batcher is not None:
         asyncio.get_running_loop().create_task(old_batcher.aclose(retire=True))
 

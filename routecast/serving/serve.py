@@ -66,6 +66,7 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     from routecast.serving.app import create_app, uvicorn_options
     from routecast.serving.backends import check_backend_models, load_backends
     from routecast.serving.guard.auth import ENV_VAR, ApiKeys
+    from routecast.serving.state import budget_pacer
 
     opts = ServeOptions.from_mapping(merged_options(options, config))
     settings = opts.settings
@@ -77,6 +78,7 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     runtime = load_runtime(checkpoint, trusted_key=opts.trusted_key, expect_sha256=opts.expect_sha256)
     if settings.default_operating_point is not None:
         runtime.operating_point(settings.default_operating_point)  # a typo fails before binding
+    budget_pacer(settings, runtime)  # a cascade, or models of one cost, fail before binding
     backends = load_backends(opts.backends)
     notes = check_backend_models(backends, runtime.models, source=opts.backends,
                                  allow_missing=opts.allow_missing_backends)

@@ -68,6 +68,13 @@ class ServerSettings:
     #: the checkpoint's operating point used when a request names none (None: the checkpoint's default)
     default_operating_point: str | None = option(None, "--operating-point",
                                                  "Default operating point [the checkpoint's default].")
+    #: pace the mean cost per routed request to this many USD: an online controller moves lam from the
+    #: spend it observes (routecast.core.pacing.BudgetPacer) for requests that give no knob (None: off)
+    pace_budget_usd: float | None = option(None, "--pace-budget", "Keep the mean cost per request at this many USD "
+                                           "under drift: lam follows the observed spend (requests without knobs).",
+                                           metavar="USD")
+    #: the pacing controller's gain (log lam moves by step x relative spend error per request)
+    pace_step: float = 0.05
     # ---- conversations, exploration
     #: a conversation (``user`` field or ``x-routecast-conversation``) stays on the model of its first
     #: turn unless the new turn's predicted quality gain of switching exceeds this (None: no stickiness)
@@ -139,6 +146,11 @@ class ServerSettings:
     docs: bool = option(False, "--docs/--no-docs", "Publish /docs and /openapi.json.")
     #: /metrics without an API key (for a scraper on a private network)
     public_metrics: bool = option(False, "--public-metrics", "/metrics without a key.")
+
+    def __post_init__(self):
+        if self.pace_budget_usd is not None and (self.default_lam is not None or self.default_operating_point):
+            raise ConfigError("pace_budget_usd sets the lam of requests without knobs: give it without default_lam "
+                              "and default_operating_point")
 
     @classmethod
     def from_any(cls, value: "ServerSettings | dict | None") -> "ServerSettings":

@@ -12,8 +12,9 @@ from typing import Any
 
 import anyio
 
+from routecast.core.pacing import BudgetPacer
 from routecast.data.costs import PriceTable
-from routecast.errors import RoutecastError
+from routecast.errors import ConfigError, RoutecastError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend
 from routecast.serving.conversations import ConversationMemory
@@ -27,6 +28,17 @@ from routecast.serving.schemas import RouteKnobs
 from routecast.serving.server_config import ServerSettings
 
 ROUTER_ALIASES = ("router", "auto")
+
+
+def budget_pacer(settings: ServerSettings, runtime: ServingRuntime) -> BudgetPacer | None:
+    """The started budget pacer of ``pace_budget_usd`` for ``runtime`` (None: off). Why a router only:
+    the pacer moves the lam of one decision per chat; a cascade's spend is its calls' (refused, one line)."""
+    if settings.pace_budget_usd is None:
+        return None
+    if runtime.max_calls_per_chat > 1:
+        raise ConfigError("pace_budget_usd paces a router's lam; a cascade checkpoint cannot be paced")
+    return BudgetPacer.for_costs(settings.pace_budget_usd, list(runtime.expected_costs.values()),
+                                 curve=runtime.budget_curve(), step=settings.pace_step).start()
 
 
 @dataclass
@@ -49,6 +61,8 @@ class ServerState:
     prices: PriceTable | None = None
     #: how the serving checkpoint changes while the server runs (routecast.serving.rollout.Rollout)
     rollout: Any = None
+    #: the budget pacer of ``pace_budget_usd`` (routecast.core.pacing.BudgetPacer), None when off
+    pacer: BudgetPacer | None = None
 
     def pinned(self) -> "ServerState":
         """This state with the runtime and batcher of now. Why: a request routes, calls its backends
@@ -82,7 +96,16 @@ class ServerState:
                 kwargs["operating_point"] = self.settings.default_operating_point
             elif self.settings.default_lam is not None:
                 kwargs["lam"] = self.settings.default_lam
+            elif self.pacer is not None:
+                kwargs["lam"] = self.pacer.lam_
         return kwargs
+
+    def charge(self, caller: str, cost: float | None) -> None:
+        """Charge a routed request's cost to its key's budget and show it to the budget pacer."""
+        self.limits.charge(caller, cost)
+        if self.pacer is not None:
+            self.pacer.observe(cost)
+
 
     def knob_headers(self, knobs: RouteKnobs) -> dict[str, str]:
         """Headers explaining how a request's knobs were met (a budget past the best point's cost)."""

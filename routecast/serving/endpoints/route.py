@@ -44,6 +44,8 @@ async def route(request: Request):
         state.metrics.decisions.labels(d["model"]).inc()
         d["request_id"] = request_id if len(texts) == 1 else f"{request_id}-{i}"
         d["fallback"] = None
+        if state.pacer is not None:  # nothing is proxied: the decision's expected cost is what it spends
+            state.pacer.observe(d["expected_cost"])
         if state.writer is not None:
             state.writer.append(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
                                                 propensity=1.0, expected_cost=d["expected_cost"],
