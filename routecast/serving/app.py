@@ -26,12 +26,14 @@ import asyncio
 import os
 import signal
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Iterable
 
 import anyio
 import httpx
 from fastapi import FastAPI, Request
 
+from routecast.errors import ConfigError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, load_backends, redact
 from routecast.serving.conversations import ConversationMemory
@@ -44,6 +46,7 @@ from routecast.serving.guard.protocol import GuardedHttpToolsProtocol, protocol_
 from routecast.serving.metrics import ServerMetrics
 from routecast.serving.proxy import ChatProxy
 from routecast.serving.rollout import Rollout, listen_for_sighup
+from routecast.serving.runtime_protocol import ServingRuntime
 from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
 from routecast.serving.state import ROUTER_ALIASES, ServerState, budget_pacer
@@ -74,7 +77,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                store: "LimitStore | str | None" = None,
                admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
                trusted_key: str | os.PathLike | None = None, expect_sha256: str | None = None,
-               workers: int = 1, allow_missing_backends: bool = False) -> FastAPI:
+               workers: int = 1, allow_missing_backends: bool = False,
+               shadow: "str | os.PathLike | ServingRuntime | None" = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -94,7 +98,11 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     requests other keys made, and call the admin endpoints (routecast.serving.endpoints.admin).
     ``trusted_key``, ``expect_sha256``, ``allow_missing_backends``: how a hot-reloaded checkpoint is
     verified and checked, as at start-up; ``workers`` > 1 refuses hot reload (routecast.serving.rollout).
+    ``shadow``: a candidate checkpoint (or runtime) whose decision on every routed request is logged
+    beside the live one (routecast.serving.shadow; needs ``decision_log``).
     """
+    if shadow is not None and decision_log is None:
+        raise ConfigError("a shadow checkpoint's decisions go to the decision log: give decision_log too")
     settings = ServerSettings.from_any(settings)
     backend_map: dict[str, Backend] = load_backends(backends if backends is not None else backends_config)
     keys, admins = _api_keys(api_keys), _api_keys(admin_keys)
@@ -122,6 +130,11 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
             runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.pacer = budget_pacer(settings, runtime)
         state.runtime = runtime
+        if shadow is not None:
+            from routecast.serving.loading import load_runtime
+            from routecast.serving.shadow import Shadow
+
+            state.shadow = Shadow(await anyio.to_thread.run_sync(partial(load_runtime, shadow, trusted_key=trusted_key)))
         if decision_log is not None:
             from routecast.data.decision_log import DecisionLog
             from routecast.serving.decision_writer import DecisionWriter

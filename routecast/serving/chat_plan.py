@@ -114,11 +114,11 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
                        type="server_error", code="no_backend", headers={"x-routecast-request-id": chat.request_id})
     logged = False
     if state.writer is not None:
-        state.writer.append(decision_record(chat.request_id, decision, text=text, key_id=chat.caller, chosen=chosen,
-                                            propensity=propensity, conversation_id=conversation,
-                                            expected_cost=decision["expected_costs"].get(chosen),
-                                            extra={"sticky": True} if sticky else None,
-                                            checkpoint=runtime.manifest_sha256))
+        state.log_decision(decision_record(chat.request_id, decision, text=text, key_id=chat.caller, chosen=chosen,
+                                           propensity=propensity, conversation_id=conversation,
+                                           expected_cost=decision["expected_costs"].get(chosen),
+                                           extra={"sticky": True} if sticky else None,
+                                           checkpoint=runtime.manifest_sha256), chat.knobs)
         logged = True
     return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
 

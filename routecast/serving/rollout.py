@@ -70,7 +70,8 @@ def status(state: ServerState) -> dict[str, Any]:
     """What ``GET /admin/status`` answers: the serving checkpoint and its recent changes."""
     rollout = state.rollout
     return {"checkpoint": describe_checkpoint(state.runtime), "workers": rollout.workers,
-            "changes": list(rollout.history), "pacing": None if state.pacer is None else state.pacer.state()}
+            "changes": list(rollout.history), "pacing": None if state.pacer is None else state.pacer.state(),
+            "shadow": None if state.shadow is None else describe_checkpoint(state.shadow.runtime)}
 
 
 def check_candidate(state: ServerState, runtime: ServingRuntime) -> None:

@@ -205,6 +205,8 @@ class ServeOptions:
                                      path=True)
     expect_sha256: str | None = option(None, "--expect-sha256", "Pinned sha256 of the checkpoint's manifest.json "
                                        "(printed by `routecast export`); any other checkpoint is refused.", metavar="HEX")
+    shadow: str | None = option(None, "--shadow", "Candidate checkpoint that decides every routed request too (never "
+                                "executed), logged beside the live decision (needs --decision-log).", path=True)
     #: the app's limits and defaults (each of its flagged fields is a flag too)
     settings: ServerSettings = field(default_factory=ServerSettings)
 

@@ -63,6 +63,8 @@ class ServerState:
     rollout: Any = None
     #: the budget pacer of ``pace_budget_usd`` (routecast.core.pacing.BudgetPacer), None when off
     pacer: BudgetPacer | None = None
+    #: the candidate deciding beside the live checkpoint (routecast.serving.shadow.Shadow), None when off
+    shadow: Any = None
 
     def pinned(self) -> "ServerState":
         """This state with the runtime and batcher of now. Why: a request routes, calls its backends
@@ -99,6 +101,14 @@ class ServerState:
             elif self.pacer is not None:
                 kwargs["lam"] = self.pacer.lam_
         return kwargs
+
+    def log_decision(self, record: dict, knobs: RouteKnobs) -> None:
+        """Append a routed request's decision-log row; with a shadow, the candidate's decision on the
+        same text and knobs joins it (made on the log's thread: routecast.serving.shadow)."""
+        if self.shadow is None:
+            self.writer.append(record)
+        else:
+            self.writer.submit(self.shadow.append_beside, self.writer.log, record, self.knob_kwargs(knobs))
 
     def charge(self, caller: str, cost: float | None) -> None:
         """Charge a routed request's cost to its key's budget and show it to the budget pacer."""

@@ -47,9 +47,9 @@ async def route(request: Request):
         if state.pacer is not None:  # nothing is proxied: the decision's expected cost is what it spends
             state.pacer.observe(d["expected_cost"])
         if state.writer is not None:
-            state.writer.append(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
-                                                propensity=1.0, expected_cost=d["expected_cost"],
-                                                checkpoint=state.runtime.manifest_sha256))
+            state.log_decision(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
+                                               propensity=1.0, expected_cost=d["expected_cost"],
+                                               checkpoint=state.runtime.manifest_sha256), knobs)
     # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
     return JSONResponse({"request_id": request_id, "router_type": state.runtime.router_type, "decisions": decisions},
                         headers={"x-routecast-request-id": request_id, **state.knob_headers(knobs)})
