@@ -103,8 +103,9 @@ def evaluate(
     files: dict = DATA_FILES,
     tracking: dict = TRACKING,
     off_policy: Annotated[Optional[Path], typer.Option("--off-policy", metavar="DECISION_LOG", help="Instead: "
-                          "estimate each of --routers (checkpoint folders, or names fitted on --data) on the "
-                          "server's logged, feedback-scored traffic (IPS, SNIPS, DR with 95% intervals).")] = None,
+                          "estimate each of --routers (checkpoint folders, or names fitted on --data; 'shadow': the "
+                          "decisions `serve --shadow` logged) on the server's logged, feedback-scored traffic (IPS, "
+                          "SNIPS, DR with 95% intervals).")] = None,
     lam: Annotated[Optional[float], typer.Option(help="With --off-policy: route the candidates at this lam "
                                                  "(default: each one's default operating point).")] = None,
 ) -> None:
