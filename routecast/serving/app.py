@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from routecast.errors import ConfigError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, load_backends, redact
+from routecast.serving.canary import Canary
 from routecast.serving.conversations import ConversationMemory
 from routecast.serving.endpoints import admin, chat, feedback, info, route
 from routecast.serving.guard.auth import ApiKeys
@@ -44,6 +45,7 @@ from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.guard.key_slots import KeySlots
 from routecast.serving.guard.protocol import GuardedHttpToolsProtocol, protocol_class
 from routecast.serving.metrics import ServerMetrics
+from routecast.serving.loading import load_runtime
 from routecast.serving.proxy import ChatProxy
 from routecast.serving.rollout import Rollout, listen_for_sighup
 from routecast.serving.runtime_protocol import ServingRuntime
@@ -78,7 +80,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
                trusted_key: str | os.PathLike | None = None, expect_sha256: str | None = None,
                workers: int = 1, allow_missing_backends: bool = False,
-               shadow: "str | os.PathLike | ServingRuntime | None" = None) -> FastAPI:
+               shadow: "str | os.PathLike | ServingRuntime | None" = None,
+               canary: "str | os.PathLike | ServingRuntime | None" = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -99,7 +102,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     ``trusted_key``, ``expect_sha256``, ``allow_missing_backends``: how a hot-reloaded checkpoint is
     verified and checked, as at start-up; ``workers`` > 1 refuses hot reload (routecast.serving.rollout).
     ``shadow``: a candidate checkpoint (or runtime) whose decision on every routed request is logged
-    beside the live one (routecast.serving.shadow; needs ``decision_log``).
+    beside the live one (routecast.serving.shadow; needs ``decision_log``). ``canary``: a candidate
+    checkpoint (or runtime) that serves ``settings.canary_share`` of first turns (routecast.serving.canary).
     """
     if shadow is not None and decision_log is None:
         raise ConfigError("a shadow checkpoint's decisions go to the decision log: give decision_log too")
@@ -123,18 +127,19 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     async def lifespan(app: FastAPI):
         runtime = runtime_or_path
         if isinstance(runtime_or_path, (str, os.PathLike)):
-            from routecast.serving.loading import load_runtime
-
             runtime = await anyio.to_thread.run_sync(load_runtime, runtime_or_path)
         if settings.default_operating_point is not None:
             runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
         state.pacer = budget_pacer(settings, runtime)
         state.runtime = runtime
         if shadow is not None:
-            from routecast.serving.loading import load_runtime
             from routecast.serving.shadow import Shadow
 
             state.shadow = Shadow(await anyio.to_thread.run_sync(partial(load_runtime, shadow, trusted_key=trusted_key)))
+        if canary is not None:
+            state.canary = Canary(await anyio.to_thread.run_sync(partial(load_runtime, canary, trusted_key=trusted_key)),
+                                  settings.canary_share)
+            state.canary.batcher = state.start_batcher(state.canary.runtime)
         if decision_log is not None:
             from routecast.data.decision_log import DecisionLog
             from routecast.serving.decision_writer import DecisionWriter
@@ -154,6 +159,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if state.batcher is not None:
                 await state.batcher.aclose()
+            if state.canary is not None and state.canary.batcher is not None:
+                await state.canary.batcher.aclose()
             await client.aclose()
             if state.writer is not None:
                 await anyio.to_thread.run_sync(state.writer.close)

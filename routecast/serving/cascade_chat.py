@@ -316,4 +316,4 @@ def _log(state, cs, text: str, caller: str, request_id: str, chosen: str, calls:
                              checkpoint=state.runtime.manifest_sha256)
     record.update(realised_cost=_total(calls), latency_ms=(time.perf_counter() - started) * 1000.0, status=status,
                   fallback=fallback)
-    state.writer.append(record)
+    state.log_decision(record, None)

@@ -92,9 +92,7 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
     text = chat_routing_text(settings, chat.messages)
     decision = dict((await state.route_texts([text], chat.knobs, chat.share or chat.caller))[0])
     decision["expected_costs"] = runtime.expected_costs
-    user = chat.body.get("user")
-    conversation = conversation_key(conversation_header(chat.headers) or (user if isinstance(user, str) and user
-                                                                           else None))
+    conversation = chat_conversation(chat)
     chosen, propensity, sticky = decision["model"], 1.0, False
     first = await _first_model(state, conversation) if conversation and settings.sticky_margin is not None else None
     if first is not None:
@@ -121,6 +119,12 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
                                            checkpoint=runtime.manifest_sha256), chat.knobs)
         logged = True
     return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
+
+
+def chat_conversation(chat: ChatRequest) -> str | None:
+    """The chat's conversation id (``x-routecast-conversation`` or the ``user`` field), bounded."""
+    user = chat.body.get("user")
+    return conversation_key(conversation_header(chat.headers) or (user if isinstance(user, str) and user else None))
 
 
 async def _first_model(state: ServerState, conversation: str) -> str | None:

@@ -71,7 +71,8 @@ def status(state: ServerState) -> dict[str, Any]:
     rollout = state.rollout
     return {"checkpoint": describe_checkpoint(state.runtime), "workers": rollout.workers,
             "changes": list(rollout.history), "pacing": None if state.pacer is None else state.pacer.state(),
-            "shadow": None if state.shadow is None else describe_checkpoint(state.shadow.runtime)}
+            "shadow": None if state.shadow is None else describe_checkpoint(state.shadow.runtime),
+            "canary": None if state.canary is None else state.canary.describe()}
 
 
 def check_candidate(state: ServerState, runtime: ServingRuntime) -> None:
@@ -87,9 +88,7 @@ async def reload_checkpoint(state: ServerState, checkpoint: str | os.PathLike, *
     """Load, verify and swap in ``checkpoint``; an :class:`ApiError` (the old one still serving) when
     it is refused. Returns the change recorded (old and new checkpoint ids)."""
     rollout = state.rollout
-    if rollout.workers > 1:
-        raise ApiError(409, f"hot reload needs --workers 1 (this server runs {rollout.workers} workers, each with "
-                            "its own checkpoint); restart it to change the checkpoint", code="reload_unsupported")
+    _one_worker(rollout, "hot reload")
     if rollout.expect_sha256 is not None and expect_sha256 is None:
         raise ApiError(400, "this server pins its checkpoint (--expect-sha256): give the new checkpoint's "
                             "expect_sha256 with the reload", code="checkpoint_refused")
@@ -111,6 +110,32 @@ async def reload_checkpoint(state: ServerState, checkpoint: str | os.PathLike, *
                                  "to": checkpoint_id(runtime), "path": os.fspath(checkpoint),
                                  "load_seconds": round(time.perf_counter() - started, 4), "time": time.time()})
     return change
+
+
+def _one_worker(rollout: Rollout, what: str) -> None:
+    if rollout.workers > 1:
+        raise ApiError(409, f"{what} needs --workers 1 (this server runs {rollout.workers} workers, each with "
+                            "its own checkpoint); restart it to change the checkpoint", code="reload_unsupported")
+
+
+async def end_canary(state: ServerState, *, promote: bool) -> dict[str, Any]:
+    """``promote``: the canary's checkpoint serves every request from now on; else (rollback) the
+    canary stops and the live checkpoint serves everything. A 409 when no canary runs."""
+    rollout = state.rollout
+    _one_worker(rollout, "promote" if promote else "rollback")
+    async with rollout._lock:
+        canary = state.canary
+        if canary is None:
+            raise ApiError(409, "no canary is running (serve --canary CKPT)", code="no_canary")
+        old = state.runtime
+        state.canary = None
+        if promote:
+            swap_runtime(state, canary.runtime)
+        if canary.batcher is not None:
+            asyncio.get_running_loop().create_task(canary.batcher.aclose(retire=True))
+        return rollout.record({"event": "promoted" if promote else "rolled back", "trigger": "admin",
+                               "from": checkpoint_id(old), "to": checkpoint_id(state.runtime),
+                               "candidate": checkpoint_id(canary.runtime), "time": time.time()})
 
 
 def swap_runtime(state: ServerState, runtime: ServingRuntime) -> None:

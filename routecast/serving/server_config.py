@@ -88,6 +88,9 @@ class ServerSettings:
     #: softmax exploration over utility / T instead of epsilon-greedy (None: off)
     explore_temperature: float | None = option(None, "--explore-temperature", "Softmax exploration over "
                                                "utility / T instead.")
+    #: share of first turns a ``--canary`` checkpoint serves (routecast.serving.canary)
+    canary_share: float = option(0.05, "--canary-share", "Share of first turns the --canary checkpoint serves "
+                                 "[{default}].")
     # ---- micro-batching and fair share
     #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
     micro_batch: bool = option(True, "--micro-batch/--no-micro-batch", "Merge concurrent routing requests into one "
@@ -207,6 +210,9 @@ class ServeOptions:
                                        "(printed by `routecast export`); any other checkpoint is refused.", metavar="HEX")
     shadow: str | None = option(None, "--shadow", "Candidate checkpoint that decides every routed request too (never "
                                 "executed), logged beside the live decision (needs --decision-log).", path=True)
+    canary: str | None = option(None, "--canary", "Candidate checkpoint that serves --canary-share of first turns "
+                                "(conversations stay on their arm); promote or roll back with POST /admin/promote "
+                                "or /admin/rollback.", path=True)
     #: the app's limits and defaults (each of its flagged fields is a flag too)
     settings: ServerSettings = field(default_factory=ServerSettings)
 
@@ -247,7 +253,10 @@ SERVE_KEYS: dict[str, type] = {f.name: t for f, t in flagged_fields() if f.name 
 _SETTING_TYPES = {name: (_value_type(hint), type(None) in typing.get_args(hint))
                   for name, hint in typing.get_type_hints(ServerSettings).items()}
 #: settings that may be 0 (everything else numeric must be > 0)
-_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
+_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore",
+            "canary_share"}
+#: settings that are shares (in [0, 1])
+_SHARES = ("explore", "canary_share")
 #: settings that take one of a few values
 _CHOICES = {"budget_mode": ("settle", "reserve")}
 
@@ -264,9 +273,9 @@ def _check_setting(name: str, value: Any) -> Any:
         if name in _CHOICES and value not in _CHOICES[name]:
             raise ConfigError(f"server setting {name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value
-    if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                  and 0 <= value <= 1):
-        raise ConfigError(f"server setting explore must be a number in [0, 1], got {value!r}")
+    if name in _SHARES and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                and 0 <= value <= 1):
+        raise ConfigError(f"server setting {name} must be a number in [0, 1], got {value!r}")
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"server setting {name} must be true or false, got {value!r}")

@@ -65,6 +65,10 @@ class ServerState:
     pacer: BudgetPacer | None = None
     #: the candidate deciding beside the live checkpoint (routecast.serving.shadow.Shadow), None when off
     shadow: Any = None
+    #: the candidate serving a share of first turns (routecast.serving.canary.Canary), None when off
+    canary: Any = None
+    #: a request's canary arm and its probability, logged with its decision (set on a pinned copy)
+    arm: dict | None = None
 
     def pinned(self) -> "ServerState":
         """This state with the runtime and batcher of now. Why: a request routes, calls its backends
@@ -102,10 +106,13 @@ class ServerState:
                 kwargs["lam"] = self.pacer.lam_
         return kwargs
 
-    def log_decision(self, record: dict, knobs: RouteKnobs) -> None:
-        """Append a routed request's decision-log row; with a shadow, the candidate's decision on the
-        same text and knobs joins it (made on the log's thread: routecast.serving.shadow)."""
-        if self.shadow is None:
+    def log_decision(self, record: dict, knobs: RouteKnobs | None) -> None:
+        """Append a routed request's decision-log row, with its canary arm when there is one; with a
+        shadow and the request's ``knobs`` (None: a cascade's row, not shadowed), the candidate's
+        decision on the same text and knobs joins it (made on the log's thread: routecast.serving.shadow)."""
+        if self.arm is not None:
+            record = {**record, "extra": {**(record.get("extra") or {}), **self.arm}}
+        if self.shadow is None or knobs is None:
             self.writer.append(record)
         else:
             self.writer.submit(self.shadow.append_beside, self.writer.log, record, self.knob_kwargs(knobs))

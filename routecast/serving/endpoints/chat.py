@@ -38,7 +38,8 @@ import uuid
 from fastapi import APIRouter, Request
 
 from routecast.serving.api_error import ApiError
-from routecast.serving.chat_plan import answer_with_plan, named_model_plan
+from routecast.serving.canary import choose_arm
+from routecast.serving.chat_plan import answer_with_plan, chat_conversation, named_model_plan
 from routecast.serving.chat_request import ChatRequest
 from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.knobs import chat_knobs, router_model
@@ -76,6 +77,7 @@ async def chat(request: Request):
                                request_id=new_request_id(), started=time.perf_counter(), stream=stream,
                                headers=request.headers, share=share_id(request))
     if routes:
+        state = choose_arm(state, chat_request, chat_conversation(chat_request))
         response = await state.runtime.answer_chat(state, chat_request)
         response.headers.update(state.knob_headers(knobs))
         return response
