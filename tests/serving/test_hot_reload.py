@@ -165,3 +165,41 @@ def test_reloads_under_load_fail_no_request_and_mix_none(checkpoints, backend, t
         # decided, ranked, answered and logged by one checkpoint
         assert model in models and set(row["predicted"]) == models and row["chosen"] in models
     assert min(served_by.values()) > 0  # both checkpoints served during the run
+
+
+def test_sighup_reloads_the_checkpoint_folder_in_place(tmp_path):
+    """``routecast serve`` in a subprocess: the checkpoint folder is replaced, SIGHUP swaps it in."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from routecast.core.registry import make_router
+    from tests._support.fake_backend import free_port
+    from tests._support.paths import REPO
+    from tests._support.processes import server_process
+    from tests._support.serving import ENCODER
+
+    current = make_checkpoint(tmp_path / "current")
+    first = manifest_sha256(current)
+    keys = tmp_path / "admin.txt"
+    keys.write_text(ADMIN + "\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "routecast.cli", "serve", str(current), "--port", str(port),
+               "--admin-keys", str(keys)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with server_process(command, url, startup_timeout=60, env=env, cwd=REPO) as proc:
+        assert httpx.get(f"{url}/admin/status", headers=AUTH_ADMIN).json()["checkpoint"]["id"] == first
+        shutil.rmtree(current)
+        make_checkpoint(current, make_router("knn", k=1, encoder=ENCODER).fit(synthetic_log(seed=4)))
+        second = manifest_sha256(current)
+        assert second != first
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/admin/status", headers=AUTH_ADMIN).json()["checkpoint"]["id"] != second:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the checkpoint"
+            time.sleep(0.2)
+        status = httpx.get(f"{url}/admin/status", headers=AUTH_ADMIN).json()
+        assert status["changes"][-1]["trigger"] == "sighup"
+        assert httpx.post(f"{url}/v1/route", json={"prompt": "hi"}, headers=AUTH_ADMIN).status_code == 200
