@@ -53,6 +53,7 @@ from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
 from routecast.serving.state import ROUTER_ALIASES, ServerState, budget_pacer
 from routecast.serving.store import LimitStore, open_store
+from routecast.serving.tracing import otlp_provider, tracer_of
 
 __all__ = ["create_app", "ServerSettings", "ApiError", "UVICORN_OPTIONS", "uvicorn_options",
            "ROUTER_ALIASES", "RouteKnobs", "RouteRequest"]
@@ -81,7 +82,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                trusted_key: str | os.PathLike | None = None, expect_sha256: str | None = None,
                workers: int = 1, allow_missing_backends: bool = False,
                shadow: "str | os.PathLike | ServingRuntime | None" = None,
-               canary: "str | os.PathLike | ServingRuntime | None" = None) -> FastAPI:
+               canary: "str | os.PathLike | ServingRuntime | None" = None, tracer_provider: Any = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -104,6 +105,8 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     ``shadow``: a candidate checkpoint (or runtime) whose decision on every routed request is logged
     beside the live one (routecast.serving.shadow; needs ``decision_log``). ``canary``: a candidate
     checkpoint (or runtime) that serves ``settings.canary_share`` of first turns (routecast.serving.canary).
+    ``tracer_provider``: an OpenTelemetry tracer provider for the spans (routecast.serving.tracing);
+    without one, ``settings.traces`` exports by OTLP/HTTP.
     """
     if shadow is not None and decision_log is None:
         raise ConfigError("a shadow checkpoint's decisions go to the decision log: give decision_log too")
@@ -118,6 +121,9 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                         conversations=ConversationMemory(settings.sticky_conversations),
                         rollout=Rollout(trusted_key=trusted_key, expect_sha256=expect_sha256, workers=workers,
                                         allow_missing_backends=allow_missing_backends))
+    if tracer_provider is None and settings.traces:
+        tracer_provider = otlp_provider()  # the otel extra missing fails here, before binding
+    state.tracer = tracer_of(tracer_provider)
     if price_table is not None:
         from routecast.data.costs import PriceTable
 
@@ -150,7 +156,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         state.proxy = ChatProxy(backend_map, client, max_response_bytes=settings.max_response_bytes,
                                 breaker_failures=settings.breaker_failures,
-                                breaker_cooldown_s=settings.breaker_cooldown_s)
+                                breaker_cooldown_s=settings.breaker_cooldown_s, tracer=state.tracer)
         sighup = listen_for_sighup(state)
         try:
             yield

@@ -144,6 +144,10 @@ class ServerSettings:
     #: consecutive failures after which a backend is skipped for ``breaker_cooldown_s``
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
+    # ---- observability
+    #: OpenTelemetry spans per request (routecast.serving.tracing; the otel extra), exported by OTLP/HTTP
+    traces: bool = option(False, "--traces/--no-traces", "OpenTelemetry spans per request (decision, backend calls), "
+                          "exported by OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT; needs routecast[otel] [off].")
     # ---- exposure
     #: serve /docs and /openapi.json (off: the API schema is not published)
     docs: bool = option(False, "--docs/--no-docs", "Publish /docs and /openapi.json.")

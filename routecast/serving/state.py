@@ -26,6 +26,7 @@ from routecast.serving.proxy import ChatProxy
 from routecast.serving.runtime_protocol import ServingRuntime, budget_note
 from routecast.serving.schemas import RouteKnobs
 from routecast.serving.server_config import ServerSettings
+from routecast.serving.tracing import span
 
 ROUTER_ALIASES = ("router", "auto")
 
@@ -69,6 +70,8 @@ class ServerState:
     canary: Any = None
     #: a request's canary arm and its probability, logged with its decision (set on a pinned copy)
     arm: dict | None = None
+    #: OpenTelemetry tracer (routecast.serving.tracing), None: traces off
+    tracer: Any = None
 
     def pinned(self) -> "ServerState":
         """This state with the runtime and batcher of now. Why: a request routes, calls its backends
@@ -123,7 +126,6 @@ class ServerState:
         if self.pacer is not None:
             self.pacer.observe(cost)
 
-
     def knob_headers(self, knobs: RouteKnobs) -> dict[str, str]:
         """Headers explaining how a request's knobs were met (a budget past the best point's cost)."""
         note = budget_note(self.runtime.budget_curve(), knobs.budget)
@@ -143,6 +145,13 @@ class ServerState:
         """Decisions for ``texts`` (through the fair-share micro-batcher when it is on)."""
         kwargs = self.knob_kwargs(knobs)
         start = time.perf_counter()
+        with span(self.tracer, "routecast.decide", prompts=len(texts), checkpoint=self.runtime.manifest_sha256):
+            decisions = await self._decide(texts, kwargs, key_id)
+        self.metrics.route_latency.observe(time.perf_counter() - start)
+        return decisions
+
+    async def _decide(self, texts: list[str], kwargs: dict[str, Any], key_id: str) -> list[dict]:
+        """Decisions for ``texts``: the micro-batcher's, or this request's runtime's directly."""
         batcher, decisions = self.batcher, None
         try:
             if batcher is not None and not batcher.retired:
@@ -162,5 +171,4 @@ class ServerState:
         except (UnicodeError, ValueError, TypeError) as exc:  # a prompt the encoder cannot take
             raise ApiError(400, f"a prompt could not be encoded ({type(exc).__name__})",
                            code="unroutable_prompt") from None
-        self.metrics.route_latency.observe(time.perf_counter() - start)
         return decisions

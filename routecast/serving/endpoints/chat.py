@@ -43,6 +43,7 @@ from routecast.serving.chat_plan import answer_with_plan, chat_conversation, nam
 from routecast.serving.chat_request import ChatRequest
 from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.knobs import chat_knobs, router_model
+from routecast.serving.tracing import span
 from routecast.serving.usage import chat_hold_usd
 
 router = APIRouter()
@@ -76,9 +77,11 @@ async def chat(request: Request):
     chat_request = ChatRequest(body=body, messages=messages, knobs=knobs, caller=caller,
                                request_id=new_request_id(), started=time.perf_counter(), stream=stream,
                                headers=request.headers, share=share_id(request))
-    if routes:
-        state = choose_arm(state, chat_request, chat_conversation(chat_request))
-        response = await state.runtime.answer_chat(state, chat_request)
-        response.headers.update(state.knob_headers(knobs))
-        return response
-    return await answer_with_plan(state, chat_request, named_model_plan(state, requested, chat_request.request_id))
+    with span(state.tracer, "routecast.chat", request_id=chat_request.request_id, model=requested, stream=stream):
+        if routes:
+            state = choose_arm(state, chat_request, chat_conversation(chat_request))
+            response = await state.runtime.answer_chat(state, chat_request)
+            response.headers.update(state.knob_headers(knobs))
+            return response
+        return await answer_with_plan(state, chat_request, named_model_plan(state, requested,
+                                                                            chat_request.request_id))

@@ -18,6 +18,7 @@ from routecast.serving.endpoints.chat import new_request_id
 from routecast.serving.endpoints.common import key_id, read_json, server, share_id
 from routecast.serving.knobs import header_knobs, merge_knobs
 from routecast.serving.schemas import RouteRequest, check_prompts, validated
+from routecast.serving.tracing import span
 
 router = APIRouter()
 
@@ -39,7 +40,8 @@ async def route(request: Request):
     body_knobs = req.model_dump(exclude={"prompt", "prompts"})
     knobs = merge_knobs(("headers", header_knobs(request.headers)), ("body", body_knobs))
     request_id = new_request_id()
-    decisions = await state.route_texts(texts, knobs, share_id(request))
+    with span(state.tracer, "routecast.route", request_id=request_id, prompts=len(texts)):
+        decisions = await state.route_texts(texts, knobs, share_id(request))
     for i, (text, d) in enumerate(zip(texts, decisions)):
         state.metrics.decisions.labels(d["model"]).inc()
         d["request_id"] = request_id if len(texts) == 1 else f"{request_id}-{i}"
