@@ -6,6 +6,8 @@ Endpoints (one small function each, in routecast/serving/endpoints/)
 ``POST /v1/chat/completions`` OpenAI-compatible proxy (endpoints/chat.py, routecast.serving.proxy)
 ``GET /v1/models``, ``GET /v1/router``, ``GET /metrics`` (Prometheus, per-app registry), and
 ``GET /health`` (liveness/readiness only) in endpoints/info.py.
+``POST /admin/reload``, ``/admin/promote``, ``/admin/rollback``, ``GET /admin/status`` (admin keys
+only: hot reload, canary, the serving checkpoint's id) in endpoints/admin.py (routecast.serving.rollout).
 
 Every path but ``/health`` (and ``/metrics`` with ``public_metrics``) needs an API key when keys
 are given (routecast.serving.guard.auth); ``/docs`` and ``/openapi.json`` exist only with

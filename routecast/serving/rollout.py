@@ -1,5 +1,6 @@
 """Changing what a running server routes with: hot reload of a checkpoint (``POST /admin/reload``,
-SIGHUP), with the same verification as at start-up.
+SIGHUP), with the same verification as at start-up, and the end of a canary (``POST
+/admin/promote`` / ``/admin/rollback``, routecast.serving.canary).
 
 Why a swap between requests is safe: every request takes a :meth:`ServerState.pinned` copy of
 the server's state when it starts, so its decision, its call plan, its costs and its decision-log
@@ -50,6 +51,14 @@ class Rollout:
         self.allow_missing_backends = allow_missing_backends
         self.history: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()  # background work, referenced until done (asyncio keeps weak refs)
+
+    def background(self, coroutine) -> None:
+        """Run ``coroutine`` on the running loop without waiting for it (a retired batcher's close,
+        a SIGHUP reload)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def record(self, event: dict[str, Any]) -> dict[str, Any]:
         self.history = (self.history + [event])[-HISTORY:]
@@ -132,7 +141,7 @@ async def end_canary(state: ServerState, *, promote: bool) -> dict[str, Any]:
         if promote:
             swap_runtime(state, canary.runtime)
         if canary.batcher is not None:
-            asyncio.get_running_loop().create_task(canary.batcher.aclose(retire=True))
+            rollout.background(canary.batcher.aclose(retire=True))
         return rollout.record({"event": "promoted" if promote else "rolled back", "trigger": "admin",
                                "from": checkpoint_id(old), "to": checkpoint_id(state.runtime),
                                "candidate": checkpoint_id(canary.runtime), "time": time.time()})
@@ -144,7 +153,7 @@ def swap_runtime(state: ServerState, runtime: ServingRuntime) -> None:
     old_batcher = state.batcher
     state.runtime, state.batcher, state.pacer = runtime, state.start_batcher(runtime), budget_pacer(state.settings, runtime)
     if old_batcher is not None:
-        asyncio.get_running_loop().create_task(old_batcher.aclose(retire=True))
+        state.rollout.background(old_batcher.aclose(retire=True))
 
 
 def on_sighup(state: ServerState) -> None:
@@ -165,7 +174,7 @@ def on_sighup(state: ServerState) -> None:
         except ApiError as exc:
             log.error("SIGHUP: %s", exc.message)
 
-    asyncio.get_running_loop().create_task(run())
+    state.rollout.background(run())
 
 
 def listen_for_sighup(state: ServerState) -> bool:
