@@ -335,7 +335,9 @@ def outcome_log_from_decisions(log: DecisionLog | str | os.PathLike, *, models: 
     Costs: the realised cost where logged, else the expected one, in the chosen cell. Metadata
     keeps, per prompt, the ``chosen`` model, its ``propensity``, the logging ``lam`` and
     ``operating_point``, the ``request_id`` and the ``predicted_<model>`` qualities of the logging
-    router (the DR reward model). Needs the routing text (``store_text``).
+    router (the DR reward model), and ``shadow_chosen`` (the model a shadow checkpoint chose on the
+    same request, None where it made no decision) when the server ran one. Needs the routing text
+    (``store_text``).
     """
     import pandas as pd
 
@@ -371,6 +373,9 @@ def outcome_log_from_decisions(log: DecisionLog | str | os.PathLike, *, models: 
                 predicted[i, index[name]] = q
         for key in ("request_id", "chosen", "propensity", "lam", "operating_point"):
             meta[key].append(r[key])
+    shadows = [(r["extra"] or {}).get("shadow") for r in rows]
+    if any(shadows):
+        meta["shadow_chosen"] = [(s or {}).get("model") for s in shadows]
     frame = pd.DataFrame(meta)
     for j, name in enumerate(names):
         frame[f"predicted_{name}"] = predicted[:, j]

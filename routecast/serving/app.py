@@ -6,6 +6,8 @@ Endpoints (one small function each, in routecast/serving/endpoints/)
 ``POST /v1/chat/completions`` OpenAI-compatible proxy (endpoints/chat.py, routecast.serving.proxy)
 ``GET /v1/models``, ``GET /v1/router``, ``GET /metrics`` (Prometheus, per-app registry), and
 ``GET /health`` (liveness/readiness only) in endpoints/info.py.
+``POST /admin/reload``, ``/admin/promote``, ``/admin/rollback``, ``GET /admin/status`` (admin keys
+only: hot reload, canary, the serving checkpoint's id) in endpoints/admin.py (routecast.serving.rollout).
 
 Every path but ``/health`` (and ``/metrics`` with ``public_metrics``) needs an API key when keys
 are given (routecast.serving.guard.auth); ``/docs`` and ``/openapi.json`` exist only with
@@ -22,30 +24,38 @@ unexpected -> 500 with the same body shape, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Iterable
 
 import anyio
 import httpx
 from fastapi import FastAPI, Request
 
+from routecast.errors import ConfigError
 from routecast.serving.api_error import ApiError
 from routecast.serving.backends import Backend, load_backends, redact
+from routecast.serving.canary import Canary
 from routecast.serving.conversations import ConversationMemory
-from routecast.serving.endpoints import chat, feedback, info, route
+from routecast.serving.endpoints import admin, chat, feedback, info, route
 from routecast.serving.guard.auth import ApiKeys
 from routecast.serving.guard.gate import Gate
 from routecast.serving.guard.key_limits import KeyLimits
 from routecast.serving.guard.key_slots import KeySlots
 from routecast.serving.guard.protocol import GuardedHttpToolsProtocol, protocol_class
 from routecast.serving.metrics import ServerMetrics
-from routecast.serving.microbatch import MicroBatcher
+from routecast.serving.loading import load_runtime
 from routecast.serving.proxy import ChatProxy
+from routecast.serving.rollout import Rollout, listen_for_sighup
+from routecast.serving.runtime_protocol import ServingRuntime
 from routecast.serving.schemas import RouteKnobs, RouteRequest
 from routecast.serving.server_config import ServerSettings
-from routecast.serving.state import ROUTER_ALIASES, ServerState
+from routecast.serving.state import ROUTER_ALIASES, ServerState, budget_pacer
 from routecast.serving.store import LimitStore, open_store
+from routecast.serving.tracing import otlp_provider, tracer_of
 
 __all__ = ["create_app", "ServerSettings", "ApiError", "UVICORN_OPTIONS", "uvicorn_options",
            "ROUTER_ALIASES", "RouteKnobs", "RouteRequest"]
@@ -70,7 +80,11 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
                decision_log: str | os.PathLike | None = None, log_text: bool = False,
                price_table: "str | os.PathLike | dict | None" = None,
                store: "LimitStore | str | None" = None,
-               admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None) -> FastAPI:
+               admin_keys: "ApiKeys | str | os.PathLike | Iterable[str] | None" = None,
+               trusted_key: str | os.PathLike | None = None, expect_sha256: str | None = None,
+               workers: int = 1, allow_missing_backends: bool = False,
+               shadow: "str | os.PathLike | ServingRuntime | None" = None,
+               canary: "str | os.PathLike | ServingRuntime | None" = None, tracer_provider: Any = None) -> FastAPI:
     """Build the server for a :class:`~routecast.serving.runtime.Runtime`, a
     :class:`~routecast.serving.cascade_runtime.CascadeRuntime` or a checkpoint folder of either
     (a cascade router checkpoint is recognised by its config.json; its chats run the cascade,
@@ -87,8 +101,17 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     ``store``: where per-key rate limits and budgets live (routecast.serving.store.open_store:
     ``memory`` (default), ``sqlite:///PATH``, ``redis://HOST:PORT/DB``), shared by server processes.
     ``admin_keys`` (as ``api_keys``): keys accepted everywhere that may also give feedback on
-    requests other keys made.
+    requests other keys made, and call the admin endpoints (routecast.serving.endpoints.admin).
+    ``trusted_key``, ``expect_sha256``, ``allow_missing_backends``: how a hot-reloaded checkpoint is
+    verified and checked, as at start-up; ``workers`` > 1 refuses hot reload (routecast.serving.rollout).
+    ``shadow``: a candidate checkpoint (or runtime) whose decision on every routed request is logged
+    beside the live one (routecast.serving.shadow; needs ``decision_log``). ``canary``: a candidate
+    checkpoint (or runtime) that serves ``settings.canary_share`` of first turns (routecast.serving.canary).
+    ``tracer_provider``: an OpenTelemetry tracer provider for the spans (routecast.serving.tracing);
+    without one, ``settings.traces`` exports by OTLP/HTTP.
     """
+    if shadow is not None and decision_log is None:
+        raise ConfigError("a shadow checkpoint's decisions go to the decision log: give decision_log too")
     settings = ServerSettings.from_any(settings)
     backend_map: dict[str, Backend] = load_backends(backends if backends is not None else backends_config)
     keys, admins = _api_keys(api_keys), _api_keys(admin_keys)
@@ -97,7 +120,12 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     metrics = ServerMetrics()
     state = ServerState(settings=settings, backends=backend_map, metrics=metrics,
                         limits=KeyLimits.from_settings(settings, open_store(store)),
-                        conversations=ConversationMemory(settings.sticky_conversations))
+                        conversations=ConversationMemory(settings.sticky_conversations),
+                        rollout=Rollout(trusted_key=trusted_key, expect_sha256=expect_sha256, workers=workers,
+                                        allow_missing_backends=allow_missing_backends))
+    if tracer_provider is None and settings.traces:
+        tracer_provider = otlp_provider()  # the otel extra missing fails here, before binding
+    state.tracer = tracer_of(tracer_provider)
     if price_table is not None:
         from routecast.data.costs import PriceTable
 
@@ -107,33 +135,40 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     async def lifespan(app: FastAPI):
         runtime = runtime_or_path
         if isinstance(runtime_or_path, (str, os.PathLike)):
-            from routecast.serving.loading import load_runtime
-
             runtime = await anyio.to_thread.run_sync(load_runtime, runtime_or_path)
         if settings.default_operating_point is not None:
             runtime.operating_point(settings.default_operating_point)  # a typo fails at start-up
+        state.pacer = budget_pacer(settings, runtime)
         state.runtime = runtime
+        if shadow is not None:
+            from routecast.serving.shadow import Shadow
+
+            state.shadow = Shadow(await anyio.to_thread.run_sync(partial(load_runtime, shadow, trusted_key=trusted_key)))
+        if canary is not None:
+            state.canary = Canary(await anyio.to_thread.run_sync(partial(load_runtime, canary, trusted_key=trusted_key)),
+                                  settings.canary_share)
+            state.canary.batcher = state.start_batcher(state.canary.runtime)
         if decision_log is not None:
             from routecast.data.decision_log import DecisionLog
             from routecast.serving.decision_writer import DecisionWriter
 
             log = await anyio.to_thread.run_sync(lambda: DecisionLog(decision_log, store_text=log_text))
             state.writer = DecisionWriter(log)
-        if settings.micro_batch:
-            state.batcher = MicroBatcher(runtime.route, calibrated=runtime.describe()["calibrated"],
-                                         max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
-                                         quantum_chars=settings.fair_quantum_chars,
-                                         max_chars=getattr(runtime.encoder, "max_chars", None),
-                                         on_batch=metrics.batch_prompts.observe).start()
+        state.batcher = state.start_batcher(runtime)
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         state.proxy = ChatProxy(backend_map, client, max_response_bytes=settings.max_response_bytes,
                                 breaker_failures=settings.breaker_failures,
-                                breaker_cooldown_s=settings.breaker_cooldown_s)
+                                breaker_cooldown_s=settings.breaker_cooldown_s, tracer=state.tracer)
+        sighup = listen_for_sighup(state)
         try:
             yield
         finally:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if state.batcher is not None:
                 await state.batcher.aclose()
+            if state.canary is not None and state.canary.batcher is not None:
+                await state.canary.batcher.aclose()
             await client.aclose()
             if state.writer is not None:
                 await anyio.to_thread.run_sync(state.writer.close)
@@ -142,7 +177,7 @@ def create_app(runtime_or_path, settings: ServerSettings | dict | None = None, *
     app = FastAPI(title="routecast", lifespan=lifespan, **docs)
     app.state.server = state
     app.state.admin_key_ids = frozenset() if admins is None else admins.key_ids()
-    for endpoints in (route, chat, feedback, info):
+    for endpoints in (route, chat, feedback, info, admin):
         app.include_router(endpoints.router)
     app.add_exception_handler(ApiError, _answer_api_error)
     public = {"/health"} | ({"/metrics"} if settings.public_metrics else set())

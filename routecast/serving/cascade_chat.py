@@ -312,7 +312,8 @@ def _log(state, cs, text: str, caller: str, request_id: str, chosen: str, calls:
                 "lam": cs.lam, "operating_point": point}
     record = decision_record(request_id, decision, text=text, key_id=caller, chosen=chosen, propensity=1.0,
                              expected_cost=state.runtime.expected_costs.get(chosen),
-                             extra={"cascade": {"calls": calls, "posterior": posterior, "failure": failure}})
+                             extra={"cascade": {"calls": calls, "posterior": posterior, "failure": failure}},
+                             checkpoint=state.runtime.manifest_sha256)
     record.update(realised_cost=_total(calls), latency_ms=(time.perf_counter() - started) * 1000.0, status=status,
                   fallback=fallback)
-    state.writer.append(record)
+    state.log_decision(record, None)

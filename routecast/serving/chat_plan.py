@@ -79,7 +79,7 @@ async def answer_with_plan(state: ServerState, chat: ChatRequest, plan: Plan) ->
             _price_stream(state, chat, plan, response, model)  # charged when the stream ends
         else:
             response, cost = _with_cost(state, chat, plan, response, model)
-            state.limits.charge(chat.caller, cost)
+            state.charge(chat.caller, cost)
     for name, value in plan.headers(model).items():
         response.headers[name] = value
     _log_outcome(state, plan, model, status=response.status_code, started=chat.started, cost=cost, fallback=chain)
@@ -92,9 +92,7 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
     text = chat_routing_text(settings, chat.messages)
     decision = dict((await state.route_texts([text], chat.knobs, chat.share or chat.caller))[0])
     decision["expected_costs"] = runtime.expected_costs
-    user = chat.body.get("user")
-    conversation = conversation_key(conversation_header(chat.headers) or (user if isinstance(user, str) and user
-                                                                           else None))
+    conversation = chat_conversation(chat)
     chosen, propensity, sticky = decision["model"], 1.0, False
     first = await _first_model(state, conversation) if conversation and settings.sticky_margin is not None else None
     if first is not None:
@@ -114,12 +112,19 @@ async def routed_plan(state: ServerState, chat: ChatRequest) -> Plan:
                        type="server_error", code="no_backend", headers={"x-routecast-request-id": chat.request_id})
     logged = False
     if state.writer is not None:
-        state.writer.append(decision_record(chat.request_id, decision, text=text, key_id=chat.caller, chosen=chosen,
-                                            propensity=propensity, conversation_id=conversation,
-                                            expected_cost=decision["expected_costs"].get(chosen),
-                                            extra={"sticky": True} if sticky else None))
+        state.log_decision(decision_record(chat.request_id, decision, text=text, key_id=chat.caller, chosen=chosen,
+                                           propensity=propensity, conversation_id=conversation,
+                                           expected_cost=decision["expected_costs"].get(chosen),
+                                           extra={"sticky": True} if sticky else None,
+                                           checkpoint=runtime.manifest_sha256), chat.knobs)
         logged = True
     return Plan(chat.request_id, candidates, decision, propensity, sticky, logged, first_choice=chosen)
+
+
+def chat_conversation(chat: ChatRequest) -> str | None:
+    """The chat's conversation id (``x-routecast-conversation`` or the ``user`` field), bounded."""
+    user = chat.body.get("user")
+    return conversation_key(conversation_header(chat.headers) or (user if isinstance(user, str) and user else None))
 
 
 async def _first_model(state: ServerState, conversation: str) -> str | None:
@@ -172,7 +177,7 @@ def _price_stream(state: ServerState, chat: ChatRequest, plan: Plan, response: S
             response.headers["x-routecast-cost-usd"] = f"{expected:.6g}"
 
     def settle(cost: float | None) -> None:
-        state.limits.charge(chat.caller, cost)
+        state.charge(chat.caller, cost)
         if plan.logged:
             state.writer.update(plan.request_id, realised_cost=cost)
 

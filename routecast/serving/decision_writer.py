@@ -59,9 +59,13 @@ def rank_of(predicted: dict[str, float], model: str) -> int:
 
 def decision_record(request_id: str, decision: dict, *, text: str, key_id: str, chosen: str, propensity: float,
                     expected_cost: float | None, conversation_id: str | None = None,
-                    extra: dict | None = None) -> dict:
-    """One decision-log record for a routed request (what routecast.data.decision_log stores)."""
+                    extra: dict | None = None, checkpoint: str | None = None) -> dict:
+    """One decision-log record for a routed request (what routecast.data.decision_log stores).
+    ``checkpoint``: the id of the checkpoint that decided (kept in ``extra``, so rows stay
+    attributable across hot reloads)."""
     predicted = decision["predicted_quality"]
+    if checkpoint is not None:
+        extra = {**(extra or {}), "checkpoint": checkpoint}
     return {"request_id": request_id, "key_id": key_id, "operating_point": decision.get("operating_point"),
             "conversation_id": conversation_id, "text": text, "models": list(predicted),
             "ranking": decision["ranking"], "predicted": predicted, "chosen": chosen,

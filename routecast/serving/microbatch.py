@@ -82,6 +82,9 @@ class MicroBatcher:
         self._queued_prompts = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        #: closed because a hot reload replaced its runtime (routecast.serving.rollout): a request
+        #: that started with that runtime routes with it directly instead of failing
+        self.retired = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "MicroBatcher":
@@ -94,7 +97,10 @@ class MicroBatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, retire: bool = False) -> None:
+        """Stop routing; every waiting request gets :class:`BatcherClosed`. ``retire``: the runtime was
+        replaced, not the server stopped (see :attr:`retired`)."""
+        self.retired = self.retired or retire
         if self._task is not None:
             self._task.cancel()
             try:

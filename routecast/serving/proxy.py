@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi.responses import Response, StreamingResponse
@@ -33,6 +34,7 @@ from fastapi.responses import Response, StreamingResponse
 from routecast.serving.api_error import ApiError, error_body
 from routecast.serving.backends import Backend
 from routecast.serving.guard.breaker import CircuitBreaker
+from routecast.serving.tracing import span
 
 #: what a failing backend call may raise besides httpx's errors: when a backend dies mid-request,
 #: httpcore/anyio can surface the closed socket as AttributeError or OSError (seen in
@@ -75,6 +77,8 @@ class ChatProxy:
     breaker_cooldown_s: float = 30.0
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     default_key: str = "*"
+    #: OpenTelemetry tracer of the backend calls (routecast.serving.tracing), None: off
+    tracer: Any = None
 
     def backend_for(self, model: str) -> Backend | None:
         return self.backends.get(model) or self.backends.get(self.default_key)
@@ -106,7 +110,8 @@ class ChatProxy:
             payload = {**body, "model": backend.upstream_model or model}
             try:
                 call = self._stream if stream else self._once
-                response = await call(backend, model, payload, headers, breaker)
+                with span(self.tracer, "routecast.backend_call", model=model, attempt=len(chain)):
+                    response = await call(backend, model, payload, headers, breaker)
             except BackendFailure as failure:
                 breaker.record_failure()
                 metrics.backend_errors.labels(model, failure.kind).inc()

@@ -29,6 +29,14 @@ class FeedbackRequest(BaseModel):
     score: float
 
 
+class ReloadRequest(BaseModel):
+    """``POST /admin/reload``: the checkpoint folder to serve next (and its pinned manifest sha256)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    checkpoint: str
+    expect_sha256: str | None = None
+
+
 class RouteRequest(RouteKnobs):
     prompt: str | None = None
     prompts: list[str] | None = None

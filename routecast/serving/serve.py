@@ -66,6 +66,7 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     from routecast.serving.app import create_app, uvicorn_options
     from routecast.serving.backends import check_backend_models, load_backends
     from routecast.serving.guard.auth import ENV_VAR, ApiKeys
+    from routecast.serving.state import budget_pacer
 
     opts = ServeOptions.from_mapping(merged_options(options, config))
     settings = opts.settings
@@ -77,9 +78,11 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     runtime = load_runtime(checkpoint, trusted_key=opts.trusted_key, expect_sha256=opts.expect_sha256)
     if settings.default_operating_point is not None:
         runtime.operating_point(settings.default_operating_point)  # a typo fails before binding
+    budget_pacer(settings, runtime)  # a cascade, or models of one cost, fail before binding
     backends = load_backends(opts.backends)
     notes = check_backend_models(backends, runtime.models, source=opts.backends,
                                  allow_missing=opts.allow_missing_backends)
+    shadow, canary = _candidates(opts, backends, notes)
     if opts.decision_log is not None:
         from routecast.data.decision_log import DecisionLog
 
@@ -87,10 +90,29 @@ def prepare_server(checkpoint, options: dict[str, Any], config: str | os.PathLik
     app = create_app(runtime, settings, backends=opts.backends, api_keys=keys, admin_keys=admins,
                      decision_log=opts.decision_log,
                      log_text=opts.log_text, price_table=opts.price_table,
-                     store=check_store_spec(opts.store or "memory", opts.workers))
+                     store=check_store_spec(opts.store or "memory", opts.workers),
+                     trusted_key=opts.trusted_key, expect_sha256=opts.expect_sha256, workers=opts.workers,
+                     allow_missing_backends=opts.allow_missing_backends, shadow=shadow, canary=canary)
     kwargs = {"host": opts.host, "port": opts.port, "access_log": opts.access_log, "log_level": "info",
               **uvicorn_options(settings)}
     return PreparedServer(app, kwargs, opts, notes)
+
+
+def _candidates(opts: ServeOptions, backends, notes: list[str]):
+    """(shadow, canary) runtimes of ``--shadow`` / ``--canary`` (None when not given), verified with
+    ``--trusted-key`` as the live checkpoint is; a canary's models are checked against the backends."""
+    from routecast.serving.backends import check_backend_models
+
+    shadow = canary = None
+    if opts.shadow is not None:
+        if opts.decision_log is None:
+            raise ConfigError("--shadow logs the candidate's decisions beside the live ones: give --decision-log too")
+        shadow = load_runtime(opts.shadow, trusted_key=opts.trusted_key)
+    if opts.canary is not None:
+        canary = load_runtime(opts.canary, trusted_key=opts.trusted_key)
+        notes += check_backend_models(backends, canary.models, source=opts.backends,
+                                      allow_missing=opts.allow_missing_backends)
+    return shadow, canary
 
 
 def build_server(checkpoint, options: dict[str, Any], config: str | os.PathLike | None = None):

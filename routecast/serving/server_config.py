@@ -68,6 +68,13 @@ class ServerSettings:
     #: the checkpoint's operating point used when a request names none (None: the checkpoint's default)
     default_operating_point: str | None = option(None, "--operating-point",
                                                  "Default operating point [the checkpoint's default].")
+    #: pace the mean cost per routed request to this many USD: an online controller moves lam from the
+    #: spend it observes (routecast.core.pacing.BudgetPacer) for requests that give no knob (None: off)
+    pace_budget_usd: float | None = option(None, "--pace-budget", "Keep the mean cost per request at this many USD "
+                                           "under drift: lam follows the observed spend (requests without knobs).",
+                                           metavar="USD")
+    #: the pacing controller's gain (log lam moves by step x relative spend error per request)
+    pace_step: float = 0.05
     # ---- conversations, exploration
     #: a conversation (``user`` field or ``x-routecast-conversation``) stays on the model of its first
     #: turn unless the new turn's predicted quality gain of switching exceeds this (None: no stickiness)
@@ -81,6 +88,9 @@ class ServerSettings:
     #: softmax exploration over utility / T instead of epsilon-greedy (None: off)
     explore_temperature: float | None = option(None, "--explore-temperature", "Softmax exploration over "
                                                "utility / T instead.")
+    #: share of first turns a ``--canary`` checkpoint serves (routecast.serving.canary)
+    canary_share: float = option(0.05, "--canary-share", "Share of first turns the --canary checkpoint serves "
+                                 "[{default}].")
     # ---- micro-batching and fair share
     #: merge concurrent routing requests into one router call (routecast.serving.microbatch)
     micro_batch: bool = option(True, "--micro-batch/--no-micro-batch", "Merge concurrent routing requests into one "
@@ -134,11 +144,20 @@ class ServerSettings:
     #: consecutive failures after which a backend is skipped for ``breaker_cooldown_s``
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
+    # ---- observability
+    #: OpenTelemetry spans per request (routecast.serving.tracing; the otel extra), exported by OTLP/HTTP
+    traces: bool = option(False, "--traces/--no-traces", "OpenTelemetry spans per request (decision, backend calls), "
+                          "exported by OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT; needs routecast[otel] [off].")
     # ---- exposure
     #: serve /docs and /openapi.json (off: the API schema is not published)
     docs: bool = option(False, "--docs/--no-docs", "Publish /docs and /openapi.json.")
     #: /metrics without an API key (for a scraper on a private network)
     public_metrics: bool = option(False, "--public-metrics", "/metrics without a key.")
+
+    def __post_init__(self):
+        if self.pace_budget_usd is not None and (self.default_lam is not None or self.default_operating_point):
+            raise ConfigError("pace_budget_usd sets the lam of requests without knobs: give it without default_lam "
+                              "and default_operating_point")
 
     @classmethod
     def from_any(cls, value: "ServerSettings | dict | None") -> "ServerSettings":
@@ -193,6 +212,11 @@ class ServeOptions:
                                      path=True)
     expect_sha256: str | None = option(None, "--expect-sha256", "Pinned sha256 of the checkpoint's manifest.json "
                                        "(printed by `routecast export`); any other checkpoint is refused.", metavar="HEX")
+    shadow: str | None = option(None, "--shadow", "Candidate checkpoint that decides every routed request too (never "
+                                "executed), logged beside the live decision (needs --decision-log).", path=True)
+    canary: str | None = option(None, "--canary", "Candidate checkpoint that serves --canary-share of first turns "
+                                "(conversations stay on their arm); promote or roll back with POST /admin/promote "
+                                "or /admin/rollback.", path=True)
     #: the app's limits and defaults (each of its flagged fields is a flag too)
     settings: ServerSettings = field(default_factory=ServerSettings)
 
@@ -233,7 +257,10 @@ SERVE_KEYS: dict[str, type] = {f.name: t for f, t in flagged_fields() if f.name 
 _SETTING_TYPES = {name: (_value_type(hint), type(None) in typing.get_args(hint))
                   for name, hint in typing.get_type_hints(ServerSettings).items()}
 #: settings that may be 0 (everything else numeric must be > 0)
-_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore"}
+_ZERO_OK = {"batch_wait_ms", "default_lam", "spend_budget_usd", "route_earlier_turns", "sticky_margin", "explore",
+            "canary_share"}
+#: settings that are shares (in [0, 1])
+_SHARES = ("explore", "canary_share")
 #: settings that take one of a few values
 _CHOICES = {"budget_mode": ("settle", "reserve")}
 
@@ -250,9 +277,9 @@ def _check_setting(name: str, value: Any) -> Any:
         if name in _CHOICES and value not in _CHOICES[name]:
             raise ConfigError(f"server setting {name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value
-    if name == "explore" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                  and 0 <= value <= 1):
-        raise ConfigError(f"server setting explore must be a number in [0, 1], got {value!r}")
+    if name in _SHARES and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                and 0 <= value <= 1):
+        raise ConfigError(f"server setting {name} must be a number in [0, 1], got {value!r}")
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"server setting {name} must be true or false, got {value!r}")

@@ -103,8 +103,9 @@ def evaluate(
     files: dict = DATA_FILES,
     tracking: dict = TRACKING,
     off_policy: Annotated[Optional[Path], typer.Option("--off-policy", metavar="DECISION_LOG", help="Instead: "
-                          "estimate each of --routers (checkpoint folders, or names fitted on --data) on the "
-                          "server's logged, feedback-scored traffic (IPS, SNIPS, DR with 95% intervals).")] = None,
+                          "estimate each of --routers (checkpoint folders, or names fitted on --data; 'shadow': the "
+                          "decisions `serve --shadow` logged) on the server's logged, feedback-scored traffic (IPS, "
+                          "SNIPS, DR with 95% intervals).")] = None,
     lam: Annotated[Optional[float], typer.Option(help="With --off-policy: route the candidates at this lam "
                                                  "(default: each one's default operating point).")] = None,
 ) -> None:
@@ -295,6 +296,18 @@ def encoder_train(
 
 
 #: command name -> function; registered by routecast/cli.py
+def rollout_status(
+    decision_log: Annotated[Path, typer.Argument(metavar="DECISION_LOG", help="The server's decision log.")],
+    n_boot: Annotated[int, typer.Option(help="Bootstrap draws of the intervals.")] = 1000,
+) -> None:
+    """Compare the live and canary arms of a canary rollout (serve --canary) on their scored requests:
+    quality, cost and quality per dollar with 95% intervals, and canary minus live."""
+    from routecast.evaluation.rollout import arm_comparison, arm_markdown
+
+    typer.echo(arm_markdown(arm_comparison(decision_log, n_boot=n_boot)))
+
+
 COMMANDS = {"evaluate": evaluate, "train": train, "routers": routers, "demo": demo, "tune": tune,
-            "calibrate": calibrate, "encoder train": encoder_train}
-GROUPS = {"encoder": "Encoders trained from outcome logs (the routing-trained static encoder)."}
+            "calibrate": calibrate, "encoder train": encoder_train, "rollout status": rollout_status}
+GROUPS = {"encoder": "Encoders trained from outcome logs (the routing-trained static encoder).",
+          "rollout": "Canary rollouts of a served checkpoint (serve --canary)."}

@@ -58,6 +58,9 @@ def evaluate_off_policy(decision_log: str | os.PathLike, routers: Sequence[str],
                                                                "cost": float(cost.mean())},
                            "candidates": {}}
     for spec in routers:
+        if spec == SHADOW:
+            out["candidates"][spec] = _shadow_estimate(bandit, models, logged, score, cost, n_boot, seed)
+            continue
         router = _candidate(spec, data, encoder, seed)
         if tuple(router.models_) != tuple(models):
             missing = sorted(set(models) - set(router.models_))
@@ -77,6 +80,28 @@ def evaluate_off_policy(decision_log: str | os.PathLike, routers: Sequence[str],
         out["candidates"][spec] = {"lam": decision.lam, "operating_point": decision.operating_point,
                                    **est.to_dict()}
     return out
+
+
+#: the candidate name that means "the shadow checkpoint's logged decisions" (``serve --shadow``)
+SHADOW = "shadow"
+
+
+def _shadow_estimate(bandit, models, logged, score, cost, n_boot: int, seed: int) -> dict[str, Any]:
+    """The shadow checkpoint judged on the same requests by its logged choices (no re-routing)."""
+    from routecast.evaluation.off_policy import off_policy_estimates
+
+    column = bandit.meta.get("shadow_chosen")
+    if column is None or column.isna().any():
+        raise DataError("not every scored decision has a shadow decision (serve --shadow CKPT logs them)",
+                        path=bandit.source, column="shadow_chosen")
+    unknown = sorted(set(column) - set(models))
+    if unknown:
+        raise DataError(f"the shadow chose {', '.join(unknown)}, which the live router cannot route to",
+                        path=bandit.source, column="shadow_chosen")
+    target = np.array([models.index(m) for m in column])
+    est = off_policy_estimates(target, logged, bandit.meta["propensity"].to_numpy(dtype=float), score, cost,
+                               n_models=len(models), n_boot=n_boot, seed=seed)
+    return {"lam": None, "operating_point": None, **est.to_dict()}
 
 
 def off_policy_markdown(result: dict[str, Any]) -> str:

@@ -38,10 +38,12 @@ import uuid
 from fastapi import APIRouter, Request
 
 from routecast.serving.api_error import ApiError
-from routecast.serving.chat_plan import answer_with_plan, named_model_plan
+from routecast.serving.canary import choose_arm
+from routecast.serving.chat_plan import answer_with_plan, chat_conversation, named_model_plan
 from routecast.serving.chat_request import ChatRequest
 from routecast.serving.endpoints.common import budget_holds, key_id, read_json, server, share_id
 from routecast.serving.knobs import chat_knobs, router_model
+from routecast.serving.tracing import span
 from routecast.serving.usage import chat_hold_usd
 
 router = APIRouter()
@@ -53,7 +55,7 @@ def new_request_id() -> str:
 
 @router.post("/v1/chat/completions")
 async def chat(request: Request):
-    state = server(request)
+    state = server(request).pinned()  # this request's runtime, whatever a reload swaps in meanwhile
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "expected a JSON object (an OpenAI chat completion request)", code="invalid_request")
@@ -75,8 +77,11 @@ async def chat(request: Request):
     chat_request = ChatRequest(body=body, messages=messages, knobs=knobs, caller=caller,
                                request_id=new_request_id(), started=time.perf_counter(), stream=stream,
                                headers=request.headers, share=share_id(request))
-    if routes:
-        response = await state.runtime.answer_chat(state, chat_request)
-        response.headers.update(state.knob_headers(knobs))
-        return response
-    return await answer_with_plan(state, chat_request, named_model_plan(state, requested, chat_request.request_id))
+    with span(state.tracer, "routecast.chat", request_id=chat_request.request_id, model=requested, stream=stream):
+        if routes:
+            state = choose_arm(state, chat_request, chat_conversation(chat_request))
+            response = await state.runtime.answer_chat(state, chat_request)
+            response.headers.update(state.knob_headers(knobs))
+            return response
+        return await answer_with_plan(state, chat_request, named_model_plan(state, requested,
+                                                                            chat_request.request_id))

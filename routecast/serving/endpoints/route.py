@@ -18,13 +18,14 @@ from routecast.serving.endpoints.chat import new_request_id
 from routecast.serving.endpoints.common import key_id, read_json, server, share_id
 from routecast.serving.knobs import header_knobs, merge_knobs
 from routecast.serving.schemas import RouteRequest, check_prompts, validated
+from routecast.serving.tracing import span
 
 router = APIRouter()
 
 
 @router.post("/v1/route")
 async def route(request: Request):
-    state = server(request)
+    state = server(request).pinned()  # this request's runtime, whatever a reload swaps in meanwhile
     req = validated(RouteRequest, await read_json(request))
     if (req.prompt is None) == (req.prompts is None):
         raise ApiError(400, "give exactly one of 'prompt' (a string) or 'prompts' (a list of strings)",
@@ -39,14 +40,18 @@ async def route(request: Request):
     body_knobs = req.model_dump(exclude={"prompt", "prompts"})
     knobs = merge_knobs(("headers", header_knobs(request.headers)), ("body", body_knobs))
     request_id = new_request_id()
-    decisions = await state.route_texts(texts, knobs, share_id(request))
+    with span(state.tracer, "routecast.route", request_id=request_id, prompts=len(texts)):
+        decisions = await state.route_texts(texts, knobs, share_id(request))
     for i, (text, d) in enumerate(zip(texts, decisions)):
         state.metrics.decisions.labels(d["model"]).inc()
         d["request_id"] = request_id if len(texts) == 1 else f"{request_id}-{i}"
         d["fallback"] = None
+        if state.pacer is not None:  # nothing is proxied: the decision's expected cost is what it spends
+            state.pacer.observe(d["expected_cost"])
         if state.writer is not None:
-            state.writer.append(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
-                                                propensity=1.0, expected_cost=d["expected_cost"]))
+            state.log_decision(decision_record(d["request_id"], d, text=text, key_id=caller, chosen=d["model"],
+                                               propensity=1.0, expected_cost=d["expected_cost"],
+                                               checkpoint=state.runtime.manifest_sha256), knobs)
     # a JSONResponse directly: FastAPI's jsonable_encoder walk of every nested dict cost more than routing
     return JSONResponse({"request_id": request_id, "router_type": state.runtime.router_type, "decisions": decisions},
                         headers={"x-routecast-request-id": request_id, **state.knob_headers(knobs)})
