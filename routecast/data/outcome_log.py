@@ -37,6 +37,8 @@ class OutcomeLog:
     meta: DataFrame with n rows (positional index 0..n-1), one column per metadata field
         (``benchmark``, ``split``, ``task``...). May have no columns.
     source: where the log came from (a path or a built-in name), used in messages.
+    counts: (n, m) float64 number of log rows merged into each cell (repeated prompts of a traffic
+        log, see :mod:`routecast.data.loaders`), or None when every logged cell is one row.
     """
 
     prompt_ids: np.ndarray
@@ -47,6 +49,7 @@ class OutcomeLog:
     responses: np.ndarray | None = None
     meta: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str = "<memory>"
+    counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, m = len(self.prompt_ids), len(self.models)
@@ -57,6 +60,8 @@ class OutcomeLog:
         object.__setattr__(self, "costs", np.asarray(self.costs, dtype=np.float64).reshape(n, m))
         if self.responses is not None:
             object.__setattr__(self, "responses", np.asarray(self.responses, dtype=object).reshape(n, m))
+        if self.counts is not None:
+            object.__setattr__(self, "counts", np.asarray(self.counts, dtype=np.float64).reshape(n, m))
         meta = self.meta if self.meta is not None else pd.DataFrame()
         if len(meta.columns) == 0:
             meta = pd.DataFrame(index=pd.RangeIndex(n))
@@ -105,6 +110,7 @@ class OutcomeLog:
             scores=self.scores[idx], costs=self.costs[idx],
             responses=None if self.responses is None else self.responses[idx],
             meta=self.meta.iloc[idx].reset_index(drop=True), source=self.source,
+            counts=None if self.counts is None else self.counts[idx],
         )
 
     def select_models(self, names: Sequence[str]) -> "OutcomeLog":
@@ -114,12 +120,12 @@ class OutcomeLog:
             prompt_ids=self.prompt_ids, prompts=self.prompts, models=tuple(self.models[c] for c in cols),
             scores=self.scores[:, cols], costs=self.costs[:, cols],
             responses=None if self.responses is None else self.responses[:, cols],
-            meta=self.meta, source=self.source,
+            meta=self.meta, source=self.source, counts=None if self.counts is None else self.counts[:, cols],
         )
 
     def with_costs(self, costs: np.ndarray) -> "OutcomeLog":
         return OutcomeLog(self.prompt_ids, self.prompts, self.models, self.scores, costs,
-                          self.responses, self.meta, self.source)
+                          self.responses, self.meta, self.source, self.counts)
 
     # ------------------------------------------------------------- summaries
     def mean_scores(self) -> np.ndarray:
@@ -182,6 +188,8 @@ class OutcomeLog:
         }
         if self.responses is not None:
             rows["response"] = self.responses.reshape(-1)
+        if self.counts is not None:
+            rows["count"] = self.counts.reshape(-1)
         frame = pd.DataFrame(rows)
         for col in self.meta.columns:
             frame[col] = np.repeat(self.meta[col].to_numpy(), m)

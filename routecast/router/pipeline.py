@@ -82,7 +82,7 @@ class Prepared:
 def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test: float = 0.2,
             seed: int = 0, use_logged_split: bool = False, limit: int | None = None,
             models: list[str] | None = None, columns: str | dict | None = None,
-            prices: str | dict | None = None) -> Prepared:
+            prices: str | dict | None = None, duplicates: str = "mean") -> Prepared:
     """Load ``data`` (a built-in name or a path) and split it by prompt.
 
     ``limit`` keeps a seeded random subset of prompts (for quick runs); ``models`` keeps only
@@ -91,13 +91,14 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
     :func:`routecast.data.load_data`, which returns an outcome log or a pairwise log as the file
     holds; a pairwise log keeps the price table (costs of ``fit_preferences``). For pairs,
     ``models`` keeps the pairs between two of them and ``limit`` counts distinct prompts.
+    ``duplicates`` (``--duplicates``) says how repeated (prompt, model) rows merge.
     """
     from routecast.data import load_data, split_log
     from routecast.data.preferences import PairwiseLog
 
     if isinstance(prices, Path):
         prices = str(prices)
-    log = load_data(data, columns=columns, prices=prices)
+    log = load_data(data, columns=columns, prices=prices, duplicates=duplicates)
     if isinstance(log, PairwiseLog):
         log = _select_pairs(log, models=models, limit=limit, seed=seed)
     else:
@@ -119,6 +120,8 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
         settings["encoder_requested"] = requested
     settings.update({k: v if isinstance(v, (str, dict)) else str(v)
                      for k, v in (("columns", columns), ("prices", prices)) if v is not None})
+    if duplicates != "mean":
+        settings["duplicates"] = duplicates
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,
                     settings=settings)
 
@@ -190,7 +193,7 @@ def split_embeddings(router, prepared: Prepared, split: str) -> np.ndarray | Non
 
 def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
                            val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
-                           limit: int | None = None, columns=None, prices=None,
+                           limit: int | None = None, columns=None, prices=None, duplicates: str = "mean",
                            distribution: dict[str, Any] | None = None) -> tuple[Any, Any, Path | None]:
     """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
     the train split only, and (rank 0 only) write the encoder folder to ``out``.
@@ -211,7 +214,8 @@ def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[st
     trainer._check()
     trainer.base_encoder()  # refuse a bad base before loading any data
     prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
-                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
+                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices,
+                       duplicates=duplicates)
     prepared.require_outcomes("training a static encoder")
     trainer.set_trainer_options(**options).fit(prepared.train)
     if not is_rank_zero():
