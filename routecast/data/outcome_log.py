@@ -22,6 +22,10 @@ import pandas as pd
 from routecast.data.best_model import best_model
 
 
+#: a log with fewer complete rows than this share of its prompts is sparse (see OutcomeLog.is_sparse)
+SPARSE_SHARE = 0.5
+
+
 @dataclass(frozen=True, eq=False)
 class OutcomeLog:
     """Prompt x model outcomes.
@@ -156,6 +160,16 @@ class OutcomeLog:
         """
         return ~np.isnan(self.scores).any(axis=1)
 
+    def is_sparse(self) -> bool:
+        """True when fewer than :data:`SPARSE_SHARE` of the prompts have every model's score (a
+        traffic log): its routing is then estimated from the logged cells, not measured, and its
+        oracle is unknown."""
+        return self.n_prompts > 0 and float(self.complete_rows().mean()) < SPARSE_SHARE
+
+    def coverage(self) -> np.ndarray:
+        """(m,) share of prompts on which each model's score is logged."""
+        return (~np.isnan(self.scores)).mean(axis=0) if self.n_prompts else np.full(self.n_models, np.nan)
+
     def complete(self) -> "OutcomeLog":
         """This log restricted to :meth:`complete_rows` (itself when nothing is missing)."""
         keep = self.complete_rows()
@@ -172,6 +186,30 @@ class OutcomeLog:
             raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
         w = np.minimum(1.0 / p, max_weight)
         return w / w.mean()
+
+    def logging_propensities(self, by: str | None = None) -> tuple[np.ndarray, str]:
+        """(n, m) probability that each score cell was logged, and ``"logged"`` or ``"estimated"``.
+
+        Why: a traffic log shows each prompt's answer from the model that served it, so a model's
+        logged scores are a biased sample of its quality; an off-policy estimate reweights each
+        logged cell by one over this probability. With a ``propensity`` column (the logging
+        policy's probability of its choice) on a log holding one logged score per prompt, that
+        value is the logged cell's probability. Otherwise it is estimated as the share of prompts
+        of the same group (``by``: a metadata column such as ``benchmark``; None: the whole log)
+        on which the model was logged; a 0 there means positivity fails (the model was never
+        logged for that group).
+        """
+        logged = ~np.isnan(self.scores)
+        if "propensity" in self.meta.columns and (logged.sum(axis=1) == 1).all():
+            p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
+            if np.isfinite(p).all() and (p > 0).all() and (p <= 1).all():
+                return np.where(logged, p[:, None], np.nan), "logged"
+        groups = (np.zeros(self.n_prompts, dtype=np.int64) if by is None or by not in self.meta.columns
+                  else pd.factorize(self.meta[by].astype(str))[0])
+        sizes = np.bincount(groups).astype(np.float64)
+        shares = np.zeros((len(sizes), self.n_models))
+        np.add.at(shares, groups, logged.astype(np.float64))
+        return shares[groups] / sizes[groups][:, None], "estimated"
 
     def missing_cells(self) -> int:
         return int(np.isnan(self.scores).sum())

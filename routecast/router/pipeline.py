@@ -107,7 +107,16 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
         if limit is not None and limit < log.n_prompts:
             rng = np.random.default_rng(seed)
             log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
+        require_two_models(log)
     splits = split_log(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
+    estimates = {}
+    if not isinstance(log, PairwiseLog):  # a traffic log: val and test are estimated from their logged cells
+        from routecast.router.estimated_split import estimated_split
+
+        for name in ("val", "test"):
+            if getattr(splits, name).is_sparse():
+                filled, estimates[name] = estimated_split(getattr(splits, name), splits.train)
+                splits = splits._replace(**{name: filled})
     requested = encoder
     if not isinstance(log, PairwiseLog) and encoder.partition(":")[0].strip().lower() == "trained-static":
         # trained on this train split only (never val/test), then an ordinary static:/folder spec
@@ -118,12 +127,27 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
                 "use_logged_split": use_logged_split, "limit": limit, "models": models}
     if requested != encoder:
         settings["encoder_requested"] = requested
+    if estimates:
+        settings["estimated_splits"] = estimates
     settings.update({k: v if isinstance(v, (str, dict)) else str(v)
                      for k, v in (("columns", columns), ("prices", prices)) if v is not None})
     if duplicates != "mean":
         settings["duplicates"] = duplicates
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,
                     settings=settings)
+
+
+def require_two_models(log: OutcomeLog) -> None:
+    """Refuse, in one line saying what would fix it, a log on which no routing can be learned:
+    fewer than two models with a logged score."""
+    from routecast.errors import DataError
+
+    scored = [name for j, name in enumerate(log.models) if (~np.isnan(log.scores[:, j])).any()]
+    if len(scored) >= 2:
+        return
+    have = f"only {scored[0]!r} has a logged score" if scored else "no model has a logged score"
+    raise DataError(f"routing needs scored answers from at least two models, and {have}: add a second model's "
+                    "answers to some prompts (routecast collect), then score them (routecast score)", path=log.source)
 
 
 def _select_pairs(log, *, models: list[str] | None, limit: int | None, seed: int):
