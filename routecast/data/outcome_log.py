@@ -24,6 +24,8 @@ from routecast.data.best_model import best_model
 
 #: a log with fewer complete rows than this share of its prompts is sparse (see OutcomeLog.is_sparse)
 SPARSE_SHARE = 0.5
+#: metadata columns that group prompts by task (estimated propensities, outcome models), in order
+GROUP_COLUMNS = ("benchmark", "task")
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,18 +178,33 @@ class OutcomeLog:
         return self if keep.all() else self.subset(keep)
 
     def propensity_weights(self, *, max_weight: float = 20.0) -> np.ndarray | None:
-        """(n,) inverse-propensity weights ``1 / p`` of a bandit log (None without a ``propensity``
-        column), clipped at ``max_weight`` and scaled to mean 1, so a router trained on the
-        decision log does not learn the logging policy's preferences (propensity weighting)."""
-        if "propensity" not in self.meta.columns:
-            return None
-        p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
-        if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
-            raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
-        w = np.minimum(1.0 / p, max_weight)
-        return w / w.mean()
+        """(n, m) inverse-propensity weight ``1 / p`` of every logged score cell (NaN elsewhere),
+        clipped at ``max_weight`` and scaled to mean 1 over the logged cells; None when every cell
+        is logged and the log has no ``propensity`` column (nothing to reweight).
 
-    def logging_propensities(self, by: str | None = None) -> tuple[np.ndarray, str]:
+        Why: a router fitted on the cells a logging policy chose would learn that policy's
+        preferences (a model logged mostly on easy prompts looks good); weighting each cell by
+        one over its probability of being logged (:meth:`logging_propensities`: the logged
+        ``propensity`` of a bandit log, else estimated per group) fits every model to the whole
+        prompt distribution instead.
+        """
+        logged = ~np.isnan(self.scores)
+        if "propensity" in self.meta.columns:
+            p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
+            if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
+                raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
+        elif logged.all():
+            return None
+        p, _ = self.logging_propensities()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(logged, np.minimum(1.0 / np.where(logged, p, 1.0), max_weight), np.nan)
+        return w / np.nanmean(w)
+
+    def group_column(self) -> str | None:
+        """The metadata column that groups prompts by task (:data:`GROUP_COLUMNS`), if the log has one."""
+        return next((c for c in GROUP_COLUMNS if c in self.meta.columns), None)
+
+    def logging_propensities(self, by: str | None = "auto") -> tuple[np.ndarray, str]:
         """(n, m) probability that each score cell was logged, and ``"logged"`` or ``"estimated"``.
 
         Why: a traffic log shows each prompt's answer from the model that served it, so a model's
@@ -195,7 +212,8 @@ class OutcomeLog:
         logged cell by one over this probability. With a ``propensity`` column (the logging
         policy's probability of its choice) on a log holding one logged score per prompt, that
         value is the logged cell's probability. Otherwise it is estimated as the share of prompts
-        of the same group (``by``: a metadata column such as ``benchmark``; None: the whole log)
+        of the same group (``by``: a metadata column such as ``benchmark``; ``"auto"``:
+        :meth:`group_column`; None: the whole log)
         on which the model was logged; a 0 there means positivity fails (the model was never
         logged for that group).
         """
@@ -204,6 +222,7 @@ class OutcomeLog:
             p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
             if np.isfinite(p).all() and (p > 0).all() and (p <= 1).all():
                 return np.where(logged, p[:, None], np.nan), "logged"
+        by = self.group_column() if by == "auto" else by
         groups = (np.zeros(self.n_prompts, dtype=np.int64) if by is None or by not in self.meta.columns
                   else pd.factorize(self.meta[by].astype(str))[0])
         sizes = np.bincount(groups).astype(np.float64)

@@ -23,16 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from routecast.data.outcome_log import OutcomeLog
+from routecast.data.outcome_log import GROUP_COLUMNS, OutcomeLog
 from routecast.errors import ConfigError
 from routecast.evaluation.off_policy import pseudo_outcomes
 from routecast.router.group_prior import shrunk_group_means
 
-__all__ = ["SPLIT_ESTIMATORS", "estimated_split", "GROUP_COLUMNS"]
+__all__ = ["SPLIT_ESTIMATORS", "estimated_split"]
 
 SPLIT_ESTIMATORS = ("dr", "dm", "ips")
-#: metadata columns that group prompts for the outcome model and the estimated propensities
-GROUP_COLUMNS = ("benchmark", "task")
 #: pseudo-observations of the shrinkage of group means towards the model mean
 STRENGTH = 10.0
 

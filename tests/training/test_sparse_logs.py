@@ -132,3 +132,15 @@ def test_chat_traffic_log_trains_evaluates_calibrates_exports(tmp_path, monkeypa
     exported = runner.invoke(app, ["export", "run", "-o", "exported"])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "exported" / "manifest.json").is_file()
+
+
+def test_propensity_weights_per_cell():
+    scores = np.array([[1.0, np.nan], [np.nan, 0.0], [0.5, np.nan], [1.0, np.nan]])
+    log = OutcomeLog(["a", "b", "c", "d"], ["a", "b", "c", "d"], ("x", "y"), scores, np.ones((4, 2)))
+    w = log.propensity_weights()
+    # model x logged on 3 of 4 prompts (p = 3/4), y on 1 of 4 (p = 1/4): weights 4/3 and 4, mean 1 over logged cells
+    raw = np.array([4 / 3, 4, 4 / 3, 4 / 3])
+    np.testing.assert_allclose(w[~np.isnan(scores)], raw / raw.mean())
+    assert np.isnan(w[np.isnan(scores)]).all()
+    complete = OutcomeLog(["a"], ["a"], ("x", "y"), [[1.0, 0.0]], [[1.0, 1.0]])
+    assert complete.propensity_weights() is None
