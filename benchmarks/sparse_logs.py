@@ -140,7 +140,11 @@ def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None) ->
     from routecast.router.embedding_cache import embed
     from routecast.router.encoders import get_encoder
 
+    from routecast.evaluation.curves import realised_costs
+
     log = load(name).complete()
+    if np.isnan(log.costs).any():  # a log without costs: the relative scale evaluation uses (0 = weakest)
+        log = log.with_costs(realised_costs(log)[0])
     if max_prompts and log.n_prompts > max_prompts:
         log = log.subset(np.sort(np.random.default_rng(0).choice(log.n_prompts, max_prompts, replace=False)))
     splits = split_log(log, val=0.15, test=0.25, seed=0)

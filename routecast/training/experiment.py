@@ -115,6 +115,10 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                     raise
                 experiment.skipped[name] = str(exc)
                 continue
+            if router.evaluation_only and "test" in prepared.settings.get("estimated_splits", {}):
+                experiment.skipped[name] = ("it looks each prompt's answers up, and on a traffic log most are not "
+                                            "logged: its quality there is unknown")
+                continue
             if calibrate and not router.evaluation_only and prepared.val.n_prompts:
                 _try_calibrate(router, prepared)
             test_X = split_embeddings(router, prepared, "test")

@@ -144,3 +144,17 @@ def test_propensity_weights_per_cell():
     assert np.isnan(w[np.isnan(scores)]).all()
     complete = OutcomeLog(["a"], ["a"], ("x", "y"), [[1.0, 0.0]], [[1.0, 1.0]])
     assert complete.propensity_weights() is None
+
+
+def test_cascades_and_oracle_are_not_run_on_a_traffic_log(tmp_path):
+    from routecast.training.runs import evaluate_to_folder
+
+    made = traffic_chat_log(tmp_path / "traffic.jsonl", n=240)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = evaluate_to_folder(str(tmp_path / "traffic.jsonl"), "knn,oracle", out=tmp_path / "ev", encoder="hashing",
+                                 cascades=("all",), prices=made["prices"], track=False)
+    skipped = run.experiment.skipped
+    assert "oracle" in skipped and "not logged" in skipped["oracle"]
+    assert "no prompt has every model's score (a traffic log)" in skipped["ex-ante"]
+    assert "knn" in run.experiment.result.routers
