@@ -54,6 +54,9 @@ ColumnMap = Annotated[Optional[str], typer.Option(
 PriceTableFile = Annotated[Optional[Path], typer.Option(
     "--price-table", help=("JSON (or .yaml) file of USD per million input/output tokens per model, "
                            "{\"model\": [in, out]}; fills costs a log does not record."))]
+Duplicates = Annotated[str, typer.Option(
+    "--duplicates", help=("Repeated (prompt, model) rows: mean (merge into their mean score and cost, counted), "
+                          "first, last, or error."))]
 Track = Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")]
 TrackingUri = Annotated[Optional[str], typer.Option("--tracking-uri", help=TRACKING_URI_HELP)]
 
@@ -77,9 +80,9 @@ class OptionGroup:
 #: the split of an outcome log (what ``prepare`` takes), shared by evaluate, train, tune, cascade...
 SPLIT = OptionGroup(val=(Val, 0.1), test=(Test, 0.2), seed=(Seed, 0), use_logged_split=(UseLoggedSplit, False),
                     limit=(Limit, None))
-#: how to read a log whose columns or costs are the user's own (``--map``, ``--price-table``), named
-#: as the library takes them: ``prepare(data, **files)``
-DATA_FILES = OptionGroup(columns=(ColumnMap, None), prices=(PriceTableFile, None))
+#: how to read a log whose columns, costs or repeats are the user's own (``--map``, ``--price-table``,
+#: ``--duplicates``), named as the library takes them: ``prepare(data, **files)``
+DATA_FILES = OptionGroup(columns=(ColumnMap, None), prices=(PriceTableFile, None), duplicates=(Duplicates, "mean"))
 #: MLflow tracking of a run (on by default)
 TRACKING = OptionGroup(track=(Track, True), tracking_uri=(TrackingUri, None))
 

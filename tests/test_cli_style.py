@@ -225,11 +225,11 @@ def test_option_groups_are_declared_once_and_passed_as_one_dict():
     assert result.exit_code == 0, result.output
     assert seen == {"name": "x", "split": {"val": 0.3, "test": 0.2, "seed": 0, "use_logged_split": False,
                                            "limit": 50},
-                    "files": {"columns": "prompt=Q", "prices": None},
+                    "files": {"columns": "prompt=Q", "prices": None, "duplicates": "mean"},
                     "tracking": {"track": False, "tracking_uri": None}}
     split_flags = {"--val", "--test", "--seed", "--use-logged-split", "--limit"}
     for name in ("evaluate", "train", "tune", "cascade", "encoder train"):
         params = {o: p for p in ALL[name].params for o in p.opts}
         assert split_flags <= set(params), name
-        assert {"--map", "--price-table"} <= set(params), name
+        assert {"--map", "--price-table", "--duplicates"} <= set(params), name
         assert params["--val"].help == ALL["train"].params[[p.name for p in ALL["train"].params].index("val")].help

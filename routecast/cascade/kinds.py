@@ -65,6 +65,10 @@ def cascade_support(log: "OutcomeLog", kinds: str | Sequence[str] = "all", *, wa
     if log.n_models < 2:
         reason = f"{log.source} has {log.n_models} model(s); cascades and ensembles need at least two"
         return CascadeSupport([], {k: reason for k in wanted})
+    if log.n_prompts == 0:  # cascade_curves passes the complete rows: a traffic log has none
+        reason = ("no prompt has every model's score (a traffic log): cascades and ensembles are fitted on "
+                  "prompts where every model answered; collect the missing answers (routecast collect)")
+        return CascadeSupport([], {k: reason for k in wanted})
     if log.n_models < 3 and "agreement-escalation" in wanted:
         skipped["agreement-escalation"] = (f"{log.source} has {log.n_models} models; agreement escalation needs "
                                            "three (two to agree, a stronger one to escalate to)")

@@ -19,6 +19,11 @@ def summarize(log, prices=None) -> dict:
     """Prompts, models, per-model mean score / mean cost / logged count, best single model,
     oracle quality, missing cells and benchmark counts.
 
+    On a sparse log (a traffic log, :meth:`OutcomeLog.is_sparse`) the oracle is unknown (the best
+    of a prompt's few logged answers is not the best answer), so it is None and the summary gives
+    each model's coverage instead: the share of prompts, overall and per benchmark, on which its
+    score is logged (0 on a benchmark: no estimate of that model there rests on its own answers).
+
     A :class:`~routecast.data.PairwiseLog` gets its own summary (``"kind": "pairwise"``: pairs,
     prompts, per-model wins/losses/ties and win rate, and mean cost per call from ``prices``).
     """
@@ -32,8 +37,11 @@ def summarize(log, prices=None) -> dict:
         check_priced(log, prices, path=str(prices) if isinstance(prices, (str, os.PathLike)) else None)
     means, costs = log.mean_scores(), log.mean_costs()
     logged = (~np.isnan(log.scores)).sum(axis=0)
+    coverage = log.coverage()
     per_model = [{"model": m, "mean_score": finite_or_none(means[j]), "mean_cost": finite_or_none(costs[j]),
-                  "n_logged": int(logged[j]), "answers_read": answers_read(log, j)} for j, m in enumerate(log.models)]
+                  "n_logged": int(logged[j]), "coverage": finite_or_none(coverage[j]),
+                  "answers_read": answers_read(log, j)} for j, m in enumerate(log.models)]
+    sparse = log.is_sparse()
     best = log.best_single_model() if log.n_models else None
     benchmarks = {}
     if "benchmark" in log.meta.columns:
@@ -51,7 +59,10 @@ def summarize(log, prices=None) -> dict:
         "per_model": per_model,
         "best_single_model": best,
         "best_single_score": None if best is None else finite_or_none(means[log.models.index(best)]),
-        "oracle_quality": finite_or_none(log.oracle_quality()),
+        "oracle_quality": None if sparse else finite_or_none(log.oracle_quality()),
+        "sparse": sparse,
+        "complete_rows": int(log.complete_rows().sum()),
+        "coverage_by_benchmark": coverage_by_group(log, "benchmark") if sparse else {},
         "missing_cells": log.missing_cells(),
         "cells": int(log.scores.size),
         "cost_known_cells": int((~np.isnan(log.costs)).sum()),
@@ -60,6 +71,15 @@ def summarize(log, prices=None) -> dict:
         "benchmarks": benchmarks,
         "splits": splits,
     }
+
+
+def coverage_by_group(log, column: str) -> dict[str, dict[str, float]]:
+    """``{group: {model: share of the group's prompts with that model's score logged}}``."""
+    if column not in log.meta.columns:
+        return {}
+    labels = log.meta[column].astype(str).to_numpy()
+    return {str(g): {m: float(c) for m, c in zip(log.models, log.subset(labels == g).coverage())}
+            for g in sorted(set(labels))}
 
 
 def answers_read(log, j: int) -> float | None:
@@ -116,7 +136,8 @@ def summary_tables(summary: dict) -> list[dict]:
         ("prompts", f"{summary['prompts']:,}"),
         ("models", str(summary["n_models"])),
         ("best single model", f"{summary['best_single_model']} ({fmt(summary['best_single_score'], '.4f')})"),
-        ("oracle quality", fmt(summary["oracle_quality"], ".4f")),
+        ("oracle quality", fmt(summary["oracle_quality"], ".4f") if not summary.get("sparse") else
+         f"unknown: a traffic log ({summary['complete_rows']:,} prompts have every model's score); see coverage"),
         ("missing score cells", f"{summary['missing_cells']:,} of {summary['cells']:,}"),
         ("cells with a cost", f"{summary['cost_known_cells']:,} of {summary['cells']:,}"),
         ("responses", "yes" if summary["has_responses"] else "no"),
@@ -127,11 +148,18 @@ def summary_tables(summary: dict) -> list[dict]:
     ranked = sorted(summary["per_model"], key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
     tables = [
         {"title": "outcome log", "columns": ("field", "value"), "rows": head},
-        {"title": "per model", "columns": ("model", "mean score", "mean cost (USD)", "logged", "answers read"),
-         "right": ("mean score", "mean cost (USD)", "logged", "answers read"),
+        {"title": "per model", "columns": ("model", "mean score", "mean cost (USD)", "logged", "coverage",
+                                           "answers read"),
+         "right": ("mean score", "mean cost (USD)", "logged", "coverage", "answers read"),
          "rows": [(r["model"], fmt(r["mean_score"], ".4f"), fmt(r["mean_cost"], ".3g"), f"{r['n_logged']:,}",
-                   fmt(r.get("answers_read"), ".1%")) for r in ranked]},
+                   fmt(r.get("coverage"), ".1%"), fmt(r.get("answers_read"), ".1%")) for r in ranked]},
     ]
+    by_group = summary.get("coverage_by_benchmark") or {}
+    if by_group:
+        models = summary["models"]
+        tables.append({"title": "coverage per benchmark (share of its prompts with the model's score logged)",
+                       "columns": ("benchmark", *models), "right": tuple(models),
+                       "rows": [(g, *(f"{shares[m]:.0%}" for m in models)) for g, shares in by_group.items()]})
     if summary["benchmarks"]:
         tables.append({"title": "benchmarks", "columns": ("benchmark", "prompts"), "right": ("prompts",),
                        "rows": [(name, f"{count:,}") for name, count in summary["benchmarks"].items()]})

@@ -21,7 +21,11 @@ Rules (every violation is one :class:`DataError` naming file, 1-based row and co
   matrix, the row still counts); text, booleans, +-inf or values outside [0, 1] are errors.
 * ``cost``: USD >= 0 and finite; empty/NaN = unknown (then derived from prices if any, see
   :mod:`routecast.data.costs`).
-* ``(prompt_id, model)`` must be unique.
+* Repeated ``(prompt_id, model)`` rows (a traffic log asks the same question many times) are
+  merged as ``duplicates`` says: ``"mean"`` (default: mean score, mean cost and mean token
+  counts of the repeats, the first row's response and metadata, and the number of rows merged
+  in ``OutcomeLog.counts``), ``"first"`` or ``"last"`` (that row alone), or ``"error"`` (refuse,
+  naming the user's own columns). One warning line says how many rows were merged.
 * Metadata columns whose value is constant within every prompt become ``OutcomeLog.meta``;
   columns that vary per model (e.g. a raw judge grade) are not carried into the log.
 
@@ -59,7 +63,9 @@ from routecast.errors import DataError
 REQUIRED = ("prompt", "model", "score")
 #: Per-(prompt, model) columns with a meaning of their own; never turned into per-prompt meta.
 PER_CALL = ("prompt_id", "prompt", "model", "score", "cost", "response", "tokens_in", "tokens_out",
-            "price_in_per_mtok", "price_out_per_mtok", ROW)
+            "price_in_per_mtok", "price_out_per_mtok", "count", ROW)
+#: how repeated (prompt, model) rows are merged (``--duplicates``); the first is the default
+DUPLICATES = ("mean", "first", "last", "error")
 WIDE_COST, WIDE_RESPONSE = "|total_cost", "|model_response"
 WIDE_RENAME = {"sample_id": "prompt_id", "eval_name": "benchmark"}
 WIDE_DROP = ("oracle_model_to_route_to",)
@@ -68,7 +74,7 @@ _NAN_WORDS = frozenset({"nan", "na", "n/a", "null", "none", "<na>"})
 
 def load_log(source: str | Path, *, format: str | None = None, prices=None,
              models: Sequence[str] | None = None, max_prompt_chars: int | None = None,
-             columns=None) -> OutcomeLog:
+             columns=None, duplicates: str = "mean") -> OutcomeLog:
     """Load an outcome log from a built-in name or a file path.
 
     Parameters
@@ -84,6 +90,8 @@ def load_log(source: str | Path, *, format: str | None = None, prices=None,
     columns: a mapping ``routecast name -> the file's column`` (a dict, or text such as
         ``'prompt=Question,model=LLM,score=Accuracy,cost="Cost ($)"'``); merged over the file's
         dataset card if it has one (see :mod:`routecast.data.columns`).
+    duplicates: how repeated (prompt, model) rows merge: one of :data:`DUPLICATES` (see the module
+        docstring).
     """
     if format not in (None, "long", "wide"):
         raise DataError(f"format must be 'long' or 'wide', got {format!r}", path=str(source))
@@ -93,7 +101,7 @@ def load_log(source: str | Path, *, format: str | None = None, prices=None,
         from routecast.data.chat_log import chat_to_long
 
         frame = chat_to_long(frame, source=label)
-    log = frame_to_log(frame, source=label, format=format, prices=table)
+    log = frame_to_log(frame, source=label, format=format, prices=table, duplicates=duplicates)
     if models is not None:
         log = log.select_models([model_name(m) for m in models])
     if max_prompt_chars is not None:
@@ -137,6 +145,8 @@ def read_source(source: str | Path, columns=None) -> tuple[pd.DataFrame, str]:
     builtin = isinstance(source, str) and is_builtin(source)
     mapping = parse_mapping(columns) if builtin else mapping_for(path, columns)
     frame = apply_mapping(frame, mapping, source=label)
+    # the user's own names of renamed columns, so a message names the column the user has
+    frame.attrs["user_columns"] = {target: column for target, column in mapping.items()}
     card = None if builtin else find_card(path)
     declared = read_card(card).get("answer_format") if card is not None else None
     if declared is not None and "answer_format" not in frame.columns:  # the card declares the answer format
@@ -152,8 +162,10 @@ def detect_format(columns) -> str:
 
 
 def frame_to_log(frame: pd.DataFrame, *, source: str = "<memory>", format: str | None = None,
-                 prices: PriceTable | None = None) -> OutcomeLog:
+                 prices: PriceTable | None = None, duplicates: str = "mean") -> OutcomeLog:
     """Validate a long or wide DataFrame and pivot it to an OutcomeLog (see module docstring)."""
+    if duplicates not in DUPLICATES:
+        raise DataError(f"duplicates must be one of {', '.join(DUPLICATES)}, got {duplicates!r}", path=source)
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     if ROW not in frame.columns:
@@ -163,7 +175,7 @@ def frame_to_log(frame: pd.DataFrame, *, source: str = "<memory>", format: str |
     kind = format or detect_format(frame.columns)
     if kind == "wide":
         frame = _wide_to_long(frame, source)
-    log = _long_to_log(frame, source, prices)
+    log = _long_to_log(frame, source, prices, duplicates)
     if np.isnan(log.scores).all():
         raise DataError(f"no score is logged: all {log.scores.size:,} score cells are empty, so there is "
                         "nothing to learn or evaluate; score the responses first (routecast score)",
@@ -211,7 +223,7 @@ def _wide_to_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ long
-def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) -> OutcomeLog:
+def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None, duplicates: str) -> OutcomeLog:
     for col in REQUIRED:
         if col not in frame.columns:
             raise DataError(f"missing required column {col!r} (columns present: "
@@ -231,15 +243,24 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
     t_out = (as_float(frame["tokens_out"], rows, source, "tokens_out", kind="tokens")
              if "tokens_out" in frame.columns else None)
 
-    # (prompt_id, model) unique
-    keys = pd.DataFrame({"p": pid, "m": model})
-    dup = keys.duplicated(keep=False).to_numpy()
-    if dup.any():
-        later = keys.duplicated(keep="first").to_numpy()
-        i = int(np.flatnonzero(later)[0])
-        first = int(np.flatnonzero(dup & (pid == pid[i]) & (model == model[i]))[0])
-        raise DataError(f"duplicate row for prompt_id {pid[i]!r} and model {model[i]!r} "
-                        f"(first seen at row {rows[first]})", path=source, row=int(rows[i]), column="prompt_id")
+    group, n_rows = _repeat_groups(pid, model)
+    counts_long = None
+    if len(n_rows) < len(pid):
+        if duplicates == "error":
+            _refuse_repeats(frame, pid, model, rows, group, source)
+        keep = _kept_rows(group, len(n_rows), duplicates)
+        if duplicates == "mean":
+            score, cost = _group_mean(score, group, keep), _group_mean(cost, group, keep)
+            t_in = None if t_in is None else _group_mean(t_in, group, keep)
+            t_out = None if t_out is None else _group_mean(t_out, group, keep)
+        else:
+            score, cost = score[keep], cost[keep]
+            t_in = None if t_in is None else t_in[keep]
+            t_out = None if t_out is None else t_out[keep]
+        _warn_merged(len(pid) - len(keep), len(keep), duplicates, source)
+        frame = frame.iloc[keep].reset_index(drop=True)
+        rows, prompts, model, pid = rows[keep], prompts[keep], model[keep], pid[keep]
+        counts_long = n_rows[group[keep]].astype(np.float64)
 
     p_codes, p_uniques = pd.factorize(pd.Series(pid, dtype=object), sort=False)
     m_codes, m_uniques = pd.factorize(pd.Series(model, dtype=object), sort=False)
@@ -262,6 +283,7 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
 
     scores = matrix(score)
     costs = matrix(cost)
+    counts = None if counts_long is None else matrix(counts_long, fill=0.0)
     responses = None
     if "response" in frame.columns:
         resp = frame["response"].to_numpy(dtype=object)
@@ -282,7 +304,65 @@ def _long_to_log(frame: pd.DataFrame, source: str, prices: PriceTable | None) ->
         _warn_unread_cost_columns(frame, source)
     meta = _prompt_meta(frame, p_codes, first_row)
     return OutcomeLog(prompt_ids=np.asarray(p_uniques, dtype=object), prompts=text_first, models=model_names,
-                      scores=scores, costs=costs, responses=responses, meta=meta, source=source)
+                      scores=scores, costs=costs, responses=responses, meta=meta, source=source, counts=counts)
+
+
+def _repeat_groups(pid: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> index of its (prompt_id, model) pair, number of rows of each pair)."""
+    group = pd.DataFrame({"p": pid, "m": model}).groupby(["p", "m"], sort=False).ngroup().to_numpy()
+    return group, np.bincount(group)
+
+
+def _kept_rows(group: np.ndarray, n_groups: int, how: str) -> np.ndarray:
+    """The one row kept per pair, in first-seen order: its first row, or its last for ``"last"``."""
+    order = np.arange(len(group))
+    kept = np.full(n_groups, -1)
+    if how == "last":
+        kept[group] = order  # later rows overwrite earlier ones
+    else:
+        kept[group[::-1]] = order[::-1]
+    first = np.full(n_groups, -1)
+    first[group[::-1]] = order[::-1]
+    return kept[np.argsort(first, kind="stable")]
+
+
+def _group_mean(values: np.ndarray, group: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Mean of the logged (non-NaN) values of each pair, at the kept rows; NaN when none is."""
+    logged = ~np.isnan(values)
+    sums = np.bincount(group, weights=np.where(logged, values, 0.0))
+    counts = np.bincount(group, weights=logged.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means[group[keep]]
+
+
+def _warn_merged(n_merged: int, n_kept: int, how: str, source: str) -> None:
+    import warnings
+
+    from routecast.errors import RoutecastWarning
+
+    what = {"mean": "their mean score and cost", "first": "the first row", "last": "the last row"}[how]
+    warnings.warn(f"file {source}: merged {n_merged:,} repeated (prompt, model) rows into {what} "
+                  f"({n_kept:,} cells remain; --duplicates mean|first|last|error)", RoutecastWarning, stacklevel=3)
+
+
+def _refuse_repeats(frame, pid, model, rows, group, source) -> None:
+    """The ``duplicates="error"`` message, naming the columns the user's file has."""
+    first_of = np.full(group.max() + 1, -1)
+    first_of[group[::-1]] = np.arange(len(group))[::-1]
+    i = int(np.flatnonzero(first_of[group] != np.arange(len(group)))[0])  # the first repeat
+    users = frame.attrs.get("user_columns", {})
+    key = "prompt_id" if "prompt_id" in frame.columns else "prompt"  # never an id the loader derived
+    column = users.get(key, key)
+    shown = repr(pid[i]) if key == "prompt_id" else repr(_shorten(frame["prompt"].iloc[i]))
+    raise DataError(f"duplicate row: {column} {shown} and {users.get('model', 'model')} {model[i]!r} appear twice (first at row "
+                    f"{rows[first_of[group[i]]]}); merge repeats with --duplicates mean|first|last",
+                    path=source, row=int(rows[i]), column=column)
+
+
+def _shorten(text) -> str:
+    text = str(text)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _COST_LIKE = re.compile(r"cost|price|usd|\$", re.IGNORECASE)

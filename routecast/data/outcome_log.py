@@ -22,6 +22,12 @@ import pandas as pd
 from routecast.data.best_model import best_model
 
 
+#: a log with fewer complete rows than this share of its prompts is sparse (see OutcomeLog.is_sparse)
+SPARSE_SHARE = 0.5
+#: metadata columns that group prompts by task (estimated propensities, outcome models), in order
+GROUP_COLUMNS = ("benchmark", "task")
+
+
 @dataclass(frozen=True, eq=False)
 class OutcomeLog:
     """Prompt x model outcomes.
@@ -37,6 +43,8 @@ class OutcomeLog:
     meta: DataFrame with n rows (positional index 0..n-1), one column per metadata field
         (``benchmark``, ``split``, ``task``...). May have no columns.
     source: where the log came from (a path or a built-in name), used in messages.
+    counts: (n, m) float64 number of log rows merged into each cell (repeated prompts of a traffic
+        log, see :mod:`routecast.data.loaders`), or None when every logged cell is one row.
     """
 
     prompt_ids: np.ndarray
@@ -47,6 +55,7 @@ class OutcomeLog:
     responses: np.ndarray | None = None
     meta: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str = "<memory>"
+    counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, m = len(self.prompt_ids), len(self.models)
@@ -57,6 +66,8 @@ class OutcomeLog:
         object.__setattr__(self, "costs", np.asarray(self.costs, dtype=np.float64).reshape(n, m))
         if self.responses is not None:
             object.__setattr__(self, "responses", np.asarray(self.responses, dtype=object).reshape(n, m))
+        if self.counts is not None:
+            object.__setattr__(self, "counts", np.asarray(self.counts, dtype=np.float64).reshape(n, m))
         meta = self.meta if self.meta is not None else pd.DataFrame()
         if len(meta.columns) == 0:
             meta = pd.DataFrame(index=pd.RangeIndex(n))
@@ -105,6 +116,7 @@ class OutcomeLog:
             scores=self.scores[idx], costs=self.costs[idx],
             responses=None if self.responses is None else self.responses[idx],
             meta=self.meta.iloc[idx].reset_index(drop=True), source=self.source,
+            counts=None if self.counts is None else self.counts[idx],
         )
 
     def select_models(self, names: Sequence[str]) -> "OutcomeLog":
@@ -114,12 +126,12 @@ class OutcomeLog:
             prompt_ids=self.prompt_ids, prompts=self.prompts, models=tuple(self.models[c] for c in cols),
             scores=self.scores[:, cols], costs=self.costs[:, cols],
             responses=None if self.responses is None else self.responses[:, cols],
-            meta=self.meta, source=self.source,
+            meta=self.meta, source=self.source, counts=None if self.counts is None else self.counts[:, cols],
         )
 
     def with_costs(self, costs: np.ndarray) -> "OutcomeLog":
         return OutcomeLog(self.prompt_ids, self.prompts, self.models, self.scores, costs,
-                          self.responses, self.meta, self.source)
+                          self.responses, self.meta, self.source, self.counts)
 
     # ------------------------------------------------------------- summaries
     def mean_scores(self) -> np.ndarray:
@@ -150,22 +162,73 @@ class OutcomeLog:
         """
         return ~np.isnan(self.scores).any(axis=1)
 
+    def is_sparse(self) -> bool:
+        """True when fewer than :data:`SPARSE_SHARE` of the prompts have every model's score (a
+        traffic log): its routing is then estimated from the logged cells, not measured, and its
+        oracle is unknown."""
+        return self.n_prompts > 0 and float(self.complete_rows().mean()) < SPARSE_SHARE
+
+    def coverage(self) -> np.ndarray:
+        """(m,) share of prompts on which each model's score is logged."""
+        return (~np.isnan(self.scores)).mean(axis=0) if self.n_prompts else np.full(self.n_models, np.nan)
+
     def complete(self) -> "OutcomeLog":
         """This log restricted to :meth:`complete_rows` (itself when nothing is missing)."""
         keep = self.complete_rows()
         return self if keep.all() else self.subset(keep)
 
     def propensity_weights(self, *, max_weight: float = 20.0) -> np.ndarray | None:
-        """(n,) inverse-propensity weights ``1 / p`` of a bandit log (None without a ``propensity``
-        column), clipped at ``max_weight`` and scaled to mean 1, so a router trained on the
-        decision log does not learn the logging policy's preferences (propensity weighting)."""
-        if "propensity" not in self.meta.columns:
+        """(n, m) inverse-propensity weight ``1 / p`` of every logged score cell (NaN elsewhere),
+        clipped at ``max_weight`` and scaled to mean 1 over the logged cells; None when every cell
+        is logged and the log has no ``propensity`` column (nothing to reweight).
+
+        Why: a router fitted on the cells a logging policy chose would learn that policy's
+        preferences (a model logged mostly on easy prompts looks good); weighting each cell by
+        one over its probability of being logged (:meth:`logging_propensities`: the logged
+        ``propensity`` of a bandit log, else estimated per group) fits every model to the whole
+        prompt distribution instead.
+        """
+        logged = ~np.isnan(self.scores)
+        if "propensity" in self.meta.columns:
+            p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
+            if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
+                raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
+        elif logged.all():
             return None
-        p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
-        if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
-            raise ValueError(f"{self.source}: propensity must be in (0, 1] on every row")
-        w = np.minimum(1.0 / p, max_weight)
-        return w / w.mean()
+        p, _ = self.logging_propensities()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(logged, np.minimum(1.0 / np.where(logged, p, 1.0), max_weight), np.nan)
+        return w / np.nanmean(w)
+
+    def group_column(self) -> str | None:
+        """The metadata column that groups prompts by task (:data:`GROUP_COLUMNS`), if the log has one."""
+        return next((c for c in GROUP_COLUMNS if c in self.meta.columns), None)
+
+    def logging_propensities(self, by: str | None = "auto") -> tuple[np.ndarray, str]:
+        """(n, m) probability that each score cell was logged, and ``"logged"`` or ``"estimated"``.
+
+        Why: a traffic log shows each prompt's answer from the model that served it, so a model's
+        logged scores are a biased sample of its quality; an off-policy estimate reweights each
+        logged cell by one over this probability. With a ``propensity`` column (the logging
+        policy's probability of its choice) on a log holding one logged score per prompt, that
+        value is the logged cell's probability. Otherwise it is estimated as the share of prompts
+        of the same group (``by``: a metadata column such as ``benchmark``; ``"auto"``:
+        :meth:`group_column`; None: the whole log)
+        on which the model was logged; a 0 there means positivity fails (the model was never
+        logged for that group).
+        """
+        logged = ~np.isnan(self.scores)
+        if "propensity" in self.meta.columns and (logged.sum(axis=1) == 1).all():
+            p = pd.to_numeric(self.meta["propensity"], errors="coerce").to_numpy(dtype=np.float64)
+            if np.isfinite(p).all() and (p > 0).all() and (p <= 1).all():
+                return np.where(logged, p[:, None], np.nan), "logged"
+        by = self.group_column() if by == "auto" else by
+        groups = (np.zeros(self.n_prompts, dtype=np.int64) if by is None or by not in self.meta.columns
+                  else pd.factorize(self.meta[by].astype(str))[0])
+        sizes = np.bincount(groups).astype(np.float64)
+        shares = np.zeros((len(sizes), self.n_models))
+        np.add.at(shares, groups, logged.astype(np.float64))
+        return shares[groups] / sizes[groups][:, None], "estimated"
 
     def missing_cells(self) -> int:
         return int(np.isnan(self.scores).sum())
@@ -182,6 +245,8 @@ class OutcomeLog:
         }
         if self.responses is not None:
             rows["response"] = self.responses.reshape(-1)
+        if self.counts is not None:
+            rows["count"] = self.counts.reshape(-1)
         frame = pd.DataFrame(rows)
         for col in self.meta.columns:
             frame[col] = np.repeat(self.meta[col].to_numpy(), m)

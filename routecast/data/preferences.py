@@ -134,12 +134,15 @@ def is_pairwise_frame(frame) -> bool:
     return {"model_a", "model_b"} <= set(frame.columns) and "model" not in frame.columns
 
 
-def load_data(source: str | Path, *, columns=None, prices=None, format: str | None = None):
+def load_data(source: str | Path, *, columns=None, prices=None, format: str | None = None,
+              duplicates: str = "mean"):
     """Read ``source`` as an :class:`OutcomeLog` or, when it holds pairs, a :class:`PairwiseLog`.
 
     For commands that accept either kind (``data inspect``, training preference routers): the
     file is read once and the columns decide. ``prices`` fills an outcome log's missing costs;
     a pairwise log keeps the table (``PairwiseLog.prices``, read by :meth:`PairwiseLog.model_costs`).
+    ``duplicates`` says how an outcome log's repeated (prompt, model) rows merge
+    (:data:`routecast.data.loaders.DUPLICATES`).
     """
     from routecast.data.loaders import frame_to_log, read_source
     from routecast.data.costs import PriceTable
@@ -153,7 +156,8 @@ def load_data(source: str | Path, *, columns=None, prices=None, format: str | No
         from routecast.data.chat_log import chat_to_long
 
         frame = chat_to_long(frame, source=label)
-    return frame_to_log(frame, source=label, format=format, prices=PriceTable.coerce(prices))
+    return frame_to_log(frame, source=label, format=format, prices=PriceTable.coerce(prices),
+                        duplicates=duplicates)
 
 
 def load_preferences(path: str | Path, *, columns=None) -> PairwiseLog:

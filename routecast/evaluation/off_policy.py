@@ -28,7 +28,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.evaluation.metrics import bootstrap_cis
 
-__all__ = ["OffPolicyEstimate", "off_policy_estimates", "ESTIMATORS"]
+__all__ = ["OffPolicyEstimate", "off_policy_estimates", "ESTIMATORS", "pseudo_outcomes"]
 
 ESTIMATORS = ("ips", "snips", "dr")
 
@@ -52,14 +52,34 @@ class OffPolicyEstimate:
                 "min_propensity": self.min_propensity}
 
 
+def pseudo_outcomes(outcome: np.ndarray, propensity: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """(n, m) doubly robust pseudo-outcome of every (request, model) cell.
+
+    ``outcome`` (n, m) holds the observed outcome of each logged cell (NaN elsewhere),
+    ``propensity`` (n, m) the probability that cell was logged, ``model`` (n, m) the outcome model
+    ``r_hat``. A cell is ``r_hat + 1[logged] / p * (r - r_hat)``: its mean over the logging draw
+    is the cell's true outcome when either ``p`` or ``r_hat`` is right, so the mean of the cells
+    any policy picks estimates that policy's value (an ``r_hat`` of 0 gives IPS, a logged cell
+    of probability 0 cannot occur, an unlogged one with ``p = 0`` keeps ``r_hat``: the direct
+    method where positivity fails).
+    """
+    observed = ~np.isnan(outcome)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = (np.where(observed, outcome, 0.0) - model) / np.where(observed, propensity, 1.0)
+    correction = np.where(observed, gap, 0.0)
+    return model + correction
+
+
 def _estimators(target_probs, logged, propensity, outcome, outcome_model):
     """Per-request terms of IPS and DR, and the SNIPS weights: all (n,) arrays."""
-    n = len(logged)
+    n, m = target_probs.shape
     rows = np.arange(n)
     w = target_probs[rows, logged] / propensity
-    ips = w * outcome
-    dm = (target_probs * outcome_model).sum(axis=1)
-    dr = dm + w * (outcome - outcome_model[rows, logged])
+    observed = np.full((n, m), np.nan)
+    observed[rows, logged] = outcome
+    p = np.broadcast_to(propensity[:, None], (n, m))
+    ips = (target_probs * pseudo_outcomes(observed, p, np.zeros((n, m)))).sum(axis=1)
+    dr = (target_probs * pseudo_outcomes(observed, p, outcome_model)).sum(axis=1)
     return ips, w, dr
 
 

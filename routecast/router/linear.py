@@ -1,8 +1,9 @@
 """Linear router: one ridge regression per model from the prompt embedding to its score.
 
 Each model is fitted only on the prompts where it was logged (NaN cells are skipped, not
-imputed). On a bandit log from the decision log (a ``propensity`` column), rows are weighted by
-inverse propensity (:meth:`OutcomeLog.propensity_weights`). Coefficients are stored as plain arrays, so prediction is one matrix product and the
+imputed). On a sparse log (a traffic log, or a bandit log from the decision log with a
+``propensity`` column) each logged cell is weighted by its inverse propensity, logged or estimated
+(:meth:`OutcomeLog.propensity_weights`). Coefficients are stored as plain arrays, so prediction is one matrix product and the
 checkpoint needs no scikit-learn objects.
 """
 
@@ -40,7 +41,7 @@ class LinearRouter(Router):
                 intercept[j] = float(log.scores[logged, j].mean())
                 continue
             model = Ridge(alpha=float(self.alpha)).fit(X[logged], log.scores[logged, j],
-                                                       sample_weight=None if weights is None else weights[logged])
+                                                       sample_weight=None if weights is None else weights[logged, j])
             coef[j], intercept[j] = model.coef_, model.intercept_
         self.coef_ = coef
         self.intercept_ = intercept

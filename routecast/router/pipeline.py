@@ -82,7 +82,7 @@ class Prepared:
 def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test: float = 0.2,
             seed: int = 0, use_logged_split: bool = False, limit: int | None = None,
             models: list[str] | None = None, columns: str | dict | None = None,
-            prices: str | dict | None = None) -> Prepared:
+            prices: str | dict | None = None, duplicates: str = "mean") -> Prepared:
     """Load ``data`` (a built-in name or a path) and split it by prompt.
 
     ``limit`` keeps a seeded random subset of prompts (for quick runs); ``models`` keeps only
@@ -91,13 +91,14 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
     :func:`routecast.data.load_data`, which returns an outcome log or a pairwise log as the file
     holds; a pairwise log keeps the price table (costs of ``fit_preferences``). For pairs,
     ``models`` keeps the pairs between two of them and ``limit`` counts distinct prompts.
+    ``duplicates`` (``--duplicates``) says how repeated (prompt, model) rows merge.
     """
     from routecast.data import load_data, split_log
     from routecast.data.preferences import PairwiseLog
 
     if isinstance(prices, Path):
         prices = str(prices)
-    log = load_data(data, columns=columns, prices=prices)
+    log = load_data(data, columns=columns, prices=prices, duplicates=duplicates)
     if isinstance(log, PairwiseLog):
         log = _select_pairs(log, models=models, limit=limit, seed=seed)
     else:
@@ -106,7 +107,16 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
         if limit is not None and limit < log.n_prompts:
             rng = np.random.default_rng(seed)
             log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
+        require_two_models(log)
     splits = split_log(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
+    estimates = {}
+    if not isinstance(log, PairwiseLog):  # a traffic log: val and test are estimated from their logged cells
+        from routecast.router.estimated_split import estimated_split
+
+        for name in ("val", "test"):
+            if getattr(splits, name).is_sparse():
+                filled, estimates[name] = estimated_split(getattr(splits, name), splits.train)
+                splits = splits._replace(**{name: filled})
     requested = encoder
     if not isinstance(log, PairwiseLog) and encoder.partition(":")[0].strip().lower() == "trained-static":
         # trained on this train split only (never val/test), then an ordinary static:/folder spec
@@ -117,10 +127,27 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
                 "use_logged_split": use_logged_split, "limit": limit, "models": models}
     if requested != encoder:
         settings["encoder_requested"] = requested
+    if estimates:
+        settings["estimated_splits"] = estimates
     settings.update({k: v if isinstance(v, (str, dict)) else str(v)
                      for k, v in (("columns", columns), ("prices", prices)) if v is not None})
+    if duplicates != "mean":
+        settings["duplicates"] = duplicates
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,
                     settings=settings)
+
+
+def require_two_models(log: OutcomeLog) -> None:
+    """Refuse, in one line saying what would fix it, a log on which no routing can be learned:
+    fewer than two models with a logged score."""
+    from routecast.errors import DataError
+
+    scored = [name for j, name in enumerate(log.models) if (~np.isnan(log.scores[:, j])).any()]
+    if len(scored) >= 2:
+        return
+    have = f"only {scored[0]!r} has a logged score" if scored else "no model has a logged score"
+    raise DataError(f"routing needs scored answers from at least two models, and {have}: add a second model's "
+                    "answers to some prompts (routecast collect), then score them (routecast score)", path=log.source)
 
 
 def _select_pairs(log, *, models: list[str] | None, limit: int | None, seed: int):
@@ -190,7 +217,7 @@ def split_embeddings(router, prepared: Prepared, split: str) -> np.ndarray | Non
 
 def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
                            val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
-                           limit: int | None = None, columns=None, prices=None,
+                           limit: int | None = None, columns=None, prices=None, duplicates: str = "mean",
                            distribution: dict[str, Any] | None = None) -> tuple[Any, Any, Path | None]:
     """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
     the train split only, and (rank 0 only) write the encoder folder to ``out``.
@@ -211,7 +238,8 @@ def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[st
     trainer._check()
     trainer.base_encoder()  # refuse a bad base before loading any data
     prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
-                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices)
+                       use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices,
+                       duplicates=duplicates)
     prepared.require_outcomes("training a static encoder")
     trainer.set_trainer_options(**options).fit(prepared.train)
     if not is_rank_zero():

@@ -139,7 +139,9 @@ class SimilarityWeightedRankingRouter(Router):
         has = counts.sum(axis=1) > 0
         rows = np.flatnonzero(has)
         if len(rows) == 0:
-            raise RoutingError("no prompt has two logged models to compare; sw-ranking needs comparisons")
+            raise RoutingError("no prompt has two logged models to compare; sw-ranking learns from comparisons "
+                               "(a one-model-per-request log has none: collect a second model's answers on "
+                               "some prompts with routecast collect, or use another router)")
         if len(rows) > self.max_prompts:
             pick = np.random.default_rng(self.seed).choice(len(rows), int(self.max_prompts), replace=False)
             rows = rows[np.sort(pick)]

@@ -197,6 +197,10 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         "metric": achieved_key,
         "checkpoint": str(ckpt),
     }
+    for split, info in prepared.settings.get("estimated_splits", {}).items():  # a traffic log: estimated
+        result["notes"].append(f"{split} quality is the {info['estimator'].upper()} estimate from "
+                               f"{info['logged_cells']:,} logged cells (propensities {info['propensities']}); "
+                               "costs are the known ones")
     if prepared.pairwise:
         result["notes"].append(
             f"pairwise log: quality = win rate of the chosen model in the judged pairs that involve it "

@@ -115,6 +115,10 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                     raise
                 experiment.skipped[name] = str(exc)
                 continue
+            if router.evaluation_only and "test" in prepared.settings.get("estimated_splits", {}):
+                experiment.skipped[name] = ("it looks each prompt's answers up, and on a traffic log most are not "
+                                            "logged: its quality there is unknown")
+                continue
             if calibrate and not router.evaluation_only and prepared.val.n_prompts:
                 _try_calibrate(router, prepared)
             test_X = split_embeddings(router, prepared, "test")
@@ -143,7 +147,28 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                                "n_val": prepared.val.n_prompts,
                                                "n_test": prepared.test.n_prompts,
                                                **({"skipped": experiment.skipped} if experiment.skipped else {})})
+        note_estimates(experiment.result, prepared.settings.get("estimated_splits", {}))
     return experiment
+
+
+def note_estimates(result, estimates: dict) -> None:
+    """Say in the result's notes how a traffic log's splits were estimated (not measured), and
+    drop the oracle quality of an estimated test split (the best of estimated cells is not a
+    ceiling any router reaches)."""
+    for split, info in estimates.items():
+        by = f"per {info['grouped_by']}" if info["grouped_by"] else "over the split"
+        text = (f"{split} split estimated, not measured: too few prompts have every model's score "
+                f"({info['complete_rows']} of {info['prompts']}), so each curve is the {info['estimator'].upper()} "
+                f"estimate from {info['logged_cells']:,} logged cells with propensities {info['propensities']}"
+                f"{'' if info['propensities'] == 'logged' else ' ' + by}; intervals are bootstrap over prompts")
+        fails = info["positivity_fails"]
+        if fails:
+            shown = ", ".join(f"{f['model']}" + (f" on {f['group']}" if f["group"] else "") for f in fails[:8])
+            text += (f"; positivity fails (never logged, estimated by the outcome model alone): {shown}"
+                     + (f" and {len(fails) - 8} more" if len(fails) > 8 else ""))
+        result.notes.insert(0, text)
+        if split == "test":
+            result.oracle_quality = float("nan")
 
 
 def _uses_prepared_encoder(name, params, prepared) -> bool:

@@ -89,7 +89,8 @@ def per_benchmark_table(result) -> dict:
 def leaderboard_footer(result) -> str:
     low, high = result.cost_range
     lines = [f"best single model: {result.best_single_model}; zero-router AIQ {result.zero_router_aiq:.4f}; "
-             f"oracle quality {result.oracle_quality:.4f}; {result.n_prompts} test prompts; "
+             f"oracle quality {format(result.oracle_quality, '.4f') if math.isfinite(result.oracle_quality) else 'unknown'}; "
+             f"{result.n_prompts} test prompts; "
              f"AIQ cost range [{low:.6g}, {high:.6g}] {result.cost_unit} ({result.cost_range_source})"]
     if result.strong_model is not None:
         lines.append(f"strong / weak model: {result.strong_model} / {result.weak_model}")

@@ -35,3 +35,33 @@ def small_long() -> pd.DataFrame:
         "cost": [0.001, 0.01, 0.001, 0.01, 0.002, 0.02],
         "benchmark": ["math", "math", "geo", "geo", "math", "math"],
     })
+
+
+def traffic_chat_log(path: Path, *, n: int = 300, seed: int = 0, propensity: bool = False) -> dict:
+    """Write a one-model-per-request chat log (as a product logs its traffic) and return its truth.
+
+    Three models answer prompts of three topics; ``cheap`` is good at ``greeting``, ``mid`` at
+    ``math``, ``big`` everywhere. Each request is served by one model drawn uniformly (its
+    ``propensity`` 1/3 logged when asked), with usage and a thumbs up/down. Returns the true
+    per-model mean score and the price table to pass with ``--price-table``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    models = ("cheap", "mid", "big")
+    topics = ("greeting", "math", "history")
+    quality = {"greeting": (0.9, 0.8, 0.95), "math": (0.1, 0.7, 0.8), "history": (0.3, 0.4, 0.85)}
+    truth = np.zeros((n, 3))
+    lines = []
+    for i in range(n):
+        topic = topics[i % 3]
+        truth[i] = rng.random(3) < np.array(quality[topic])
+        j = int(rng.integers(0, 3))
+        record = {"messages": [{"role": "user", "content": f"{topic} question number {i}: {rng.integers(1e6)}"}],
+                  "model": models[j], "usage": {"prompt_tokens": 20 + i % 7, "completion_tokens": 40},
+                  "feedback": "up" if truth[i, j] else "down", "benchmark": topic}
+        if propensity:
+            record["propensity"] = 1 / 3
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"models": models, "truth": truth, "prices": {"cheap": [0.1, 0.4], "mid": [1.0, 3.0], "big": [5.0, 15.0]}}

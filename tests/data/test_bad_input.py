@@ -40,7 +40,7 @@ def _err(path, **kwargs) -> DataError:
     (",x,a,1,0.1", 4, "prompt_id", "empty"),
 ])
 def test_bad_cell(tmp_path, bad_line, row, column, text):
-    err = _err(_csv(tmp_path, GOOD + [bad_line, "p9,last,a,1,0.1"]))
+    err = _err(_csv(tmp_path, GOOD + [bad_line, "p9,last,a,1,0.1"]), duplicates="error")
     assert (err.row, err.column) == (row, column)
     assert text in str(err)
     assert f"row {row}" in str(err) and str(tmp_path) in str(err)

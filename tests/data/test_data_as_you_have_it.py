@@ -155,8 +155,10 @@ def test_model_names_as_users_mean_them(tmp_path):
     dup = tmp_path / "dup.csv"
     dup.write_text("prompt,model,score\nx, a,1\nx,a ,0\n", encoding="utf-8")
     with pytest.raises(DataError) as info:
-        load_log(dup)
-    assert (info.value.row, info.value.column) == (2, "prompt_id") and "duplicate row" in str(info.value)
+        load_log(dup, duplicates="error")
+    # the file has no prompt_id column: the message names the user's prompt column, not a derived id
+    assert (info.value.row, info.value.column) == (2, "prompt") and "duplicate row" in str(info.value)
+    assert "prompt_id" not in str(info.value)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
