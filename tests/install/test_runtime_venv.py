@@ -50,7 +50,7 @@ _OFFLINE = ("Could not find a version that satisfies", "No matching distribution
             "Failed to establish a new connection", "Network is unreachable", "Temporary failure in name resolution",
             "Max retries exceeded")
 #: the aim is 250 MB; the bound catches the training stack (2 GB) or a heavy dependency creeping in.
-#: Measured 2026-12-02 (pip install 79 s / 151 s, warm pip cache): 277 MB, 254 MB without the pip (14) + setuptools (8)
+#: Measured 2026-12-06 (pip install 16 s, warm pip cache, idle; 79-197 s earlier under load): 278 MB, 256 MB without the pip (14) + setuptools (8)
 #: that `python -m venv` adds. onnxruntime 80, numpy 71 (28 of it OpenBLAS), cryptography 16 (manifest
 #: signatures), tokenizers 12 + its huggingface-hub 7 + hf-xet 12 (never called: no hub downloads),
 #: pygments 9 + rich 3 (typer requires rich; typer-slim is now only an alias of typer), routecast 6,
