@@ -227,7 +227,7 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     from routecast.evaluation import metrics
     from routecast.evaluation.curves import realised_costs
     from routecast.evaluation.evaluate import sweep_router
-    from routecast.router.pipeline import fit_router, split_embeddings
+    from routecast.router.pipeline import fit_router
 
     t_start = time.perf_counter()
     prepared, note = prepared_for(label, encoder)

@@ -186,15 +186,7 @@ def cpt(strong_share, quality, q_weak: float, q_strong: float, x: float) -> floa
     if abs(float(q_strong) - float(q_weak)) <= _EPS:
         return float("nan")
     s, q = _share_envelope(strong_share, quality, q_weak, q_strong)
-    p = pgr(q, q_weak, q_strong)
-    hit = np.flatnonzero(p >= x - _EPS)
-    if hit.size == 0:
-        return float("nan")
-    i = int(hit[0])
-    if i == 0:
-        return float(s[0])
-    frac = (x - p[i - 1]) / (p[i] - p[i - 1])
-    return float(s[i - 1] + frac * (s[i] - s[i - 1]))
+    return _first_reaching(s, pgr(q, q_weak, q_strong), x, never=float("nan"))
 
 
 # ------------------------------------------------------------- point reading
@@ -214,14 +206,20 @@ def cost_at_quality(costs, qualities, target: float) -> float:
     hc, hq = upper_hull(costs, qualities)
     if hc.size == 0:
         return float("nan")
-    hit = np.flatnonzero(hq >= target - _EPS)
+    return _first_reaching(hc, hq, target, never=float("inf"))
+
+
+def _first_reaching(xs: np.ndarray, ys: np.ndarray, target: float, *, never: float) -> float:
+    """The smallest ``x`` at which the non-decreasing piecewise-linear curve (xs, ys) reaches
+    ``target``, interpolated linearly between measured points; ``never`` when it does not."""
+    hit = np.flatnonzero(ys >= target - _EPS)
     if hit.size == 0:
-        return float("inf")
+        return never
     i = int(hit[0])
     if i == 0:
-        return float(hc[0])
-    frac = (target - hq[i - 1]) / (hq[i] - hq[i - 1])
-    return float(hc[i - 1] + frac * (hc[i] - hc[i - 1]))
+        return float(xs[0])
+    frac = (target - ys[i - 1]) / (ys[i] - ys[i - 1])
+    return float(xs[i - 1] + frac * (xs[i] - xs[i - 1]))
 
 
 # ----------------------------------------------------------------- bootstrap

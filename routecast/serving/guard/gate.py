@@ -25,7 +25,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 
-from routecast.serving.api_error import ApiError, error_bytes
+from routecast.serving.api_error import ApiError
 from routecast.serving.guard.auth import ApiKeys, bearer_token
 from routecast.serving.guard.key_limits import BUDGET_HOLDS
 
