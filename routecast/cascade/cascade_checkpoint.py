@@ -8,7 +8,9 @@ part of it, reached through :meth:`CascadeRouter.checkpoint_state` and
     config.json          hyperparameters, pool, max_calls, kappa, look-ahead, lam, strong model,
                          posterior feature names, answer scorer state, operating curve and points,
                          the dtype and shape of every array
-    weights.safetensors  posterior coefficients, spreads, draws, costs, mean quality, shifts and
+    weights.safetensors  posterior coefficients, spreads, draws, costs, mean quality, shifts, the
+                         sampled training posteriors at every called set (``samples``; older
+                         checkpoints without it load for the look-aheads that do not read it) and
                          the answer scorer's heads (``scorer.*``)
     router/              the ex-ante router, saved as a router component (its own config.json)
     scorer_encoder/      the answer scorer's encoder, shipped as a router ships its encoder
@@ -32,6 +34,7 @@ import numpy as np
 from routecast.atomic import write_text
 from routecast.cascade.evidence_gate import gate_state, set_gate_state
 from routecast.cascade.posterior import PosteriorQuality, feature_names
+from routecast.cascade.set_actions import CONDITIONAL_MODES
 from routecast.core.checkpoint import CONFIG_FILE, CheckpointFolder, array_index, dump_json, is_int, \
     load_component, save_arrays, write_component
 from routecast.core.curve import Curve
@@ -60,7 +63,7 @@ def cascade_state(cascade: Any, folder: Path) -> dict[str, Any]:
 
     arrays = {"posterior.coef": cascade.posterior_.coef_, "posterior.intercept": cascade.posterior_.intercept_,
               "tau": cascade.tau_, "draws": cascade.draws_, "costs": cascade.costs_,
-              "mean_quality": cascade.mean_quality_, "shifts": cascade.shifts_}
+              "mean_quality": cascade.mean_quality_, "shifts": cascade.shifts_, "samples": cascade.samples_}
     gate_config, gate_arrays = gate_state(cascade)  # the evidence gate and its ex-ante twin
     arrays.update(gate_arrays)
     scorer_meta = None
@@ -172,8 +175,11 @@ def _check_shapes(folder: CheckpointFolder, arrays: dict[str, np.ndarray], p: in
     n_sets = sum(math.comb(p, size) for size in range(max_calls + 1))
     n_features = len(folder.config["features"])
     expected = {"posterior.coef": (p, n_features), "posterior.intercept": (p,), "tau": (p, p), "draws": (n_draws, p),
-                "costs": (p,), "mean_quality": (p,), "shifts": (n_sets, p, n_draws, p)}
+                "costs": (p,), "mean_quality": (p,), "shifts": (n_sets, p, n_draws, p),
+                "samples": (n_draws, n_sets, p)}
     for key, shape in expected.items():
+        if key == "samples" and key not in arrays and folder.config["lookahead"] not in CONDITIONAL_MODES:
+            continue  # a checkpoint from before the conditional look-aheads, which never reads it
         if key not in arrays:
             raise CheckpointError(f"{path}: array {key!r} is missing")
         if arrays[key].shape != shape:
@@ -272,7 +278,7 @@ def build_cascade(cls: type, folder: CheckpointFolder) -> Any:
     self.posterior_ = PosteriorQuality(C=self.C)
     self.posterior_.coef_, self.posterior_.intercept_ = arrays["posterior.coef"], arrays["posterior.intercept"]
     self.tau_, self.draws_, self.costs_ = arrays["tau"], arrays["draws"], arrays["costs"]
-    self.shifts_, self.mean_quality_ = arrays["shifts"], arrays["mean_quality"]
+    self.shifts_, self.mean_quality_, self.samples_ = arrays["shifts"], arrays["mean_quality"], arrays.get("samples")
     self.scorer_ = _load_scorer(folder, arrays, pool)
     try:
         self.answer_format_ = check_format(config.get("answer_format"))

@@ -60,7 +60,7 @@ import numpy as np
 from routecast.cascade.called_sets import masks, members, outcomes, spread
 from routecast.cascade.live import LiveCascade
 from routecast.cascade.evidence_gate import fit_gate, fit_twin, gated, unreadable_notes
-from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts
+from routecast.cascade.lookahead import LOOKAHEADS, empirical_shifts, sampled_posteriors
 from routecast.cascade.planner import Planner, refine_grid, walk_all
 from routecast.cascade.pool import frontier_models, mean_unit_costs, response_notes
 from routecast.cascade.posterior import AnswerFacts, PosteriorQuality, compute_facts, logit, rate, state_features
@@ -104,7 +104,10 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         draws, one spread per model pair; the default) and ``empirical`` (joint, state-specific
         posterior shifts measured on training prompts, :mod:`routecast.cascade.lookahead`; opt-in:
         on a log where only agreement is informative it does not find "call two cheap models,
-        escalate on disagreement", which the normal draws do, see the module docstring).
+        escalate on disagreement", which the normal draws do, see the module docstring),
+        ``conditional`` (the same shifts, the follow-up conditioned on the drawn outcome, so a cheap
+        call is valued as a check) and ``sets`` (that, with sets of models called together as one
+        action, sent in parallel by the server): :mod:`routecast.cascade.set_actions`.
     """
 
     _POINTS_HINT = "add_operating_point first"
@@ -203,6 +206,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         self.tau_ = spread(post, sets, len(pool), self.max_calls_)
         self.mask_index_ = {m: i for i, m in enumerate(sets)}
         self.shifts_ = empirical_shifts(post, sets, len(pool), self.max_calls_, self.n_draws, self.seed)
+        self.samples_ = sampled_posteriors(post, self.n_draws, self.seed)  # the conditional look-aheads'
         self.draws_ = np.random.default_rng(self.seed).standard_normal((self.n_draws, len(pool)))
         if self.has_answers_:  # the ex-ante twin the evidence gate compares with (evidence_gate)
             self.twin_ = fit_twin(self, prior, tr.scores, sets, members)

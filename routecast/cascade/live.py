@@ -46,16 +46,25 @@ class LiveCascade:
         return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
                             planner=planner, responses=np.full((1, p), None, dtype=object))
 
+    def next_models(self, state: "CascadeState") -> list[str]:
+        """The models to call next on ``state``'s prompt, together (in parallel if the caller can):
+        the set the plan chose, less those already observed; empty: stop and take :meth:`outcome`."""
+        if not state.pending:
+            nxt = state.planner.next_call(state.mask, np.array([state.lam]), 0)
+            state.pending = [m for j, m in enumerate(self.pool_) if nxt >> j & 1]
+        return list(state.pending)
+
     def next_model(self, state: "CascadeState") -> str | None:
         """The model to call next on ``state``'s prompt, or None: stop and take :meth:`outcome`."""
-        nxt = state.planner.next_model(state.mask, np.array([state.lam]), 0)
-        return None if nxt is None else self.pool_[nxt]
+        models = self.next_models(state)
+        return models[0] if models else None
 
     def is_last_call(self, state: "CascadeState", model: str) -> bool:
         """Whether calling ``model`` now certainly ends the cascade, whatever it answers: it brings
-        the calls to ``max_calls`` (or exhausts the pool). Only this is known before the answer;
-        whether the planner will stop depends on what the answer says."""
-        return bin(state.mask).count("1") + (0 if model in state.order else 1) >= self.max_calls_
+        the calls to ``max_calls`` (or exhausts the pool) and no other planned call is pending. Only
+        this is known before the answer; whether the planner will stop depends on what it says."""
+        others = [m for m in state.pending if m != model]
+        return not others and bin(state.mask).count("1") + (0 if model in state.order else 1) >= self.max_calls_
 
     def observe(self, state: "CascadeState", model: str, answer: str) -> None:
         """Record ``model``'s answer on ``state``'s prompt and update the evidence (answer scorer,
@@ -71,6 +80,8 @@ class LiveCascade:
                                "expected the response text")
         state.responses[0, j] = answer
         state.order.append(model)
+        # the rest of a planned set is still called; a model outside it (a fallback) ends the plan
+        state.pending = [m for m in state.pending if m != model] if model in state.pending else []
         state.mask |= 1 << j
         planner = state.planner
         rated = planner.facts.scorer.copy()  # earlier answers keep their rating: only the new one is scored

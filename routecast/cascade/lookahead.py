@@ -20,7 +20,9 @@ model's answer alone moves nothing on a log where only agreement is informative,
 then C only if B disagrees" is a two-step plan the follow-up sets cannot express - so from the
 empty set it calls the strong model directly. The normal draws overstate what one answer alone
 reveals (their spread is averaged over states that include agreement), which by accident values
-the first cheap call. A look-ahead that conditions the follow-up on the drawn answer is the fix.
+the first cheap call. A look-ahead that conditions the follow-up on the drawn answer is the fix:
+:mod:`routecast.cascade.set_actions` (modes ``conditional`` and ``sets``), which reads the sampled
+training posteriors at every called set (:func:`sampled_posteriors`, the same sampled prompts).
 """
 
 from __future__ import annotations
@@ -30,7 +32,20 @@ import numpy as np
 from routecast.cascade.called_sets import members
 
 #: the look-ahead modes :class:`~routecast.cascade.cascade_router.CascadeRouter` can choose from on validation
-LOOKAHEADS = ("normal", "empirical")
+#: (``conditional`` and ``sets``: :mod:`routecast.cascade.set_actions`)
+LOOKAHEADS = ("normal", "empirical", "conditional", "sets")
+
+
+def sample_rows(n: int, n_rows: int, seed: int = 0) -> np.ndarray:
+    """The training prompts (indices into ``n``) the empirical look-aheads draw from: the same
+    for every state, so a draw follows one prompt through every called set."""
+    return np.random.default_rng(seed).choice(n, size=n_rows, replace=n < n_rows)
+
+
+def sampled_posteriors(post: np.ndarray, n_rows: int, seed: int = 0) -> np.ndarray:
+    """(R, S, P) the training posteriors ``post`` (n, S, P) of the sampled prompts at every called
+    set: a shift between any two sets is a difference of two slices (:mod:`routecast.cascade.set_actions`)."""
+    return post[sample_rows(post.shape[0], n_rows, seed)]
 
 
 def empirical_shifts(post: np.ndarray, masks: list[int], p: int, max_calls: int, n_rows: int,
@@ -38,9 +53,7 @@ def empirical_shifts(post: np.ndarray, masks: list[int], p: int, max_calls: int,
     """(S, P, R, P) ``shifts[s, j, r, l]``: change of model ``l``'s posterior on sampled training
     prompt ``r`` when ``j`` is called at called set ``masks[s]`` (zeros where ``j`` is in the set or
     the set is full). ``post`` is (n, S, P), the posterior at every set on every training prompt."""
-    n = post.shape[0]
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(n, size=n_rows, replace=n < n_rows)
+    rows = sample_rows(post.shape[0], n_rows, seed)
     index = {m: s for s, m in enumerate(masks)}
     out = np.zeros((len(masks), p, n_rows, p))
     for s, mask in enumerate(masks):

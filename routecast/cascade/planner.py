@@ -18,6 +18,7 @@ import numpy as np
 from routecast.cascade.called_sets import masks, members, outcomes
 from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
 from routecast.cascade.posterior import AnswerFacts, state_features
+from routecast.cascade.set_actions import CONDITIONAL_MODES, call_sets, conditional_values
 from routecast.core.policy import decide
 
 
@@ -35,7 +36,8 @@ class CascadeRoutingOutcome:
 @dataclass
 class CascadeState:
     """One live prompt in progress (:meth:`CascadeRouter.start`): its lam, ex-ante predictions
-    (pool model -> quality), the answers so far and the models called, in order."""
+    (pool model -> quality), the answers so far, the models called, in order, and ``pending``: the
+    models of the set the plan calls together that have not answered yet."""
 
     prompt: str
     lam: float
@@ -44,6 +46,7 @@ class CascadeState:
     responses: np.ndarray
     mask: int = 0
     order: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
 
 
 class Planner:
@@ -69,8 +72,9 @@ class Planner:
         return self.posteriors[mask]
 
     def table(self, mask: int, lams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Actions at called set ``mask`` (-1 = stop, else the pool index to call) and the one
-        chosen at each lam (cached: it depends on the called set only)."""
+        """Actions at called set ``mask`` (bit masks of the models to call; 0 = stop) and the one
+        chosen at each lam (cached: it depends on the called set only). One model per call, or
+        sets of models called together under the ``sets`` look-ahead (routecast.cascade.set_actions)."""
         key = (mask, lams.tobytes())
         if key in self.tables:
             return self.tables[key]
@@ -78,18 +82,19 @@ class Planner:
         p = len(o.pool_)
         q = self.posterior(mask)
         called = members(mask, p)
-        actions = ([-1] if mask else []) + [j for j in range(p) if not called[j]]
-        if bin(mask).count("1") >= o.max_calls_:
-            actions = [-1]
+        calls = call_sets(mask, p, o.max_calls_, sets=o.lookahead_ == "sets")
+        actions = ([0] if mask else []) + calls
         k = len(lams)
         value = np.empty((k, len(actions)))
-        cost = np.zeros(len(actions))
-        for a, j in enumerate(actions):
-            if j < 0:
-                value[:, a] = q[called].max()
-            else:
-                value[:, a] = self._value_of_calling(mask, j, q, lams)
-                cost[a] = o.costs_[j]
+        cost = np.array([o.costs_[members(t, p)].sum() for t in actions])
+        first = 1 if mask else 0
+        if mask:
+            value[:, 0] = q[called].max()
+        if o.lookahead_ in CONDITIONAL_MODES:
+            value[:, first:] = conditional_values(self, mask, q, calls, lams)
+        else:
+            for a, t in enumerate(calls, start=first):
+                value[:, a] = self._value_of_calling(mask, t.bit_length() - 1, q, lams)
         # the kernel's rule at every lam at once: utilities given, lam 0, ties to the cheaper action
         choice = decide(value - lams[:, None] * cost[None, :], np.broadcast_to(cost, value.shape), 0.0)
         self.tables[key] = (np.array(actions), choice)
@@ -124,13 +129,12 @@ class Planner:
         utility = expected[None, :, :] - lams[:, None, None] * new_cost[None, None, :]  # (k, R, M)
         return utility.max(axis=2).mean(axis=1)
 
-    def next_model(self, mask: int, lams: np.ndarray, a: int) -> int | None:
-        """Pool index of the next model to call at lam ``lams[a]``, or None to stop."""
+    def next_call(self, mask: int, lams: np.ndarray, a: int) -> int:
+        """Bit mask of the models to call next (together) at lam ``lams[a]``; 0: stop."""
         if bin(mask).count("1") >= self.owner.max_calls_:
-            return None
+            return 0
         actions, choice = self.table(mask, lams)
-        action = int(actions[int(choice[a])])
-        return None if action < 0 else action
+        return int(actions[int(choice[a])])
 
     def answer(self, mask: int) -> int:
         """Pool index of the called model whose answer has the highest posterior quality."""
@@ -150,11 +154,8 @@ def walk_all(planners: list[Planner], lams: np.ndarray, *, reset: bool = False) 
             planner.tables.clear()
         for a in range(k):
             mask = 0
-            while True:
-                nxt = planner.next_model(mask, lams, a)
-                if nxt is None:
-                    break
-                mask |= 1 << nxt
+            while nxt := planner.next_call(mask, lams, a):
+                mask |= nxt
             called[a, i] = mask
             chosen_idx[a, i] = planner.answer(mask)
     return called, chosen_idx

@@ -18,10 +18,10 @@ ENC = "hashing:dim=64"
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho".split()
 
 
-def synthetic(n: int, *, hedge: bool, seed: int = 0, responses: bool = True) -> OutcomeLog:
+def synthetic(n: int, *, hedge: bool, seed: int = 0, responses: bool = True, cheap: float = 0.5) -> OutcomeLog:
     """Three models A (cost 1), B (cost 1.5), C (cost 10) on maths-like prompts.
 
-    A and B are right half the time, C 95 % of the time; a wrong answer is a random number. With
+    A and B are right a share ``cheap`` of the time, C 95 %; a wrong answer is a random number. With
     ``hedge`` a wrong A answer says so ("not sure"), so A's answer alone tells whether it is right;
     without it only agreement between answers does.
     """
@@ -31,7 +31,7 @@ def synthetic(n: int, *, hedge: bool, seed: int = 0, responses: bool = True) -> 
         truth = int(rng.integers(100, 999))
         prompts.append(f"question {i}: " + " ".join(rng.choice(WORDS, 6)) + f" {truth}?")
         row_r, row_s = [], []
-        for name, p in (("A", 0.5), ("B", 0.5), ("C", 0.95)):
+        for name, p in (("A", cheap), ("B", cheap), ("C", 0.95)):
             right = rng.random() < p
             answer = truth if right else int(rng.integers(1000, 9999))
             text = f"The answer is {answer}."
