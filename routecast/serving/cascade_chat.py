@@ -6,6 +6,10 @@ the first model from its ex-ante predictions, the server calls it, the answer is
 scorer, agreement with earlier answers, format), the posterior is updated and the cascade either
 stops or names the next model - until it stops or ``max_calls`` models have answered. The answer
 returned is the one with the highest posterior quality, which may be an earlier one than the last.
+When the plan calls a set of models together (the ``sets`` look-ahead,
+routecast.cascade.set_actions: "call two cheap models, then the strong one only if they disagree"),
+their calls do not depend on each other and are sent at once (asyncio); each is paid for and
+recorded, and the cascade decides again when all have answered.
 Knobs (``lam``, ``budget``, ``strong_share``, ``target_quality``, ``operating_point``) come from the
 same places as for a router (routecast.serving.knobs) and map to a lam through the cascade's
 validation curve. A named model (``"model": "gpt-4o"``) bypasses the cascade as it bypasses a router.
@@ -66,6 +70,7 @@ returned answer and off-policy work can read every call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from functools import partial
@@ -96,12 +101,22 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                                               if all(v is None for v in kwargs.values()) else None)
     cs = await _step(runtime.start, text, **kwargs)
     ranking = runtime.ranking(cs)
-    model = await _step(runtime.next_model, cs) or ranking[0]
+    models = await _step(runtime.next_models, cs) or ranking[:1]
     calls: list[dict[str, Any]] = []
     completions: dict[str, dict] = {}
     fallback_chain = failure = None
     streamed: Response | None = None
-    while model is not None:
+    while models:
+        if len(models) > 1:  # the plan's set: calls that do not depend on each other, sent at once
+            answers, failure, chain = await _parallel_step(state, cs, body, models, ranking, calls, completions,
+                                                           caller, request_id, text, started, point)
+            fallback_chain = fallback_chain or chain
+            nxt = await _step(runtime.observe_and_next, cs, answers)
+            if failure is not None:
+                break
+            models = nxt
+            continue
+        model = models[0]
         last = stream and runtime.is_last_call(cs, model)
         first = not cs.order
         candidates = [model] + ([m for m in ranking if m != model] if first else [])
@@ -148,16 +163,8 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                                None if priced_later else runtime.expected_costs.get(answered), t0))
             streamed = response
             break
-        data = json.loads(response.body)
-        cost = state.call_cost(answered, checked_usage(data.get("usage"), payload, data, model=answered,
-                                                       metrics=state.metrics, request_id=request_id))
-        calls.append(_call(answered, response.status_code, cost, t0))
-        choices = data.get("choices") or [{}]
-        answer = message_text(choices[0].get("message") if isinstance(choices[0], dict) else None)
-        problem = _unscorable(answer)
+        data, answer, problem = _read_answer(state, payload, response, answered, t0, calls, request_id)
         if problem is not None:  # the backend's fault, not the client's: charged, logged, never scored
-            calls[-1]["error"] = "bad_answer"
-            state.metrics.backend_errors.labels(answered, "bad_answer").inc()
             failure = f"{answered} failed: bad_answer"
             if first:
                 state.limits.charge(caller, _total(calls))
@@ -169,7 +176,7 @@ async def cascade_chat(state, body: dict, knobs, caller: str, request_id: str, s
                                code="bad_backend_answer", headers=headers)
             break
         completions[answered] = data
-        model = await _step(runtime.observe_and_next, cs, answered, answer)
+        models = await _step(runtime.observe_and_next, cs, [(answered, answer)])
 
     total = _total(calls)
     state.limits.charge(caller, total)
@@ -215,6 +222,82 @@ async def _step(fn, *args, **kwargs):
     except (UnicodeError, ValueError, TypeError) as exc:  # a prompt or answer the encoder cannot take
         raise ApiError(400, f"a prompt or answer could not be encoded ({type(exc).__name__})",
                        code="unroutable_prompt") from None
+
+
+def _read_answer(state, payload: dict, response, answered: str, t0: float, calls: list[dict],
+                 request_id: str) -> tuple[dict, str, str | None]:
+    """A whole (JSON) answer: priced and recorded in ``calls`` (every call is paid for), its text,
+    and why it cannot be scored or None (then the call's record says ``bad_answer``)."""
+    data = json.loads(response.body)
+    cost = state.call_cost(answered, checked_usage(data.get("usage"), payload, data, model=answered,
+                                                   metrics=state.metrics, request_id=request_id))
+    calls.append(_call(answered, response.status_code, cost, t0))
+    choices = data.get("choices") or [{}]
+    answer = message_text(choices[0].get("message") if isinstance(choices[0], dict) else None)
+    problem = _unscorable(answer)
+    if problem is not None:
+        calls[-1]["error"] = "bad_answer"
+        state.metrics.backend_errors.labels(answered, "bad_answer").inc()
+    return data, answer, problem
+
+
+async def _parallel_step(state, cs, body: dict, models: list[str], ranking: list[str], calls: list[dict],
+                         completions: dict, caller: str, request_id: str, text: str, started: float,
+                         point: str | None) -> tuple[list[tuple[str, str]], str | None, str | None]:
+    """Send the plan's set ``models`` at once (asyncio): no call waits for another, every call is
+    paid for and recorded in ``calls`` (plan order) and its completion kept. Returns (the answers
+    to observe, the first failure or None, the proxy's fallback chain of the first step or None).
+
+    A failed member ends the cascade after this step with the best answer so far, as a failed later
+    call does. On the first step (no answer yet) the set's first member falls back down the
+    ex-ante ranking (other members excluded) as the router path does; when no member answers at
+    all the first failure is the request's error, as for a single first call."""
+    proxy, first = state.proxy, not cs.order
+    payload = {**body, "stream": False}
+    payload.pop("stream_options", None)  # OpenAI refuses stream_options without stream
+    chains = [[m] + ([r for r in ranking if r not in models] if first and i == 0 else [])
+              for i, m in enumerate(models)]
+    chains = [[m for m in chain if proxy.backend_for(m) is not None] for chain in chains]
+
+    async def one(model: str, chain: list[str]):
+        t0 = time.perf_counter()
+        if not chain:
+            return model, None, t0, ApiError(503, f"no backend is configured for model {model!r}", code="no_backend")
+        try:
+            response, answered = await proxy.complete(payload, chain, stream=False, metrics=state.metrics)
+        except ApiError as exc:
+            return model, None, t0, exc
+        return answered, response, t0, None
+
+    results = await asyncio.gather(*(one(m, c) for m, c in zip(models, chains)))
+    answers, failures, errors, chain_seen = [], [], [], None
+    for i, (answered, response, t0, exc) in enumerate(results):
+        if exc is not None:
+            calls.append(_call(answered, exc.status, None, t0, error=exc.code))
+            failures.append(f"{answered} failed: {exc.code}")
+            errors.append(exc)
+            continue
+        if first and i == 0 and answered != models[0]:
+            chain_seen = reported_fallback(models[0], answered, response.headers.get("x-routecast-fallback"))
+        if response.status_code >= 400:  # the backend refused the request (routecast's own message)
+            calls.append(_call(answered, response.status_code, None, t0, error="backend_rejected"))
+            failures.append(f"{answered} failed: HTTP {response.status_code}")
+            continue
+        data, answer, problem = _read_answer(state, payload, response, answered, t0, calls, request_id)
+        if problem is not None:
+            failures.append(f"{answered} failed: bad_answer")
+            continue
+        completions[answered] = data
+        answers.append((answered, answer))
+    if first and not answers:  # nothing answered: the first call's error, with the cascade's headers
+        state.limits.charge(caller, _total(calls))
+        exc = errors[0] if errors else ApiError(502, f"no model of the planned set answered ({'; '.join(failures)})",
+                                                type="backend_error", code="backend_unavailable")
+        exc.headers = {**exc.headers, **_headers(state, cs, request_id, None, calls, None, point=point)}
+        _log(state, cs, text, caller, request_id, models[0], calls, started, status=exc.status,
+             failure="; ".join(failures), fallback=chain_seen, point=point)
+        raise exc
+    return answers, (failures[0] if failures else None), chain_seen
 
 
 def _unscorable(answer: str) -> str | None:

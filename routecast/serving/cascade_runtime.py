@@ -80,11 +80,17 @@ class CascadeRuntime:
         with self._lock:
             return self.cascade.next_model(state)
 
-    def observe_and_next(self, state, model: str, answer: str) -> str | None:
-        """Record ``model``'s answer and decide again (one thread hop per backend call)."""
+    def next_models(self, state) -> list[str]:
+        """The models the plan calls next, together (several: the server sends them in parallel)."""
         with self._lock:
-            self.cascade.observe(state, model, answer)
-            return self.cascade.next_model(state)
+            return self.cascade.next_models(state)
+
+    def observe_and_next(self, state, answers: list[tuple[str, str]]) -> list[str]:
+        """Record one step's ``(model, answer)`` pairs and decide again (one thread hop per step)."""
+        with self._lock:
+            for model, answer in answers:
+                self.cascade.observe(state, model, answer)
+            return self.cascade.next_models(state)
 
     def outcome(self, state):
         with self._lock:

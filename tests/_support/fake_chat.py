@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -25,6 +26,8 @@ class FakeChat:
         self.answer = answer
         self.fail: dict[str, int] = {}
         self.calls: list[tuple[str, bool, str]] = []
+        self.delay = 0.0
+        self.spans: list[tuple[str, float, float]] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -39,8 +42,11 @@ class FakeChat:
                 model, stream = body.get("model", ""), bool(body.get("stream"))
                 users = [m.get("content") for m in body.get("messages", []) if m.get("role") == "user"]
                 text = users[-1] if users else ""
+                start = time.monotonic()
                 with fake.lock:
                     fake.calls.append((model, stream, text))
+                if fake.delay:
+                    time.sleep(fake.delay)
                 if model in fake.fail:
                     data = b'{"error": {"message": "boom"}}'
                     self.send_response(fake.fail[model])
@@ -78,6 +84,8 @@ class FakeChat:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                with fake.lock:
+                    fake.spans.append((model, start, time.monotonic()))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
