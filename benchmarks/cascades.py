@@ -211,7 +211,7 @@ def upper_bounds(test, unit: np.ndarray, best: int, pool: list[str]) -> list[Pol
 
 
 def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None,
-                scorer_encoder: str | None = None) -> dict:
+                scorer_encoder: str | None = None, lookaheads: tuple[str, ...] | None = None) -> dict:
     from routecast.cascade.agreement_escalation import fit_agreement_escalation
     from routecast.cascade.answer_scorer import SCORER_ENCODER
     from routecast.cascade.cascade import Cascade, search_chains
@@ -303,7 +303,8 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder).fit(train, val)
+        cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder,
+                           **({"lookaheads": lookaheads} if lookaheads else {})).fit(train, val)
     notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
     calib = {"val": posterior_calibration(cr, val_c), "test": posterior_calibration(cr, test)}
     sim = cr.simulate(test, cr.lams_)
@@ -759,6 +760,9 @@ def main() -> None:
     parser.add_argument("--encoder", default=None, help="encoder spec (default: the library default, static)")
     parser.add_argument("--scorer-encoder", default=None,
                         help="answer scorer encoder spec (default: the scorer's default, minilm)")
+    parser.add_argument("--lookaheads", default=None,
+                        help="cascade routing's candidate look-aheads, comma-separated, chosen on validation "
+                             "(default: the library default)")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
     parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args()
@@ -774,7 +778,8 @@ def main() -> None:
 
     results = []
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder)
+        res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder,
+                          lookaheads=tuple(args.lookaheads.split(",")) if args.lookaheads else None)
         results.append(res)
         comp = {k: f"{v['aiq_difference']:+.4f} {v['ci']}" for k, v in res["comparisons"].items()}
         print(f"{label}: {comp} reaches@50%: {res['cascade_routing_reaches_best_at_half_cost_val_chosen']} "
@@ -783,6 +788,7 @@ def main() -> None:
         write_json(args.out + ".json", {"split": "prepare(): grouped seeded, val 0.1 / test 0.2, seed 0",
                                         "encoder": args.encoder or "static",
                                         "scorer_encoder": results[0]["scorer_encoder"],
+                                        "lookaheads": args.lookaheads or "library default",
                                         "prices_usd_per_mtok": PRICES, "datasets": results})
         write_text(args.out + ".md", markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")

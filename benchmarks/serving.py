@@ -17,9 +17,17 @@ and loaded back with ``routecast.load`` (what a service does). Then:
   heavy client (key B) keeps 8 requests of 256 prompts (~1 MB bodies) in flight; the target is
   the small requests' p99 under the heavy client at most 3x their p99 alone.
 
-Writes benchmarks/results/serving.{json,md}. The machine has 2 shared cores: numbers are indicative.
+* a two-check cascade (``--only-cascade-checks``, its own results file): a cascade-routing
+  checkpoint with the ``sets`` look-ahead whose plan calls two cheap models together, then stops
+  when they agree or calls the strong model, served against a fake OpenAI-compatible backend that
+  answers after a fixed delay; the latency p50 of the server sending the pair in parallel (as it
+  does) against the same calls made one after another.
+
+Writes benchmarks/results/serving.{json,md} (the two-check cascade: serving_cascade_checks.{json,md}).
+The machine has 2 shared cores: numbers are indicative.
 
     nice -n 5 .venv/bin/python benchmarks/serving.py [--no-minilm] [--http-requests 5000] [--only-server-limits]
+    nice -n 5 .venv/bin/python benchmarks/serving.py --only-cascade-checks [--delay-ms 200]
 """
 
 from __future__ import annotations
@@ -240,6 +248,103 @@ def bench_fair_share(ckpt: Path, prompts: list[str], n_requests: int, rounds: in
     return out
 
 
+def bench_cascade_checks(delay_s: float, n_requests: int) -> dict:
+    """Latency of a two-check cascade served in parallel vs the same calls one after another.
+
+    The cascade is trained on the constructed pool of the cascade tests (A and B cheap, right 80 %
+    of the time, C strong; only agreement tells a right cheap answer from a wrong one) with the
+    ``sets`` look-ahead; the lam is the first on its validation grid whose plan calls {A, B} first
+    on every benchmark prompt. The fake backend answers each call with the logged response after
+    ``delay_s``. "Sequential" serves the same checkpoint with every planned set sent one model at
+    a time (the same calls, the same answers; only the overlap differs).
+    """
+    import httpx
+
+    sys.path.insert(0, str(HERE.parent))
+    from routecast.cascade.cascade_router import CascadeRouter
+    from routecast.serving.app import create_app
+    from routecast.serving.cascade_runtime import CascadeRuntime, load_cascade
+    from tests._support.fake_chat import FakeChat
+    from tests._support.serving import ServerThread, backends_for
+    from tests.cascade.test_cascade_router import ENC, parts, synthetic
+
+    class OneAtATime(CascadeRuntime):
+        def next_models(self, state):
+            return super().next_models(state)[:1]
+
+        def observe_and_next(self, state, answers):
+            return super().observe_and_next(state, answers)[:1]
+
+    train, val, test = parts(synthetic(480, hedge=False, seed=3, cheap=0.8))
+    cascade = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(1.0,), n_lams=25,
+                            lookaheads=("sets",)).fit(train, val)
+    pair = 1 << cascade.pool_.index("A") | 1 << cascade.pool_.index("B")
+    planners = cascade.planners(test)
+    lam = next(float(x) for x in cascade.lams_ if all(p.next_call(0, np.array([x]), 0) == pair for p in planners))
+    rows = list(range(min(n_requests, test.n_prompts)))
+    answers = {(test.prompts[i], m): test.responses[i, test.model_index(m)] for i in rows for m in cascade.pool_}
+    out = {"delay_ms": delay_s * 1000, "requests": len(rows), "lam": lam, "pool": list(cascade.pool_),
+           "unit_costs": [float(c) for c in cascade.costs_]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = cascade.save(Path(tmp) / "sets")
+        fake = FakeChat(lambda text, model: answers[(text, model)])
+        fake.delay = delay_s
+        try:
+            for mode, runtime_cls in (("parallel", CascadeRuntime), ("sequential", OneAtATime)):
+                base = load_cascade(path)
+                runtime = runtime_cls(base.cascade, path=path, manifest_sha256=base.manifest_sha256)
+                app = create_app(runtime, backends=backends_for({m: fake.base_url for m in cascade.pool_}))
+                latencies, calls = [], []
+                with ServerThread(app) as server, httpx.Client(timeout=60) as client:
+                    for i in [rows[0]] + rows:  # the first request warms up (encoders, connections)
+                        body = {"model": "router", "messages": [{"role": "user", "content": test.prompts[i]}],
+                                "routecast": {"lam": lam}}
+                        t0 = time.perf_counter()
+                        r = client.post(server.url + "/v1/chat/completions", json=body)
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        calls.append(r.headers["x-routecast-cascade-calls"].split(","))
+                latencies, calls = latencies[1:], calls[1:]
+                escalated = np.array(["C" in c for c in calls])
+                out[mode] = {"p50_ms": _pct(latencies, 50), "p90_ms": _pct(latencies, 90),
+                             "p50_ms_stopped_after_pair": _pct(np.array(latencies)[~escalated], 50)
+                             if (~escalated).any() else None,
+                             "p50_ms_escalated": _pct(np.array(latencies)[escalated], 50) if escalated.any() else None,
+                             "mean_calls": round(float(np.mean([len(c) for c in calls])), 3),
+                             "escalated_share": round(float(escalated.mean()), 3),
+                             "first_two_calls_are_the_pair": bool(all(sorted(c[:2]) == ["A", "B"] for c in calls))}
+                print({mode: out[mode]}, flush=True)
+        finally:
+            fake.stop()
+    out["parallel_over_sequential_p50"] = round(out["parallel"]["p50_ms"] / out["sequential"]["p50_ms"], 3)
+    return out
+
+
+def cascade_checks_markdown(r: dict, meta: dict) -> str:
+    rows = [f"| {mode} | {r[mode]['p50_ms']} | {r[mode]['p90_ms']} | {_fmt(r[mode]['p50_ms_stopped_after_pair'])} | "
+            f"{_fmt(r[mode]['p50_ms_escalated'])} | {r[mode]['mean_calls']} | {r[mode]['escalated_share']} |"
+            for mode in ("parallel", "sequential")]
+    return "\n".join([
+        "# Serving a two-check cascade: planned calls in parallel", "",
+        f"`benchmarks/serving.py --only-cascade-checks`; {meta['machine']}; load average {meta['load_start']} -> "
+        f"{meta['load_end']}. A cascade-routing checkpoint with the `sets` look-ahead "
+        "(routecast.cascade.set_actions), trained on the constructed pool of the cascade tests (A, B cheap and right "
+        "80 % of the time, C strong; only agreement is informative), at the first validation lam whose plan calls "
+        f"{{A, B}} together first on every prompt (lam {r['lam']:.4g}): A and B in parallel, then stop when they "
+        "agree or call C. `routecast` server in process (uvicorn on 127.0.0.1), one request at a time, "
+        f"{r['requests']} prompts after one warm-up; a fake OpenAI-compatible backend answers every call with the "
+        f"logged response after {r['delay_ms']:.0f} ms. *Sequential*: the same checkpoint and calls, every planned "
+        "set sent one model at a time.", "",
+        "| mode | p50 ms | p90 ms | p50 ms, stopped after the pair | p50 ms, escalated to C | mean calls | "
+        "escalated share |", "|---|---:|---:|---:|---:|---:|---:|", *rows, "",
+        f"Parallel p50 / sequential p50: **{r['parallel_over_sequential_p50']}x** (every request's first two calls "
+        f"were the pair: {r['parallel']['first_two_calls_are_the_pair'] and r['sequential']['first_two_calls_are_the_pair']}).",
+        ""])
+
+
+def _fmt(x) -> str:
+    return "—" if x is None else str(x)
+
+
 def _metric(text: str, name: str) -> float:
     import re
 
@@ -319,9 +424,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only-server-limits", action="store_true",
                         help="only the authentication and fair-share sections (keeps the other rows of serving.json)")
+    parser.add_argument("--only-cascade-checks", action="store_true",
+                        help="only the two-check cascade latency (writes serving_cascade_checks.{json,md})")
+    parser.add_argument("--delay-ms", type=float, default=200.0, help="the fake backend's delay per call")
+    parser.add_argument("--cascade-requests", type=int, default=40)
     args = parser.parse_args()
 
     load_start = round(os.getloadavg()[0], 2)
+    if args.only_cascade_checks:
+        checks = bench_cascade_checks(args.delay_ms / 1000.0, args.cascade_requests)
+        meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        write_json(RESULTS / "serving_cascade_checks.json", {"meta": meta, **checks})
+        write_text(RESULTS / "serving_cascade_checks.md", cascade_checks_markdown(checks, meta))
+        print(cascade_checks_markdown(checks, meta))
+        return
     # (router, encoder, HTTP runs with micro-batching on/off)
     configs = [("linear", "static", (True, False)), ("knn", "static", (True,)),
                ("knn", "hashing:dim=512", (True,)), ("linear", "hashing:dim=512", ())]
