@@ -16,7 +16,7 @@ import numpy as np
 
 def members(mask: int, p: int) -> np.ndarray:
     """(p,) bool: which of the ``p`` pool models are in the called set ``mask``."""
-    return np.array([(mask >> j) & 1 for j in range(p)], dtype=bool)
+    return ((int(mask) >> np.arange(p)) & 1).astype(bool)
 
 
 def masks(p: int, max_calls: int, *, with_empty: bool) -> list[int]:

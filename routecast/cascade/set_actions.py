@@ -68,10 +68,14 @@ def conditional_values(planner, mask: int, q: np.ndarray, calls: list[int], lams
         if not follow:
             out[:, a] = stop.mean()
             continue
-        shift = np.stack([samples[:, index[after | u]] - at for u in follow])  # (M, R', P)
-        inside = np.stack([members(after | u, p) for u in follow])  # (M, P)
-        inner = np.clip(moved[:, None, None, :] + kappa * shift[None], 0.0, 1.0)  # (R, M, R', P)
-        gain = np.where(inside[None, :, None, :], inner, -np.inf).max(axis=3).mean(axis=2)  # (R, M)
+        # the best answer after the follow-up, per (draw, follow-up, its draw); models outside the
+        # set never count (-inf), and as clipping is monotone the max is clipped once, not each term
+        outside = np.stack([np.where(members(after | u, p), 0.0, -np.inf) for u in follow])  # (M, P)
+        shift = np.stack([kappa * (samples[:, index[after | u]] - at) for u in follow]) + outside[:, None, :]
+        best = np.full((len(moved), len(follow), shift.shape[1]), -np.inf)  # (R, M, R')
+        for m in range(p):  # a max over a short last axis is slow in numpy: one pass per model
+            np.maximum(best, moved[:, m, None, None] + shift[None, :, :, m], out=best)
+        gain = np.clip(best, 0.0, 1.0).mean(axis=2)  # (R, M)
         cost = np.array([o.costs_[members(u, p)].sum() for u in follow])
         best_follow = (gain[None, :, :] - lams[:, None, None] * cost[None, None, :]).max(axis=2)  # (k, R)
         out[:, a] = np.maximum(stop[None, :], best_follow).mean(axis=1)
