@@ -109,6 +109,8 @@ ROUTERS = ("knn", "linear")
 TARGET_LOGS = ("routellm_gsm8k", "zeroeval_gsm_13models", "arena_bench_v1", "alpaca_eval_gpt4turbo_judge",
                "routerarena_2models")
 HALF = 0.5
+#: issue 27: "an operating point chosen on validation reaches the reference model's quality at <= 0.35x its cost"
+REFERENCE_BUDGET = 0.35
 
 
 def prepared_for(label: str, encoder: str | None = None):
@@ -210,13 +212,46 @@ def upper_bounds(test, unit: np.ndarray, best: int, pool: list[str]) -> list[Pol
     return out
 
 
+def _cascade_routing_row(name, prepared, train, val, val_c, test, scorer_encoder, lookaheads, budget, ref_budget,
+                         val_target, unreachable):
+    """(fitted cascade router, its Policy row, warnings about responses). ``ref_budget``: the
+    operating point chosen on validation for that budget is kept (``budget_rule``) for issue 27's
+    "the reference model's quality at <= 0.35x its cost"."""
+    from routecast.cascade.cascade_router import CascadeRouter
+    from routecast.cascade.posterior_calibration import posterior_calibration
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder,
+                           **({"lookaheads": lookaheads} if lookaheads else {})).fit(train, val)
+    notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
+    calib = {"val": posterior_calibration(cr, val_c), "test": posterior_calibration(cr, test)}
+    sim = cr.simulate(test, cr.lams_)
+    chosen = None
+    if budget >= cr.curve_.cost.min():
+        at = cr.simulate(test, [cr.lam_for(budget=budget)])
+        chosen = (float(at["cost"].mean()), float(at["quality"].mean()))
+    at = cr.simulate(test, [cr.lam_for(budget=ref_budget)]) if ref_budget >= cr.curve_.cost.min() else None
+    target = _cascade_routing_target(cr, test, val_target, unreachable)
+    calls = np.array([[bin(int(m)).count("1") for m in row] for row in sim["called"]])
+    row = Policy(name, "cascade routing", sim["cost"], sim["quality"], chosen=chosen,
+                 seconds=time.perf_counter() - t0,
+                 extra={"pool": list(cr.pool_), "kappa": cr.kappa_, "val_aiq_by_kappa": cr.val_aiq_,
+                        "calibration": calib, "lookahead": cr.lookahead_,
+                        "mean_calls_range": [float(calls.mean(axis=1).min()), float(calls.mean(axis=1).max())]},
+                 target=target)
+    row.budget_point = None if at is None else (at["cost"][0], at["quality"][0])
+    return cr, row, notes
+
+
 def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None,
-                scorer_encoder: str | None = None, lookaheads: tuple[str, ...] | None = None) -> dict:
+                scorer_encoder: str | None = None, lookaheads: tuple[str, ...] | None = None,
+                sets_row: bool = False) -> dict:
     from routecast.cascade.agreement_escalation import fit_agreement_escalation
     from routecast.cascade.answer_scorer import SCORER_ENCODER
     from routecast.cascade.cascade import Cascade, search_chains
     from routecast.cascade.deferral import ExPostDeferral
-    from routecast.cascade.posterior_calibration import posterior_calibration
     from routecast.cascade.cascade_router import CascadeRouter
     from routecast.cascade.pool import frontier_models
     from routecast.cascade.ensembles import majority_vote, oracle_ensemble
@@ -300,27 +335,14 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
         except RoutecastError as exc:
             skipped[f"cascade {kind}"] = str(exc)
 
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder,
-                           **({"lookaheads": lookaheads} if lookaheads else {})).fit(train, val)
-    notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
-    calib = {"val": posterior_calibration(cr, val_c), "test": posterior_calibration(cr, test)}
-    sim = cr.simulate(test, cr.lams_)
-    lam = cr.lam_for(budget=budget) if budget >= cr.curve_.cost.min() else None
-    chosen = None
-    if lam is not None:
-        at = cr.simulate(test, [lam])
-        chosen = (float(at["cost"].mean()), float(at["quality"].mean()))
-    target = _cascade_routing_target(cr, test, val_target, unreachable)
-    calls = np.array([[bin(int(m)).count("1") for m in row] for row in sim["called"]])
-    policies.append(Policy("cascade-routing", "cascade routing", sim["cost"], sim["quality"], chosen=chosen,
-                           seconds=time.perf_counter() - t0,
-                           extra={"pool": list(cr.pool_), "kappa": cr.kappa_, "val_aiq_by_kappa": cr.val_aiq_,
-                                  "calibration": calib, "lookahead": cr.lookahead_,
-                                  "mean_calls_range": [float(calls.mean(axis=1).min()),
-                                                       float(calls.mean(axis=1).max())]}, target=target))
+    ref_budget = REFERENCE_BUDGET * float(val_cost_single[val_best])
+    cr, row, notes = _cascade_routing_row("cascade-routing", prepared, train, val, val_c, test, scorer_encoder,
+                                          lookaheads, budget, ref_budget, val_target, unreachable)
+    policies.append(row)
+    if sets_row:  # the set actions alone (routecast.cascade.set_actions), declared up front, not chosen on test
+        policies.append(_cascade_routing_row("cascade-routing (sets look-ahead)", prepared, train, val, val_c, test,
+                                             scorer_encoder, ("sets",), budget, ref_budget, val_target,
+                                             unreachable)[1])
 
     # ablation: the same policy without any answer evidence (responses hidden), on the same split
     t0 = time.perf_counter()
@@ -421,6 +443,8 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                      "hull_cost_to_best_quality_ratio": finite_or_none(to_best_of(p)),
                      "hull_cost_to_best_quality_ratio_ci": ci_reach(to_best_boots[p.name]),
                      "target_rule": target_rule(p),
+                     "budget_rule": None if getattr(p, "budget_point", None) is None else
+                     target_rule(Policy(p.name, p.family, p.cost, p.quality, target=p.budget_point)),
                      "seconds": p.seconds, **p.extra})
 
     def best_of(family):
@@ -441,6 +465,12 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
         comparisons["vs agreement-escalation"] = {
             "against": rule.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(rule),
             "ci": ci(boots[cr_pol.name] - boots[rule.name]), "wins": bool(aiq_of(cr_pol) > aiq_of(rule))}
+    sets_pol = next((p for p in policies if p.name == "cascade-routing (sets look-ahead)"), None)
+    for other in ([best_of("router"), rule, cr_pol] if sets_pol is not None else []):
+        if other is not None:  # the set actions row against the rule, the best router and the chosen cascade
+            comparisons[f"sets look-ahead vs {other.name}"] = {
+                "against": other.name, "aiq_difference": aiq_of(sets_pol) - aiq_of(other),
+                "ci": ci(boots[sets_pol.name] - boots[other.name]), "wins": bool(aiq_of(sets_pol) > aiq_of(other))}
     blind_pol = next(p for p in policies if p.family == "ablation")
     comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
                                       "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
@@ -676,6 +706,24 @@ def issue27_targets(results: list[dict]) -> list[str]:
         return next((r for r in res["rows"] if r["policy"] == name), None)
 
     zero = by.get("zeroeval_gsm_13models")
+    for name in ("cascade-routing", "cascade-routing (sets look-ahead)"):
+        r = None if zero is None else row(zero, name)
+        b = None if r is None else r.get("budget_rule")
+        if b is not None:
+            ci = b["quality_minus_best_ci"]
+            met = ci[1] is not None and ci[1] >= 0 and b["cost_ratio_to_best"] <= REFERENCE_BUDGET
+            lines.append(f"- zeroeval, {name}: point chosen on validation for a budget of {REFERENCE_BUDGET}x "
+                         f"{zero['best_single']}'s validation cost, on test: Δq {b['quality_minus_best']:+.4f} "
+                         f"[{_f(ci[0], '+.4f')}, {_f(ci[1], '+.4f')}] at {b['cost_ratio_to_best']:.2f}x "
+                         f"[{_x(b['cost_ratio_ci'][0])}, {_x(b['cost_ratio_ci'][1])}] its cost — "
+                         f"**{'met' if met else 'not met'}**.")
+    sets = None if zero is None else zero["comparisons"].get("sets look-ahead vs cascade agreement-escalation")
+    if sets is not None:
+        lines.append(f"- zeroeval, cascade routing with the sets look-ahead vs agreement-escalation on AIQ "
+                     f"{sets['aiq_difference']:+.4f} [{_f(sets['ci'][0], '+.4f')}, {_f(sets['ci'][1], '+.4f')}]; "
+                     f"test-hull cost to match {zero['best_single']}: "
+                     f"{_reach_cell(row(zero, 'cascade-routing (sets look-ahead)'))} against "
+                     f"{_reach_cell(row(zero, sets['against']))}.")
     if zero is not None:
         t = row(zero, "cascade-routing")["target_rule"] or {}
         ci = t.get("quality_minus_best_ci", [None, None])
@@ -763,6 +811,8 @@ def main() -> None:
     parser.add_argument("--lookaheads", default=None,
                         help="cascade routing's candidate look-aheads, comma-separated, chosen on validation "
                              "(default: the library default)")
+    parser.add_argument("--sets-row", action="store_true",
+                        help="add cascade routing with the sets look-ahead alone (set actions) as a row")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
     parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args()
@@ -779,7 +829,8 @@ def main() -> None:
     results = []
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder,
-                          lookaheads=tuple(args.lookaheads.split(",")) if args.lookaheads else None)
+                          lookaheads=tuple(args.lookaheads.split(",")) if args.lookaheads else None,
+                          sets_row=args.sets_row)
         results.append(res)
         comp = {k: f"{v['aiq_difference']:+.4f} {v['ci']}" for k, v in res["comparisons"].items()}
         print(f"{label}: {comp} reaches@50%: {res['cascade_routing_reaches_best_at_half_cost_val_chosen']} "
