@@ -251,22 +251,20 @@ def bench_fair_share(ckpt: Path, prompts: list[str], n_requests: int, rounds: in
 def bench_cascade_checks(delay_s: float, n_requests: int) -> dict:
     """Latency of a two-check cascade served in parallel vs the same calls one after another.
 
-    The cascade is trained on the constructed pool of the cascade tests (A and B cheap, right 80 %
-    of the time, C strong; only agreement tells a right cheap answer from a wrong one) with the
-    ``sets`` look-ahead; the lam is the first on its validation grid whose plan calls {A, B} first
-    on every benchmark prompt. The fake backend answers each call with the logged response after
+    The cascade and lam are tests._support.set_plan's (A and B cheap, right 80 % of the time, C
+    strong; only agreement tells a right cheap answer from a wrong one; the plan calls {A, B}
+    together first on every benchmark prompt). The fake backend answers each call with the logged response after
     ``delay_s``. "Sequential" serves the same checkpoint with every planned set sent one model at
     a time (the same calls, the same answers; only the overlap differs).
     """
     import httpx
 
     sys.path.insert(0, str(HERE.parent))
-    from routecast.cascade.cascade_router import CascadeRouter
     from routecast.serving.app import create_app
     from routecast.serving.cascade_runtime import CascadeRuntime, load_cascade
     from tests._support.fake_chat import FakeChat
     from tests._support.serving import ServerThread, backends_for
-    from tests.cascade.test_cascade_router import ENC, parts, synthetic
+    from tests._support.set_plan import set_plan_cascade
 
     class OneAtATime(CascadeRuntime):
         def next_models(self, state):
@@ -275,12 +273,7 @@ def bench_cascade_checks(delay_s: float, n_requests: int) -> dict:
         def observe_and_next(self, state, answers):
             return super().observe_and_next(state, answers)[:1]
 
-    train, val, test = parts(synthetic(480, hedge=False, seed=3, cheap=0.8))
-    cascade = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(1.0,), n_lams=25,
-                            lookaheads=("sets",)).fit(train, val)
-    pair = 1 << cascade.pool_.index("A") | 1 << cascade.pool_.index("B")
-    planners = cascade.planners(test)
-    lam = next(float(x) for x in cascade.lams_ if all(p.next_call(0, np.array([x]), 0) == pair for p in planners))
+    cascade, test, lam = set_plan_cascade()
     rows = list(range(min(n_requests, test.n_prompts)))
     answers = {(test.prompts[i], m): test.responses[i, test.model_index(m)] for i in rows for m in cascade.pool_}
     out = {"delay_ms": delay_s * 1000, "requests": len(rows), "lam": lam, "pool": list(cascade.pool_),

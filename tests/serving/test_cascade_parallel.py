@@ -1,8 +1,8 @@
 """The server sends the calls of a planned set in parallel (routecast.serving.cascade_chat).
 
 A cascade with the ``sets`` look-ahead is trained on a pool where only agreement is informative
-(tests.cascade.test_cascade_router.synthetic: A, B cheap and right 80 %, C strong); at the picked
-lam its plan is "call A and B together, then C only if they disagree". The fake backend waits a
+(tests._support.set_plan: A, B cheap and right 80 %, C strong); at the picked lam its plan is
+"call A and B together, then C only if they disagree". The fake backend waits a
 fixed delay per answer and records when each call ran, so overlap is observable.
 """
 
@@ -15,21 +15,14 @@ from fastapi.testclient import TestClient
 from routecast.serving.app import create_app
 from tests._support.fake_chat import FakeChat
 from tests._support.serving import backends_for
-from tests.cascade.test_cascade_router import ENC, parts, synthetic
+from tests._support.set_plan import set_plan_cascade
 
 DELAY = 0.4
 
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
-    from routecast.cascade.cascade_router import CascadeRouter
-
-    train, val, test = parts(synthetic(480, hedge=False, seed=3, cheap=0.8))
-    cascade = CascadeRouter(router="linear", encoder=ENC, scorer_encoder=ENC, kappas=(1.0,), n_lams=25,
-                            lookaheads=("sets",)).fit(train, val)
-    pair = 1 << cascade.pool_.index("A") | 1 << cascade.pool_.index("B")
-    planners = cascade.planners(test)
-    lam = next(float(x) for x in cascade.lams_ if all(p.next_call(0, np.array([x]), 0) == pair for p in planners))
+    cascade, test, lam = set_plan_cascade()
     sim = cascade.simulate(test, [lam])
     c = cascade.pool_.index("C")
     stop, escalate = (int(np.flatnonzero(((sim["called"][0] >> c) & 1) == v)[0]) for v in (0, 1))
