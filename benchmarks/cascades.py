@@ -527,8 +527,9 @@ def slice_comparisons(test, cr: Policy, exante: Policy, router: Policy, lo: floa
     return out
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], run: str = "") -> str:
     out = ["# Cascade routing vs routers, fixed cascades and post-hoc selectors", "",
+           *([f"Run: {run}", ""] if run else []),
            "`benchmarks/cascades.py`. One seeded split per log (prepare(): grouped by prompt, val 0.1, test 0.2), "
            "static encoder for routers and response embeddings; answer scorer (cascade routing and the ex-post "
            f"cascade) on the `{results[0]['scorer_encoder'] if results else '?'}` encoder. AIQ over the declared range [cheapest, dearest single model's mean test cost]; "
@@ -821,12 +822,16 @@ def main() -> None:
 
         from routecast.atomic import write_text
 
-        write_text(args.out + ".md", markdown(json.loads(Path(args.out + ".json").read_text())["datasets"]))
+        stored = json.loads(Path(args.out + ".json").read_text())
+        write_text(args.out + ".md", markdown(stored["datasets"], stored.get("run", "")))
         return
 
     from routecast.atomic import write_json, write_text
 
     results = []
+    run = (f"cascade routing's look-aheads {args.lookaheads or 'the library default'} (chosen on validation)"
+           + ("; plus the row `cascade-routing (sets look-ahead)`: the same with the `sets` look-ahead alone (set "
+              "actions, routecast.cascade.set_actions), declared before the run" if args.sets_row else "") + ".")
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder,
                           lookaheads=tuple(args.lookaheads.split(",")) if args.lookaheads else None,
@@ -839,9 +844,9 @@ def main() -> None:
         write_json(args.out + ".json", {"split": "prepare(): grouped seeded, val 0.1 / test 0.2, seed 0",
                                         "encoder": args.encoder or "static",
                                         "scorer_encoder": results[0]["scorer_encoder"],
-                                        "lookaheads": args.lookaheads or "library default",
+                                        "lookaheads": args.lookaheads or "library default", "run": run,
                                         "prices_usd_per_mtok": PRICES, "datasets": results})
-        write_text(args.out + ".md", markdown(results))
+        write_text(args.out + ".md", markdown(results, run))
     print(f"wrote {args.out}.json and {args.out}.md")
 
 

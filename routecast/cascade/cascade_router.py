@@ -107,7 +107,8 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         escalate on disagreement", which the normal draws do, see the module docstring),
         ``conditional`` (the same shifts, the follow-up conditioned on the drawn outcome, so a cheap
         call is valued as a check) and ``sets`` (that, with sets of models called together as one
-        action, sent in parallel by the server): :mod:`routecast.cascade.set_actions`.
+        action, sent in parallel by the server): :mod:`routecast.cascade.set_actions` (opt-in,
+        like ``empirical``: why is measured there).
     """
 
     _POINTS_HINT = "add_operating_point first"
