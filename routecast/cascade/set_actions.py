@@ -30,9 +30,10 @@ that reached a state like ``r``'s; the state enters through the level it starts 
 Why opt-in (not in the default ``lookaheads``): measured on zeroeval_gsm_13models and the GSM8K
 part of routellm_strong_weak (benchmarks/results/cascades_issue27_sets.md), validation does not
 separate the modes on the first (132 prompts, AIQ within 1e-4; it keeps ``normal``) and ``sets``
-alone is not better on its test split (AIQ 0.9666 against 0.9689): on its training prompts three
-agreeing cheap answers look as good as the strong model's, so the plan calls a third cheap model
-where the strong one would have paid on test. On the second it matches (+0.0016, interval across 0).
+alone is not better on its test split (AIQ 0.9666 against 0.9689): the posterior (fitted on
+train) rates the best of three cheap answers as high as the strong model's (0.969 against 0.965
+on the test prompts, where they score 0.953 against 0.971), so the plan calls a third cheap model
+where the strong one would have paid. On the second it matches (+0.0016, interval across 0).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from routecast.cascade.cascade_router import CascadeRouter
-from routecast.cascade.set_actions import call_sets
+from routecast.cascade.called_sets import masks
+from routecast.cascade.planner import Planner
+from routecast.cascade.set_actions import call_sets, conditional_values
 from tests.cascade.test_cascade_router import ENC, logged_caller, parts, synthetic
 
 
@@ -19,6 +21,35 @@ def test_call_sets_are_the_uncalled_sets_within_max_calls():
     assert call_sets(0b001, 3, 3, sets=True) == [2, 4, 6]
     assert call_sets(0b011, 3, 2, sets=True) == []
     assert call_sets(0b011, 3, 3, sets=False) == [4]
+
+
+def test_a_cheap_call_is_valued_as_a_check_from_the_state_each_draw_reaches():
+    """A has answered (posterior 0.6). Two sampled prompts: on one B agrees with A (both to 0.95),
+    on the other it disagrees (both to 0.2) and only then is C (0.9 -> 1.0 with its answer) worth
+    its cost. Calling B is worth (0.95 + (1.95 / 2 - 10 lam)) / 2 before paying for it: stop on the
+    agreement, call C on the disagreement."""
+    from types import SimpleNamespace
+
+    sets = masks(3, 3, with_empty=True)  # [{}, A, B, C, AB, AC, BC, ABC]
+    flat = [0.6, 0.6, 0.9]
+    samples = np.array([[flat] * 4 + [[0.95, 0.95, 0.9], flat, flat, [0.95, 0.95, 0.9]],
+                        [flat] * 4 + [[0.2, 0.2, 0.9], flat, flat, [0.2, 0.2, 1.0]]])
+    owner = SimpleNamespace(pool_=("A", "B", "C"), max_calls_=3, costs_=np.array([1.0, 1.0, 10.0]), kappa_=1.0,
+                            mask_index_={m: i for i, m in enumerate(sets)}, samples_=samples,
+                            lookahead_="conditional")
+    planner = Planner(owner, np.zeros(3), None)
+    planner.posteriors[1] = np.array(flat)
+    values = conditional_values(planner, 1, np.array(flat), [2, 4, 6], np.array([0.01]))
+    # B: agree -> stop at 0.95; disagree -> C: (0.9 + 1.0) / 2 - 0.1. C: then B (0.95 + 1.0) / 2 - 0.01.
+    # {B, C} at once: (0.95 + 1.0) / 2, nothing left to call.
+    np.testing.assert_allclose(values[0], [(0.95 + 0.85) / 2, 0.965, 0.975])
+    actions, choice = planner.table(1, np.array([0.01, 0.2]))
+    assert list(actions) == [0, 2, 4]  # stop, B, C: one model per call in this mode
+    assert [int(actions[c]) for c in choice] == [2, 0]  # check with B at lam 0.01; stop at 0.2
+    owner.lookahead_ = "sets"
+    planner.tables.clear()
+    actions, choice = planner.table(1, np.array([0.01]))
+    assert list(actions) == [0, 2, 4, 6] and int(actions[choice[0]]) == 2  # {B, C}: 0.975 - 0.11 < 0.89
 
 
 @pytest.fixture(scope="module")
