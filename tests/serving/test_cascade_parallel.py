@@ -49,11 +49,14 @@ def _ask(client, facts, which, **extra):
     return client.post("/v1/chat/completions", json=body)
 
 
-def test_the_planned_pair_is_called_in_parallel_paid_for_and_the_plan_picks_the_answer(planned, fake):
+def test_the_planned_pair_is_called_in_parallel_paid_for_and_the_plan_picks_the_answer(planned, fake, tmp_path):
+    from routecast.data.decision_log import DecisionLog
+
     path, cascade, facts = planned
     costs = dict(zip(cascade.pool_, cascade.costs_))
+    db = tmp_path / "decisions.sqlite"
     app = create_app(path, backends=backends_for({m: fake.base_url for m in cascade.pool_}),
-                     settings={"spend_budget_usd": 1000.0})
+                     settings={"spend_budget_usd": 1000.0}, decision_log=db)
     with TestClient(app) as client:
         r = _ask(client, facts, "stop")
         assert r.status_code == 200, r.text
@@ -79,6 +82,10 @@ def test_the_planned_pair_is_called_in_parallel_paid_for_and_the_plan_picks_the_
         assert r.headers["x-routecast-model"] == facts["escalate"]["chosen"] == "C"
         total = costs["A"] + costs["B"] + costs["C"]
         assert client.app.state.server.limits.spent("anonymous") == pytest.approx(costs["A"] + costs["B"] + total)
+    with DecisionLog(db) as log:  # every call of both requests logged with its cost
+        rows = sorted(log.records(), key=lambda r: r["realised_cost"])
+    assert [sorted(c["model"] for c in r["extra"]["cascade"]["calls"]) for r in rows] == [["A", "B"], ["A", "B", "C"]]
+    assert [r["realised_cost"] for r in rows] == pytest.approx([costs["A"] + costs["B"], total])
 
 
 def test_a_failed_member_ends_the_cascade_with_the_answer_that_came(planned, fake):
