@@ -20,9 +20,10 @@ model's answer alone moves nothing on a log where only agreement is informative,
 then C only if B disagrees" is a two-step plan the follow-up sets cannot express - so from the
 empty set it calls the strong model directly. The normal draws overstate what one answer alone
 reveals (their spread is averaged over states that include agreement), which by accident values
-the first cheap call. A look-ahead that conditions the follow-up on the drawn answer is the fix:
-:mod:`routecast.cascade.set_actions` (modes ``conditional`` and ``sets``), which reads the sampled
-training posteriors at every called set (:func:`sampled_posteriors`, the same sampled prompts).
+the first cheap call. :mod:`routecast.cascade.set_actions` (modes ``conditional`` and ``sets``)
+conditions the follow-up on the drawn answer and calls sets of models together, from the sampled
+training posteriors at every called set (:func:`sampled_posteriors`, the same sampled prompts);
+it is opt-in too (what it measured is there).
 """
 
 from __future__ import annotations
