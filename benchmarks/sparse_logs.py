@@ -97,16 +97,10 @@ def aiq_on(router, test, X, c_range) -> float:
     return float(aiq(curve.cost, curve.quality, *c_range))
 
 
-def percentile_ci(values: np.ndarray, rng, n_boot: int = 1000) -> tuple[float, float]:
-    idx = rng.integers(0, len(values), (n_boot, len(values)))
-    means = values[idx].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def coverage(splits, X, test, policy, kind, best, budget, draws, encoder) -> dict:
+def coverage(splits, X, test, policy, kind, best, budget, draws, encoder, estimator="dr") -> dict:
     """Re-draw the logging ``draws`` times: train, calibrate and estimate from the sparse log alone."""
     from routecast.evaluation.measure import sweep_router
-    from routecast.router.estimated_split import estimated_split
+    from routecast.router.estimated_split import estimated_split, policy_interval
 
     covered, details = 0, []
     t0 = time.perf_counter()
@@ -115,17 +109,16 @@ def coverage(splits, X, test, policy, kind, best, budget, draws, encoder) -> dic
         train, val, tst = (sparsify(s, logging_policy(s, policy, best, rng), kind)
                            for s in (splits.train, splits.val, splits.test))
         router = fit("linear", train, X["train"], encoder)
-        val_est, _ = estimated_split(val, train)
+        val_est, _ = estimated_split(val, train, estimator=estimator)
         router.calibrate(val_est, embeddings=X["val"])
         lam = float(router.operating_curve().lams[router.operating_curve().index_for(budget=budget)])
-        test_est, info = estimated_split(tst, train)
+        test_est, info = estimated_split(tst, train, estimator=estimator)
         est_curve = sweep_router(router, test_est, embeddings=X["test"], lams=[lam], diagnostics=False)
         true_curve = sweep_router(router, test, embeddings=X["test"], lams=[lam], diagnostics=False)
-        _, per_prompt_q = est_curve.per_prompt()
-        lo, hi = percentile_ci(per_prompt_q[0], rng)
+        estimate, (lo, hi) = policy_interval(tst, train, est_curve.choices[0], estimator=estimator, seed=draw)
         truth = float(true_curve.quality[0])
         covered += lo <= truth <= hi
-        details.append({"draw": draw, "estimate": float(est_curve.quality[0]), "ci": [lo, hi], "true": truth,
+        details.append({"draw": draw, "estimate": estimate, "ci": [lo, hi], "true": truth,
                         "cost_true": float(true_curve.cost[0]), "propensities": info["propensities"],
                         "positivity_fails": len(info["positivity_fails"])})
     return {"draws": draws, "covered": int(covered), "share": covered / max(draws, 1),
