@@ -3,8 +3,8 @@
 One shared trunk and one sigmoid head per model (:class:`~routecast.router.quality_net.QualityMLP`),
 trained with PyTorch Lightning on the logged outcomes; cells that were not logged (NaN) are
 masked out of the loss, and on a traffic log each logged cell is weighed by its inverse logging
-propensity (:meth:`OutcomeLog.propensity_weights`). A seeded share of the training prompts is held out inside ``fit`` for
-early stopping, and the weights of the best validation epoch are kept.
+propensity (:meth:`OutcomeLog.propensity_weights`). A seeded share of the training prompts is held
+out inside ``fit`` for early stopping, and the weights of the best validation epoch are kept.
 
 Prediction needs only torch: Lightning is imported inside ``fit`` and nowhere else. Torch itself
 is imported inside ``fit``/``_build_net`` only, so the lean runtime (no torch) loads a checkpoint
