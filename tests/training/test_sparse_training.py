@@ -46,17 +46,21 @@ def test_task_prior_weighted_by_logged_propensities_recovers_the_quality():
     assert abs(weighted.table_[0, 0] - 0.6) < 0.03  # the whole prompt distribution
     assert abs(unweighted.table_[0, 0] - 0.78) < 0.03  # the logging policy's share of easy prompts
     assert abs(weighted.table_[0, 1] - 0.5) < 0.04
+    best = make_router("best-single").fit(_skewed_traffic())
+    assert best.mean_scores_[0] == pytest.approx(weighted.table_[0, 0])
 
 
-def test_mlp_weighted_by_logged_propensities_recovers_the_quality():
+@pytest.mark.parametrize("name", ["mlp", "mf"])
+def test_nets_weighted_by_logged_propensities_recover_the_quality(name):
     pytest.importorskip("torch")
     pytest.importorskip("pytorch_lightning")
     fits = {}
     for logged in (True, False):
         log = _skewed_traffic(n=2000, logged_propensity=logged)
         X = np.random.default_rng(1).normal(size=(log.n_prompts, 8)).astype(np.float32) * 0.01  # no signal
-        router = make_router("mlp", hidden_dim=8, n_layers=1, max_epochs=30, patience=30, lr=1e-2,
-                             encoder=HASHING)
+        params = ({"hidden_dim": 8, "n_layers": 1, "max_epochs": 30, "patience": 30} if name == "mlp"
+                  else {"epochs": 30})
+        router = make_router(name, lr=1e-2, encoder=HASHING, **params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             router.fit(log, X)
