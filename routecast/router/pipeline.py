@@ -31,6 +31,8 @@ class Prepared:
     """A loaded log, its three splits and lazily computed (cached) embeddings per split.
 
     ``log`` and the splits are OutcomeLogs or, for preference data, PairwiseLogs (``pairwise``).
+    ``logged`` holds the val/test splits of a traffic log as logged (sparse), before they were
+    replaced by their estimates (what a policy's interval is computed from).
     """
 
     log: OutcomeLog
@@ -39,6 +41,7 @@ class Prepared:
     test: OutcomeLog
     encoder: str
     settings: dict[str, Any]
+    logged: dict[str, OutcomeLog] = field(default_factory=dict, repr=False)
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _encoder_obj: Any = field(default=None, repr=False)
 
@@ -116,13 +119,14 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
             log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
         require_two_models(log)
     splits = split_log(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
-    estimates = {}
+    estimates, logged = {}, {}
     if not isinstance(log, PairwiseLog):  # a traffic log: val and test are estimated from their logged cells
         from routecast.router.estimated_split import estimated_split
 
         for name in ("val", "test"):
             if getattr(splits, name).is_sparse():
-                filled, estimates[name] = estimated_split(getattr(splits, name), splits.train, estimator=estimator)
+                logged[name] = getattr(splits, name)
+                filled, estimates[name] = estimated_split(logged[name], splits.train, estimator=estimator)
                 splits = splits._replace(**{name: filled})
     requested = encoder
     if not isinstance(log, PairwiseLog) and encoder.partition(":")[0].strip().lower() == "trained-static":
@@ -143,7 +147,7 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
     if estimator != "dr":
         settings["estimator"] = estimator
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,
-                    settings=settings)
+                    settings=settings, logged=logged)
 
 
 def require_two_models(log: OutcomeLog) -> None:

@@ -200,7 +200,10 @@ def test_cli_estimator_switch_is_named_in_the_report(tmp_path, monkeypatch):
     assert "snips" in json.dumps(run)  # calibrate rebuilds the splits with the same estimator
     calibrated = runner.invoke(app, ["calibrate", "run-snips", "--budget", "0.0003", "--no-track"])
     assert calibrated.exit_code == 0, calibrated.output
-    assert "test quality is the SNIPS estimate" in calibrated.output
+    assert "test quality is the SNIPS estimate" in calibrated.output and "95% interval [" in calibrated.output
+    test_split = json.loads((tmp_path / "run-snips" / "calibration.json").read_text())["test_split"]
+    lo, hi = test_split["quality_ci"]
+    assert lo < test_split["quality"] < hi and hi - lo > 0.05
     bad = runner.invoke(app, ["train", "-d", "traffic.jsonl", "-r", "task-prior", "-o", "x", "--estimator", "magic",
                               "--no-track"])
     assert bad.exit_code != 0 and "--estimator must be one of dr, dm, ips, snips" in bad.output
