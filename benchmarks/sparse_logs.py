@@ -134,7 +134,8 @@ def coverage(splits, X, test, policy, kind, best, budget, draws, encoder, router
             "seconds": round(time.perf_counter() - t0, 1), "draws_detail": details}
 
 
-def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None, aiq_draws: int = 3) -> dict:
+def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None, aiq_draws: int = 3,
+                coverage_routers: tuple[str, ...] = COVERAGE_ROUTERS) -> dict:
     from routecast.data import split_log
     from routecast.router.embedding_cache import embed
     from routecast.router.encoders import get_encoder
@@ -179,7 +180,7 @@ def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None, ai
         out["aiq"][policy] = {"routers": rows, "best_sparse_router": top, "best_diff": fine[top]["diff"]}
 
         out["coverage"][policy] = {r: {kind: coverage(splits, X, test, policy, kind, best, budget, draws, encoder, r)
-                                       for kind in PROPENSITIES} for r in COVERAGE_ROUTERS}
+                                       for kind in PROPENSITIES} for r in coverage_routers}
         print(f"{name} {policy}: best sparse {top} diff {fine[top]['diff']:+.4f}; coverage "
               + ", ".join(f"{r}/{k} {v['covered']}/{draws}" for r, kinds in out["coverage"][policy].items()
                           for k, v in kinds.items()), flush=True)
@@ -232,13 +233,16 @@ def main() -> None:
     parser.add_argument("--encoder", default="static")
     parser.add_argument("--max-prompts", type=int, default=None, help="seeded subset of each log (time)")
     parser.add_argument("--aiq-draws", type=int, default=3, help="seeded logging draws the sparse AIQ is averaged over")
+    parser.add_argument("--coverage-routers", default=",".join(COVERAGE_ROUTERS),
+                        help="routers whose calibrated quality's DR interval is checked on every re-draw")
     parser.add_argument("--out", default=str(HERE / "results" / "sparse_logs"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from routecast.atomic import write_json, write_text
 
     start = time.perf_counter()
-    results = [run_dataset(name.strip(), args.draws, args.encoder, args.max_prompts, args.aiq_draws)
+    coverage_routers = tuple(r.strip() for r in args.coverage_routers.split(",") if r.strip())
+    results = [run_dataset(name.strip(), args.draws, args.encoder, args.max_prompts, args.aiq_draws, coverage_routers)
                for name in args.datasets.split(",") if name.strip()]
     summary = {"benchmark": "sparse_logs", "issue": 23, "encoder": args.encoder, "draws": args.draws,
                "aiq_draws": args.aiq_draws, "estimator": "dr",
@@ -247,7 +251,7 @@ def main() -> None:
                "targets": {res["dataset"]: {
                    "aiq_within_0.01_under_uniform": abs(res["aiq"]["uniform"]["best_diff"]) <= 0.01,
                    "coverage_at_least_90pct": {f"{p}/{r}/{k}": res["coverage"][p][r][k]["share"] >= 0.9
-                                               for p in ("uniform", "skewed") for r in COVERAGE_ROUTERS
+                                               for p in ("uniform", "skewed") for r in res["coverage"][p]
                                                for k in PROPENSITIES}}
                    for res in results}}
     write_json(args.out + ".json", summary)
