@@ -4,12 +4,15 @@ A product's traffic log holds, per prompt, the answer of the model that served i
 few). Measuring a router on it exactly would need every model's score on every prompt; keeping
 only complete prompts leaves none. Instead, a sparse split (:meth:`OutcomeLog.is_sparse`) is replaced by its **estimated outcome matrix**: every cell
 becomes the doubly robust pseudo-outcome (:func:`routecast.evaluation.off_policy.pseudo_outcomes`)
-of an outcome model fitted on the train split (per-group means shrunk to the model's mean, the
-``task-prior`` rule of :mod:`routecast.router.group_prior`) corrected by each logged cell
+of an outcome model (per-group means shrunk to the model's mean, the ``task-prior`` rule of
+:mod:`routecast.router.group_prior`) corrected by each logged cell
 weighted by one over its logging probability (:meth:`OutcomeLog.logging_propensities`, logged
 or estimated). The mean of the cells a policy picks is then its DR estimate, so every curve,
 single model, AIQ, bootstrap interval and calibrated budget downstream is computed by the same
-code as on a matrix, now from the logged cells alone; costs stay the known ones.
+code as on a matrix, now from the logged cells alone; costs stay the known ones. One policy's
+estimate and its interval at one operating point (what ``calibrate`` reports) is
+:func:`policy_interval`: the bootstrap alone is too narrow where a policy leans on a rarely
+logged model.
 
 The outcome model must not see the cell it corrects: it is cross-fitted (:func:`cross_fitted_model`:
 train's cells and the split's other folds, group means shrunk by empirical Bayes), and one
