@@ -73,10 +73,11 @@ def test_nets_weighted_by_logged_propensities_recover_the_quality(name):
     assert abs(fits[False] - float(log.scores[cells, 0].mean())) < 0.04  # 0.766: the logging policy's mix
 
 
-def test_knn_on_a_traffic_log_takes_each_models_own_neighbours():
+def test_knn_on_a_traffic_log_takes_each_models_own_neighbours(tmp_path):
     log = _skewed_traffic(n=600)
     easy = np.arange(600) % 2 == 0
     X = np.where(easy[:, None], [1.0, 0.0], [0.0, 1.0]) + np.random.default_rng(2).normal(size=(600, 2)) * 0.01
+    X = np.hstack([X, np.zeros((600, 62))])  # the encoder's width, so the checkpoint's probe fits
     router = make_router("knn", k=20, encoder=HASHING).fit(log, X)
     q = router.predict_quality(embeddings=X[:2])  # an easy and a hard prompt
     # 20 logged cells of model a each: ~0.9 on easy prompts, ~0.3 on hard ones
@@ -84,6 +85,10 @@ def test_knn_on_a_traffic_log_takes_each_models_own_neighbours():
     assert router.train_weights_.shape == (600, 2) and (router.train_weights_[np.isnan(log.scores)] == 0).all()
     complete = OutcomeLog(log.prompt_ids, log.prompts, log.models, np.nan_to_num(log.scores), log.costs)
     assert not hasattr(make_router("knn", k=20, encoder=HASHING).fit(complete, X), "train_weights_")
+    from routecast.core.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(save_checkpoint(router, tmp_path / "knn"))  # the weights travel with it
+    np.testing.assert_array_equal(loaded.predict_quality(embeddings=X[:50]), router.predict_quality(embeddings=X[:50]))
 
 
 def test_eb_strength_is_within_over_between_variance():
