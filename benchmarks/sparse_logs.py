@@ -7,16 +7,19 @@ every train, validation and test prompt keeps the score of ONE model, drawn by a
 * (b) ``skewed``: 70 % to the best single model of the train split, the rest uniform over the others;
 * (c) ``per-benchmark``: deterministic, one model per benchmark (round robin over sorted benchmarks).
 
-Routers are fitted on the sparse train split (logged cells only) and, for comparison, on the
+Routers are fitted on the sparse train split (logged cells only, each weighed by its logged
+propensity) over ``--aiq-draws`` seeded logging draws (mean reported) and, for comparison, on the
 complete train split; both are measured on the COMPLETE test matrix (AIQ over the single models'
 cost range). Target under (a): the best sparse-trained router's AIQ within 0.01 of the same router
 trained on the complete matrix.
 
-Then, per seeded re-draw of the logging, a linear router is trained on the sparse train split,
+Then, per seeded re-draw of the logging, each of ``COVERAGE_ROUTERS`` (linear, task-prior) is
+trained on the sparse train split,
 calibrated on the sparse validation split (its doubly robust estimate,
 :mod:`routecast.router.estimated_split`) for a budget of half the best single model's cost, and
-its quality at that budget is estimated from the sparse test split alone (DR, 95 % percentile
-bootstrap over prompts). Coverage = share of re-draws whose interval holds the router's quality at
+its quality at that budget is estimated from the sparse test split alone (DR with its 95 % interval,
+:func:`routecast.router.estimated_split.policy_interval`: bootstrap over prompts of the
+pseudo-outcomes, widened to the logging draw's own variance). Coverage = share of re-draws whose interval holds the router's quality at
 the same lam on the complete test matrix. Target: >= 90 % of 50 re-draws under (a) and (b).
 Both ways a traffic log gives propensities are run on the same draws: ``logged`` (the simulated
 log carries each choice's probability, as a ``propensity`` field) and ``estimated`` (per benchmark,
@@ -43,6 +46,8 @@ if str(REPO) not in sys.path:
 SHARED = Path("/work/shared/data")
 POLICIES = ("uniform", "skewed", "per-benchmark")
 ROUTERS = ("linear", "knn", "task-prior", "prior-residual")
+#: the routers whose calibrated quality is estimated (DR) on every re-draw
+COVERAGE_ROUTERS = ("linear", "task-prior")
 #: propensities as a real traffic log may give them: logged (a `propensity` field) or estimated
 PROPENSITIES = ("logged", "estimated")
 
@@ -97,16 +102,11 @@ def aiq_on(router, test, X, c_range) -> float:
     return float(aiq(curve.cost, curve.quality, *c_range))
 
 
-def percentile_ci(values: np.ndarray, rng, n_boot: int = 1000) -> tuple[float, float]:
-    idx = rng.integers(0, len(values), (n_boot, len(values)))
-    means = values[idx].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def coverage(splits, X, test, policy, kind, best, budget, draws, encoder) -> dict:
+def coverage(splits, X, test, policy, kind, best, budget, draws, encoder, router_name="linear",
+             estimator="dr") -> dict:
     """Re-draw the logging ``draws`` times: train, calibrate and estimate from the sparse log alone."""
     from routecast.evaluation.measure import sweep_router
-    from routecast.router.estimated_split import estimated_split
+    from routecast.router.estimated_split import estimated_split, policy_interval
 
     covered, details = 0, []
     t0 = time.perf_counter()
@@ -114,18 +114,17 @@ def coverage(splits, X, test, policy, kind, best, budget, draws, encoder) -> dic
         rng = np.random.default_rng(1000 + draw)
         train, val, tst = (sparsify(s, logging_policy(s, policy, best, rng), kind)
                            for s in (splits.train, splits.val, splits.test))
-        router = fit("linear", train, X["train"], encoder)
-        val_est, _ = estimated_split(val, train)
+        router = fit(router_name, train, X["train"], encoder)
+        val_est, _ = estimated_split(val, train, estimator=estimator)
         router.calibrate(val_est, embeddings=X["val"])
         lam = float(router.operating_curve().lams[router.operating_curve().index_for(budget=budget)])
-        test_est, info = estimated_split(tst, train)
+        test_est, info = estimated_split(tst, train, estimator=estimator)
         est_curve = sweep_router(router, test_est, embeddings=X["test"], lams=[lam], diagnostics=False)
         true_curve = sweep_router(router, test, embeddings=X["test"], lams=[lam], diagnostics=False)
-        _, per_prompt_q = est_curve.per_prompt()
-        lo, hi = percentile_ci(per_prompt_q[0], rng)
+        estimate, (lo, hi) = policy_interval(tst, train, est_curve.choices[0], estimator=estimator, seed=draw)
         truth = float(true_curve.quality[0])
         covered += lo <= truth <= hi
-        details.append({"draw": draw, "estimate": float(est_curve.quality[0]), "ci": [lo, hi], "true": truth,
+        details.append({"draw": draw, "estimate": estimate, "ci": [lo, hi], "true": truth,
                         "cost_true": float(true_curve.cost[0]), "propensities": info["propensities"],
                         "positivity_fails": len(info["positivity_fails"])})
     return {"draws": draws, "covered": int(covered), "share": covered / max(draws, 1),
@@ -135,7 +134,8 @@ def coverage(splits, X, test, policy, kind, best, budget, draws, encoder) -> dic
             "seconds": round(time.perf_counter() - t0, 1), "draws_detail": details}
 
 
-def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None) -> dict:
+def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None, aiq_draws: int = 3,
+                coverage_routers: tuple[str, ...] = COVERAGE_ROUTERS) -> dict:
     from routecast.data import split_log
     from routecast.router.embedding_cache import embed
     from routecast.router.encoders import get_encoder
@@ -161,55 +161,67 @@ def run_dataset(name: str, draws: int, encoder: str, max_prompts: int | None) ->
 
     complete_aiq = {r: aiq_on(fit(r, splits.train, X["train"], encoder), test, X["test"], c_range) for r in ROUTERS}
     for policy in POLICIES:
-        rng = np.random.default_rng(1)
-        sparse_train = sparsify(splits.train, logging_policy(splits.train, policy, best, rng), "logged")
+        # several seeded logging draws: one draw's AIQ moves by about 0.01 with the draw alone
+        sparse_trains = [sparsify(splits.train, logging_policy(splits.train, policy, best, np.random.default_rng(1 + d)),
+                                  "logged") for d in range(aiq_draws)]
         rows = {}
         for r in ROUTERS:
             try:
-                value = aiq_on(fit(r, sparse_train, X["train"], encoder), test, X["test"], c_range)
+                values = [aiq_on(fit(r, sparse_train, X["train"], encoder), test, X["test"], c_range)
+                          for sparse_train in sparse_trains]
             except Exception as exc:  # a router that cannot learn from this shape of log: say so
                 rows[r] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
                 continue
-            rows[r] = {"complete": complete_aiq[r], "sparse": value, "diff": value - complete_aiq[r]}
+            value = float(np.mean(values))
+            rows[r] = {"complete": complete_aiq[r], "sparse": value, "diff": value - complete_aiq[r],
+                       "sparse_draws": values, "sparse_sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
         fine = {r: v for r, v in rows.items() if "sparse" in v}
         top = max(fine, key=lambda r: fine[r]["sparse"])
         out["aiq"][policy] = {"routers": rows, "best_sparse_router": top, "best_diff": fine[top]["diff"]}
 
-        out["coverage"][policy] = {}
-        for kind in PROPENSITIES:
-            out["coverage"][policy][kind] = coverage(splits, X, test, policy, kind, best, budget, draws, encoder)
+        out["coverage"][policy] = {r: {kind: coverage(splits, X, test, policy, kind, best, budget, draws, encoder, r)
+                                       for kind in PROPENSITIES} for r in coverage_routers}
         print(f"{name} {policy}: best sparse {top} diff {fine[top]['diff']:+.4f}; coverage "
-              + ", ".join(f"{k} {v['covered']}/{draws}" for k, v in out["coverage"][policy].items()), flush=True)
+              + ", ".join(f"{r}/{k} {v['covered']}/{draws}" for r, kinds in out["coverage"][policy].items()
+                          for k, v in kinds.items()), flush=True)
     return out
 
 
 def markdown(results: list[dict], args) -> str:
     lines = ["# Routers from traffic logs (benchmarks/sparse_logs.py, issue 23)", "",
-             f"Encoder `{args.encoder}`; split 60/15/25 by prompt (seed 0); {args.draws} seeded re-draws of the "
-             "logging per policy for coverage, with propensities logged and estimated per benchmark. "
-             "AIQ over the single models' cost range on the COMPLETE test matrix.", ""]
+             f"Encoder `{args.encoder}`; split 60/15/25 by prompt (seed 0)"
+             + (f", a seeded subset of {args.max_prompts} prompts per log" if args.max_prompts else "")
+             + f"; {args.draws} seeded re-draws of the logging per policy for coverage, with propensities logged "
+             "and estimated per benchmark. AIQ over the single models' cost range on the COMPLETE test matrix. "
+             "Coverage: the DR estimate (outcome model cross-fitted on train and the split's other folds, "
+             "empirical-Bayes shrunk) with its 95 % interval (bootstrap over prompts of the pseudo-outcomes, "
+             "widened to the logging draw's own variance: `routecast.router.estimated_split.policy_interval`).", ""]
     for res in results:
         lines += [f"## {res['dataset']}", "",
                   f"prompts {res['prompts']}; best single model (train) {res['best_single_train']}; "
                   f"calibration budget {res['budget']:.6g} USD/query (half its cost).", "",
-                  "| logging policy | router | AIQ trained on complete train | AIQ trained on sparse train | diff |",
-                  "|---|---|---:|---:|---:|"]
+                  f"| logging policy | router | AIQ trained on complete train | AIQ trained on sparse train "
+                  f"(mean of {args.aiq_draws} logging draws) | sd over draws | diff |",
+                  "|---|---|---:|---:|---:|---:|"]
         for policy, block in res["aiq"].items():
             for r, v in block["routers"].items():
                 if "error" in v:
-                    lines.append(f"| {policy} | {r} | – | cannot train: {v['error']} | – |")
+                    lines.append(f"| {policy} | {r} | – | cannot train: {v['error']} | – | – |")
                 else:
                     mark = " **(best sparse)**" if r == block["best_sparse_router"] else ""
-                    lines.append(f"| {policy} | {r}{mark} | {v['complete']:.4f} | {v['sparse']:.4f} | {v['diff']:+.4f} |")
-        lines += ["", "| logging policy | propensities | DR 95% interval covers the complete-matrix quality | "
+                    lines.append(f"| {policy} | {r}{mark} | {v['complete']:.4f} | {v['sparse']:.4f} | "
+                                 f"{v.get('sparse_sd', 0.0):.4f} | {v['diff']:+.4f} |")
+        lines += ["", "| logging policy | router | propensities | DR 95% interval covers the complete-matrix quality | "
                   "mean error | mean abs error | mean interval width | draw 0: estimate [95% CI] vs true |",
-                  "|---|---|---:|---:|---:|---:|---|"]
-        for policy, kinds in res["coverage"].items():
-            for kind, cov in kinds.items():
-                d = cov["draws_detail"][0] if cov["draws_detail"] else None
-                ex = f"{d['estimate']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] vs {d['true']:.4f}" if d else "–"
-                lines.append(f"| {policy} | {kind} | {cov['covered']}/{cov['draws']} ({cov['share']:.0%}) | "
-                             f"{cov['mean_error']:+.4f} | {cov['mean_abs_error']:.4f} | {cov['mean_ci_width']:.4f} | {ex} |")
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for policy, routers in res["coverage"].items():
+            for r, kinds in routers.items():
+                for kind, cov in kinds.items():
+                    d = cov["draws_detail"][0] if cov["draws_detail"] else None
+                    ex = f"{d['estimate']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] vs {d['true']:.4f}" if d else "–"
+                    lines.append(f"| {policy} | {r} | {kind} | {cov['covered']}/{cov['draws']} ({cov['share']:.0%}) | "
+                                 f"{cov['mean_error']:+.4f} | {cov['mean_abs_error']:.4f} | "
+                                 f"{cov['mean_ci_width']:.4f} | {ex} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -220,21 +232,27 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--encoder", default="static")
     parser.add_argument("--max-prompts", type=int, default=None, help="seeded subset of each log (time)")
+    parser.add_argument("--aiq-draws", type=int, default=3, help="seeded logging draws the sparse AIQ is averaged over")
+    parser.add_argument("--coverage-routers", default=",".join(COVERAGE_ROUTERS),
+                        help="routers whose calibrated quality's DR interval is checked on every re-draw")
     parser.add_argument("--out", default=str(HERE / "results" / "sparse_logs"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from routecast.atomic import write_json, write_text
 
     start = time.perf_counter()
-    results = [run_dataset(name.strip(), args.draws, args.encoder, args.max_prompts)
+    coverage_routers = tuple(r.strip() for r in args.coverage_routers.split(",") if r.strip())
+    results = [run_dataset(name.strip(), args.draws, args.encoder, args.max_prompts, args.aiq_draws, coverage_routers)
                for name in args.datasets.split(",") if name.strip()]
     summary = {"benchmark": "sparse_logs", "issue": 23, "encoder": args.encoder, "draws": args.draws,
+               "aiq_draws": args.aiq_draws, "estimator": "dr",
                "max_prompts": args.max_prompts, "python": platform.python_version(),
                "seconds": round(time.perf_counter() - start, 1), "results": results,
                "targets": {res["dataset"]: {
                    "aiq_within_0.01_under_uniform": abs(res["aiq"]["uniform"]["best_diff"]) <= 0.01,
-                   "coverage_at_least_90pct": {f"{p}/{k}": res["coverage"][p][k]["share"] >= 0.9
-                                               for p in ("uniform", "skewed") for k in PROPENSITIES}}
+                   "coverage_at_least_90pct": {f"{p}/{r}/{k}": res["coverage"][p][r][k]["share"] >= 0.9
+                                               for p in ("uniform", "skewed") for r in res["coverage"][p]
+                                               for k in PROPENSITIES}}
                    for res in results}}
     write_json(args.out + ".json", summary)
     write_text(args.out + ".md", markdown(results, args))

@@ -57,6 +57,10 @@ PriceTableFile = Annotated[Optional[Path], typer.Option(
 Duplicates = Annotated[str, typer.Option(
     "--duplicates", help=("Repeated (prompt, model) rows: mean (merge into their mean score and cost, counted), "
                           "first, last, or error."))]
+Estimator = Annotated[str, typer.Option(
+    "--estimator", help=("How a traffic log's val/test splits (too few prompts with every model's score) are "
+                         "estimated from the logged cells: dr (doubly robust, default), dm (outcome model), "
+                         "ips or snips (inverse-propensity weighted); the report names it."))]
 Track = Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")]
 TrackingUri = Annotated[Optional[str], typer.Option("--tracking-uri", help=TRACKING_URI_HELP)]
 
@@ -80,6 +84,8 @@ class OptionGroup:
 #: the split of an outcome log (what ``prepare`` takes), shared by evaluate, train, tune, cascade...
 SPLIT = OptionGroup(val=(Val, 0.1), test=(Test, 0.2), seed=(Seed, 0), use_logged_split=(UseLoggedSplit, False),
                     limit=(Limit, None))
+#: how the val/test splits of a traffic log are estimated (``--estimator``): ``prepare(data, **estimation)``
+ESTIMATION = OptionGroup(estimator=(Estimator, "dr"))
 #: how to read a log whose columns, costs or repeats are the user's own (``--map``, ``--price-table``,
 #: ``--duplicates``), named as the library takes them: ``prepare(data, **files)``
 DATA_FILES = OptionGroup(columns=(ColumnMap, None), prices=(PriceTableFile, None), duplicates=(Duplicates, "mean"))

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import DATA_FILES, SPLIT, Data, Encoder, Out, split_names
+from routecast.cli_options import DATA_FILES, ESTIMATION, SPLIT, Data, Encoder, Out, split_names
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 
@@ -28,6 +28,7 @@ def cascade(
     models: Annotated[Optional[str], typer.Option(help="Comma-separated candidate models (default: all).")] = None,
     max_len: Annotated[int, typer.Option(help="Longest chain tried by the chain search (0: no search).")] = 3,
     files: dict = DATA_FILES,
+    estimation: dict = ESTIMATION,
     split: dict = SPLIT,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the AIQ intervals.")] = 200,
     out: Out = Path("runs/cascade"),
@@ -41,8 +42,8 @@ def cascade(
     from routecast.cascade.evaluation import run_cascade_evaluation
 
     result = run_cascade_evaluation(data, chain=split_names(chain), deferral=deferral, encoder=encoder,
-                                    router=router, models=split_names(models), max_len=max_len, **files, **split,
-                                    n_boot=n_boot, out=out)
+                                    router=router, models=split_names(models), max_len=max_len, **files,
+                                    **estimation, **split, n_boot=n_boot, out=out)
     for line in result.summary_lines():
         typer.echo(line)
     typer.echo(f"report: {result.report_path}")

@@ -240,7 +240,7 @@ def prepare_priced(data: str, *, prices=None, **prepare_kwargs):
 
 def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", encoder: str = DEFAULT_ENCODER,
                            router: str = "knn", models=None, max_len: int = 3, prices=None, columns=None,
-                           duplicates: str = "mean", val: float = 0.1,
+                           duplicates: str = "mean", estimator: str = "dr", val: float = 0.1,
                            test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
                            limit: int | None = None, n_boot: int = 200,
                            out: Path = Path("runs/cascade")) -> CascadeComparison:
@@ -248,7 +248,8 @@ def run_cascade_evaluation(data: str, *, chain=None, deferral: str = "ex-ante", 
     command (:func:`routecast.router.pipeline.prepare`), then fit and compare one cascade."""
     from routecast.cascade.cascade import Cascade, search_chains
 
-    prepared = prepare_priced(data, prices=prices, columns=columns, duplicates=duplicates, encoder=encoder, val=val,
+    prepared = prepare_priced(data, prices=prices, columns=columns, duplicates=duplicates, estimator=estimator,
+                              encoder=encoder, val=val,
                               test=test, seed=seed, use_logged_split=use_logged_split, limit=limit, models=models)
     log, train, val_log, test_log = prepared.log, prepared.train, prepared.val, prepared.test
     params = {"deferral": deferral, "router": router, "encoder": encoder}

@@ -168,6 +168,11 @@ class OutcomeLog:
         oracle is unknown."""
         return self.n_prompts > 0 and float(self.complete_rows().mean()) < SPARSE_SHARE
 
+    def is_traffic(self) -> bool:
+        """True when most prompts have at most one logged score: one model per request, the shape
+        of a product's traffic log (a sparse log may instead miss a few cells per prompt)."""
+        return self.n_prompts > 0 and float(((~np.isnan(self.scores)).sum(axis=1) <= 1).mean()) > SPARSE_SHARE
+
     def coverage(self) -> np.ndarray:
         """(m,) share of prompts on which each model's score is logged."""
         return (~np.isnan(self.scores)).mean(axis=0) if self.n_prompts else np.full(self.n_models, np.nan)

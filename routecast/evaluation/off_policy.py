@@ -28,7 +28,7 @@ import numpy as np
 from routecast.errors import RoutingError
 from routecast.evaluation.metrics import bootstrap_cis
 
-__all__ = ["OffPolicyEstimate", "off_policy_estimates", "ESTIMATORS", "pseudo_outcomes"]
+__all__ = ["OffPolicyEstimate", "off_policy_estimates", "ESTIMATORS", "pseudo_outcomes", "pseudo_outcome_interval"]
 
 ESTIMATORS = ("ips", "snips", "dr")
 
@@ -68,6 +68,38 @@ def pseudo_outcomes(outcome: np.ndarray, propensity: np.ndarray, model: np.ndarr
         gap = (np.where(observed, outcome, 0.0) - model) / np.where(observed, propensity, 1.0)
     correction = np.where(observed, gap, 0.0)
     return model + correction
+
+
+def pseudo_outcome_interval(values: np.ndarray, propensity: np.ndarray, variance: np.ndarray, *,
+                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """``1 - alpha`` interval of the mean of per-request pseudo-outcomes ``values`` (n,): the
+    percentile bootstrap over requests, widened to at least the normal interval of the logging
+    draw's own variance.
+
+    Why the floor: the bootstrap reads the spread of the corrections that were logged. A policy
+    that routes to a rarely logged model (propensity 0.02) has a handful of logged cells there;
+    when they happen to agree with the outcome model (7 of 7 correct) the bootstrap sees no
+    spread and returns a near-zero width around a value the truth may be far from. The logging
+    draw's variance of a DR term is ``(1 - p) / p * E[(r - r_hat)^2]``; with ``variance`` (n,) a
+    conservative outcome variance of each chosen cell (see
+    :func:`routecast.router.estimated_split.cell_variance`) it bounds what a few lucky cells
+    hide. Requests whose cell has ``propensity`` 0 (positivity fails) add no floor: their error is
+    the outcome model's, which no logged cell measures.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = values.size
+    if n == 0:
+        return float("nan"), float("nan")
+    boot = bootstrap_cis(lambda idx: {"mean": values[idx].mean()}, n, n_boot=n_boot, seed=seed, alpha=alpha)["mean"]
+    p = np.asarray(propensity, dtype=np.float64).reshape(-1)
+    v = np.asarray(variance, dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.where(p > 0, (1.0 - p) / np.where(p > 0, p, 1.0) * v, 0.0)
+    from statistics import NormalDist
+
+    half = NormalDist().inv_cdf(1 - alpha / 2) * float(np.sqrt(np.nansum(spread))) / n
+    mean = float(values.mean())
+    return min(boot[0], mean - half), max(boot[1], mean + half)
 
 
 def _estimators(target_probs, logged, propensity, outcome, outcome_model):

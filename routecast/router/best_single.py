@@ -2,7 +2,9 @@
 
 Its 'predicted quality' is each model's mean training score, the same for every prompt, so the
 shared decision rule sweeps it along the single models' cost-quality points as lam grows: the
-curve every learned router has to beat.
+curve every learned router has to beat. On a traffic log the mean weighs each logged cell by its
+inverse logging propensity (:meth:`OutcomeLog.propensity_weights`): a model the logging policy sent
+mostly easy prompts is not the best for that.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 
 from routecast.router.base import Router
 from routecast.core.registry import register_router
+from routecast.router.group_prior import shrunk_group_means
 
 
 @register_router("best-single")
@@ -21,7 +24,9 @@ class BestSingleRouter(Router):
     uses_embeddings = False
 
     def _fit(self, log, X):
-        means = log.mean_scores()
+        weights = log.propensity_weights()
+        means = log.mean_scores() if weights is None else \
+            shrunk_group_means(np.zeros(log.n_prompts, dtype=np.int64), log.scores, 1, 0.0, weights=weights)[0]
         self.mean_scores_ = np.nan_to_num(means, nan=0.0)
 
     def _predict_quality(self, X, texts):

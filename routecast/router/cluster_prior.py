@@ -23,7 +23,7 @@ from routecast.router.base import Router
 from routecast.router.encoders.base import l2_normalise
 from routecast.router.encoders.default import DEFAULT_ENCODER
 from routecast.router.group_prior import (STRENGTH_GRID, check_strength, masked_brier, nearest_group,
-                                          shrunk_group_means)
+                                          shrunk_group_means, sparse_strength)
 from routecast.router.inner_split import split_validation
 from routecast.core.registry import register_router
 from routecast.router.search_space import Categorical, Float
@@ -49,10 +49,14 @@ def fit_clusters(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     return l2_normalise(km.cluster_centers_)
 
 
-def cluster_table(X: np.ndarray, scores: np.ndarray, centroids: np.ndarray, strength: float) -> np.ndarray:
-    """(k, m) shrunk mean score per (cluster, model) of the prompts nearest each centroid."""
+def cluster_table(X: np.ndarray, scores: np.ndarray, centroids: np.ndarray, strength: float,
+                  weights: np.ndarray | None = None, sparse: bool = False) -> np.ndarray:
+    """(k, m) shrunk mean score per (cluster, model) of the prompts nearest each centroid; on a
+    ``sparse`` (traffic) log with inverse-propensity ``weights`` per logged cell and at least the
+    empirical-Bayes strength (:func:`~routecast.router.group_prior.sparse_strength`)."""
     groups = nearest_group(X, centroids)
-    return shrunk_group_means(groups, scores, len(centroids), strength)
+    strength = sparse_strength(strength, groups, scores, len(centroids), weights, sparse)
+    return shrunk_group_means(groups, scores, len(centroids), strength, weights=weights)
 
 
 @register_router("cluster-prior")
@@ -86,6 +90,7 @@ class ClusterPriorRouter(Router):
     def _fit(self, log, X):
         ks, strengths = self._candidates()
         scores = log.scores
+        weights, sparse = log.propensity_weights(), log.is_sparse()
         self.selection_: dict[str, float] = {}
         k, strength = ks[0], strengths[0]
         if len(ks) * len(strengths) > 1:
@@ -98,13 +103,14 @@ class ClusterPriorRouter(Router):
                 centroids = fit_clusters(X[inner], kk, self.seed)
                 held_groups = nearest_group(X[held], centroids)
                 for s in strengths:
-                    table = cluster_table(X[inner], scores[inner], centroids, s)
+                    table = cluster_table(X[inner], scores[inner], centroids, s,
+                                          None if weights is None else weights[inner], sparse)
                     brier = masked_brier(table[held_groups], scores[held])
                     self.selection_[f"k={kk},shrinkage={s:g}"] = brier
                     if brier < best - 1e-12:
                         best, k, strength = brier, kk, s
         self.centroids_ = fit_clusters(X, k, self.seed).astype(np.float32)
-        self.table_ = cluster_table(X, scores, self.centroids_, strength)
+        self.table_ = cluster_table(X, scores, self.centroids_, strength, weights, sparse)
         self.k_ = int(len(self.centroids_))
         self.shrinkage_ = float(strength)
 

@@ -12,6 +12,13 @@ the (b, k, m) logged-masks, which give the same numbers when nothing is missing.
 the neighbour order are kept exactly as they were (``X @ train.T``, ``argpartition``): a float32
 mean depends on the order it sums in, and a faster transposed copy of the matrix changed 1 of 300
 single-prompt decisions on llmrouter_9models.
+
+On a traffic log (:meth:`OutcomeLog.is_traffic`: one model per prompt, mostly) the k nearest
+prompts hold about k / m logged scores of each model, often none. There each model takes its own
+k nearest prompts *among those where it was logged*, each weighed by its inverse logging
+propensity (:meth:`OutcomeLog.propensity_weights`, stored as ``train_weights_``), so every model's
+estimate rests on k outcomes whatever the logging policy chose. Other logs (complete, or missing
+some cells per prompt: the neighbours still carry most models' scores) keep the masked mean.
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ class KnnRouter(Router):
         self.train_embeddings_ = l2_normalise(X)
         self.train_scores_ = log.scores.astype(np.float32)
         self.prior_ = np.nan_to_num(log.mean_scores(), nan=0.0)
+        vars(self).pop("train_weights_", None)
+        if log.is_traffic():  # one model per prompt: per-model neighbours among logged cells, propensity-weighted
+            weights = log.propensity_weights()
+            self.train_weights_ = np.nan_to_num(weights if weights is not None else
+                                                (~np.isnan(log.scores)).astype(np.float64), nan=0.0).astype(np.float32)
         self._set_derived()
 
     def set_state(self, meta, arrays):
@@ -74,6 +86,9 @@ class KnnRouter(Router):
         copy) and whether every training score is logged."""
         self.train_embeddings_ = _cache_aligned(self.train_embeddings_)
         self._scores_complete = not bool(np.isnan(self.train_scores_).any())
+        weights = getattr(self, "train_weights_", None)
+        self._logged_rows = (None if weights is None else
+                             [np.flatnonzero(~np.isnan(self.train_scores_[:, j])) for j in range(weights.shape[1])])
 
     def _predict_quality(self, X, texts):
         X = l2_normalise(X)
@@ -84,6 +99,9 @@ class KnnRouter(Router):
         out = np.empty((len(X), self.train_scores_.shape[1]))
         for start in range(0, len(X), _CHUNK):
             sims = X[start:start + _CHUNK] @ train.T
+            if self._logged_rows is not None:
+                out[start:start + _CHUNK] = self._per_model_means(sims, similarity)
+                continue
             if k < sims.shape[1]:
                 top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             else:
@@ -107,4 +125,25 @@ class KnnRouter(Router):
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = num / den
             out[start:start + _CHUNK] = np.where(den > 0, mean, self.prior_)
+        return out
+
+    def _per_model_means(self, sims: np.ndarray, similarity: bool) -> np.ndarray:
+        """(b, m) each model's propensity-weighted mean score over its own k nearest logged prompts
+        (a traffic log, see the module docstring); a model never logged keeps its mean."""
+        out = np.empty((sims.shape[0], len(self._logged_rows)))
+        for j, rows in enumerate(self._logged_rows):
+            if rows.size == 0:
+                out[:, j] = self.prior_[j]
+                continue
+            k = int(min(max(1, self.k), rows.size))
+            local = sims[:, rows]
+            top = np.argpartition(-local, k - 1, axis=1)[:, :k] if k < rows.size else \
+                np.broadcast_to(np.arange(rows.size), local.shape)
+            w = self.train_weights_[rows[top], j].astype(np.float64)
+            if similarity:
+                w = w * np.clip(np.take_along_axis(local, top, axis=1), 1e-6, None)
+            num = (w * self.train_scores_[rows[top], j]).sum(axis=1)
+            den = w.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, j] = np.where(den > 0, num / np.where(den > 0, den, 1.0), self.prior_[j])
         return out

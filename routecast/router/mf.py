@@ -5,7 +5,8 @@ the prompt embedding ``e(q)`` is projected into a small latent space and compare
 learned embedding of each model. It learns from either kind of supervision:
 
 * ``fit(log)`` — absolute outcomes: binary cross-entropy of ``sigmoid(score)`` against every
-  logged cell (unlogged cells are masked). The predicted quality is then ``sigmoid(score)``,
+  logged cell (unlogged cells are masked; on a traffic log each weighed by its inverse logging
+  propensity, :meth:`OutcomeLog.propensity_weights`). The predicted quality is then ``sigmoid(score)``,
   an estimate of the model's expected score on the prompt.
 * ``fit_preferences(pairs)`` — pairwise preferences, as RouteLLM trains it: Bradley–Terry loss
   on ``sigmoid(score(q, a) - score(q, b))`` (a tie counts as 0.5). Only score *differences* are
@@ -164,9 +165,18 @@ class MatrixFactorizationRouter(LightningFit, TorchNetState, Router):
     def _fit(self, log, X: np.ndarray) -> None:
         check_loss(self.loss)
         torch = require_torch("training router 'mf'")
-        rows = (torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)),
-                torch.from_numpy(log.scores.astype(np.float32)))
-        self._train(int(X.shape[1]), len(log.models), rows, functools.partial(score_batch_loss, kind=self.loss))
+        from routecast.router.quality_net import weighted_batch_loss
+
+        # a traffic log: each logged cell weighed by its inverse propensity (None: every cell weighs 1)
+        weights = log.propensity_weights()
+        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        target = torch.from_numpy(log.scores.astype(np.float32))
+        if weights is None:
+            rows, objective = (x, target), score_batch_loss
+        else:
+            rows = (x, torch.from_numpy(np.nan_to_num(weights, nan=0.0).astype(np.float32)), target)
+            objective = weighted_batch_loss
+        self._train(int(X.shape[1]), len(log.models), rows, functools.partial(objective, kind=self.loss))
         self.trained_on_ = "scores"
 
     # --------------------------------------------------- from preferences

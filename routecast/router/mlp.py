@@ -2,8 +2,9 @@
 
 One shared trunk and one sigmoid head per model (:class:`~routecast.router.quality_net.QualityMLP`),
 trained with PyTorch Lightning on the logged outcomes; cells that were not logged (NaN) are
-masked out of the loss. A seeded share of the training prompts is held out inside ``fit`` for
-early stopping, and the weights of the best validation epoch are kept.
+masked out of the loss, and on a traffic log each logged cell is weighed by its inverse logging
+propensity (:meth:`OutcomeLog.propensity_weights`). A seeded share of the training prompts is held
+out inside ``fit`` for early stopping, and the weights of the best validation epoch are kept.
 
 Prediction needs only torch: Lightning is imported inside ``fit`` and nowhere else. Torch itself
 is imported inside ``fit``/``_build_net`` only, so the lean runtime (no torch) loads a checkpoint
@@ -12,6 +13,7 @@ and routes through its ``head.onnx`` (routecast.router.net_state).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -89,8 +91,12 @@ class MlpRouter(LightningFit, TorchNetState, Router):
         from torch.utils.data import TensorDataset
 
         from routecast.router.lightning_module import QualityNetModule, train_module
+        from routecast.router.quality_net import weighted_batch_loss
 
         scores = log.scores.astype(np.float32)
+        # a traffic log: each logged cell weighed by its inverse propensity (None: every cell weighs 1)
+        weights = log.propensity_weights()
+        columns = (scores,) if weights is None else (np.nan_to_num(weights, nan=0.0).astype(np.float32), scores)
         train_idx, val_idx = split_validation(log.n_prompts, self.val_fraction, self.seed)
         self.net_config_ = {"in_dim": int(X.shape[1]), "n_models": int(log.n_models),
                             "hidden_dim": int(self.hidden_dim), "n_layers": int(self.n_layers),
@@ -99,12 +105,13 @@ class MlpRouter(LightningFit, TorchNetState, Router):
             torch.manual_seed(self.seed)
             net = self._build_net(self.net_config_)
             train = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[train_idx], dtype=np.float32)),
-                                  torch.from_numpy(scores[train_idx]))
+                                  *(torch.from_numpy(c[train_idx]) for c in columns))
             val = None
             if len(val_idx):
                 val = TensorDataset(torch.from_numpy(np.ascontiguousarray(X[val_idx], dtype=np.float32)),
-                                    torch.from_numpy(scores[val_idx]))
-            module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss)
+                                    *(torch.from_numpy(c[val_idx]) for c in columns))
+            loss = self.loss if weights is None else partial(weighted_batch_loss, kind=self.loss)
+            module = QualityNetModule(net, lr=self.lr, weight_decay=self.weight_decay, loss=loss)
             report = train_module(module, train, val, batch_size=int(self.batch_size),
                                   val_batch_size=max(len(val_idx), 1), seed=int(self.seed),
                                   max_epochs=int(self.max_epochs), patience=int(self.patience),

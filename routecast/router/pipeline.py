@@ -31,6 +31,8 @@ class Prepared:
     """A loaded log, its three splits and lazily computed (cached) embeddings per split.
 
     ``log`` and the splits are OutcomeLogs or, for preference data, PairwiseLogs (``pairwise``).
+    ``logged`` holds the val/test splits of a traffic log as logged (sparse), before they were
+    replaced by their estimates (what a policy's interval is computed from).
     """
 
     log: OutcomeLog
@@ -39,6 +41,7 @@ class Prepared:
     test: OutcomeLog
     encoder: str
     settings: dict[str, Any]
+    logged: dict[str, OutcomeLog] = field(default_factory=dict, repr=False)
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _encoder_obj: Any = field(default=None, repr=False)
 
@@ -82,7 +85,7 @@ class Prepared:
 def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test: float = 0.2,
             seed: int = 0, use_logged_split: bool = False, limit: int | None = None,
             models: list[str] | None = None, columns: str | dict | None = None,
-            prices: str | dict | None = None, duplicates: str = "mean") -> Prepared:
+            prices: str | dict | None = None, duplicates: str = "mean", estimator: str = "dr") -> Prepared:
     """Load ``data`` (a built-in name or a path) and split it by prompt.
 
     ``limit`` keeps a seeded random subset of prompts (for quick runs); ``models`` keeps only
@@ -91,11 +94,18 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
     :func:`routecast.data.load_data`, which returns an outcome log or a pairwise log as the file
     holds; a pairwise log keeps the price table (costs of ``fit_preferences``). For pairs,
     ``models`` keeps the pairs between two of them and ``limit`` counts distinct prompts.
-    ``duplicates`` (``--duplicates``) says how repeated (prompt, model) rows merge.
+    ``duplicates`` (``--duplicates``) says how repeated (prompt, model) rows merge. ``estimator``
+    (``--estimator``: dr, dm, ips, snips) is how val/test of a traffic log are estimated
+    (:func:`routecast.router.estimated_split.estimated_split`).
     """
     from routecast.data import load_data, split_log
     from routecast.data.preferences import PairwiseLog
+    from routecast.router.estimated_split import SPLIT_ESTIMATORS
 
+    if estimator not in SPLIT_ESTIMATORS:  # refused before any loading, whatever shape the log has
+        from routecast.errors import ConfigError
+
+        raise ConfigError(f"--estimator must be one of {', '.join(SPLIT_ESTIMATORS)}, got {estimator!r}")
     if isinstance(prices, Path):
         prices = str(prices)
     log = load_data(data, columns=columns, prices=prices, duplicates=duplicates)
@@ -109,13 +119,14 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
             log = log.subset(np.sort(rng.choice(log.n_prompts, size=limit, replace=False)))
         require_two_models(log)
     splits = split_log(log, val=val, test=test, seed=seed, use_logged_split=use_logged_split)
-    estimates = {}
+    estimates, logged = {}, {}
     if not isinstance(log, PairwiseLog):  # a traffic log: val and test are estimated from their logged cells
         from routecast.router.estimated_split import estimated_split
 
         for name in ("val", "test"):
             if getattr(splits, name).is_sparse():
-                filled, estimates[name] = estimated_split(getattr(splits, name), splits.train)
+                logged[name] = getattr(splits, name)
+                filled, estimates[name] = estimated_split(logged[name], splits.train, estimator=estimator)
                 splits = splits._replace(**{name: filled})
     requested = encoder
     if not isinstance(log, PairwiseLog) and encoder.partition(":")[0].strip().lower() == "trained-static":
@@ -133,8 +144,10 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
                      for k, v in (("columns", columns), ("prices", prices)) if v is not None})
     if duplicates != "mean":
         settings["duplicates"] = duplicates
+    if estimator != "dr":
+        settings["estimator"] = estimator
     return Prepared(log=log, train=splits.train, val=splits.val, test=splits.test, encoder=encoder,
-                    settings=settings)
+                    settings=settings, logged=logged)
 
 
 def require_two_models(log: OutcomeLog) -> None:
@@ -218,6 +231,7 @@ def split_embeddings(router, prepared: Prepared, split: str) -> np.ndarray | Non
 def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[str, Any] | None = None,
                            val: float = 0.1, test: float = 0.2, seed: int = 0, use_logged_split: bool = False,
                            limit: int | None = None, columns=None, prices=None, duplicates: str = "mean",
+                           estimator: str = "dr",
                            distribution: dict[str, Any] | None = None) -> tuple[Any, Any, Path | None]:
     """Split ``data`` exactly as ``routecast train`` does with the same options, train the table on
     the train split only, and (rank 0 only) write the encoder folder to ``out``.
@@ -239,7 +253,7 @@ def train_static_to_folder(data: str, out: str | os.PathLike, *, params: dict[st
     trainer.base_encoder()  # refuse a bad base before loading any data
     prepared = prepare(data, encoder=trainer.base, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices,
-                       duplicates=duplicates)
+                       duplicates=duplicates, estimator=estimator)
     prepared.require_outcomes("training a static encoder")
     trainer.set_trainer_options(**options).fit(prepared.train)
     if not is_rank_zero():

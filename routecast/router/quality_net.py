@@ -23,13 +23,16 @@ from torch.nn import functional as F
 
 
 # --------------------------------------------------------------------------- losses
-def masked_quality_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+def masked_quality_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean loss over the *logged* cells only.
 
     ``target`` holds NaN where a (prompt, model) outcome was not logged; those cells contribute
     neither to the loss nor to its gradient, so an unlogged cell can hold any value without
     changing training. ``kind`` is ``"bce"`` (soft-label binary cross-entropy on the logits,
     right for 0/1 and fractional scores alike) or ``"mse"`` (squared error of the sigmoid).
+    ``weight`` (b, n_models), if given, weighs each logged cell (its inverse logging propensity on
+    a traffic log), so the fit is to the whole prompt distribution, not the logging policy's share.
     """
     mask = ~torch.isnan(target)
     safe = torch.where(mask, target, torch.zeros_like(target))
@@ -39,8 +42,19 @@ def masked_quality_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = 
         cell = (torch.sigmoid(logits) - safe) ** 2
     else:  # pragma: no cover - guarded by the routers' validation
         raise ValueError(f"unknown loss {kind!r}")
-    weight = mask.to(cell.dtype)
-    return (cell * weight).sum() / weight.sum().clamp_min(1.0)
+    if weight is None:
+        weight = mask.to(cell.dtype)
+        return (cell * weight).sum() / weight.sum().clamp_min(1.0)
+    weight = torch.where(mask, torch.nan_to_num(weight.to(cell.dtype)), torch.zeros_like(cell))
+    return (cell * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def weighted_batch_loss(net: nn.Module, batch, kind: str = "bce") -> torch.Tensor:
+    """Masked loss of a batch ``(embeddings, cell weights, scores)``: the objective of a quality
+    net fitted on a traffic log with inverse-propensity weights (module-level, so ``ddp_spawn``
+    can pickle it)."""
+    x, weight, target = batch
+    return masked_quality_loss(net(x), target, kind, weight)
 
 
 # ------------------------------------------------------------------------- networks

@@ -11,6 +11,11 @@ prompt's task is known at routing time, :meth:`TaskPriorRouter.predict_quality_f
 it; otherwise (``route``/``predict_quality`` on plain texts, and any task the training split
 never saw) the task is the nearest task centroid of the prompt's embedding, a classifier trained
 on the training split, so the router also routes prompts it has never seen.
+
+On a traffic log (:meth:`OutcomeLog.is_sparse`) each logged cell is weighed by its inverse
+propensity and a (task, model) mean is shrunk by at least the empirical-Bayes strength
+(:func:`routecast.router.group_prior.sparse_strength`): a task where a model served two prompts
+says little about that model. A complete log is fitted exactly as before (``shrinkage`` alone).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 from routecast.errors import ConfigError, RoutingError
 from routecast.router.base import Router
 from routecast.router.encoders.default import DEFAULT_ENCODER
-from routecast.router.group_prior import check_strength, group_centroids, nearest_group, shrunk_group_means
+from routecast.router.group_prior import (check_strength, group_centroids, nearest_group, shrunk_group_means,
+                                          sparse_strength)
 from routecast.core.registry import register_router
 from routecast.router.search_space import Float
 
@@ -71,7 +77,10 @@ class TaskPriorRouter(Router):
         self.tasks_ = sorted(set(labels))
         index = {t: i for i, t in enumerate(self.tasks_)}
         groups = np.array([index[t] for t in labels], dtype=np.int64)
-        self.table_ = shrunk_group_means(groups, log.scores, len(self.tasks_), strength)
+        # a traffic log: logged cells weighed by inverse propensity, shrunk at least empirical-Bayes strong
+        weights = log.propensity_weights()
+        strength = sparse_strength(strength, groups, log.scores, len(self.tasks_), weights, log.is_sparse())
+        self.table_ = shrunk_group_means(groups, log.scores, len(self.tasks_), strength, weights=weights)
         self.centroids_ = group_centroids(X, groups, len(self.tasks_)).astype(np.float32)
         self.task_sizes_ = np.bincount(groups, minlength=len(self.tasks_)).astype(np.int64)
 

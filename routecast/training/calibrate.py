@@ -173,8 +173,16 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
         on_cal["judged"] = int(router.calibration_["judged"][point])
         on_test = measure_at(router, test, lam, X_test, strong=curve.strong)
     else:
-        on_test = sweep_router(router, test, embeddings=X_test, lams=[lam], strong=curve.strong,
-                               diagnostics=False).point(0)
+        test_curve = sweep_router(router, test, embeddings=X_test, lams=[lam], strong=curve.strong,
+                                  diagnostics=False)
+        on_test = test_curve.point(0)
+        if "test" in prepared.logged:  # a traffic log: the estimate's interval from the logged cells
+            from routecast.router.estimated_split import policy_interval
+
+            estimator = prepared.settings["estimated_splits"]["test"]["estimator"]
+            _, interval = policy_interval(prepared.logged["test"], prepared.train, test_curve.choices[0],
+                                          estimator=estimator, seed=int(prepared.settings.get("seed", 0)))
+            on_test["quality_ci"] = [float(interval[0]), float(interval[1])]
 
     achieved_key = {"budget": "cost", "strong_share": "strong_share", "target_quality": "quality"}[knob]
     point_name = name or default_point_name(request, spend)
@@ -200,7 +208,9 @@ def calibrate_run(run_dir: str | os.PathLike, *, budget: float | None = None,
     for split, info in prepared.settings.get("estimated_splits", {}).items():  # a traffic log: estimated
         result["notes"].append(f"{split} quality is the {info['estimator'].upper()} estimate from "
                                f"{info['logged_cells']:,} logged cells (propensities {info['propensities']}); "
-                               "costs are the known ones")
+                               "costs are the known ones"
+                               + (f"; 95% interval [{on_test['quality_ci'][0]:.4f}, {on_test['quality_ci'][1]:.4f}]"
+                                  if split == "test" and "quality_ci" in on_test else ""))
     if prepared.pairwise:
         result["notes"].append(
             f"pairwise log: quality = win rate of the chosen model in the judged pairs that involve it "

@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import (DATA_FILES, DATA_HELP, SPLIT, TRACKING, Data, Encoder, OptionGroup, Out, Params,
-                                   Track, TrackingUri, parse_params, print_table, split_names)
+from routecast.cli_options import (DATA_FILES, DATA_HELP, ESTIMATION, SPLIT, TRACKING, Data, Encoder, OptionGroup, Out,
+                                   Params, Track, TrackingUri, parse_params, print_table, split_names)
 from routecast.router.encoders.default import DEFAULT_ENCODER
 
 CostRange = Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Pin AIQ's cost range (USD per query) "
@@ -101,6 +101,7 @@ def evaluate(
                                             "(smoothie, majority vote, best-of-n, oracle).")] = False,
     scoring: dict = SCORING,
     files: dict = DATA_FILES,
+    estimation: dict = ESTIMATION,
     tracking: dict = TRACKING,
     off_policy: Annotated[Optional[Path], typer.Option("--off-policy", metavar="DECISION_LOG", help="Instead: "
                           "estimate each of --routers (checkpoint folders, or names fitted on --data; 'shadow': the "
@@ -128,7 +129,7 @@ def evaluate(
 
     run = evaluate_to_folder(data, routers, out=out, encoder=encoder, **split, n_boot=n_boot,
                              cascades=split_names(cascades) or (), ensembles=ensembles, **_scoring(scoring),
-                             **tracking, **files, skip=skip)
+                             **tracking, **files, **estimation, skip=skip)
     plot = "" if run.pairwise is not None else f"\nplot:   {run.out / 'cost_quality.png'}"
     _print_run(run, footer=f"report: {run.report}{plot}")
 
@@ -144,6 +145,7 @@ def train(
     split: dict = SPLIT,
     scoring: dict = SCORING,
     files: dict = DATA_FILES,
+    estimation: dict = ESTIMATION,
     tracking: dict = TRACKING,
     distribution: dict = DISTRIBUTION,
 ) -> None:
@@ -162,7 +164,7 @@ def train(
     writer = is_rank_zero()
     with out_lock(out) if writer else nullcontext():  # a second `train` into the same --out fails at once
         run = train_to_folder(data, out=out, router=router, config=config, params=parse_params(param),
-                              encoder=encoder, **split, **_scoring(scoring), **tracking, **files,
+                              encoder=encoder, **split, **_scoring(scoring), **tracking, **files, **estimation,
                               distribution=distribution)
     if writer:
         _print_run(run, footer=f"strong model: {run.strong_model} (best mean quality on the training split; "
@@ -212,6 +214,7 @@ def tune(
     param: Params = None,
     out: Out = None,
     files: dict = DATA_FILES,
+    estimation: dict = ESTIMATION,
     tracking: dict = TRACKING,
     distribution: dict = DISTRIBUTION,
 ) -> None:
@@ -226,7 +229,7 @@ def tune(
     result, config_path = tune_to_folder(data, router, out=out, trials=trials, objective=objective, budget=budget,
                                          target=target, storage=storage, study=study, encoder=encoder, **split,
                                          timeout=timeout, params=parse_params(param), **tracking,
-                                         **files, distribution=distribution)
+                                         **files, **estimation, distribution=distribution)
     print_table(**tune_table(result))
     typer.echo("\n".join(tune_footer(result, config_path)))
 
@@ -271,6 +274,7 @@ def encoder_train(
     param: Params = None,
     split: dict = SPLIT,
     files: dict = DATA_FILES,
+    estimation: dict = ESTIMATION,
     distribution: dict = DISTRIBUTION,
 ) -> None:
     """Fine-tune a static encoder's token table on the train split's outcomes (masked quality loss).
@@ -283,7 +287,7 @@ def encoder_train(
     from routecast.router.pipeline import train_static_to_folder
 
     params = {**parse_params(param), "base": encoder, "dim": dim, "head": head, "max_epochs": epochs}
-    trainer, prepared, folder = train_static_to_folder(data, out, params=params, **split, **files,
+    trainer, prepared, folder = train_static_to_folder(data, out, params=params, **split, **files, **estimation,
                                                        distribution=distribution)
     if folder is None:  # a DDP rank above 0: trained its shard, writes and prints nothing
         return

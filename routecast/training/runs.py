@@ -175,7 +175,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
                        ensembles: bool = False, cost_range: Optional[tuple[float, float]] = None,
                        strong: Optional[str] = None, weak: Optional[str] = None,
                        track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
-                       duplicates: str = "mean",
+                       duplicates: str = "mean", estimator: str = "dr",
                        reference: Optional[str] = None, skip: Optional[str] = None) -> RunOutput:
     """Fit several routers (comma-separated ``routers``, or ``"all"`` minus ``skip``; plus
     ``cascades`` - kinds or ``"all"`` - and ``ensembles``) on train and compare them on test;
@@ -197,7 +197,7 @@ def evaluate_to_folder(data: str, routers: str, *, out: str | os.PathLike, encod
     out = Path(out)
     prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices,
-                       duplicates=duplicates)
+                       duplicates=duplicates, estimator=estimator)
     if prepared.pairwise:
         from routecast.evaluation.pairwise import write_pairwise_report
 
@@ -251,7 +251,7 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
                     cost_range: Optional[tuple[float, float]] = None, strong: Optional[str] = None,
                     weak: Optional[str] = None, track: bool = True,
                     tracking_uri: Optional[str] = None, columns=None, prices=None,
-                       duplicates: str = "mean",
+                       duplicates: str = "mean", estimator: str = "dr",
                     reference: Optional[str] = None,
                     distribution: Optional[Mapping[str, Any]] = None) -> RunOutput:
     """Train one router, calibrate it on validation, evaluate it on test and write a run folder:
@@ -279,9 +279,10 @@ def train_to_folder(data: str, *, out: str | os.PathLike, router: Optional[str] 
     out = Path(out)
     prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed,
                        use_logged_split=use_logged_split, limit=limit, columns=columns, prices=prices,
-                       duplicates=duplicates)
+                       duplicates=duplicates, estimator=estimator)
     split = {k: prepared.settings[k] for k in ("val", "test", "seed", "use_logged_split", "limit", "models")}
     split.update(_data_settings(columns, prices, duplicates))
+    split.update({k: prepared.settings[k] for k in ("estimator",) if k in prepared.settings})
     if prepared.pairwise:
         from routecast.evaluation.pairwise import write_pairwise_report
 
@@ -354,7 +355,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
                    seed: int = 0, val: float = 0.1, test: float = 0.2, limit: Optional[int] = None,
                    use_logged_split: bool = False, timeout: Optional[float] = None, params: Optional[Mapping[str, Any]] = None,
                    track: bool = True, tracking_uri: Optional[str] = None, columns=None, prices=None,
-                       duplicates: str = "mean",
+                       duplicates: str = "mean", estimator: str = "dr",
                    distribution: Optional[Mapping[str, Any]] = None):
     """Tune ``router`` with optuna on the validation split; writes OUT/best_config.json (for
     ``train``'s ``config``) and OUT/tune.json. Returns (TuneResult, path of best_config.json).
@@ -397,7 +398,7 @@ def tune_to_folder(data: str, router: str, *, out: Optional[str | os.PathLike] =
             out.mkdir(parents=True, exist_ok=True)
         prepared = prepare(data, encoder=encoder, val=val, test=test, seed=seed, limit=limit,
                            use_logged_split=use_logged_split, columns=columns, prices=prices,
-                       duplicates=duplicates)
+                       duplicates=duplicates, estimator=estimator)
         prepared.require_outcomes("tuning")
         result = tune(prepared, router, n_trials=trials, objective=objective, budget=budget, target=target,
                       storage=storage, study_name=study, seed=seed, tracker=tracker if tracker.enabled else None,
