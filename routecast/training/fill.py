@@ -18,7 +18,9 @@ change one, by value of information (VOI) per prompt group:
   the belief moves, ``sd * f(-|u_gj - max_{k != j} u_gk| / sd)`` with ``f(z) = z Phi(z) + phi(z)``
   and ``sd`` the standard deviation of the move. It is 0 when no outcome could change the
   decision and large where the decision is close and the model barely observed (a model never
-  logged in a group is the most valuable to see there). It is averaged over the lams where the
+  logged in a group is the most valuable to see there). As one outcome rarely moves a barely
+  observed belief far, a cell is worth the best per-outcome value of r more outcomes
+  (``max_r KG_r / r``, the KG(*) of Frazier and Powell). It is averaged over the lams where the
   models' overall utilities switch (every operating point of the cost range AIQ integrates over)
   and weighted by the group's share of the traffic.
 * Cells are picked greedily by value per estimated USD (cost per call: the model's mean logged
@@ -46,6 +48,9 @@ from routecast.router.encoders.default import DEFAULT_ENCODER
 STRENGTH = 2.0
 #: most lams the value of a cell is averaged over
 N_LAMS = 9
+#: batch sizes r of KG(*): a cell is worth the best ``KG(r outcomes) / r`` (one outcome alone
+#: rarely moves a clear-looking but barely observed decision, a few can)
+BATCHES = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
 
 
 @dataclass
@@ -151,8 +156,9 @@ def choose_cells(log, budget: float, cost: np.ndarray, groups: np.ndarray, *, ca
 
     def value(g: int, j: int) -> float:
         n = counts[g, j] + strength
-        sd = np.sqrt(var[j] / n - var[j] / (n + 1))
-        return float(weight[g] * _kg(np.full(gap.shape[2], sd), gap[g, j]).mean() / safe_cost[j])
+        sd = np.sqrt(var[j] / n - var[j] / (n + BATCHES))[:, None]  # (r, 1): the move after r more outcomes
+        per_cell = _kg(sd, gap[g, j][None, :]).mean(axis=1) / BATCHES
+        return float(weight[g] * per_cell.max() / safe_cost[j])
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(log.n_prompts)
