@@ -10,7 +10,9 @@ budget is 10 % of what the whole missing train matrix costs (its true per-cell c
   else k-means clusters of the static encoder), and their scores are read from the complete log
   (what the fake endpoints of the tests would answer; the tests send through the real collector);
 * ``random``: uniformly random missing cells until the realised (true) spend of ``voi``, for
-  ``--seeds`` seeds.
+  ``--seeds`` seeds,
+
+for ``--draws`` seeded draws of the traffic log.
 
 Each router family is trained on the sparse log, on each filled log and on the complete train
 matrix, and measured on the COMPLETE test matrix (AIQ over the single models' cost range).
@@ -19,10 +21,10 @@ Gain over the prior = AIQ(router) - AIQ(global prior), where the global prior is
 ``cluster-prior`` with k = 1 fitted on the complete train matrix: every prompt gets each model's
 mean quality, i.e. the best single model at each budget (routing that ignores the prompt). Share =
 gain(voi) / gain(complete) (target >= 80 %). VOI minus random: AIQ(voi) - mean over seeds of
-AIQ(random), with a paired 95 % percentile bootstrap over test prompts (the same resample for
-every policy; target: interval above 0).
+AIQ(random), averaged over draws, with a paired 95 % percentile bootstrap over test prompts (the
+same resample for every policy; target: interval above 0).
 
-    nice -n 5 .venv/bin/python benchmarks/fill.py [--datasets ...] [--max-prompts 2000] [--seeds 5]
+    nice -n 5 .venv/bin/python benchmarks/fill.py [--datasets ...] [--max-prompts 3000] [--draws 3] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -101,44 +103,51 @@ def run_dataset(name: str, args) -> dict:
     singles = test.costs.mean(axis=0)
     c_range = (float(singles.min()), float(singles.max()))
     best = int(np.argmax(train.scores.mean(axis=0)))
-    sparse = sparsify(train, logging_policy(train, "uniform", best, np.random.default_rng(1)), "estimated")
-    missing = np.isnan(sparse.scores)
-    budget = SHARE * float(train.costs[missing].sum())
-    groups, _, by = prompt_groups(sparse, embeddings=X["train"], seed=0)
-    voi, estimated, _ = choose_cells(sparse, budget, model_costs(sparse), groups, candidates=missing, seed=0)
-    spend = float(sum(train.costs[i, j] for i, j in voi))
-    fills = {"voi": voi}
-    for s in range(args.seeds):
-        fills[f"random-{s}"] = random_cells(missing, train.costs, spend, np.random.default_rng(100 + s))
-    logs = {"complete": train, "sparse": sparse, **{k: with_cells(sparse, train, c) for k, c in fills.items()}}
-
     from routecast.router.cluster_prior import ClusterPriorRouter
 
     prior = per_prompt(ClusterPriorRouter(k=1, shrinkage=0.0).fit(train, X["train"]), test, X["test"])
     boot = np.random.default_rng(7).integers(0, test.n_prompts, (args.n_boot, test.n_prompts))
     every = np.arange(test.n_prompts)
     out = {"dataset": name, "prompts": {"train": train.n_prompts, "test": test.n_prompts}, "models": list(log.models),
-           "groups": by, "budget": budget, "missing_cells": int(missing.sum()),
-           "missing_cost": float(train.costs[missing].sum()), "voi_cells": len(voi), "voi_estimated_cost": estimated,
-           "voi_true_cost": spend, "random_cells": [len(fills[f"random-{s}"]) for s in range(args.seeds)],
-           "prior_aiq": aiq_of(prior, every, c_range), "families": {}}
+           "prior_aiq": aiq_of(prior, every, c_range), "draws": [], "families": {}}
+    logs, keys = {"complete": train}, []
+    for draw in range(args.draws):
+        sparse = sparsify(train, logging_policy(train, "uniform", best, np.random.default_rng(1 + draw)), "estimated")
+        missing = np.isnan(sparse.scores)
+        budget = SHARE * float(train.costs[missing].sum())
+        groups, _, by = prompt_groups(sparse, embeddings=X["train"], seed=0)
+        voi, estimated, _ = choose_cells(sparse, budget, model_costs(sparse), groups, candidates=missing, seed=0)
+        spend = float(sum(train.costs[i, j] for i, j in voi))
+        fills = {"voi": voi}
+        for s in range(args.seeds):
+            fills[f"random-{s}"] = random_cells(missing, train.costs, spend, np.random.default_rng(100 + s))
+        logs[f"sparse/{draw}"] = sparse
+        logs.update({f"{k}/{draw}": with_cells(sparse, train, c) for k, c in fills.items()})
+        out["groups"] = by
+        out["draws"].append({"budget": budget, "missing_cells": int(missing.sum()),
+                             "missing_cost": float(train.costs[missing].sum()), "voi_cells": len(voi),
+                             "voi_estimated_cost": estimated, "voi_true_cost": spend,
+                             "random_cells": [len(fills[f"random-{s}"]) for s in range(args.seeds)]})
     for family in FAMILIES:
         pp = {k: per_prompt(fit(family, lg, X["train"], args.encoder), test, X["test"]) for k, lg in logs.items()}
-        aiqs = {k: aiq_of(v, every, c_range) for k, v in pp.items()}
-        randoms = [k for k in pp if k.startswith("random")]
-        diff_boot = np.array([aiq_of(pp["voi"], rows, c_range) - np.mean([aiq_of(pp[r], rows, c_range)
-                                                                           for r in randoms]) for rows in boot])
+
+        def mean_aiq(kind: str, rows) -> float:
+            """Mean over draws (and random seeds) of the AIQ of ``kind`` on test prompts ``rows``."""
+            return float(np.mean([aiq_of(v, rows, c_range) for k, v in pp.items() if k.split("/")[0].startswith(kind)]))
+
+        aiqs = {k: mean_aiq(k, every) for k in ("complete", "sparse", "voi", "random")}
+        diff_boot = np.array([mean_aiq("voi", rows) - mean_aiq("random", rows) for rows in boot])
         gain = {k: v - out["prior_aiq"] for k, v in aiqs.items()}
-        random_mean = float(np.mean([aiqs[r] for r in randoms]))
-        row = {"aiq": aiqs, "gain_over_prior": gain, "random_mean_aiq": random_mean,
-               "share_voi": gain["voi"] / gain["complete"] if gain["complete"] > 0 else None,
-               "share_random": (random_mean - out["prior_aiq"]) / gain["complete"] if gain["complete"] > 0 else None,
-               "share_sparse": gain["sparse"] / gain["complete"] if gain["complete"] > 0 else None,
-               "voi_minus_random": aiqs["voi"] - random_mean,
-               "voi_minus_random_ci": [float(np.quantile(diff_boot, 0.025)), float(np.quantile(diff_boot, 0.975))]}
+        share = {k: (gain[k] / gain["complete"] if gain["complete"] > 0 else None) for k in ("sparse", "voi", "random")}
+        row = {"aiq": aiqs, "gain_over_prior": gain, "share": share, "voi_minus_random": aiqs["voi"] - aiqs["random"],
+               "voi_minus_random_ci": [float(np.quantile(diff_boot, 0.025)), float(np.quantile(diff_boot, 0.975))],
+               "per_draw_voi_minus_random": [
+                   aiq_of(pp[f"voi/{d}"], every, c_range) - float(np.mean(
+                       [aiq_of(pp[f"random-{s}/{d}"], every, c_range) for s in range(args.seeds)]))
+                   for d in range(args.draws)]}
         out["families"][family] = row
         print(f"{name} {family}: complete {aiqs['complete']:.4f} sparse {aiqs['sparse']:.4f} voi {aiqs['voi']:.4f} "
-              f"random {random_mean:.4f} prior {out['prior_aiq']:.4f}; voi-random {row['voi_minus_random']:+.4f} "
+              f"random {aiqs['random']:.4f} prior {out['prior_aiq']:.4f}; voi-random {row['voi_minus_random']:+.4f} "
               f"[{row['voi_minus_random_ci'][0]:+.4f}, {row['voi_minus_random_ci'][1]:+.4f}]", flush=True)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -150,34 +159,45 @@ def _pct(x) -> str:
 
 def markdown(results: list[dict], args) -> str:
     lines = ["# Filling a traffic log where it matters (benchmarks/fill.py, issue 23 part 4)", "",
-             f"Encoder `{args.encoder}`; seeded subset of at most {args.max_prompts} prompts per log, split 60/15/25 "
-             "(seed 0; validation unused); train split logged one model per prompt (uniform); budget = 10 % of "
-             "the true cost of every missing train cell. VOI cells vs uniformly random cells of the same true "
-             f"spend ({args.seeds} seeds). AIQ on the COMPLETE test matrix over the single models' cost range. "
-             "Gain over the prior = AIQ - AIQ of the global prior (cluster-prior k=1 on the complete train "
-             "matrix: the best single model at each budget). Share = gain / gain of the same family trained "
-             f"on the complete train matrix. VOI - random: paired 95 % bootstrap over test prompts ({args.n_boot}).",
-             "", "| dataset | groups | budget USD (VOI est. / true) | cells VOI / random | family | AIQ complete "
-             "| sparse | VOI | random (mean) | prior | share sparse | share VOI (target >= 80 %) | share random "
-             "| VOI - random [95 % CI] |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"Encoder `{args.encoder}`; seeded subset of at most {args.max_prompts or 'all'} prompts per log, split "
+             "60/15/25 (seed 0; validation unused). The train split is logged one model per prompt (uniform), "
+             f"{args.draws} seeded draws; budget = 10 % of the true cost of every missing train cell. VOI cells "
+             f"(`routecast.training.fill.choose_cells`) vs uniformly random cells of the same true spend ({args.seeds} "
+             "seeds per draw); scores read from the complete log. AIQ on the COMPLETE test matrix over the single "
+             "models' cost range, averaged over draws (and seeds). Gain over the prior = AIQ - AIQ of the global "
+             "prior (cluster-prior k=1 on the complete train matrix: the best single model at each budget, no "
+             "routing). Share = gain / gain of the same family trained on the complete train matrix (undefined "
+             "when that gain is <= 0). VOI - random: paired 95 % percentile bootstrap over test prompts "
+             f"({args.n_boot} resamples; draws and seeds averaged inside each resample).", ""]
     for res in results:
-        head = (f"| {res['dataset']} | {res['groups']} | {res['budget']:.4g} ({res['voi_estimated_cost']:.4g} / "
-                f"{res['voi_true_cost']:.4g}) | {res['voi_cells']} / {round(float(np.mean(res['random_cells'])))} |")
+        d0 = res["draws"]
+        cells = np.mean([d["voi_cells"] for d in d0])
+        rnd = np.mean([np.mean(d["random_cells"]) for d in d0])
+        lines += [f"## {res['dataset']}", "",
+                  f"prompts {res['prompts']}; groups: {res['groups']}; budget {np.mean([d['budget'] for d in d0]):.4g} USD "
+                  f"(VOI estimated {np.mean([d['voi_estimated_cost'] for d in d0]):.4g}, true "
+                  f"{np.mean([d['voi_true_cost'] for d in d0]):.4g}); cells bought: VOI {cells:.0f}, random {rnd:.0f} "
+                  f"of {np.mean([d['missing_cells'] for d in d0]):.0f} missing; prior AIQ {res['prior_aiq']:.4f}.", "",
+                  "| family | AIQ complete | sparse | VOI | random | share sparse | share VOI (target >= 80 %) | "
+                  "share random | VOI - random [95 % CI] (target > 0) | per draw |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for family, r in res["families"].items():
-            a = r["aiq"]
+            a, sh = r["aiq"], r["share"]
             lo, hi = r["voi_minus_random_ci"]
-            lines.append(f"{head} {family} | {a['complete']:.4f} | {a['sparse']:.4f} | {a['voi']:.4f} | "
-                         f"{r['random_mean_aiq']:.4f} | {res['prior_aiq']:.4f} | {_pct(r['share_sparse'])} | "
-                         f"{_pct(r['share_voi'])} | {_pct(r['share_random'])} | {r['voi_minus_random']:+.4f} "
-                         f"[{lo:+.4f}, {hi:+.4f}] |")
+            lines.append(f"| {family} | {a['complete']:.4f} | {a['sparse']:.4f} | {a['voi']:.4f} | {a['random']:.4f} | "
+                         f"{_pct(sh['sparse'])} | {_pct(sh['voi'])} | {_pct(sh['random'])} | "
+                         f"{r['voi_minus_random']:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                         + ", ".join(f"{x:+.4f}" for x in r["per_draw_voi_minus_random"]) + " |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=DATASETS)
-    parser.add_argument("--max-prompts", type=int, default=2000)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--max-prompts", type=int, default=3000, help="seeded subset of each log (0: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="random fills per draw")
+    parser.add_argument("--draws", type=int, default=3, help="seeded draws of the traffic log")
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--encoder", default="static")
     parser.add_argument("--out", default=str(HERE / "results" / "fill"))
@@ -188,9 +208,10 @@ def main() -> None:
     start = time.perf_counter()
     results = [run_dataset(name.strip(), args) for name in args.datasets.split(",") if name.strip()]
     summary = {"benchmark": "fill", "issue": 23, "encoder": args.encoder, "max_prompts": args.max_prompts,
-               "seeds": args.seeds, "n_boot": args.n_boot, "python": platform.python_version(),
+               "seeds": args.seeds, "draws": args.draws, "n_boot": args.n_boot, "python": platform.python_version(),
                "seconds": round(time.perf_counter() - start, 1), "results": results,
-               "targets": {res["dataset"]: {f: {"share_voi_at_least_80pct": (r["share_voi"] or 0) >= 0.8,
+               "targets": {res["dataset"]: {f: {"share_voi_at_least_80pct": r["share"]["voi"] is not None
+                                                                             and r["share"]["voi"] >= 0.8,
                                                 "voi_minus_random_ci_above_0": r["voi_minus_random_ci"][0] > 0}
                                             for f, r in res["families"].items()} for res in results}}
     write_json(args.out + ".json", summary)

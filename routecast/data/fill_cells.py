@@ -53,6 +53,7 @@ class FillTarget:
     path, label: the file and its name in messages; kind: ``jsonl``, ``csv`` or ``parquet``.
     user_columns: routecast name -> the file's own column (the mapping that was applied).
     has_prompt_id: the file has a ``prompt_id`` column (then filled rows get one too).
+    rows: (n,) the file row of each prompt's first line (what an error about the prompt names).
     """
 
     log: OutcomeLog
@@ -63,6 +64,7 @@ class FillTarget:
     kind: str
     user_columns: dict
     has_prompt_id: bool
+    rows: np.ndarray
 
 
 def truthy(values) -> np.ndarray:
@@ -109,11 +111,13 @@ def read_fill_target(source, *, prices=None, columns=None) -> FillTarget:
     m_of_row = np.array([log.models.index(m) for m in models], dtype=np.int64)
     present = np.zeros(log.scores.shape, dtype=bool)
     present[p_of_row, m_of_row] = True
+    first_rows = np.full(log.n_prompts, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_rows, p_of_row, rows.astype(np.int64))
     blocked = np.zeros(log.n_prompts, dtype=bool)
     if DO_NOT_RESEND in frame.columns:
         blocked[p_of_row[truthy(frame[DO_NOT_RESEND].to_numpy(dtype=object))]] = True
     return FillTarget(log, present, blocked, path, label, kind, dict(frame.attrs.get("user_columns", {})),
-                      "prompt_id" in frame.columns)
+                      "prompt_id" in frame.columns, first_rows)
 
 
 def collect_cells(target: FillTarget, cells: Sequence[tuple[int, int]], endpoints, out=None, *, prices=None,
@@ -140,7 +144,7 @@ def collect_cells(target: FillTarget, cells: Sequence[tuple[int, int]], endpoint
             raise DataError(f"cell (prompt {log.prompt_ids[i]!r}, model {log.models[j]!r}) {why}",
                             path=target.label, column="cells")
     prompts = {i: PromptRow(str(log.prompt_ids[i]), str(log.prompts[i]),
-                            [{"role": "user", "content": str(log.prompts[i])}], i + 1, {}) for i, _ in cells}
+                            [{"role": "user", "content": str(log.prompts[i])}], int(target.rows[i]), {}) for i, _ in cells}
     journal = journal_path(out)
     done = read_all_journals(out)
     todo = [(prompts[i], log.models[j]) for i, j in cells if (str(log.prompt_ids[i]), log.models[j]) not in done]

@@ -16,7 +16,7 @@ from routecast.data.fill_cells import read_fill_target
 from routecast.data.outcome_log import OutcomeLog
 from routecast.data.score import score_log
 from routecast.errors import ConfigError, DataError
-from routecast.training.fill import choose_cells, fill_log, plan_fill
+from routecast.training.fill import choose_cells, fill_log, plan_fill, prompt_groups
 from tests._support.fake_openai import FakeOpenAI
 
 COST = {"a": 0.002, "b": 0.001}
@@ -197,3 +197,15 @@ def test_collect_fill_on_the_cli(tmp_path, backend):
     assert res.exit_code == 2 and "no PROMPTS file" in res.output
     res = CliRunner().invoke(app, ["collect", "p.jsonl", "-e", str(endpoints), "-o", "x.jsonl", "--budget", "1"])
     assert res.exit_code == 2 and "--budget goes with --fill" in res.output
+
+
+def test_groups_are_the_benchmark_else_clusters_of_the_embeddings():
+    log = _belief_log({"x": (6, 0.5, 0.5, 1), "y": (6, 0.5, 0.5, 1)})
+    groups, names, by = prompt_groups(log)
+    assert by == "benchmark" and names == ["x", "y"] and groups.tolist() == [0] * 6 + [1] * 6
+    one = OutcomeLog(log.prompt_ids, log.prompts, log.models, log.scores, log.costs)  # no benchmark column
+    X = np.vstack([np.tile([1.0, 0.0, 0.0], (6, 1)), np.tile([0.0, 1.0, 0.0], (6, 1))])
+    X += np.random.default_rng(0).normal(0, 0.01, X.shape)
+    groups, names, by = prompt_groups(one, embeddings=X, clusters=2)
+    assert by == "2 k-means clusters" and len(set(groups[:6])) == 1 and len(set(groups[6:])) == 1
+    assert groups[0] != groups[6]
