@@ -46,6 +46,8 @@ from sparse_logs import fit, load, logging_policy, sparsify  # noqa: E402 - the 
 DATASETS = "llmrouter_9models,routerdc_7models,zeroeval_gsm_13models"
 FAMILIES = ("linear", "cluster-prior", "task-prior")
 SHARE = 0.10
+#: a complete-matrix gain over the prior below this AIQ is no gain to take a share of
+MIN_GAIN = 0.002
 
 
 def with_cells(sparse, full, cells):
@@ -138,7 +140,8 @@ def run_dataset(name: str, args) -> dict:
         aiqs = {k: mean_aiq(k, every) for k in ("complete", "sparse", "voi", "random")}
         diff_boot = np.array([mean_aiq("voi", rows) - mean_aiq("random", rows) for rows in boot])
         gain = {k: v - out["prior_aiq"] for k, v in aiqs.items()}
-        share = {k: (gain[k] / gain["complete"] if gain["complete"] > 0 else None) for k in ("sparse", "voi", "random")}
+        share = {k: (gain[k] / gain["complete"] if gain["complete"] > MIN_GAIN else None)
+                 for k in ("sparse", "voi", "random")}
         row = {"aiq": aiqs, "gain_over_prior": gain, "share": share, "voi_minus_random": aiqs["voi"] - aiqs["random"],
                "voi_minus_random_ci": [float(np.quantile(diff_boot, 0.025)), float(np.quantile(diff_boot, 0.975))],
                "per_draw_voi_minus_random": [
@@ -166,15 +169,17 @@ def markdown(results: list[dict], args) -> str:
              "seeds per draw); scores read from the complete log. AIQ on the COMPLETE test matrix over the single "
              "models' cost range, averaged over draws (and seeds). Gain over the prior = AIQ - AIQ of the global "
              "prior (cluster-prior k=1 on the complete train matrix: the best single model at each budget, no "
-             "routing). Share = gain / gain of the same family trained on the complete train matrix (undefined "
-             "when that gain is <= 0). VOI - random: paired 95 % percentile bootstrap over test prompts "
+             "routing). Share = gain / gain of the same family trained on the complete train matrix (undefined, "
+             f"–, when that gain is below {MIN_GAIN} AIQ: nothing to share). VOI - random: paired 95 % percentile "
+             "bootstrap over test prompts "
              f"({args.n_boot} resamples; draws and seeds averaged inside each resample).", ""]
     for res in results:
         d0 = res["draws"]
         cells = np.mean([d["voi_cells"] for d in d0])
         rnd = np.mean([np.mean(d["random_cells"]) for d in d0])
         lines += [f"## {res['dataset']}", "",
-                  f"prompts {res['prompts']}; groups: {res['groups']}; budget {np.mean([d['budget'] for d in d0]):.4g} USD "
+                  f"prompts {res['prompts']}; groups: {res['groups']}; budget "
+                  f"{np.mean([d['budget'] for d in d0]):.4g} USD "
                   f"(VOI estimated {np.mean([d['voi_estimated_cost'] for d in d0]):.4g}, true "
                   f"{np.mean([d['voi_true_cost'] for d in d0]):.4g}); cells bought: VOI {cells:.0f}, random {rnd:.0f} "
                   f"of {np.mean([d['missing_cells'] for d in d0]):.0f} missing; prior AIQ {res['prior_aiq']:.4f}.", "",

@@ -16,7 +16,8 @@ routers; this module may not). Here:
   atomically. The new rows carry the prompt's text, id (when the file has a ``prompt_id``
   column), the prompt-level columns of the log (a ``reference`` answer, a ``benchmark``...),
   the model, an empty ``score`` (for ``routecast score``), ``response``, ``cost`` and the call
-  fields (never a column about one request: ``propensity``, ``feedback``...), under the user's own column names where a mapping renamed them. A ``.jsonl`` log
+  fields (never a column about one request: ``propensity``, ``feedback``...), under the user's
+  own column names where a mapping renamed them. A ``.jsonl`` log
   keeps its lines byte for byte; a ``.csv``/``.parquet`` one is rewritten with the rows added.
 """
 
@@ -144,7 +145,8 @@ def collect_cells(target: FillTarget, cells: Sequence[tuple[int, int]], endpoint
             raise DataError(f"cell (prompt {log.prompt_ids[i]!r}, model {log.models[j]!r}) {why}",
                             path=target.label, column="cells")
     prompts = {i: PromptRow(str(log.prompt_ids[i]), str(log.prompts[i]),
-                            [{"role": "user", "content": str(log.prompts[i])}], int(target.rows[i]), {}) for i, _ in cells}
+                            [{"role": "user", "content": str(log.prompts[i])}], int(target.rows[i]), {})
+               for i, _ in cells}
     journal = journal_path(out)
     done = read_all_journals(out)
     todo = [(prompts[i], log.models[j]) for i, j in cells if (str(log.prompt_ids[i]), log.models[j]) not in done]

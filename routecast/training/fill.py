@@ -100,7 +100,8 @@ def prompt_groups(log, *, embeddings: np.ndarray | None = None, encoder: str = D
         raise ConfigError(f"clusters must be >= 1, got {clusters}")
     centroids = fit_clusters(embeddings, k, seed)
     groups = nearest_group(embeddings, centroids)
-    return groups.astype(np.int64), [f"cluster {g}" for g in range(len(centroids))], f"{len(centroids)} k-means clusters"
+    names = [f"cluster {g}" for g in range(len(centroids))]
+    return groups.astype(np.int64), names, f"{len(centroids)} k-means clusters"
 
 
 def switch_lams(quality: np.ndarray, cost: np.ndarray, n: int = N_LAMS) -> np.ndarray:
