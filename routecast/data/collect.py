@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -237,6 +238,15 @@ def collect(prompts, endpoints, out: str | Path, *, prices=None, columns=None, m
 def plan_collect(prompts, endpoints, out, *, prices, columns, models, concurrency, retries, backoff):
     """The checked arguments of a collect run, shared by both engines: ``(out, price table,
     {model: Endpoint}, prompt rows, prompt file label)``."""
+    out, table, chosen = check_collect(endpoints, out, prices=prices, models=models, concurrency=concurrency,
+                                       retries=retries, backoff=backoff)
+    rows, label = read_prompts(prompts, columns=columns)
+    return out, table, chosen, rows, label
+
+
+def check_collect(endpoints, out, *, prices, models, concurrency, retries, backoff):
+    """The checked sending arguments of any collect run (every prompt, or the cells ``collect
+    --fill`` chose): ``(out, price table, {model: Endpoint})``."""
     from routecast.data.costs import PriceTable
     from routecast.data.endpoints import load_endpoints
     from routecast.data.formats import EXTENSIONS
@@ -259,8 +269,7 @@ def plan_collect(prompts, endpoints, out, *, prices, columns, models, concurrenc
 
             raise ConfigError(f"models {missing} are not in the endpoints file; it has {sorted(chosen)}")
         chosen = {model_name(m): chosen[model_name(m)] for m in models}
-    rows, label = read_prompts(prompts, columns=columns)
-    return out, table, chosen, rows, label
+    return out, table, chosen
 
 
 def raise_first_failure(failures: list[DataError]) -> None:
@@ -284,8 +293,8 @@ async def send_cells(todo, rows, names, endpoints, done, journal_file, table, la
 
     slots = {m: EndpointSlot(endpoints[m]) for m in names}
     global_slots = asyncio.Semaphore(concurrency)
-    remaining = {p.prompt_id: sum((p.prompt_id, m) not in done for m in names) for p in rows}
-    bar = Progress("collect", total=len(rows), initial=sum(1 for v in remaining.values() if v == 0),
+    remaining = Counter(p.prompt_id for p, _ in todo)
+    bar = Progress("collect", total=len(rows), initial=len(rows) - len(remaining),
                    unit="prompts", enabled=progress).__enter__()  # closed in the finally below
     journal = _Journal(journal_file)
 

@@ -1,6 +1,8 @@
-"""``routecast collect`` and ``routecast score``: build an outcome log from your own endpoints.
+"""``routecast score``: turn the responses of a collected log into scores.
 
 Listed in :data:`routecast.data.commands.COMMANDS`; only typer is imported at module level.
+``routecast collect`` is in :mod:`routecast.training.collect_commands` (its ``--fill`` mode
+chooses cells with a router's beliefs, which the data layer may not import).
 """
 
 from __future__ import annotations
@@ -10,62 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from routecast.cli_options import ColumnMap, PriceTableFile, split_names
-
-
-def collect(
-    prompts: Annotated[str, typer.Argument(metavar="PROMPTS", help=(
-        "Prompt file (.jsonl/.csv/.parquet) with a 'prompt' column (or OpenAI chat 'messages'); every other "
-        "column (a 'reference' answer, 'benchmark'...) is carried into the log."))],
-    endpoints: Annotated[Path, typer.Option("--endpoints", "-e", help=(
-        "YAML/JSON file of OpenAI-compatible endpoints, model name -> {base_url, api_key_env, model, "
-        "concurrency, requests_per_second, max_tokens, temperature} (a `serve --backends` file works)."))],
-    out: Annotated[Path, typer.Option("--out", "-o", help=(
-        "The long-format log to write (.jsonl/.csv/.parquet), atomically; its journal "
-        "<out>.journal.jsonl makes a rerun resume."))],
-    price_table: PriceTableFile = None,
-    column_map: ColumnMap = None,
-    models: Annotated[Optional[str], typer.Option("--models", help="Only these endpoints, comma-separated.")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight over all endpoints.")] = 32,
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per cell on 429/5xx/connection errors.")] = 5,
-    backoff: Annotated[float, typer.Option("--backoff", min=0.0, help="First retry delay in seconds (doubles).")] = 0.5,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar in prompts.")] = True,
-    engine: Annotated[str, typer.Option("--engine", help=(
-        "local (this process) or ray (Ray tasks, one per shard of prompts, on the cluster of --ray-address; "
-        "needs routecast[ray] and an output folder every node shares)."))] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help=(
-        "Ray cluster to use (host:port, ray://host:port or auto; default: $RAY_ADDRESS, else a new local "
-        "cluster)."))] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help=(
-        "Shards sent at once with --engine ray; each gets 1/N of every concurrency and rate limit "
-        "[default: the cluster's CPUs, capped by the limits]."))] = None,
-) -> None:
-    """Send every prompt to every endpoint and write the outcome log (score empty until `routecast score`).
-
-    Resumable: rerun the same command after a kill; answers already journaled are not sent again.
-
-    Example: routecast collect prompts.jsonl -e endpoints.yaml --price-table prices.json -o collected.jsonl
-    """
-    from routecast.errors import ConfigError
-
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"engine must be local or ray, got {engine!r}")
-    if engine == "local" and (workers is not None or ray_address is not None):
-        raise ConfigError("--workers and --ray-address need --engine ray")
-    common = dict(prices=price_table, columns=column_map, models=split_names(models), concurrency=concurrency,
-                  retries=retries, backoff=backoff, progress=progress)
-    if engine == "ray":
-        from routecast.data.ray_collect import collect_with_ray
-
-        result = collect_with_ray(prompts, endpoints, out, workers=workers, ray_address=ray_address, **common)
-    else:
-        from routecast.data.collect import collect as run
-
-        result = run(prompts, endpoints, out, **common)
-    where = f" on ray in {result.shards} shards" if engine == "ray" and result.shards else ""
-    typer.echo(f"{result.out}: {result.cells:,} cells ({result.prompts:,} prompts x {len(result.models)} models; "
-               f"{result.sent_cells:,} sent{where}, {result.resumed_cells:,} from the journal) in "
-               f"{result.seconds:.1f} s")
+from routecast.cli_options import ColumnMap
 
 
 def score(

@@ -15,6 +15,7 @@ Most people's outcome logs are spreadsheets with their own headers (``Question``
         score: Accuracy
         cost: Cost ($)
       answer_format: json   # optional: how responses state their final answer (routecast.data.answers)
+      do_not_resend: true   # optional: no prompt of this file may be sent to a model again (collect --fill)
 
 An explicit mapping wins over the card, key by key. A mapped column the file does not have, a
 file column mapped twice, or a target that would collide with a column the file already has, is
@@ -33,7 +34,7 @@ from routecast.errors import DataError
 
 CARD_SUFFIX = ".card.yaml"
 FOLDER_CARD = "dataset.yaml"
-_CARD_KEYS = {"columns", "description", "licence", "license", "source", "format", "answer_format"}
+_CARD_KEYS = {"columns", "description", "licence", "license", "source", "format", "answer_format", "do_not_resend"}
 
 
 def parse_mapping(text: str | Mapping[str, str] | None) -> dict[str, str]:

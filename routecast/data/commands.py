@@ -65,8 +65,7 @@ def from_decisions(
                f"{done['mean_propensity']:.3f}) -> {out}")
 
 
-from routecast.data.collect_commands import collect, score  # noqa: E402 - typer-only module
+from routecast.data.collect_commands import score  # noqa: E402 - typer-only module
 
 #: command name -> function ("data inspect": command inspect in the data group); registered by routecast/cli.py
-COMMANDS = {"datasets": datasets, "data inspect": inspect, "data from-decisions": from_decisions, "collect": collect,
-            "score": score}
+COMMANDS = {"datasets": datasets, "data inspect": inspect, "data from-decisions": from_decisions, "score": score}

@@ -311,7 +311,10 @@ def rollout_status(
     typer.echo(arm_markdown(arm_comparison(decision_log, n_boot=n_boot)))
 
 
+from routecast.training.collect_commands import collect  # noqa: E402 - typer-only module
+
 COMMANDS = {"evaluate": evaluate, "train": train, "routers": routers, "demo": demo, "tune": tune,
-            "calibrate": calibrate, "encoder train": encoder_train, "rollout status": rollout_status}
+            "calibrate": calibrate, "encoder train": encoder_train, "rollout status": rollout_status,
+            "collect": collect}
 GROUPS = {"encoder": "Encoders trained from outcome logs (the routing-trained static encoder).",
           "rollout": "Canary rollouts of a served checkpoint (serve --canary)."}
