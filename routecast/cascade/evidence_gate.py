@@ -6,10 +6,10 @@ routing worse than its own ex-ante choice on mbpp while it helped on arc and win
 :class:`~routecast.cascade.cascade_router.CascadeRouter` fits, beside its posterior, an *ex-ante
 twin*: the same planner with no answer evidence (a posterior on the ex-ante prediction alone, no
 spread: calling a model reveals nothing, so the twin routes ex ante). On validation, per slice of
-prompts (a benchmark of the training log; small ones pooled; one slice when the log has no
-benchmark column) the cascade keeps answer evidence only where its validation AIQ beats the
-twin's; elsewhere it decides ex ante. A live prompt joins the slice of the nearest benchmark
-centroid of the router's prompt embeddings, so the rule needs no label at serving time.
+prompts (below) the cascade keeps answer evidence only where its validation AIQ beats the twin's
+by more than noise; elsewhere it decides ex ante. A live prompt joins the slice of the nearest
+centroid (benchmark or cluster) of the router's prompt embeddings, so the rule needs no label at
+serving time; the live path embeds the prompt once for the gate and the ex-ante router.
 
 Slices. Benchmarks of the training log, each with at least ``gate_min_prompts`` validation
 prompts (the others pooled into ``rest``). A log with fewer than two such benchmarks - one task,
