@@ -515,6 +515,7 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                                        for r in rows if r["family"] == UPPER},
             "slices": slices, "evidence_gate": None if cr.gate_ is None else cr.gate_.report,
             "evidence_gate_by": None if cr.gate_ is None else cr.gate_.by,
+            "evidence_gate_pooled": None if cr.gate_ is None else cr.gate_.pooled,
             "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
 
 
@@ -716,9 +717,10 @@ def markdown(results: list[dict], run: str = "") -> str:
             out.append(f"| {res['dataset']} | {row['slice']} | {row['n']} | {row['cascade_routing']:.4f} | "
                        f"{' | '.join(cells)} | {used} |")
     out += ["", "Evidence gate per slice on validation (AIQ with answer evidence / ex ante; gain ± its bootstrap "
-            "standard error → shrunk gain ± its standard error; evidence where the shrunk gain exceeds one standard "
-            "error): " + "; ".join(
-                f"{res['dataset']} (by {_gate_by(res)}): " + ", ".join(
+            "standard error → shrunk gain ± its standard error; the pooled decision: evidence where the whole "
+            "split's gain exceeds one standard error, a slice departing from it where its shrunk gain is more than one "
+            "standard error on the other side of 0): " + "; ".join(
+                f"{res['dataset']} (by {_gate_by(res)}{_pooled(res)}): " + ", ".join(
                     f"{k} {_f(v.get('val_aiq_evidence'))}/{_f(v.get('val_aiq_ex_ante'))} (n {v['val_prompts']}"
                     + (f"; {v['gain']:+.4f} ± {v['gain_se']:.4f} → {v['shrunk_gain']:+.4f} ± "
                        f"{v['shrunk_gain_se']:.4f}" if "gain" in v else "") + ")"
@@ -799,6 +801,12 @@ def issue27_targets(results: list[dict]) -> list[str]:
                      f"{_f(comp['ci'][1], '+.4f')}] over the best router ({comp['against']}); target >= +0.04: "
                      f"**{'met' if comp['aiq_difference'] >= 0.04 else 'not met'}**.")
     return lines + [""]
+
+
+def _pooled(res: dict) -> str:
+    p = res.get("evidence_gate_pooled")
+    return "" if not p else (f"; pooled {p['gain']:+.4f} ± {p['gain_se']:.4f} → "
+                             f"{'evidence' if p['uses_evidence'] else 'ex ante'}")
 
 
 def _gate_by(res: dict) -> str:

@@ -112,8 +112,10 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
     gate_min_prompts: fewest validation prompts of a slice the evidence gate judges on its own
         (:mod:`routecast.cascade.evidence_gate`: benchmarks, else k-means clusters of the prompts;
         smaller ones pooled).
-    gate_se: standard errors by which a slice's shrunk validation gain from answer evidence must
-        exceed 0 for the gate to use evidence there (0: any gain; 1: the one-standard-error rule).
+    gate_se: standard errors by which the validation gain from answer evidence must exceed 0 for the
+        gate to read answers on the whole log, and by which a slice's shrunk gain must lie on the other
+        side of 0 for that slice to depart from this decision (0: signs only; 1: the one-standard-error
+        rule).
     """
 
     _POINTS_HINT = "add_operating_point first"

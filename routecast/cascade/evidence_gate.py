@@ -27,10 +27,14 @@ standard error over its validation prompts (both policies on the same draws); (2
 shrunk towards their common mean by the random-effects estimate of how much slices really differ
 (DerSimonian-Laird, as in meta-analysis): slices that differ no more than noise explains all
 follow the pooled gain, a slice whose gain is far from the rest (mbpp against arc) keeps its own;
-(3) evidence is used where the shrunk gain exceeds ``gate_se`` of its standard errors - the
-one-standard-error rule (Breiman et al.) that prefers the simpler policy, here the ex-ante twin,
-which no answer can mislead, unless the richer one is better by more than noise. With one slice
-(2) is void and the rule compares the pooled gain with its own standard error.
+(3) the one-standard-error rule (Breiman et al.: prefer the simpler model unless the richer one is
+better by more than ``gate_se`` standard errors) decides twice: on the whole validation split,
+evidence against the ex-ante twin, which no answer can mislead (the pooled decision); then per
+slice, the split against the pooled decision - a slice departs from it only when its shrunk gain
+is beyond ``gate_se`` standard errors on the other side (below 0 where the pooled decision reads
+answers, above 0 where it does not). A slice on which validation cannot tell the two policies apart
+so follows the log; one where answers clearly mislead (or clearly help) gets its own decision. With
+one slice (2) and the second step are void.
 
 Logs whose responses cannot be read (:func:`routecast.data.answers.read_share`) are reported
 here too: a warning names each such model and the share read, and when no pool model's answers
@@ -139,6 +143,7 @@ class EvidenceGate:
         self.use = np.asarray(use, dtype=bool)
         self.report = report or {}
         self.by = by
+        self.pooled: dict | None = None  # the whole validation split's gain, error and decision (fit_gate)
 
     def slices(self, owner, prompts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """(n,) slice index of ``prompts`` (nearest centroid of ``owner``'s prompt embeddings, or of
@@ -155,7 +160,7 @@ class EvidenceGate:
 
     def state(self) -> tuple[dict, dict]:
         """(JSON config, arrays) for a checkpoint."""
-        return ({"names": self.names, "report": self.report, "by": self.by},
+        return ({"names": self.names, "report": self.report, "by": self.by, "pooled": self.pooled},
                 {PREFIX + "centroids": self.centroids, PREFIX + "slice_of_benchmark": self.slice_of_benchmark,
                  PREFIX + "use": self.use.astype(np.float64)})
 
@@ -171,6 +176,9 @@ class EvidenceGate:
             raise ValueError(f"'by' must be one of {', '.join(BY)}, got {by!r}")
         if report is not None and not isinstance(report, dict):
             raise ValueError("'report' must be an object")
+        pooled = config.get("pooled")
+        if pooled is not None and not isinstance(pooled, dict):
+            raise ValueError("'pooled' must be null or an object")
         centroids, of, use = (np.asarray(arrays[PREFIX + k], dtype=np.float64)
                               for k in ("centroids", "slice_of_benchmark", "use"))
         if centroids.ndim != 2 or not np.isfinite(centroids).all():
@@ -182,7 +190,9 @@ class EvidenceGate:
             raise ValueError(f"array {PREFIX}use must hold one 0/1 flag per slice ({len(names)})")
         if len(names) > 1 and dim is not None and centroids.shape[1] != dim:
             raise ValueError(f"array {PREFIX}centroids has dimension {centroids.shape[1]}, the router's encoder {dim}")
-        return cls(names, centroids, of.astype(np.int64), use > 0.5, report, by)
+        gate = cls(names, centroids, of.astype(np.int64), use > 0.5, report, by)
+        gate.pooled = pooled
+        return gate
 
 
 def prompt_embeddings(owner, prompts: Sequence[str]) -> np.ndarray:
@@ -251,6 +261,13 @@ def shrunk_gains(gain: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return shrunk, np.sqrt(keep * var + (1.0 - keep) ** 2 * mean_var)
 
 
+def slice_decisions(default: bool, shrunk: np.ndarray, shrunk_se: np.ndarray, z: float) -> np.ndarray:
+    """(S,) whether each slice reads answers: the pooled decision ``default``, departed from only
+    where the shrunk gain lies beyond ``z`` standard errors on the other side of 0."""
+    shrunk, bound = np.asarray(shrunk, np.float64), z * np.asarray(shrunk_se, np.float64)
+    return ~(shrunk < -bound) if default else shrunk > bound
+
+
 def fit_gate(owner, val: "OutcomeLog", train: "OutcomeLog", evidence: list, exante: list, walk, outcomes,
              unit: np.ndarray, lo: float, hi: float, min_prompts: int):
     """Decide per slice on ``val`` between the ``evidence`` planners and the ``exante`` ones
@@ -269,19 +286,23 @@ def fit_gate(owner, val: "OutcomeLog", train: "OutcomeLog", evidence: list, exan
         e, x = (float(aiq(c[:, rows].mean(axis=1), q[:, rows].mean(axis=1), lo, hi)) for c, q in curves)
         return e, x, e - x
 
-    measured = [s for s in range(len(names)) if (which == s).any()]
-    stats = {}
-    for s in measured:
-        rows = np.flatnonzero(which == s)
+    def measure(rows) -> tuple[float, float, float, float]:  # AIQs, gain and its paired bootstrap error
         draws = [gain(rows[rng.integers(0, len(rows), len(rows))])[2] for _ in range(N_BOOT)]
-        stats[s] = (*gain(rows), float(np.std(draws)))
+        return (*gain(rows), float(np.std(draws)))
+
+    z = float(owner.gate_se)
+    pooled = measure(np.arange(len(which)))
+    default = bool(pooled[2] > z * pooled[3])  # the decision for the whole validation split
+    gate.pooled = {"gain": pooled[2], "gain_se": pooled[3], "uses_evidence": default}
+    measured = [s for s in range(len(names)) if (which == s).any()]
+    stats = {s: pooled if len(measured) == 1 else measure(np.flatnonzero(which == s)) for s in measured}
     shrunk, shrunk_se = shrunk_gains([stats[s][2] for s in measured], [stats[s][3] for s in measured])
     for s, name in enumerate(names):
         if s not in stats:
             gate.report[name] = {"val_prompts": 0, "uses_evidence": False}
             continue
         i = measured.index(s)
-        gate.use[s] = shrunk[i] > float(owner.gate_se) * shrunk_se[i]
+        gate.use[s] = slice_decisions(default, shrunk, shrunk_se, z)[i]
         e, x, g, se = stats[s]
         gate.report[name] = {"val_prompts": int((which == s).sum()), "val_aiq_evidence": e, "val_aiq_ex_ante": x,
                              "gain": g, "gain_se": se, "shrunk_gain": float(shrunk[i]),

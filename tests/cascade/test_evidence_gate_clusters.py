@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from routecast.cascade.cascade_router import CascadeRouter
-from routecast.cascade.evidence_gate import PREFIX, EvidenceGate, live_owner, shrunk_gains
+from routecast.cascade.evidence_gate import PREFIX, EvidenceGate, live_owner, shrunk_gains, slice_decisions
 from routecast.data.outcome_log import OutcomeLog
 from routecast.errors import ConfigError
 from tests.cascade.test_evidence_gate import ENC, two_benchmarks
@@ -64,6 +64,8 @@ def test_the_cluster_gate_survives_a_checkpoint_with_identical_decisions(cluster
     loaded = CascadeRouter.load(router.save(tmp_path / "cascade"))
     assert loaded.gate_.by == "cluster" and loaded.gate_.names == router.gate_.names
     assert loaded.gate_.report == router.gate_.report and loaded.get_params()["gate_se"] == 1.0
+    # pooled, answers do not pay (the liars outweigh): the honest cluster departs from that decision
+    assert loaded.gate_.pooled == router.gate_.pooled and not router.gate_.pooled["uses_evidence"]
     np.testing.assert_array_equal(loaded.gate_.use, router.gate_.use)
     np.testing.assert_array_equal(loaded.gate_.centroids, router.gate_.centroids)
     assert loaded.gate_.slice_names(loaded, list(test.prompts)) == router.gate_.slice_names(router, list(test.prompts))
@@ -119,6 +121,17 @@ def test_shrunk_gains_follow_the_pooled_gain_when_slices_differ_by_noise_only():
     # one slice: its own gain and error
     s, e = shrunk_gains(np.array([0.02]), np.array([0.03]))
     assert s.tolist() == [0.02] and e.tolist() == pytest.approx([0.03])
+
+
+def test_a_slice_departs_from_the_pooled_decision_only_beyond_its_errors():
+    """Shrunk gains +0.0001 ± 0.0001 (validation cannot tell), -0.03 ± 0.01 (answers mislead),
+    +0.02 ± 0.01 (they help): under a pooled "read answers" the first follows it; under a pooled
+    "ex ante" only the third reads answers."""
+    shrunk, se = np.array([0.0001, -0.03, 0.02]), np.array([0.0001, 0.01, 0.01])
+    assert slice_decisions(True, shrunk, se, 1.0).tolist() == [True, False, True]
+    assert slice_decisions(False, shrunk, se, 1.0).tolist() == [False, False, True]
+    assert slice_decisions(True, shrunk, se, 0.0).tolist() == [True, False, True]
+    assert slice_decisions(False, np.array([0.0, 0.001]), np.array([0.0, 0.01]), 0.0).tolist() == [False, True]
 
 
 @pytest.mark.parametrize("params, message", [({"gate_se": -1.0}, "gate_se must be a finite number >= 0"),
