@@ -213,10 +213,11 @@ def upper_bounds(test, unit: np.ndarray, best: int, pool: list[str]) -> list[Pol
 
 
 def _cascade_routing_row(name, prepared, train, val, val_c, test, scorer_encoder, lookaheads, budget, ref_budget,
-                         val_target, unreachable):
+                         val_target, unreachable, params: dict | None = None):
     """(fitted cascade router, its Policy row, warnings about responses). ``ref_budget``: the
     operating point chosen on validation for that budget is kept (``budget_rule``) for issue 27's
-    "the reference model's quality at <= 0.35x its cost"."""
+    "the reference model's quality at <= 0.35x its cost". ``params``: further CascadeRouter
+    hyperparameters (the one-slice gate row)."""
     from routecast.cascade.cascade_router import CascadeRouter
     from routecast.cascade.posterior_calibration import posterior_calibration
 
@@ -224,7 +225,7 @@ def _cascade_routing_row(name, prepared, train, val, val_c, test, scorer_encoder
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cr = CascadeRouter(router="linear", encoder=prepared.encoder, scorer_encoder=scorer_encoder,
-                           **({"lookaheads": lookaheads} if lookaheads else {})).fit(train, val)
+                           **({"lookaheads": lookaheads} if lookaheads else {}), **(params or {})).fit(train, val)
     notes = sorted({str(w.message) for w in caught if "response" in str(w.message)})
     calib = {"val": posterior_calibration(cr, val_c), "test": posterior_calibration(cr, test)}
     sim = cr.simulate(test, cr.lams_)
@@ -239,15 +240,21 @@ def _cascade_routing_row(name, prepared, train, val, val_c, test, scorer_encoder
                  seconds=time.perf_counter() - t0,
                  extra={"pool": list(cr.pool_), "kappa": cr.kappa_, "val_aiq_by_kappa": cr.val_aiq_,
                         "calibration": calib, "lookahead": cr.lookahead_,
+                        "evidence_gate": None if cr.gate_ is None else {"by": cr.gate_.by, **cr.gate_.report},
                         "mean_calls_range": [float(calls.mean(axis=1).min()), float(calls.mean(axis=1).max())]},
                  target=target)
     row.budget_point = None if at is None else (at["cost"][0], at["quality"][0])
     return cr, row, notes
 
 
+#: the evidence gate before cluster slices and the noise rule (issue 27, item 4): one slice unless benchmarks
+#: split, evidence wherever its validation gain is above 0 - the ``--gate-baseline`` row, for a paired comparison
+ONE_SLICE_GATE = {"gate_min_prompts": 10 ** 9, "gate_se": 0.0}
+
+
 def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = None,
                 scorer_encoder: str | None = None, lookaheads: tuple[str, ...] | None = None,
-                sets_row: bool = False) -> dict:
+                sets_row: bool = False, gate_baseline: bool = False) -> dict:
     from routecast.cascade.agreement_escalation import fit_agreement_escalation
     from routecast.cascade.answer_scorer import SCORER_ENCODER
     from routecast.cascade.cascade import Cascade, search_chains
@@ -343,6 +350,10 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
         policies.append(_cascade_routing_row("cascade-routing (sets look-ahead)", prepared, train, val, val_c, test,
                                              scorer_encoder, ("sets",), budget, ref_budget, val_target,
                                              unreachable)[1])
+    if gate_baseline:  # the same cascade with the one-slice, any-gain gate (ONE_SLICE_GATE)
+        policies.append(_cascade_routing_row("cascade-routing (one-slice gate)", prepared, train, val, val_c, test,
+                                             scorer_encoder, lookaheads, budget, ref_budget, val_target,
+                                             unreachable, ONE_SLICE_GATE)[1])
 
     # ablation: the same policy without any answer evidence (responses hidden), on the same split
     t0 = time.perf_counter()
@@ -471,12 +482,19 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
             comparisons[f"sets look-ahead vs {other.name}"] = {
                 "against": other.name, "aiq_difference": aiq_of(sets_pol) - aiq_of(other),
                 "ci": ci(boots[sets_pol.name] - boots[other.name]), "wins": bool(aiq_of(sets_pol) > aiq_of(other))}
+    one_slice = next((p for p in policies if p.name == "cascade-routing (one-slice gate)"), None)
+    if one_slice is not None:
+        comparisons["vs one-slice gate"] = {
+            "against": one_slice.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(one_slice),
+            "ci": ci(boots[cr_pol.name] - boots[one_slice.name]), "wins": bool(aiq_of(cr_pol) > aiq_of(one_slice))}
     blind_pol = next(p for p in policies if p.family == "ablation")
     comparisons["vs ex-ante only"] = {"against": blind_pol.name, "aiq_difference": aiq_of(cr_pol) - aiq_of(blind_pol),
                                       "ci": ci(boots[cr_pol.name] - boots[blind_pol.name]),
                                       "wins": bool(aiq_of(cr_pol) > aiq_of(blind_pol))}
+    clusters = cr.gate_.slice_names(cr, list(test.prompts)) if cr.gate_ is not None and cr.gate_.by == "cluster" \
+        else None  # the gate's own slices of the test prompts, when they are not benchmarks
     slices = slice_comparisons(test, cr_pol, blind_pol, next(p for p in policies if p.name == "linear"), lo, hi,
-                               n_boot, seed)
+                               n_boot, seed, clusters)
     chosen = cr_pol.chosen
     reaches = bool(chosen is not None and chosen[1] >= q_best - 1e-12 and chosen[0] <= HALF * c_best)
     return {"dataset": label, "note": note, "cost_unit": cost_unit,
@@ -496,20 +514,30 @@ def run_dataset(label: str, n_boot: int, seed: int = 0, encoder: str | None = No
                                                          and r["hull_quality_at_half_cost"] >= q_best - 1e-12)
                                        for r in rows if r["family"] == UPPER},
             "slices": slices, "evidence_gate": None if cr.gate_ is None else cr.gate_.report,
+            "evidence_gate_by": None if cr.gate_ is None else cr.gate_.by,
+            "evidence_gate_pooled": None if cr.gate_ is None else cr.gate_.pooled,
             "skipped": skipped, "warnings": notes, "seconds": time.perf_counter() - t_start}
 
 
 def slice_comparisons(test, cr: Policy, exante: Policy, router: Policy, lo: float, hi: float, n_boot: int,
-                      seed: int) -> list[dict]:
-    """Per benchmark of the test split (one row for the whole log too): cascade routing's AIQ against
-    its own ex-ante twin (the same policy with the responses hidden) and against its ex-ante router
-    (linear), with paired bootstrap intervals over the slice's prompts."""
+                      seed: int, clusters: list[str] | None = None) -> list[dict]:
+    """Per benchmark of the test split and, when the evidence gate slices by clusters, per gate
+    slice (``clusters``: each test prompt's; one row for the whole log too): cascade routing's AIQ
+    against its own ex-ante twin (the same policy with the responses hidden) and against its ex-ante
+    router (linear), with paired bootstrap intervals over the slice's prompts. ``kind`` of a row:
+    all, benchmark or cluster."""
     from routecast.evaluation import metrics
 
     labels = test.meta["benchmark"].astype(str).to_numpy() if "benchmark" in test.meta.columns else None
     groups = {"(all)": np.arange(test.n_prompts)}
+    kinds = {"(all)": "all"}
     if labels is not None and len(set(labels)) > 1:
         groups.update({b: np.flatnonzero(labels == b) for b in sorted(set(labels))})
+        kinds.update({b: "benchmark" for b in set(labels)})
+    if clusters is not None:
+        names = np.array(clusters)
+        groups.update({c: np.flatnonzero(names == c) for c in dict.fromkeys(sorted(clusters))})
+        kinds.update({c: "cluster" for c in clusters})
     rng = np.random.default_rng(seed + 1)
     out = []
     for name, rows in groups.items():
@@ -517,7 +545,7 @@ def slice_comparisons(test, cr: Policy, exante: Policy, router: Policy, lo: floa
             return float(metrics.aiq(p.cost[:, idx].mean(axis=1), p.quality[:, idx].mean(axis=1), lo, hi))
 
         draws = [rows[rng.integers(0, len(rows), size=len(rows))] for _ in range(n_boot)]
-        row = {"slice": name, "n": int(len(rows)), "cascade_routing": value(cr, rows)}
+        row = {"slice": name, "kind": kinds[name], "n": int(len(rows)), "cascade_routing": value(cr, rows)}
         for key, other in (("vs_ex_ante_twin", exante), ("vs_linear_router", router)):
             diff = np.array([value(cr, d) - value(other, d) for d in draws])
             diff = diff[np.isfinite(diff)]
@@ -668,27 +696,36 @@ def markdown(results: list[dict], run: str = "") -> str:
             out.append(f"- warning: {note}")
         out.append("")
     out += ["## Per slice: cascade routing against its own ex-ante decision", "",
-            "Issue 27, item 4: per benchmark of the test split, cascade routing's AIQ (same cost range as the log) "
-            "against the same policy with the responses hidden (its ex-ante twin) and against its ex-ante router "
-            "(linear); paired 95 % bootstrap intervals over the slice's prompts. `gate`: whether the evidence gate, "
-            "chosen on validation, uses answer evidence on that slice (a benchmark the gate pooled: its `rest` "
-            "slice). Benchmarks with fewer than 5 test prompts are left out of the table (they are in the JSON).",
+            "Issue 27, item 4: per benchmark of the test split and, where the evidence gate slices by k-means "
+            "clusters of the prompts (a log without two benchmarks of enough validation prompts), per gate cluster "
+            "(test prompts joined to their nearest centroid, as live prompts are), cascade routing's AIQ (same cost "
+            "range as the log) against the same policy with the responses hidden (its ex-ante twin) and against its "
+            "ex-ante router (linear); paired 95 % bootstrap intervals over the slice's prompts. `gate`: whether the "
+            "evidence gate, chosen on validation, uses answer evidence on that slice (a benchmark or cluster the "
+            "gate pooled: its `rest` slice; a benchmark under a cluster gate: —). Slices with fewer than 5 test "
+            "prompts are left out of the table (they are in the JSON).",
             "",
             "| dataset | slice | n | cascade routing AIQ | Δ vs ex-ante twin [95% CI] | Δ vs linear router [95% CI] | "
             "gate |", "|---|---|---:|---:|---:|---:|---|"]
     for res in results:
-        gate = res.get("evidence_gate") or {}
+        gate, by = res.get("evidence_gate") or {}, res.get("evidence_gate_by", "benchmark")
         for row in [r for r in res.get("slices", []) if r["n"] >= 5]:
-            g = gate.get("all") if row["slice"] == "(all)" else gate.get(row["slice"], gate.get("rest", gate.get("all")))
+            g = _gate_of(gate, by, row)
             cells = [f"{row[k]['difference']:+.4f} [{_f(row[k]['ci'][0], '+.4f')}, {_f(row[k]['ci'][1], '+.4f')}]"
                      for k in ("vs_ex_ante_twin", "vs_linear_router")]
             used = "—" if g is None else ("evidence" if g.get("uses_evidence") else "ex ante")
             out.append(f"| {res['dataset']} | {row['slice']} | {row['n']} | {row['cascade_routing']:.4f} | "
                        f"{' | '.join(cells)} | {used} |")
-    out += ["", "Evidence gate per slice on validation (AIQ with answer evidence / ex ante): " + "; ".join(
-        f"{res['dataset']}: " + ", ".join(f"{k} {_f(v.get('val_aiq_evidence'))}/{_f(v.get('val_aiq_ex_ante'))} "
-                                          f"(n {v['val_prompts']})" for k, v in (res.get("evidence_gate") or {}).items())
-        for res in results) + ".", ""]
+    out += ["", "Evidence gate per slice on validation (AIQ with answer evidence / ex ante; gain ± its bootstrap "
+            "standard error → shrunk gain ± its standard error; the pooled decision: evidence where the whole "
+            "split's gain exceeds one standard error, a slice departing from it where its shrunk gain is more than one "
+            "standard error on the other side of 0): " + "; ".join(
+                f"{res['dataset']} (by {_gate_by(res)}{_pooled(res)}): " + ", ".join(
+                    f"{k} {_f(v.get('val_aiq_evidence'))}/{_f(v.get('val_aiq_ex_ante'))} (n {v['val_prompts']}"
+                    + (f"; {v['gain']:+.4f} ± {v['gain_se']:.4f} → {v['shrunk_gain']:+.4f} ± "
+                       f"{v['shrunk_gain_se']:.4f}" if "gain" in v else "") + ")"
+                    for k, v in (res.get("evidence_gate") or {}).items())
+                for res in results) + ".", ""]
     missing = [label for label in DATASETS if label not in {r["dataset"] for r in results}]
     if missing:
         out += ["## Not in this run", "",
@@ -742,6 +779,13 @@ def issue27_targets(results: list[dict]) -> list[str]:
                          f"[{_f(rule['ci'][0], '+.4f')}, {_f(rule['ci'][1], '+.4f')}] "
                          f"(**{'higher' if rule['wins'] else 'not higher'}**); test-hull cost to match "
                          f"{zero['best_single']}: {_reach_cell(cr)} against {_reach_cell(ae)}.")
+    for res in results:
+        comp = res["comparisons"].get("vs one-slice gate")
+        if comp is not None:
+            lines.append(f"- {res['dataset']}: cascade routing with the gate by {res.get('evidence_gate_by')} "
+                         f"({', '.join(k for k, v in (res.get('evidence_gate') or {}).items() if v.get('uses_evidence')) or 'no slice'} "
+                         f"with evidence) vs the one-slice gate on AIQ {comp['aiq_difference']:+.4f} "
+                         f"[{_f(comp['ci'][0], '+.4f')}, {_f(comp['ci'][1], '+.4f')}].")
     below = [f"{res['dataset']}/{s['slice']}" for res in results for s in res.get("slices", [])
              if s["vs_ex_ante_twin"]["ci"][1] is not None and s["vs_ex_ante_twin"]["ci"][1] < 0]
     lines.append(f"- slices where cascade routing is below its ex-ante twin with the paired interval entirely below 0: "
@@ -757,6 +801,26 @@ def issue27_targets(results: list[dict]) -> list[str]:
                      f"{_f(comp['ci'][1], '+.4f')}] over the best router ({comp['against']}); target >= +0.04: "
                      f"**{'met' if comp['aiq_difference'] >= 0.04 else 'not met'}**.")
     return lines + [""]
+
+
+def _pooled(res: dict) -> str:
+    p = res.get("evidence_gate_pooled")
+    return "" if not p else (f"; pooled {p['gain']:+.4f} ± {p['gain_se']:.4f} → "
+                             f"{'evidence' if p['uses_evidence'] else 'ex ante'}")
+
+
+def _gate_by(res: dict) -> str:
+    """What the evidence gate sliced by (results from before the field: one slice or benchmarks)."""
+    return res.get("evidence_gate_by") or ("all" if list(res.get("evidence_gate") or {}) == ["all"] else "benchmark")
+
+
+def _gate_of(gate: dict, by: str, row: dict) -> dict | None:
+    """The gate's validation entry that decided a per-slice table row (None: no single one did)."""
+    if list(gate) == ["all"]:  # one slice decided every row
+        return gate["all"]
+    if row["slice"] == "(all)" or row.get("kind", "benchmark") != by:
+        return None
+    return gate.get(row["slice"], gate.get("rest"))
 
 
 def _aiq_cell(r) -> str:
@@ -814,6 +878,8 @@ def main() -> None:
                              "(default: the library default)")
     parser.add_argument("--sets-row", action="store_true",
                         help="add cascade routing with the sets look-ahead alone (set actions) as a row")
+    parser.add_argument("--gate-baseline", action="store_true",
+                        help="add cascade routing with the one-slice, any-gain evidence gate as a row (ONE_SLICE_GATE)")
     parser.add_argument("--out", default=str(HERE / "results" / "cascades"))
     parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args()
@@ -831,11 +897,14 @@ def main() -> None:
     results = []
     run = (f"cascade routing's look-aheads {args.lookaheads or 'the library default'} (chosen on validation)"
            + ("; plus the row `cascade-routing (sets look-ahead)`: the same with the `sets` look-ahead alone (set "
-              "actions, routecast.cascade.set_actions), declared before the run" if args.sets_row else "") + ".")
+              "actions, routecast.cascade.set_actions), declared before the run" if args.sets_row else "")
+           + ("; plus the row `cascade-routing (one-slice gate)`: the same with the evidence gate as before cluster "
+              "slices and the noise rule (one slice unless benchmarks split, evidence wherever its validation gain "
+              "is above 0)" if args.gate_baseline else "") + ".")
     for label in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         res = run_dataset(label, args.n_boot, encoder=args.encoder, scorer_encoder=args.scorer_encoder,
                           lookaheads=tuple(args.lookaheads.split(",")) if args.lookaheads else None,
-                          sets_row=args.sets_row)
+                          sets_row=args.sets_row, gate_baseline=args.gate_baseline)
         results.append(res)
         comp = {k: f"{v['aiq_difference']:+.4f} {v['ci']}" for k, v in res["comparisons"].items()}
         print(f"{label}: {comp} reaches@50%: {res['cascade_routing_reaches_best_at_half_cost_val_chosen']} "

@@ -109,6 +109,13 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         call is valued as a check) and ``sets`` (that, with sets of models called together as one
         action, sent in parallel by the server): :mod:`routecast.cascade.set_actions` (opt-in,
         like ``empirical``: why is measured there).
+    gate_min_prompts: fewest validation prompts of a slice the evidence gate judges on its own
+        (:mod:`routecast.cascade.evidence_gate`: benchmarks, else k-means clusters of the prompts;
+        smaller ones pooled).
+    gate_se: standard errors by which the validation gain from answer evidence must exceed 0 for the
+        gate to read answers on the whole log, and by which a slice's shrunk gain must lie on the other
+        side of 0 for that slice to depart from this decision (0: signs only; 1: the one-standard-error
+        rule).
     """
 
     _POINTS_HINT = "add_operating_point first"
@@ -122,7 +129,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
                  max_models: int = 5, kappas: Sequence[float] = (0.0, 0.5, 1.0), n_folds: int = 3,
                  n_draws: int = 32, n_lams: int = 41, max_lams: int = 121, refine_step: float = 0.02,
                  C: float = 1.0, seed: int = 0, scorer_encoder: str | None = None,
-                 lookaheads: Sequence[str] = ("normal",), gate_min_prompts: int = 30):
+                 lookaheads: Sequence[str] = ("normal",), gate_min_prompts: int = 30, gate_se: float = 1.0):
         self.router = router
         self.encoder = encoder
         self.scorer_encoder = scorer_encoder
@@ -138,6 +145,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         self.C = C
         self.seed = seed
         self.gate_min_prompts = gate_min_prompts
+        self.gate_se = gate_se
 
     def _describe(self) -> str:
         return "the cascade router"
@@ -264,6 +272,12 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
             raise ConfigError(f"n_folds must be >= 2, got {self.n_folds!r}")
         if not self.kappas or any(not np.isfinite(k) or k < 0 for k in self.kappas):
             raise ConfigError(f"kappas must be finite numbers >= 0, got {self.kappas!r}")
+        if isinstance(self.gate_min_prompts, bool) or not isinstance(self.gate_min_prompts, (int, np.integer)) \
+                or self.gate_min_prompts < 1:
+            raise ConfigError(f"gate_min_prompts must be an integer >= 1, got {self.gate_min_prompts!r}")
+        if isinstance(self.gate_se, bool) or not isinstance(self.gate_se, (int, float)) \
+                or not np.isfinite(self.gate_se) or self.gate_se < 0:
+            raise ConfigError(f"gate_se must be a finite number >= 0, got {self.gate_se!r}")
         if not self.lookaheads or any(m not in LOOKAHEADS for m in self.lookaheads):
             raise ConfigError(f"lookaheads must be some of {', '.join(LOOKAHEADS)}, got {self.lookaheads!r}")
 
@@ -312,7 +326,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
         """One planner per prompt of ``log`` (columns: the pool), from logged responses: with answer
         evidence or ex ante as the evidence gate says (``both``: the two lists, before the gate)."""
         sub = log.select_models(self.pool_)
-        prior = self.router_.predict_quality(list(sub.prompts))[:, [self.router_.models_.index(m) for m in self.pool_]]
+        prior, embeddings = self._ex_ante(list(sub.prompts))
         facts = compute_facts(list(sub.prompts), self._responses(sub), self.pool_, scorer=self.scorer_,
                               encoder=self._encoder() if self.has_answers_ else None, answer_format=self.answer_format_)
         planners = [Planner(self, logit(prior[i]), facts.row(i)) for i in range(sub.n_prompts)]
@@ -320,7 +334,7 @@ class CascadeRouter(Estimator, OperatingPoints, LiveCascade):
             return (planners, planners) if both else planners
         empty = AnswerFacts.empty(1, len(self.pool_))
         exante = [Planner(self.twin_, logit(prior[i]), empty) for i in range(sub.n_prompts)]
-        return (planners, exante) if both else gated(self, list(sub.prompts), planners, exante)
+        return (planners, exante) if both else gated(self, list(sub.prompts), planners, exante, embeddings)
 
     # ------------------------------------------------------------- offline
     def simulate(self, log: "OutcomeLog", lams: Sequence[float] | None = None) -> dict[str, np.ndarray]:

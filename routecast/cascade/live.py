@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from routecast.cascade.planner import CascadeRoutingOutcome, CascadeState, Planner
-from routecast.cascade.evidence_gate import live_owner
+from routecast.cascade.evidence_gate import live_owner, prompt_embeddings, reads_embeddings
 from routecast.cascade.posterior import AnswerFacts, compute_facts, logit, rate
 from routecast.errors import RoutingError
 
@@ -41,10 +41,23 @@ class LiveCascade:
         value = self.lam_for(lam=lam, budget=budget, strong_share=strong_share, target_quality=target_quality,
                              operating_point=operating_point)
         p = len(self.pool_)
-        prior = self.router_.predict_quality([prompt])[0, [self.router_.models_.index(m) for m in self.pool_]]
-        planner = Planner(live_owner(self, prompt), logit(prior), AnswerFacts.empty(1, p))
+        prior, embedding = self._ex_ante([prompt])
+        prior = prior[0]
+        planner = Planner(live_owner(self, prompt, embedding), logit(prior), AnswerFacts.empty(1, p))
         return CascadeState(prompt=prompt, lam=value, prior={m: float(q) for m, q in zip(self.pool_, prior)},
                             planner=planner, responses=np.full((1, p), None, dtype=object))
+
+    def _ex_ante(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """((n, P) ex-ante predicted quality of the pool on ``prompts``, the router's embeddings of
+        them or None). When the evidence gate reads the embedding to find a prompt's slice and the
+        ex-ante router reads it too, it is computed once here and given to both (with an encoder
+        the disk cache skips, e.g. hashing, or a cold cache, a second embedding was a second
+        encoder call per prompt); else None and whoever needs it embeds."""
+        shared = None
+        if reads_embeddings(self) and getattr(self.router_, "uses_embeddings", False):
+            shared = prompt_embeddings(self, prompts)
+        prior = self.router_.predict_quality(prompts, embeddings=shared)
+        return prior[:, [self.router_.models_.index(m) for m in self.pool_]], shared
 
     def next_models(self, state: "CascadeState") -> list[str]:
         """The models to call next on ``state``'s prompt, together (in parallel if the caller can):

@@ -5,7 +5,7 @@ router, for a :class:`~routecast.cascade.cascade_router.CascadeRouter` checkpoin
 is ``routecast-cascade-router``), so one flag serves either. Both implement
 :class:`routecast.serving.runtime_protocol.ServingRuntime`: ``route()`` (for ``/v1/route``: the
 cascade's *first* call, its ex-ante predictions and lam, in the result shape of
-:meth:`routecast.router.base.RouteResult.records`) and ``answer_chat()``, whose call plan is
+:meth:`routecast.router.base.RouteResult.records`, plus ``first_models``, the whole first planned set) and ``answer_chat()``, whose call plan is
 :mod:`routecast.serving.cascade_chat`, which drives the cascade's step-wise interface here.
 
 Why a lock: the answer scorer and the response embeddings run the encoder (a torch model for
@@ -128,19 +128,23 @@ class CascadeRuntime:
               strong_share: float | None = None, target_quality: float | None = None,
               operating_point: str | None = None) -> list[dict[str, Any]]:
         """The first call of the cascade for each prompt, in the router result shape (``model`` is
-        the model called first; what follows depends on its answer)."""
+        the model called first; what follows depends on its answer) plus ``first_models``: the
+        whole set the plan calls first, together (one model unless the plan starts with a set of
+        parallel calls, :mod:`routecast.cascade.set_actions`; ``model`` is its first)."""
         texts = prompt_list(texts)
         knobs = {"lam": lam, "budget": budget, "strong_share": strong_share, "target_quality": target_quality,
                  "operating_point": operating_point}
         out = []
         for text in texts:
             state = self.start(text, **knobs)
-            first = self.next_model(state) or self.ranking(state)[0]
+            planned = self.next_models(state) or self.ranking(state)[:1]
+            first = planned[0]
             predicted = dict(state.prior)
             out.append({"model": first, "rank": 1 + sum(q > predicted[first] for q in predicted.values()),
                         "predicted_quality": predicted, "expected_cost": self.expected_costs[first],
                         "lam": float(state.lam), "operating_point": operating_point or self._default_point(knobs),
-                        "ranking": [first] + [m for m in self.ranking(state) if m != first]})
+                        "ranking": [first] + [m for m in self.ranking(state) if m != first],
+                        "first_models": list(planned)})
         return out
 
     def _default_point(self, knobs: dict) -> str | None:

@@ -99,3 +99,21 @@ def test_a_failed_member_ends_the_cascade_with_the_answer_that_came(planned, fak
         assert r.headers["x-routecast-model"] == "A"
         assert r.headers["x-routecast-cascade-fallback"].startswith("best-so-far; B failed")
         assert r.json()["usage"]["routecast_cost_usd"] == pytest.approx(cascade.costs_[cascade.pool_.index("A")])
+
+
+def test_the_route_endpoint_names_the_whole_first_planned_set(planned, fake):
+    """/v1/route: ``model`` stays the first call (compatibility), ``first_models`` is the set the plan
+    sends first in parallel - here A and B together, C only after they disagree; nothing is called."""
+    path, cascade, facts = planned
+    state = cascade.start(facts["stop"]["prompt"], lam=facts["lam"])
+    planned_set = cascade.next_models(state)
+    assert sorted(planned_set) == ["A", "B"]
+    app = create_app(path, backends=backends_for({m: fake.base_url for m in cascade.pool_}))
+    with TestClient(app) as client:
+        r = client.post("/v1/route", json={"prompts": [facts["stop"]["prompt"], facts["escalate"]["prompt"]],
+                                           "lam": facts["lam"]})
+        assert r.status_code == 200, r.text
+        for decision in r.json()["decisions"]:
+            assert decision["first_models"] == planned_set and decision["model"] == planned_set[0]
+            assert decision["ranking"][0] == decision["model"] and "C" not in decision["first_models"]
+    assert fake.models_called() == []

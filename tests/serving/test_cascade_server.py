@@ -138,6 +138,7 @@ def test_a_named_operating_point_and_the_route_endpoint(trained, fake):
         r = client.post("/v1/route", json={"prompt": facts["two"]["prompt"], "lam": facts["lam"]})
         decision = r.json()["decisions"][0]
         assert r.json()["router_type"] == "cascade-routing" and decision["model"] == facts["two"]["calls"][0]
+        assert decision["first_models"] == [decision["model"]]  # this plan calls one model at a time
         assert set(decision["ranking"]) == set(cascade.pool_)
         assert client.get("/v1/router").json()["models"] == list(cascade.pool_)
         r = _ask(client, facts, "two", model="router:nope", knobs=False)

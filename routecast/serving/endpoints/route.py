@@ -4,7 +4,8 @@
 are a 400); returns ``{"request_id", "router_type", "decisions": [...]}``. Each decision has the
 result shape of RouteResult.records (model, rank, predicted_quality, expected_cost, lam,
 operating_point, ranking) plus its ``request_id`` (the request's id, ``-<i>`` per prompt when there
-are several) and ``fallback`` (always null: nothing is proxied). With a decision log each
+are several) and ``fallback`` (always null: nothing is proxied). A cascade's decision also lists
+``first_models``: the set its plan calls first, in parallel (``model`` is the first of them). With a decision log each
 decision is logged (propensity 1: /v1/route does not explore)."""
 
 from __future__ import annotations
