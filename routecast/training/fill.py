@@ -3,7 +3,18 @@
 A traffic log shows each prompt's answer from one model. Filling every missing (prompt, model)
 cell costs as much as a full benchmark sweep; most of those cells would not change a single
 routing decision. This module spends a USD budget on the cells whose outcome is most likely to
-change one, by value of information (VOI) per prompt group:
+change one, by value of information (VOI). Two values, for the two kinds of router
+(``value=``, ``collect --fill --value``):
+
+* ``prompt`` (default; :func:`choose_cells_by_prompt`): for a router that decides per prompt
+  (``linear`` and the other learned routers). A Bayesian ridge belief per model over the prompt
+  embedding (:func:`ridge_belief`); a cell is worth the expected integrated decision improvement
+  it brings over the log's traffic: how much knowledge-gradient uncertainty it removes at the
+  prompts that resemble it where the decision is close. See that function.
+* ``group`` (:func:`choose_cells`): for the per-group priors (``cluster-prior``, ``task-prior``),
+  value per prompt group, as follows.
+
+The group value:
 
 * Groups are the log's ``benchmark``/``task`` column when it has two values or more (the unit a
   router's decisions differ by), else k-means clusters of the prompt embeddings (the clusters of
