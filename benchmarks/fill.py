@@ -5,12 +5,14 @@ Issue 23, part 4. A complete outcome log is split by prompt (60/15/25, seed 0; a
 log: one model per prompt, drawn uniformly (benchmarks/sparse_logs.py's ``uniform`` policy). The
 budget is 10 % of what the whole missing train matrix costs (its true per-cell costs). Then
 
-* ``voi``: :func:`routecast.training.fill.choose_cells` picks cells under that budget (estimated
-  cost per call: each model's mean logged cost in the traffic log; groups: the benchmark column,
-  else k-means clusters of the static encoder), and their scores are read from the complete log
-  (what the fake endpoints of the tests would answer; the tests send through the real collector);
-* ``random``: uniformly random missing cells until the realised (true) spend of ``voi``, for
-  ``--seeds`` seeds,
+* ``voi_prompt``: :func:`routecast.training.fill.choose_cells_by_prompt` (per-prompt value: ridge
+  belief over the static embedding) and ``voi_group``: :func:`routecast.training.fill.choose_cells`
+  (per-group value; groups: the benchmark column, else k-means clusters of the static encoder) pick
+  cells under that budget (estimated cost per call: each model's mean logged cost in the traffic
+  log), and their scores are read from the complete log (what the fake endpoints of the tests
+  would answer; the tests send through the real collector);
+* ``rnd_prompt`` / ``rnd_group``: uniformly random missing cells until the realised (true) spend
+  of the matching VOI fill, for ``--seeds`` seeds,
 
 for ``--draws`` seeded draws of the traffic log.
 
@@ -20,8 +22,8 @@ matrix, and measured on the COMPLETE test matrix (AIQ over the single models' co
 Gain over the prior = AIQ(router) - AIQ(global prior), where the global prior is the
 ``cluster-prior`` with k = 1 fitted on the complete train matrix: every prompt gets each model's
 mean quality, i.e. the best single model at each budget (routing that ignores the prompt). Share =
-gain(voi) / gain(complete) (target >= 80 %). VOI minus random: AIQ(voi) - mean over seeds of
-AIQ(random), averaged over draws, with a paired 95 % percentile bootstrap over test prompts (the
+gain(voi) / gain(complete) (target >= 80 %). VOI minus random, per value: AIQ(voi) - mean over
+seeds of AIQ(random), averaged over draws, with a paired 95 % percentile bootstrap over test prompts (the
 same resample for every policy; target: interval above 0).
 
     nice -n 5 .venv/bin/python benchmarks/fill.py [--datasets ...] [--max-prompts 3000] [--draws 3] [--seeds 3]
