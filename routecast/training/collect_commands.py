@@ -50,6 +50,11 @@ def collect(
         "Shards sent at once with --engine ray; each gets 1/N of every concurrency and rate limit "
         "[default: the cluster's CPUs, capped by the limits]."))] = None,
     encoder: Encoder = DEFAULT_ENCODER,
+    value: Annotated[Optional[str], typer.Option("--value", metavar="prompt|group", help=(
+        "--fill: what a cell is worth to. prompt: a router that decides per prompt (linear, mlp, knn...): "
+        "a ridge belief over the prompt embedding, valued where prompts like the cell's are many and the "
+        "decision close; group: a per-benchmark (or cluster) prior (cluster-prior, task-prior) [default: "
+        "prompt]."))] = None,
     seed: Annotated[int, typer.Option("--seed", help="--fill: seed of the clusters and of the prompt order.")] = 0,
 ) -> None:
     """Send every prompt to every endpoint and write the outcome log (score empty until `routecast score`);
@@ -73,12 +78,14 @@ def collect(
         if prompts is not None or budget is None or engine != "local":
             raise ConfigError("--fill LOG takes the prompts from LOG: give --budget USD, no PROMPTS file, and the "
                               "local engine")
-        _fill(fill, endpoints, budget, out, common, encoder=encoder, seed=seed)
+        _fill(fill, endpoints, budget, out, common, encoder=encoder, seed=seed, value=value)
         return
     if prompts is None or out is None:
         raise ConfigError("collect needs a PROMPTS file and --out (or --fill LOG --budget USD)")
     if budget is not None:
         raise ConfigError("--budget goes with --fill")
+    if value is not None:
+        raise ConfigError("--value goes with --fill")
     if engine == "ray":
         from routecast.data.ray_collect import collect_with_ray
 
@@ -94,12 +101,14 @@ def collect(
 
 
 def _fill(log: str, endpoints: Path, budget: float, out: Optional[Path], common: dict, *, encoder: str,
-          seed: int) -> None:
-    from routecast.training.fill import fill_log
+          seed: int, value: Optional[str]) -> None:
+    from routecast.training.fill import DEFAULT_VALUE, fill_log
 
-    result = fill_log(log, endpoints, budget, out=out, encoder=encoder, seed=seed, **common)
+    result = fill_log(log, endpoints, budget, out=out, encoder=encoder, seed=seed, value=value or DEFAULT_VALUE,
+                      **common)
     plan, got = result.plan, result.collected
-    typer.echo(f"chose {len(plan.cells):,} missing cells by value of information (estimated {plan.estimated_cost:.6g} "
+    typer.echo(f"chose {len(plan.cells):,} missing cells by value of information per {plan.value} (estimated "
+               f"{plan.estimated_cost:.6g} "
                f"of {plan.budget:.6g} USD; groups: {plan.by}); {got.sent_cells:,} sent, {got.resumed_cells:,} from "
                f"the journal; {got.cells:,} rows appended -> {got.out}")
     for group, per_model in sorted(plan.per_group.items()):

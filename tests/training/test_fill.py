@@ -16,7 +16,8 @@ from routecast.data.fill_cells import read_fill_target
 from routecast.data.outcome_log import OutcomeLog
 from routecast.data.score import score_log
 from routecast.errors import ConfigError, DataError
-from routecast.training.fill import choose_cells, fill_log, plan_fill, prompt_groups
+from routecast.training.fill import (choose_cells, choose_cells_by_prompt, fill_log, plan_fill, prompt_groups,
+                                     ridge_belief)
 from tests._support.fake_openai import FakeOpenAI
 
 COST = {"a": 0.002, "b": 0.001}
@@ -161,6 +162,67 @@ def test_voi_prefers_the_uncertain_group_and_spreads_over_equal_ones():
     assert abs(per_group[0] - per_group[1]) <= 1 and sum(per_group.values()) == 40
 
 
+def _two_regions(n: int = 120, seed: int = 0):
+    """Prompts in two regions of a 2-d embedding space, models a and b at equal cost. "clear"
+    (first half): a logged on 40 prompts scoring 1, b on 40 (half of them the same) scoring 0; "close" (second half): a
+    and b each logged on 3 prompts, both averaging 2/3 (a tie seen barely)."""
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    X = 5 * np.vstack([np.tile([1.0, 0.0], (half, 1)), np.tile([0.0, 1.0], (half, 1))]) + rng.normal(0, 0.2, (n, 2))
+    scores = np.full((n, 2), np.nan)
+    scores[:40, 0], scores[half - 40:half, 1] = 1.0, 0.0
+    scores[half:half + 3, 0] = [1.0, 1.0, 0.0]
+    scores[half + 3:half + 6, 1] = [1.0, 0.0, 1.0]
+    ids = np.array([f"p{i}" for i in range(n)])
+    return OutcomeLog(ids, ids, ("a", "b"), scores, np.full((n, 2), 0.001)), X
+
+
+def test_prompt_value_buys_where_the_decision_is_close_and_unseen():
+    log, X = _two_regions()
+    candidates = np.isnan(log.scores)
+    cells, spent, lams = choose_cells_by_prompt(log, 0.0205, np.array([0.001, 0.001]), X, candidates=candidates)
+    assert lams.tolist() == [0.0] and len(cells) == 20 and spent == pytest.approx(0.02)
+    assert len(set(cells)) == 20 and all(candidates[i, j] for i, j in cells)
+    in_close = sum(i >= 60 for i, _ in cells)
+    assert in_close >= 18  # the clear region (a beats b by 1 on 60 cells) is worth almost nothing
+    assert {j for _, j in cells} == {0, 1}  # both sides of the tie are worth seeing
+    # a model that is far worse everywhere (and no cheaper) is never worth a cell
+    worse = OutcomeLog(log.prompt_ids, log.prompts, ("a", "b", "c"),
+                       np.c_[log.scores, np.where(np.arange(120) % 2 == 0, -5.0, np.nan)],
+                       np.full((120, 3), 0.001))
+    cells, _, _ = choose_cells_by_prompt(worse, 0.0205, np.full(3, 0.001), X, candidates=np.isnan(worse.scores))
+    assert len(cells) == 20 and not any(j == 2 for _, j in cells)
+
+
+def test_ridge_belief_update_is_the_direct_inverse_and_its_variance_fall():
+    log, X = _two_regions()
+    observed = ~np.isnan(log.scores)
+    belief = ridge_belief(X, log.scores, observed, alpha=2.0, strength=1.0)
+    # the mean is the ridge fit of the logged cells: in the clear region a is ~1 and b ~0
+    assert belief.mean[:60, 0].mean() > 0.8 and belief.mean[:60, 1].mean() < 0.2
+    before = belief.variance(1)
+    fall = belief.observe(70, 1)
+    observed[70, 1] = True
+    direct = ridge_belief(X, log.scores, observed, alpha=2.0, strength=1.0)
+    np.testing.assert_allclose(belief.inverse[1], direct.inverse[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(before - fall, direct.variance(1), rtol=1e-9, atol=1e-15)
+    # the fall is in the observed prompt's region: far smaller in the other one
+    assert fall[60:].min() > 20 * fall[:60].max()
+    np.testing.assert_allclose(belief.inverse[0], direct.inverse[0])  # model a's belief did not move
+
+
+def test_plan_fill_refuses_an_unknown_value(tmp_path):
+    log = tmp_path / "traffic.jsonl"
+    _traffic(log)
+    target = read_fill_target(log)
+    with pytest.raises(ConfigError, match="value must be one of prompt, group"):
+        plan_fill(target, 0.01, value="cell")
+    by_group, by_prompt = plan_fill(target, 0.006, value="group"), plan_fill(target, 0.006, value="prompt")
+    assert by_group.value == "group" and by_prompt.value == "prompt"
+    for plan in (by_group, by_prompt):
+        assert 0 < plan.estimated_cost <= 0.006 and not any(target.blocked[i] for i, _ in plan.cells)
+
+
 def test_fill_refuses_what_it_cannot_do(tmp_path, backend):
     log = tmp_path / "traffic.jsonl"
     _traffic(log)
@@ -188,11 +250,14 @@ def test_collect_fill_on_the_cli(tmp_path, backend):
     endpoints = tmp_path / "endpoints.json"
     endpoints.write_text(json.dumps(_endpoints(backend)), encoding="utf-8")
     res = CliRunner().invoke(app, ["collect", "--fill", str(log), "--budget", "0.006", "-e", str(endpoints),
-                                   "--no-progress"])
+                                   "--no-progress", "--value", "group"])
     assert res.exit_code == 0, res.output
     cells = sum(backend.answered.values())
     assert cells > 0 and f"{cells} sent, 0 from the journal; {cells} rows appended" in res.output
     assert "groups: benchmark" in res.output and "next: routecast score" in res.output
+    assert "value of information per group" in res.output
+    res = CliRunner().invoke(app, ["collect", "p.jsonl", "-e", str(endpoints), "-o", "x.jsonl", "--value", "group"])
+    assert res.exit_code == 2 and "--value goes with --fill" in res.output
     res = CliRunner().invoke(app, ["collect", "p.jsonl", "--fill", str(log), "--budget", "1", "-e", str(endpoints)])
     assert res.exit_code == 2 and "no PROMPTS file" in res.output
     res = CliRunner().invoke(app, ["collect", "p.jsonl", "-e", str(endpoints), "-o", "x.jsonl", "--budget", "1"])
