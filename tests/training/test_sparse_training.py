@@ -212,3 +212,37 @@ def test_cli_estimator_switch_is_named_in_the_report(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["train", "-d", "traffic.jsonl", "-r", "task-prior", "-o", "x", "--estimator", "magic",
                               "--no-track"])
     assert bad.exit_code != 0 and "--estimator must be one of dr, dm, ips, snips" in bad.output
+
+
+def test_report_interval_on_a_traffic_log_is_the_calibrate_helpers(tmp_path):
+    """Every point's interval in the ``evaluate`` report of an estimated test split is
+    :func:`policy_interval` of its choices (what ``calibrate`` reports), and the AIQ interval is at
+    least as wide as the AIQ through the points' interval ends."""
+    from routecast.evaluation import metrics
+    from routecast.router.pipeline import prepare
+    from routecast.training.experiment import run_experiment
+
+    made = traffic_chat_log(tmp_path / "traffic.jsonl", n=240)
+    (tmp_path / "prices.json").write_text(json.dumps(made["prices"]), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(str(tmp_path / "traffic.jsonl"), encoder=HASHING, prices=str(tmp_path / "prices.json"))
+        experiment = run_experiment(prepared, ["task-prior"], progress=False)
+    assert "test" in prepared.logged
+    result = experiment.result
+    score, curve = result.routers["task-prior"], result.curves["task-prior"]
+    ci = np.asarray(score.meta["quality_ci"])
+    assert ci.shape == (curve.n_points, 2)
+    for k in (0, curve.n_points // 2, curve.n_points - 1):
+        estimate, interval = policy_interval(prepared.logged["test"], prepared.train, curve.choices[k])
+        assert tuple(ci[k]) == pytest.approx(interval)
+        assert estimate == pytest.approx(curve.quality[k])  # the DR estimate is the curve's quality
+        assert ci[k, 1] - ci[k, 0] > 0.02
+    low = metrics.aiq(curve.cost, ci[:, 0], *result.cost_range)
+    high = metrics.aiq(curve.cost, ci[:, 1], *result.cost_range)
+    assert score.aiq_ci[0] <= low < score.aiq < high <= score.aiq_ci[1]
+    single = result.models[0]
+    _, interval = policy_interval(prepared.logged["test"], prepared.train,
+                                  np.zeros(prepared.test.n_prompts, dtype=int))
+    assert tuple(result.routers[single].meta["quality_ci"][0]) == pytest.approx(interval)
+    assert any("as calibrate's" in note for note in result.notes)
