@@ -177,12 +177,20 @@ def nearest_group(X: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np
     return out
 
 
-def masked_brier(predicted: np.ndarray, scores: np.ndarray) -> float:
+def masked_brier(predicted: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Mean squared error of predicted quality over the logged cells (a proper score for 0/1
-    and fractional outcomes alike): what the priors minimise when they pick k or a blend."""
+    and fractional outcomes alike): what the priors minimise when they pick k or a blend.
+
+    ``weights`` (n, m): each logged cell's inverse-propensity weight on a traffic log
+    (:meth:`OutcomeLog.propensity_weights`), so the choice is scored on the whole prompt
+    distribution, not on the prompts the logging policy sent each model; None (a complete log) or
+    all ones give the plain mean."""
     scores = np.asarray(scores, dtype=np.float64)
     logged = ~np.isnan(scores)
     if not logged.any():
         return float("nan")
     diff = np.where(logged, np.asarray(predicted, dtype=np.float64) - np.where(logged, scores, 0.0), 0.0)
-    return float((diff ** 2).sum() / logged.sum())
+    if weights is None:
+        return float((diff ** 2).sum() / logged.sum())
+    w = np.where(logged, np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0), 0.0)
+    return float((w * diff ** 2).sum() / w.sum()) if w.sum() > 0 else float("nan")
