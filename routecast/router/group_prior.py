@@ -28,7 +28,7 @@ import numpy as np
 from routecast.errors import ConfigError
 from routecast.router.encoders.base import l2_normalise
 
-__all__ = ["shrunk_group_means", "group_centroids", "nearest_group", "masked_brier", "check_strength",
+__all__ = ["shrunk_group_means", "group_centroids", "nearest_group", "masked_brier", "model_means", "check_strength",
            "STRENGTH_GRID", "eb_strength", "sparse_strength"]
 
 #: shrinkage strengths tried when a prior picks its own on an internal validation split
@@ -175,6 +175,17 @@ def nearest_group(X: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np
     for start in range(0, len(Xn), chunk):
         out[start:start + chunk] = np.argmax(Xn[start:start + chunk] @ C.T, axis=1)
     return out
+
+
+def model_means(log) -> np.ndarray:
+    """(m,) each model's mean logged score of ``log`` (an OutcomeLog), each cell weighted by its
+    inverse logging propensity on a traffic log (:meth:`OutcomeLog.propensity_weights`: a model
+    the logging policy sent mostly easy prompts does not look better for it); the plain column
+    means on a complete log; 0 for a model with no logged score."""
+    weights = log.propensity_weights()
+    means = log.mean_scores() if weights is None else \
+        shrunk_group_means(np.zeros(log.n_prompts, dtype=np.int64), log.scores, 1, 0.0, weights=weights)[0]
+    return np.nan_to_num(means, nan=0.0)
 
 
 def masked_brier(predicted: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
