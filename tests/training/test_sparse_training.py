@@ -332,3 +332,14 @@ def test_sw_ranking_on_a_traffic_log_names_the_fix():
     assert "'sw-ranking' learns from comparisons of two or more models' scores on the same prompt" in text
     assert "routecast collect --fill LOG --budget USD -e endpoints.yaml" in text and "100% of its prompts" in text
     assert "linear, knn, mlp" in text
+
+
+def test_finetuned_encoder_with_a_contrastive_objective_refuses_a_traffic_log():
+    pytest.importorskip("torch")
+    from routecast.errors import RoutingError
+
+    with pytest.raises(RoutingError) as err:
+        make_router("finetuned-encoder", base_model="tiny", objective="routerdc").fit(_skewed_traffic(n=100))
+    text = str(err.value)
+    assert "objective='routerdc'; objective='masked' fits the logged cells alone" in text
+    assert "routecast collect --fill LOG" in text
