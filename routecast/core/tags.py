@@ -54,6 +54,13 @@ class PolicyTags:
     #: score matrix; the contract test fits it from ``routecast.data.pairs_from_log`` of its log.
     needs_preferences: bool = False
 
+    #: fit learns from two or more models' scores on the SAME prompt (comparisons, contrasts),
+    #: so a traffic log (one model per request, :meth:`OutcomeLog.is_traffic`) cannot train it and
+    #: a propensity weight per logged cell has nothing to weigh. ``fit`` on a traffic log then
+    #: raises one ``RoutingError`` saying what is missing and what fixes it
+    #: (:func:`routecast.router.base.shared_prompts_error`); the contract test checks that.
+    needs_shared_prompts: bool = False
+
     #: two fits with the same hyperparameters and seed may predict differently (e.g. threaded
     #: training without a fixed reduction order). Exempts the router from the determinism check;
     #: say in the router's docstring why it cannot be made deterministic.

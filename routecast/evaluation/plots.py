@@ -142,7 +142,9 @@ def cost_quality_figure(result):
                         ax.plot([hc[-1], x_end], [hq[-1], hq[-1]], color=color, lw=1.0, ls=":",
                                 alpha=0.8 if shown else 0.3)
                     if label in banded:
-                        lo, hi = quality_band(curve, seed=result.seed)
+                        estimated = result.routers[label].meta.get("quality_ci")  # a traffic log's widened intervals
+                        lo, hi = (np.asarray(estimated, dtype=float).T if estimated is not None
+                                  else quality_band(curve, seed=result.seed))
                         lc, lq = metrics.upper_hull(curve.cost, lo)
                         uc, uq = metrics.upper_hull(curve.cost, hi)
                         xs = np.union1d(lc, uc)

@@ -18,7 +18,9 @@ METRIC_NOTES = """\
   mean cost on these prompts; never taken from the policies compared, so a policy's AIQ does not
   depend on what else is in the table); the hull is flat after the policy's best point and 0 below
   its cheapest one. 95% interval: percentile bootstrap over test prompts (same draws for every
-  policy). Single models and one-point policies are points, and policies whose every point costs
+  policy); on a traffic log's estimated test split widened to at least the AIQ through each point's
+  interval from `calibrate`'s helper (bootstrap of the pseudo-outcomes, floored by the logging
+  draw's variance). Single models and one-point policies are points, and policies whose every point costs
   more than the range are "outside the range": both are listed by cost and quality, not ranked.
 - **vs prior**: AIQ minus the AIQ of the better prior (the lookup tables a learned router has to
   beat: `cluster-prior`, `task-prior` finding the task from the embedding, and `task-prior (logged

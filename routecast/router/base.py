@@ -28,6 +28,7 @@ from routecast.core.curve import SPEND_MEAN, SPEND_UPPER, Curve
 from routecast.core.estimator import Estimator
 from routecast.core.operating_points import CURVE_KNOBS, OperatingPoints
 from routecast.core.policy import CALIBRATION_POINTS, StrongWeak, chosen, decide, strong_weak, utility_ranking
+from routecast.core.tags import policy_tags
 
 if TYPE_CHECKING:  # pragma: no cover
     from routecast.data.outcome_log import OutcomeLog
@@ -121,6 +122,8 @@ class Router(Estimator, OperatingPoints, ABC):
             raise RoutingError(
                 f"routing needs at least two candidate models; {log.source} has {log.n_models} "
                 f"({', '.join(log.models)})")
+        if policy_tags(self).needs_shared_prompts and log.is_traffic():
+            raise shared_prompts_error(self.name or type(self).__name__, log)
         self.models_ = tuple(log.models)
         self.costs_ = log.mean_costs()
         self.mean_quality_ = np.nan_to_num(log.mean_scores(), nan=0.0)
@@ -389,6 +392,19 @@ class Router(Estimator, OperatingPoints, ABC):
 
     def _load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         return None
+
+
+def shared_prompts_error(router: str, log: "OutcomeLog", learns: str = "comparisons of two or more models' "
+                         "scores on the same prompt") -> RoutingError:
+    """The one error of a router that cannot train on a traffic log (one model per request): it
+    learns from ``learns``, which such a log does not hold. Says what is missing and what fixes
+    it (fill a second model's answers on some prompts, or a router that fits logged cells)."""
+    one = float(((~np.isnan(log.scores)).sum(axis=1) <= 1).mean()) if log.n_prompts else 1.0
+    return RoutingError(
+        f"router {router!r} learns from {learns}, and {log.source} is a traffic log ({one:.0%} of its prompts "
+        "have one model's score at most): fill a second model's answers on some prompts with "
+        "`routecast collect --fill LOG --budget USD -e endpoints.yaml` (then `routecast score`), or train a "
+        "router that fits from the logged cells (linear, knn, mlp, mf, task-prior, cluster-prior)")
 
 
 def _is_pairwise(log: Any) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 
 from routecast.router.base import Router
 from routecast.core.registry import register_router
-from routecast.router.group_prior import shrunk_group_means
+from routecast.router.group_prior import model_means
 
 
 @register_router("best-single")
@@ -24,10 +24,7 @@ class BestSingleRouter(Router):
     uses_embeddings = False
 
     def _fit(self, log, X):
-        weights = log.propensity_weights()
-        means = log.mean_scores() if weights is None else \
-            shrunk_group_means(np.zeros(log.n_prompts, dtype=np.int64), log.scores, 1, 0.0, weights=weights)[0]
-        self.mean_scores_ = np.nan_to_num(means, nan=0.0)
+        self.mean_scores_ = model_means(log)
 
     def _predict_quality(self, X, texts):
         n = len(texts) if texts is not None else len(X)

@@ -7,7 +7,8 @@ shared logs it ties or beats knn, linear and mlp (issue 13), so a leaderboard wi
 every learned router.
 
 ``k="auto"`` picks k (and ``shrinkage="auto"`` the strength) from a small grid by the masked
-Brier score on a seeded internal validation share of the *training* log, then refits on the whole
+Brier score on a seeded internal validation share of the *training* log (on a traffic log each
+logged cell weighted by its inverse propensity, as the table is), then refits on the whole
 training log; the test split is never seen. Shrinkage is the empirical-Bayes posterior mean of
 :mod:`routecast.router.group_prior`; with ``k=1`` the prediction is each model's global mean.
 """
@@ -105,7 +106,7 @@ class ClusterPriorRouter(Router):
                 for s in strengths:
                     table = cluster_table(X[inner], scores[inner], centroids, s,
                                           None if weights is None else weights[inner], sparse)
-                    brier = masked_brier(table[held_groups], scores[held])
+                    brier = masked_brier(table[held_groups], scores[held], None if weights is None else weights[held])
                     self.selection_[f"k={kk},shrinkage={s:g}"] = brier
                     if brier < best - 1e-12:
                         best, k, strength = brier, kk, s

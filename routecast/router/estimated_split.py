@@ -37,7 +37,7 @@ from routecast.evaluation.off_policy import pseudo_outcome_interval, pseudo_outc
 from routecast.router.group_prior import eb_strength, shrunk_group_means, sparse_strength
 
 __all__ = ["SPLIT_ESTIMATORS", "DEFAULT_ESTIMATOR", "estimated_split", "estimated_cells", "policy_interval",
-           "cell_variance"]
+           "policy_intervals", "cell_variance"]
 
 SPLIT_ESTIMATORS = ("dr", "dm", "ips", "snips")
 #: the estimator a traffic log's val/test splits use unless told otherwise
@@ -157,17 +157,38 @@ def policy_interval(split: OutcomeLog, train: OutcomeLog, choice: np.ndarray, *,
     the model it picks per prompt) and its ``1 - alpha`` interval: the bootstrap over prompts of
     the pseudo-outcomes (IPS corrections included, never clipped), widened to the logging draw's
     own variance (:func:`routecast.evaluation.off_policy.pseudo_outcome_interval`)."""
+    values, intervals = policy_intervals(split, train, np.asarray(choice).reshape(1, -1), estimator=estimator,
+                                         n_boot=n_boot, seed=seed, alpha=alpha)
+    return float(values[0]), (float(intervals[0, 0]), float(intervals[0, 1]))
+
+
+def policy_intervals(split: OutcomeLog, train: OutcomeLog, choices: np.ndarray, *,
+                     estimator: str = DEFAULT_ESTIMATOR, n_boot: int = 1000, seed: int = 0,
+                     alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`policy_interval` of every operating point of a curve, ``choices`` (k, n): (k,)
+    estimates and (k, 2) intervals. The estimated cells are computed once for all points (the
+    same outcome model, so the points stay paired), and each point's interval is exactly what
+    :func:`policy_interval` gives for its row: the number ``evaluate`` reports for a point and
+    the one ``calibrate`` reports for it agree."""
     filled, propensity, _, by = estimated_cells(split, train, estimator)
-    choice = np.asarray(choice, dtype=np.int64).reshape(-1)
+    choices = np.atleast_2d(np.asarray(choices, dtype=np.int64))
     rows = np.arange(split.n_prompts)
-    chosen_p = propensity[rows, choice]
-    if np.isnan(chosen_p).any():  # logged propensities name the logged cell only: estimate the others'
-        estimated, _ = dataclasses.replace(split, meta=split.meta.drop(columns=["propensity"])).logging_propensities(by)
-        chosen_p = np.where(np.isnan(chosen_p), estimated[rows, choice], chosen_p)
-    values = filled[rows, choice]
-    interval = pseudo_outcome_interval(values, chosen_p, cell_variance(train, split)[choice],
-                                       n_boot=n_boot, seed=seed, alpha=alpha)
-    return float(values.mean()), interval
+    variance = cell_variance(train, split)
+    estimated = None
+    values = np.empty(choices.shape[0])
+    intervals = np.empty((choices.shape[0], 2))
+    for k, choice in enumerate(choices):
+        chosen_p = propensity[rows, choice]
+        if np.isnan(chosen_p).any():  # logged propensities name the logged cell only: estimate the others'
+            if estimated is None:
+                estimated, _ = dataclasses.replace(
+                    split, meta=split.meta.drop(columns=["propensity"])).logging_propensities(by)
+            chosen_p = np.where(np.isnan(chosen_p), estimated[rows, choice], chosen_p)
+        picked = filled[rows, choice]
+        values[k] = picked.mean()
+        intervals[k] = pseudo_outcome_interval(picked, chosen_p, variance[choice], n_boot=n_boot, seed=seed,
+                                               alpha=alpha)
+    return values, intervals
 
 
 def estimated_split(split: OutcomeLog, train: OutcomeLog, *, estimator: str = DEFAULT_ESTIMATOR

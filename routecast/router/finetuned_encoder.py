@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from routecast.errors import ConfigError, RoutingError
-from routecast.router.base import Router
+from routecast.router.base import Router, shared_prompts_error
 from routecast.router.distributed import LightningFit
 from routecast.router.dual_contrastive import DualContrastiveObjective, check_dual_contrastive, model_similarities
 from routecast.router.mlp import check_loss, split_validation
@@ -208,6 +208,10 @@ class FinetunedEncoderRouter(LightningFit, TorchNetState, Router):
 
     def _fit(self, log, X) -> None:
         check_loss(self.loss)
+        if self.objective != "masked" and log.is_traffic():  # an instance setting, so not a class tag
+            raise shared_prompts_error(
+                "finetuned-encoder", log, f"RouterDC's contrast of each prompt's best and worst models "
+                f"(objective={self.objective!r}; objective='masked' fits the logged cells alone)")
         options = self.trainer_options()
         from torch.utils.data import TensorDataset
 

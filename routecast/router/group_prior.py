@@ -28,7 +28,7 @@ import numpy as np
 from routecast.errors import ConfigError
 from routecast.router.encoders.base import l2_normalise
 
-__all__ = ["shrunk_group_means", "group_centroids", "nearest_group", "masked_brier", "check_strength",
+__all__ = ["shrunk_group_means", "group_centroids", "nearest_group", "masked_brier", "model_means", "check_strength",
            "STRENGTH_GRID", "eb_strength", "sparse_strength"]
 
 #: shrinkage strengths tried when a prior picks its own on an internal validation split
@@ -177,12 +177,31 @@ def nearest_group(X: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np
     return out
 
 
-def masked_brier(predicted: np.ndarray, scores: np.ndarray) -> float:
+def model_means(log) -> np.ndarray:
+    """(m,) each model's mean logged score of ``log`` (an OutcomeLog), each cell weighted by its
+    inverse logging propensity on a traffic log (:meth:`OutcomeLog.propensity_weights`: a model
+    the logging policy sent mostly easy prompts does not look better for it); the plain column
+    means on a complete log; 0 for a model with no logged score."""
+    weights = log.propensity_weights()
+    means = log.mean_scores() if weights is None else \
+        shrunk_group_means(np.zeros(log.n_prompts, dtype=np.int64), log.scores, 1, 0.0, weights=weights)[0]
+    return np.nan_to_num(means, nan=0.0)
+
+
+def masked_brier(predicted: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Mean squared error of predicted quality over the logged cells (a proper score for 0/1
-    and fractional outcomes alike): what the priors minimise when they pick k or a blend."""
+    and fractional outcomes alike): what the priors minimise when they pick k or a blend.
+
+    ``weights`` (n, m): each logged cell's inverse-propensity weight on a traffic log
+    (:meth:`OutcomeLog.propensity_weights`), so the choice is scored on the whole prompt
+    distribution, not on the prompts the logging policy sent each model; None (a complete log) or
+    all ones give the plain mean."""
     scores = np.asarray(scores, dtype=np.float64)
     logged = ~np.isnan(scores)
     if not logged.any():
         return float("nan")
     diff = np.where(logged, np.asarray(predicted, dtype=np.float64) - np.where(logged, scores, 0.0), 0.0)
-    return float((diff ** 2).sum() / logged.sum())
+    if weights is None:
+        return float((diff ** 2).sum() / logged.sum())
+    w = np.where(logged, np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0), 0.0)
+    return float((w * diff ** 2).sum() / w.sum()) if w.sum() > 0 else float("nan")

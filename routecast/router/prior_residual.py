@@ -5,8 +5,9 @@ The priors capture what a prompt's group says (its benchmark's best model); what
 router adds beyond that is per-prompt signal. Modelling that signal explicitly as the residual
 ``score - prior`` lets a kNN or ridge model spend its capacity on it rather than on relearning the
 group means, and the blend weight ``w`` (``blend="auto"``: from a small grid by the masked Brier
-score on a seeded internal validation share of the training log) lets it fall back to the prior
-(``w = 0``) where the residual does not generalise. The test split is never seen.
+score on a seeded internal validation share of the training log, each logged cell weighted by its
+inverse propensity on a traffic log) lets it fall back to the prior (``w = 0``) where the residual
+does not generalise. The test split is never seen.
 
 The residual model is an ordinary registered router (``knn`` or ``linear``) trained on the
 residual mapped into [0, 1] (``(score - prior + 1) / 2``), so it needs no code of its own; both
@@ -211,8 +212,10 @@ class PriorResidualRouter(Router):
                 groups = self._groups(prior, X[held], self._logged_tasks(prior, held_log))
             delta = self._residual_of(residual, X[held], groups)
             best = np.inf
+            cell_weights = log.propensity_weights()  # a traffic log: score the blend on every prompt alike
+            held_weights = None if cell_weights is None else cell_weights[held]
             for w in weights:
-                brier = masked_brier(np.clip(base + w * delta, 0.0, 1.0), log.scores[held])
+                brier = masked_brier(np.clip(base + w * delta, 0.0, 1.0), log.scores[held], held_weights)
                 self.selection_[f"blend={w:g}"] = brier
                 if brier < best - 1e-12:
                     best, weight = brier, w

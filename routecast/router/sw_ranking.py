@@ -82,7 +82,8 @@ class SimilarityWeightedRankingRouter(Router):
     family = "a1"
     uses_embeddings = True
     # numpy only (routecast.router.mf, whose preference helpers it uses, imports torch only to train)
-    tags = PolicyTags(quick_params={"newton_steps": 5, "max_prompts": 200})
+    #: learns from two models compared on one prompt: a traffic log has no such pair
+    tags = PolicyTags(needs_shared_prompts=True, quick_params={"newton_steps": 5, "max_prompts": 200})
     search_space = {
         "gamma": Float(1.5, 1e4, log=True),
         "l2": Float(1e-3, 10.0, log=True),

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 
 from routecast.router.pipeline import Prepared, fit_router, split_embeddings
 
@@ -148,7 +150,41 @@ def run_experiment(prepared: Prepared, routers: list[str], *,
                                                "n_test": prepared.test.n_prompts,
                                                **({"skipped": experiment.skipped} if experiment.skipped else {})})
         note_estimates(experiment.result, prepared.settings.get("estimated_splits", {}))
+        if "test" in prepared.logged:
+            estimated_intervals(experiment.result, prepared)
     return experiment
+
+
+def estimated_intervals(result, prepared: Prepared) -> None:
+    """On a traffic log's estimated test split, every policy's intervals from the one helper
+    ``calibrate`` uses (:func:`routecast.router.estimated_split.policy_intervals`, same estimator,
+    resamples and seed), so the report and ``calibrate`` give the same interval for a point.
+
+    Why: the plain bootstrap over the filled cells is too narrow where a policy leans on a rarely
+    logged model. Each point's quality interval goes to the policy's ``meta["quality_ci"]`` (k, 2);
+    the AIQ interval is widened to at least the AIQ of the curve through the points' lower (upper)
+    ends, a conservative bound (AIQ grows with every point's quality). The paired gain over the
+    prior keeps its bootstrap: both policies share the same corrections, which cancel in it."""
+    from routecast.evaluation import metrics
+    from routecast.evaluation.evaluate import CURVE
+    from routecast.router.estimated_split import policy_intervals
+
+    split, estimator = prepared.logged["test"], prepared.settings["estimated_splits"]["test"]["estimator"]
+    c_min, c_max = result.cost_range
+    for label, score in result.routers.items():
+        curve = result.curves[label]
+        choices = curve.choices
+        if choices is None and curve.family == "single" and label in result.models:
+            choices = np.full((1, split.n_prompts), result.models.index(label))
+        if choices is None or choices.shape[1] != split.n_prompts:
+            continue
+        _, intervals = policy_intervals(split, prepared.train, choices, estimator=estimator,
+                                        seed=int(prepared.settings.get("seed", 0)))
+        score.meta["quality_ci"] = intervals.tolist()
+        if score.status == CURVE:
+            low = metrics.aiq(curve.cost, intervals[:, 0], c_min, c_max)
+            high = metrics.aiq(curve.cost, intervals[:, 1], c_min, c_max)
+            score.aiq_ci = (min(score.aiq_ci[0], low), max(score.aiq_ci[1], high))
 
 
 def note_estimates(result, estimates: dict) -> None:
@@ -160,7 +196,8 @@ def note_estimates(result, estimates: dict) -> None:
         text = (f"{split} split estimated, not measured: too few prompts have every model's score "
                 f"({info['complete_rows']} of {info['prompts']}), so each curve is the {info['estimator'].upper()} "
                 f"estimate from {info['logged_cells']:,} logged cells with propensities {info['propensities']}"
-                f"{'' if info['propensities'] == 'logged' else ' ' + by}; intervals are bootstrap over prompts")
+                f"{'' if info['propensities'] == 'logged' else ' ' + by}; intervals are bootstrap over prompts widened "
+                f"to the logging draw's variance, as calibrate's")
         fails = info["positivity_fails"]
         if fails:
             shown = ", ".join(f"{f['model']}" + (f" on {f['group']}" if f["group"] else "") for f in fails[:8])

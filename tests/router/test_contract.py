@@ -236,6 +236,27 @@ def test_preferences_fit_when_supported(name, small_split):
     assert np.isfinite(quality).all() and quality.min() >= 0 and quality.max() <= 1
 
 
+def _one_model_per_prompt(log):
+    """``log`` as a traffic log: each prompt keeps one model's score (round robin)."""
+    import dataclasses
+
+    keep = np.arange(log.n_prompts) % log.n_models
+    scores = np.full(log.scores.shape, np.nan)
+    scores[np.arange(log.n_prompts), keep] = log.scores[np.arange(log.n_prompts), keep]
+    return dataclasses.replace(log, scores=scores)
+
+
+@pytest.mark.parametrize("name", _names(lambda cls, tags: tags.needs_shared_prompts))
+def test_traffic_log_refused_with_the_fix_when_tagged(name, small_split):
+    """A router tagged ``needs_shared_prompts`` cannot learn from one model per prompt: fitting it
+    on a traffic log is one error naming the fill command and the routers that can."""
+    cls = get_router_class(name)
+    traffic = _one_model_per_prompt(small_split[0].subset(np.arange(60)))
+    assert traffic.is_traffic()
+    with pytest.raises(RoutingError, match=r"traffic log .*routecast collect --fill LOG --budget USD"):
+        cls(**_params(cls)).fit(traffic)
+
+
 # --------------------------------------------------------------------------- state and checkpoints
 @pytest.mark.parametrize("name", NAMES)
 def test_state_round_trip(name, fitted, small_split):

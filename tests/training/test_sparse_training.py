@@ -212,3 +212,134 @@ def test_cli_estimator_switch_is_named_in_the_report(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["train", "-d", "traffic.jsonl", "-r", "task-prior", "-o", "x", "--estimator", "magic",
                               "--no-track"])
     assert bad.exit_code != 0 and "--estimator must be one of dr, dm, ips, snips" in bad.output
+
+
+def test_report_interval_on_a_traffic_log_is_the_calibrate_helpers(tmp_path):
+    """Every point's interval in the ``evaluate`` report of an estimated test split is
+    :func:`policy_interval` of its choices (what ``calibrate`` reports), and the AIQ interval is at
+    least as wide as the AIQ through the points' interval ends."""
+    from routecast.evaluation import metrics
+    from routecast.router.pipeline import prepare
+    from routecast.training.experiment import run_experiment
+
+    made = traffic_chat_log(tmp_path / "traffic.jsonl", n=240)
+    (tmp_path / "prices.json").write_text(json.dumps(made["prices"]), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(str(tmp_path / "traffic.jsonl"), encoder=HASHING, prices=str(tmp_path / "prices.json"))
+        experiment = run_experiment(prepared, ["task-prior"], progress=False)
+    assert "test" in prepared.logged
+    result = experiment.result
+    score, curve = result.routers["task-prior"], result.curves["task-prior"]
+    ci = np.asarray(score.meta["quality_ci"])
+    assert ci.shape == (curve.n_points, 2)
+    for k in (0, curve.n_points // 2, curve.n_points - 1):
+        estimate, interval = policy_interval(prepared.logged["test"], prepared.train, curve.choices[k])
+        assert tuple(ci[k]) == pytest.approx(interval)
+        assert estimate == pytest.approx(curve.quality[k])  # the DR estimate is the curve's quality
+        assert ci[k, 1] - ci[k, 0] > 0.02
+    low = metrics.aiq(curve.cost, ci[:, 0], *result.cost_range)
+    high = metrics.aiq(curve.cost, ci[:, 1], *result.cost_range)
+    assert score.aiq_ci[0] <= low < score.aiq < high <= score.aiq_ci[1]
+    single = result.models[0]
+    _, interval = policy_interval(prepared.logged["test"], prepared.train,
+                                  np.zeros(prepared.test.n_prompts, dtype=int))
+    assert tuple(result.routers[single].meta["quality_ci"][0]) == pytest.approx(interval)
+    assert any("as calibrate's" in note for note in result.notes)
+
+
+def test_exemplar_weighted_by_logged_propensities_recovers_the_quality():
+    """Model a is logged mostly on easy prompts: weighted, its mean (the exemplar router's quality
+    where no exemplar matches) is the whole distribution's 0.6, unweighted the logging policy's 0.78;
+    on a traffic log only cells that beat the other model's mean become exemplars."""
+    weighted = make_router("exemplar", encoder=HASHING).fit(_skewed_traffic())
+    unweighted = make_router("exemplar", encoder=HASHING).fit(_skewed_traffic(logged_propensity=False))
+    assert abs(weighted.prior_[0] - 0.6) < 0.03
+    assert abs(weighted.prior_[0] - 0.6) < abs(unweighted.prior_[0] - 0.6) - 0.1
+    assert abs(weighted.prior_[1] - 0.5) < 0.04
+    log = _skewed_traffic()
+    owners = weighted.exemplar_owner_
+    assert set(owners.tolist()) == {0, 1} and (owners == 0).sum() == 50 and (owners == 1).sum() == 50
+    # every exemplar is a logged success (1 > the other model's mean), none a logged failure
+    picked = make_router("exemplar", encoder=HASHING, n_auto=10_000).fit(log)
+    assert (picked.exemplar_owner_ == 0).sum() == int(np.nansum(log.scores[:, 0] == 1.0))
+    # the draw follows the weights: a's exemplars lean to hard prompts (weight 1/0.2) more than its logged cells do
+    successes = np.flatnonzero(log.scores[:, 0] == 1.0)
+    hard = successes % 2 == 1
+    assert hard.mean() < 0.1  # the logging policy sent a few hard prompts to a
+    drawn = make_router("exemplar", encoder=HASHING, n_auto=200).fit(log)
+    E = drawn.exemplar_embeddings_[drawn.exemplar_owner_ == 0]
+    from routecast.router.embedding_cache import embed
+    from routecast.router.encoders.base import l2_normalise
+
+    emb = l2_normalise(embed(drawn.get_encoder(), [log.prompts[i] for i in successes]))
+    rows = np.array([int(np.argmax(emb @ e)) for e in E])
+    assert hard[rows].mean() > 0.15  # weighted draw: about a quarter of a's exemplars are hard prompts
+
+
+def test_exemplar_on_a_complete_log_is_unchanged_by_unit_propensities():
+    rng = np.random.default_rng(3)
+    n = 300
+    scores = (rng.random((n, 3)) < [0.3, 0.6, 0.8]).astype(float)
+    args = ([f"p{i}" for i in range(n)], [f"q{i}" for i in range(n)], ("a", "b", "c"), scores, np.tile([1.0, 2.0, 3.0], (n, 1)))
+    plain = make_router("exemplar", encoder=HASHING, n_auto=20).fit(OutcomeLog(*args))
+    ones = make_router("exemplar", encoder=HASHING, n_auto=20).fit(
+        OutcomeLog(*args, meta=pd.DataFrame({"propensity": np.ones(n)})))
+    np.testing.assert_array_equal(plain.exemplar_owner_, ones.exemplar_owner_)
+    np.testing.assert_array_equal(plain.exemplar_embeddings_, ones.exemplar_embeddings_)
+    np.testing.assert_allclose(plain.prior_, ones.prior_)
+    np.testing.assert_allclose(plain.prior_, scores.mean(axis=0))
+
+
+def test_model_selection_of_the_priors_weighs_held_out_cells():
+    from routecast.router.group_prior import masked_brier
+
+    predicted = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    scores = np.array([[1.0, np.nan], [0.0, np.nan], [np.nan, 1.0]])
+    assert masked_brier(predicted, scores) == pytest.approx(0.25)
+    assert masked_brier(predicted, scores, np.ones((3, 2))) == pytest.approx(0.25)
+    skewed = np.array([[3.0, np.nan], [1.0, np.nan], [np.nan, 1.0]])
+    assert masked_brier(np.array([[0.9, 0.5], [0.9, 0.5], [0.9, 1.0]]), scores, skewed) == pytest.approx(
+        (3 * 0.01 + 1 * 0.81 + 0.0) / 5)
+    # cluster-prior scores each candidate on its held-out cells weighted by inverse propensity
+    from routecast.router.cluster_prior import cluster_table, fit_clusters
+    from routecast.router.inner_split import split_validation
+
+    log = _skewed_traffic(n=1200)
+    X = np.random.default_rng(0).normal(size=(log.n_prompts, 4)).astype(np.float32)
+    router = make_router("cluster-prior", k=1, encoder=HASHING).fit(log, embeddings=X)
+    inner, held = split_validation(log.n_prompts, 0.2, 0)
+    weights = log.propensity_weights()
+    centroids = fit_clusters(X[inner], 1, 0)
+    assert len(router.selection_) > 1
+    for key, brier in router.selection_.items():
+        strength = float(key.split("shrinkage=")[1])
+        table = cluster_table(X[inner], log.scores[inner], centroids, strength, weights[inner], True)
+        predicted = np.repeat(table[:1], len(held), axis=0)
+        assert brier == pytest.approx(masked_brier(predicted, log.scores[held], weights[held]))
+        assert abs(brier - masked_brier(predicted, log.scores[held])) > 1e-4
+
+
+def test_sw_ranking_on_a_traffic_log_names_the_fix():
+    from routecast.core.tags import policy_tags
+    from routecast.errors import RoutingError
+
+    cls = type(make_router("sw-ranking"))
+    assert policy_tags(cls).needs_shared_prompts  # declared on the class, read by the contract test
+    with pytest.raises(RoutingError) as err:
+        make_router("sw-ranking", encoder=HASHING).fit(_skewed_traffic(n=200))
+    text = str(err.value)
+    assert "'sw-ranking' learns from comparisons of two or more models' scores on the same prompt" in text
+    assert "routecast collect --fill LOG --budget USD -e endpoints.yaml" in text and "100% of its prompts" in text
+    assert "linear, knn, mlp" in text
+
+
+def test_finetuned_encoder_with_a_contrastive_objective_refuses_a_traffic_log():
+    pytest.importorskip("torch")
+    from routecast.errors import RoutingError
+
+    with pytest.raises(RoutingError) as err:
+        make_router("finetuned-encoder", base_model="tiny", objective="routerdc").fit(_skewed_traffic(n=100))
+    text = str(err.value)
+    assert "objective='routerdc'; objective='masked' fits the logged cells alone" in text
+    assert "routecast collect --fill LOG" in text
