@@ -116,7 +116,7 @@ def run_dataset(name: str, args) -> dict:
     every = np.arange(test.n_prompts)
     out = {"dataset": name, "prompts": {"train": train.n_prompts, "test": test.n_prompts}, "models": list(log.models),
            "prior_aiq": aiq_of(prior, every, c_range), "draws": [], "families": {}}
-    logs, keys = {"complete": train}, []
+    logs = {"complete": train}
     for draw in range(args.draws):
         sparse = sparsify(train, logging_policy(train, "uniform", best, np.random.default_rng(1 + draw)), "estimated")
         missing = np.isnan(sparse.scores)

@@ -121,12 +121,18 @@ def self_normalised(observed: np.ndarray, propensity: np.ndarray) -> np.ndarray:
     return propensity * scale[None, :]
 
 
+def check_estimator(estimator: str) -> None:
+    """The one refusal of an unknown ``estimator`` (named as the parameter, not a CLI flag), so
+    callers that must refuse before loading any data say exactly what this module says."""
+    if estimator not in SPLIT_ESTIMATORS:
+        raise ConfigError(f"estimator must be one of {', '.join(SPLIT_ESTIMATORS)}, got {estimator!r}")
+
+
 def estimated_cells(split: OutcomeLog, train: OutcomeLog, estimator: str = DEFAULT_ESTIMATOR
                     ) -> tuple[np.ndarray, np.ndarray, str, str | None]:
     """(n, m) ``estimator`` estimate of every cell of ``split``, (n, m) logging propensities (NaN
     where unknown), whether they were ``"logged"`` or ``"estimated"``, and the grouping column."""
-    if estimator not in SPLIT_ESTIMATORS:
-        raise ConfigError(f"estimator must be one of {', '.join(SPLIT_ESTIMATORS)}, got {estimator!r}")
+    check_estimator(estimator)
     by = group_column(train, split)
     propensity, source = split.logging_propensities(by)
     if estimator == "dm":  # the train split's outcome model alone

@@ -100,12 +100,9 @@ def prepare(data: str, *, encoder: str = DEFAULT_ENCODER, val: float = 0.1, test
     """
     from routecast.data import load_data, split_log
     from routecast.data.preferences import PairwiseLog
-    from routecast.router.estimated_split import SPLIT_ESTIMATORS
+    from routecast.router.estimated_split import check_estimator
 
-    if estimator not in SPLIT_ESTIMATORS:  # refused before any loading, whatever shape the log has
-        from routecast.errors import ConfigError
-
-        raise ConfigError(f"--estimator must be one of {', '.join(SPLIT_ESTIMATORS)}, got {estimator!r}")
+    check_estimator(estimator)  # refused before any loading, whatever shape the log has
     if isinstance(prices, Path):
         prices = str(prices)
     log = load_data(data, columns=columns, prices=prices, duplicates=duplicates)

@@ -211,7 +211,7 @@ def test_cli_estimator_switch_is_named_in_the_report(tmp_path, monkeypatch):
     assert lo < test_split["quality"] < hi and hi - lo > 0.05
     bad = runner.invoke(app, ["train", "-d", "traffic.jsonl", "-r", "task-prior", "-o", "x", "--estimator", "magic",
                               "--no-track"])
-    assert bad.exit_code != 0 and "--estimator must be one of dr, dm, ips, snips" in bad.output
+    assert bad.exit_code != 0 and "estimator must be one of dr, dm, ips, snips, got 'magic'" in bad.output
 
 
 def test_report_interval_on_a_traffic_log_is_the_calibrate_helpers(tmp_path):
