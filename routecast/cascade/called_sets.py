@@ -19,6 +19,13 @@ def members(mask: int, p: int) -> np.ndarray:
     return ((int(mask) >> np.arange(p)) & 1).astype(bool)
 
 
+def set_costs(sets: list[int], unit_costs: np.ndarray) -> np.ndarray:
+    """(len(sets),) the cost of calling each set of models: the sum of its members' unit costs
+    (a set's calls are sent together, so each member is paid once)."""
+    p = len(unit_costs)
+    return np.array([unit_costs[members(s, p)].sum() for s in sets])
+
+
 def masks(p: int, max_calls: int, *, with_empty: bool) -> list[int]:
     """Bit masks of the model sets of size <= max_calls (by size, then lexicographic)."""
     out = [0] if with_empty else []

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from routecast.cascade.called_sets import members
+from routecast.cascade.called_sets import members, set_costs
 
 #: the look-ahead modes :class:`~routecast.cascade.cascade_router.CascadeRouter` can choose from on validation
 #: (``conditional`` and ``sets``: :mod:`routecast.cascade.set_actions`)
@@ -87,7 +87,7 @@ def value_of_calling(planner, mask: int, j: int, q: np.ndarray, lams: np.ndarray
     else:
         inner = np.zeros_like(moved)
     new_best = np.stack([np.where(members(c, p)[None, :], inner, -np.inf).max(axis=1) for c in follow])
-    new_cost = np.array([o.costs_[members(c, p)].sum() for c in follow])
+    new_cost = set_costs(follow, o.costs_)
     expected = np.maximum(best_now[:, None, None], new_best[None, :, :]).mean(axis=2)  # (R, M)
     utility = expected[None, :, :] - lams[:, None, None] * new_cost[None, None, :]  # (k, R, M)
     return utility.max(axis=2).mean(axis=1)

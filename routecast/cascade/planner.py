@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from routecast.cascade.called_sets import masks, members, outcomes
+from routecast.cascade.called_sets import masks, members, outcomes, set_costs
 from routecast.cascade.lookahead import value_of_calling as empirical_value_of_calling
 from routecast.cascade.posterior import AnswerFacts, state_features
 from routecast.cascade.set_actions import CONDITIONAL_MODES, call_sets, conditional_values
@@ -86,7 +86,7 @@ class Planner:
         actions = ([0] if mask else []) + calls
         k = len(lams)
         value = np.empty((k, len(actions)))
-        cost = np.array([o.costs_[members(t, p)].sum() for t in actions])
+        cost = set_costs(actions, o.costs_)
         first = 1 if mask else 0
         if mask:
             value[:, 0] = q[called].max()
@@ -123,7 +123,7 @@ class Planner:
         # per follow-up set: the new models' best drawn quality (R',) (none: -inf) and their cost
         inner_draws = np.clip(q[None, :] + spread[None, :] * o.draws_[::-1], 0.0, 1.0)  # independent of R
         new_best = np.stack([np.where(members(c, p)[None, :], inner_draws, -np.inf).max(axis=1) for c in follow])
-        new_cost = np.array([o.costs_[members(c, p)].sum() for c in follow])
+        new_cost = set_costs(follow, o.costs_)
         # E over R' of max(best_now[r], new_best[m, r']) -> (R, M)
         expected = np.maximum(best_now[:, None, None], new_best[None, :, :]).mean(axis=2)
         utility = expected[None, :, :] - lams[:, None, None] * new_cost[None, None, :]  # (k, R, M)

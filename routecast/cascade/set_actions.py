@@ -42,7 +42,7 @@ import itertools
 
 import numpy as np
 
-from routecast.cascade.called_sets import members
+from routecast.cascade.called_sets import members, set_costs
 
 #: the look-ahead modes of this module (the others: routecast.cascade.lookahead.LOOKAHEADS)
 CONDITIONAL_MODES = ("conditional", "sets")
@@ -84,7 +84,7 @@ def conditional_values(planner, mask: int, q: np.ndarray, calls: list[int], lams
         for m in range(p):  # a max over a short last axis is slow in numpy: one pass per model
             np.maximum(best, moved[:, m, None, None] + shift[None, :, :, m], out=best)
         gain = np.clip(best, 0.0, 1.0).mean(axis=2)  # (R, M)
-        cost = np.array([o.costs_[members(u, p)].sum() for u in follow])
+        cost = set_costs(follow, o.costs_)
         best_follow = (gain[None, :, :] - lams[:, None, None] * cost[None, None, :]).max(axis=2)  # (k, R)
         out[:, a] = np.maximum(stop[None, :], best_follow).mean(axis=1)
     return out
