@@ -93,7 +93,7 @@ def read_fill_target(source, *, prices=None, columns=None) -> FillTarget:
     path, label = resolve_source(source)
     kind = EXTENSIONS.get(path.suffix.lower())
     if kind not in ("jsonl", "csv", "parquet"):
-        raise DataError("collect --fill appends rows to a .jsonl, .csv or .parquet log", path=label)
+        raise DataError("filling appends rows to a .jsonl, .csv or .parquet log", path=label)
     frame, label = read_source(source, columns)
     if "messages" in frame.columns and "prompt" not in frame.columns or detect_format(frame.columns) == "wide":
         raise DataError("filling appends one row per (prompt, model): the log must be in the long format "

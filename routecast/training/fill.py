@@ -156,6 +156,13 @@ def _kg(sd: np.ndarray, gap: np.ndarray) -> np.ndarray:
     return sd * (z * ndtr(z) + np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi))
 
 
+def check_budget(budget: float) -> None:
+    """The one refusal of a budget that cannot cap spending (negative, NaN or infinite), shared by
+    both ways of choosing cells."""
+    if not np.isfinite(budget) or budget < 0:
+        raise ConfigError(f"budget must be a number >= 0 (USD), got {budget}")
+
+
 def choose_cells(log, budget: float, cost: np.ndarray, groups: np.ndarray, *, candidates: np.ndarray,
                  pending: np.ndarray | None = None, strength: float = STRENGTH, lams: np.ndarray | None = None,
                  seed: int = 0) -> tuple[list[tuple[int, int]], float, np.ndarray]:
@@ -167,8 +174,7 @@ def choose_cells(log, budget: float, cost: np.ndarray, groups: np.ndarray, *, ca
     """
     from routecast.router.group_prior import shrunk_group_means
 
-    if not np.isfinite(budget) or budget < 0:
-        raise ConfigError(f"budget must be a number >= 0 (USD), got {budget}")
+    check_budget(budget)
     scores = log.scores
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     logged = ~np.isnan(scores)
@@ -309,8 +315,7 @@ def choose_cells_by_prompt(log, budget: float, cost: np.ndarray, X: np.ndarray, 
     """
     from routecast.progress import Progress
 
-    if not np.isfinite(budget) or budget < 0:
-        raise ConfigError(f"budget must be a number >= 0 (USD), got {budget}")
+    check_budget(budget)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) != log.n_prompts:
         raise ConfigError(f"embeddings must have one row per prompt ({log.n_prompts}), got shape {X.shape}")
