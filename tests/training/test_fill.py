@@ -226,7 +226,7 @@ def test_plan_fill_refuses_an_unknown_value(tmp_path):
 def test_fill_refuses_what_it_cannot_do(tmp_path, backend):
     log = tmp_path / "traffic.jsonl"
     _traffic(log)
-    with pytest.raises(ConfigError, match="budget must be"):
+    with pytest.raises(ConfigError, match=r"budget must be a number >= 0 \(USD\), got -1.0"):
         fill_log(log, _endpoints(backend), -1.0, progress=False)
     (tmp_path / "traffic.jsonl.card.yaml").write_text("do_not_resend: true\n", encoding="utf-8")
     with pytest.raises(DataError, match="do_not_resend"):
@@ -246,7 +246,7 @@ def test_fill_refuses_what_it_cannot_do(tmp_path, backend):
 
 def test_collect_fill_on_the_cli(tmp_path, backend):
     log = tmp_path / "traffic.jsonl"
-    _traffic(log)
+    rows = _traffic(log)
     endpoints = tmp_path / "endpoints.json"
     endpoints.write_text(json.dumps(_endpoints(backend)), encoding="utf-8")
     res = CliRunner().invoke(app, ["collect", "--fill", str(log), "--budget", "0.006", "-e", str(endpoints),
@@ -254,6 +254,10 @@ def test_collect_fill_on_the_cli(tmp_path, backend):
     assert res.exit_code == 0, res.output
     cells = sum(backend.answered.values())
     assert cells > 0 and f"{cells} sent, 0 from the journal; {cells} rows appended" in res.output
+    # the LOG itself (no --out) gained exactly the answered cells, unscored, within the budget
+    added = _lines(log)[len(rows):]
+    assert {(r["prompt"], r["model"]) for r in added} == set(backend.answered) and len(added) == cells
+    assert all(r["score"] is None for r in added) and sum(COST[r["model"]] for r in added) <= 0.006 + 1e-12
     assert "groups: benchmark" in res.output and "next: routecast score" in res.output
     assert "value of information per group" in res.output
     res = CliRunner().invoke(app, ["collect", "p.jsonl", "-e", str(endpoints), "-o", "x.jsonl", "--value", "group"])
