@@ -26,6 +26,11 @@ log carries each choice's probability, as a ``propensity`` field) and ``estimate
 from the split itself: the log carries none).
 
     nice -n 5 .venv/bin/python benchmarks/sparse_logs.py [--datasets llmrouter_9models] [--draws 50]
+        [--routers linear,knn,task-prior,prior-residual,mf,mlp,irt] [--policies uniform]
+
+``--routers`` bounds the time: each router is fitted 1 + len(policies) x ``--aiq-draws`` times; mlp
+and irt cost about 45 s a fit on llmrouter_9models (3,587 train prompts, 2 shared cores), the
+others under 8 s (the JSON's ``fit_seconds``). ``--coverage-routers ''`` skips the coverage re-draws.
 """
 
 from __future__ import annotations
